@@ -1,0 +1,3 @@
+//! One integration-test binary; one module per topic (STYLE.md §2.12).
+
+mod support;

@@ -1,0 +1,5 @@
+//! Shared test support: the real pypsrp client in a venv under `target/`.
+
+#![allow(dead_code)]
+
+pub mod python;
