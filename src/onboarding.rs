@@ -46,7 +46,10 @@ fn known(config: &Config) -> String {
         .join(", ")
 }
 
-fn require<'a>(config: &'a Config, tenant: &TenantName) -> Result<&'a crate::config::Tenant, Error> {
+fn require<'a>(
+    config: &'a Config,
+    tenant: &TenantName,
+) -> Result<&'a crate::config::Tenant, Error> {
     config.tenant(tenant).ok_or_else(|| Error::UnknownTenant {
         tenant: tenant.clone(),
         known: known(config),
@@ -102,7 +105,11 @@ pub async fn check(
             r.tenant.as_str(),
             r.verdict,
             if r.roles.is_empty() { "-" } else { &r.roles },
-            if r.directory_roles.is_empty() { "none" } else { &r.directory_roles },
+            if r.directory_roles.is_empty() {
+                "none"
+            } else {
+                &r.directory_roles
+            },
             r.expires_in_min.map_or("-".into(), |m| format!("{m} min")),
         )?;
     }
@@ -116,7 +123,11 @@ pub async fn check(
     writeln!(
         out,
         "\n{}",
-        if ready { "all tenants ready" } else { "not every tenant is ready" }
+        if ready {
+            "all tenants ready"
+        } else {
+            "not every tenant is ready"
+        }
     )?;
     Ok(ready)
 }

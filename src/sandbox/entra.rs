@@ -19,6 +19,10 @@
 //! The caller binds the listener (`127.0.0.1:0` in tests) and supplies the TLS config
 //! (from [`super::pki::TestCa`]), as everything else in the crate does.
 
+// Refusals are built as the HTTP response they become; boxing them would buy nothing in a
+// simulator that answers a handful of requests per test.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -400,7 +404,9 @@ impl EntraSim {
         match (req.method(), segs.as_slice()) {
             (&Method::POST, [tenant, "oauth2", "v2.0", "token"]) => {
                 let tenant = (*tenant).to_owned();
-                *lock(&self.state.requests).entry(tenant.clone()).or_default() += 1;
+                *lock(&self.state.requests)
+                    .entry(tenant.clone())
+                    .or_default() += 1;
                 let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
                     Ok(b) => b.to_bytes(),
                     Err(_) => {
@@ -471,7 +477,8 @@ impl EntraSim {
                 );
             }
         }
-        let form: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
+        let form: HashMap<String, String> =
+            url::form_urlencoded::parse(body).into_owned().collect();
         match self.issue(tenant, url, &form) {
             Ok(v) => json_response(StatusCode::OK, &v),
             Err(rsp) => rsp,
@@ -607,8 +614,8 @@ impl EntraSim {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         header.kid = Some(self.state.kid.clone());
         header.x5t = Some(self.state.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, self.state.signing.expose())
-            .map_err(|e| {
+        let token =
+            jsonwebtoken::encode(&header, &claims, self.state.signing.expose()).map_err(|e| {
                 aadsts(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "server_error",
@@ -646,7 +653,10 @@ impl EntraSim {
         let client_id = &app.client_id;
         let now = now_secs();
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-        validation.algorithms = vec![jsonwebtoken::Algorithm::RS256, jsonwebtoken::Algorithm::PS256];
+        validation.algorithms = vec![
+            jsonwebtoken::Algorithm::RS256,
+            jsonwebtoken::Algorithm::PS256,
+        ];
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
@@ -759,7 +769,12 @@ impl EntraSim {
                 )
             })?
             .claims;
-        let s = |k: &str| unverified.get(k).and_then(Value::as_str).unwrap_or_default();
+        let s = |k: &str| {
+            unverified
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
         let (iss, sub) = (s("iss"), s("sub"));
         let by_issuer: Vec<_> = app.federated.iter().filter(|f| f.issuer == iss).collect();
         if by_issuer.is_empty() {
@@ -767,7 +782,9 @@ impl EntraSim {
                 bad,
                 "invalid_request",
                 700211,
-                &format!("No matching federated identity record found for presented assertion issuer '{iss}'."),
+                &format!(
+                    "No matching federated identity record found for presented assertion issuer '{iss}'."
+                ),
             ));
         }
         let Some(fic) = by_issuer.into_iter().find(|f| f.subject == sub) else {
@@ -775,7 +792,9 @@ impl EntraSim {
                 bad,
                 "invalid_request",
                 700213,
-                &format!("No matching federated identity record found for presented assertion subject '{sub}'."),
+                &format!(
+                    "No matching federated identity record found for presented assertion subject '{sub}'."
+                ),
             ));
         };
         let aud_ok = match unverified.get("aud") {

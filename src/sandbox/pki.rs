@@ -92,10 +92,14 @@ impl TestCa {
     /// [`PkiError::Generate`].
     pub fn server_certificate(&self, names: &[&str]) -> Result<ServerCertificate, PkiError> {
         let key = KeyPair::generate().map_err(generate("server key"))?;
-        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .map_err(generate("server certificate"))?;
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .map_err(generate("server certificate"))?;
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, names.first().copied().unwrap_or("localhost"));
+        dn.push(
+            DnType::CommonName,
+            names.first().copied().unwrap_or("localhost"),
+        );
         params.distinguished_name = dn;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params
@@ -175,7 +179,9 @@ impl AppCertificate {
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;
-        let cert = params.self_signed(&key).map_err(generate("app certificate"))?;
+        let cert = params
+            .self_signed(&key)
+            .map_err(generate("app certificate"))?;
         Ok(Self {
             der: cert.der().to_vec(),
             cert_pem: cert.pem(),
@@ -277,7 +283,9 @@ pub fn write(path: &Path, data: &[u8]) -> Result<(), PkiError> {
         opts.mode(0o600);
     }
     use std::io::Write;
-    opts.open(path).and_then(|mut f| f.write_all(data)).map_err(err)
+    opts.open(path)
+        .and_then(|mut f| f.write_all(data))
+        .map_err(err)
 }
 
 /// The `SubjectPublicKeyInfo` of an X.509 certificate's DER, and inside it the key bits
@@ -316,7 +324,9 @@ fn der_tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
         }
         let (bytes, r) = rest.split_at(n);
         rest = r;
-        bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
+        bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
     };
     (rest.len() >= len).then(|| rest.split_at(len))
 }
@@ -327,7 +337,10 @@ pub fn rsa_components(pkcs1: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     let (n, rest) = der_tlv(seq, 0x02)?;
     let (e, _) = der_tlv(rest, 0x02)?;
     let strip = |v: &[u8]| {
-        let i = v.iter().position(|b| *b != 0).unwrap_or(v.len().saturating_sub(1));
+        let i = v
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(v.len().saturating_sub(1));
         v[i..].to_vec()
     };
     Some((strip(n), strip(e)))
@@ -361,8 +374,6 @@ mod tests {
         .unwrap();
         let (_, chain) = store.private_key_chain().unwrap();
         assert_eq!(chain.certs()[0].as_der(), app.der.as_slice());
-        assert!(
-            p12_keystore::KeyStore::from_pkcs12(&pfx, "wrong", Default::default()).is_err()
-        );
+        assert!(p12_keystore::KeyStore::from_pkcs12(&pfx, "wrong", Default::default()).is_err());
     }
 }

@@ -27,24 +27,41 @@ fn a_typo_in_the_example_is_reported_with_line_and_key() {
         .unwrap()
         .replace("organization = \"fabrikam", "organisation = \"fabrikam");
     let err = Config::parse(&text, &example()).unwrap_err();
-    let Error::Parse { line, message, .. } = &err else { panic!("{err}") };
-    let expected_line = text.lines().position(|l| l.starts_with("organisation")).unwrap() + 1;
+    let Error::Parse { line, message, .. } = &err else {
+        panic!("{err}")
+    };
+    let expected_line = text
+        .lines()
+        .position(|l| l.starts_with("organisation"))
+        .unwrap()
+        + 1;
     assert_eq!(*line, expected_line, "{err}");
     assert!(message.contains("organisation"), "{err}");
-    assert!(err.to_string().starts_with(&format!("{}:{expected_line}:", example().display())));
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}:{expected_line}:", example().display()))
+    );
 }
 
 #[test]
 fn a_missing_file_says_which() {
-    let err = Config::load(Path::new("/nonexistent/exo.toml")).unwrap_err().to_string();
-    assert!(err.starts_with("cannot read configuration file /nonexistent/exo.toml: "), "{err}");
+    let err = Config::load(Path::new("/nonexistent/exo.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("cannot read configuration file /nonexistent/exo.toml: "),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_user_with_an_unknown_tenant_gets_the_known_names() {
-    let text = std::fs::read_to_string(example())
-        .unwrap()
-        .replace("tenants = [\"contoso\", \"fabrikam\"]", "tenants = [\"contoso\", \"fabrikm\"]");
-    let err = Config::parse(&text, Path::new("exo.toml")).unwrap_err().to_string();
+    let text = std::fs::read_to_string(example()).unwrap().replace(
+        "tenants = [\"contoso\", \"fabrikam\"]",
+        "tenants = [\"contoso\", \"fabrikm\"]",
+    );
+    let err = Config::parse(&text, Path::new("exo.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(": user reporting: tenants: unknown tenant \"fabrikm\"; [[tenant]] names are contoso, fabrikam; for example: tenants = [\"contoso\"]"), "{err}");
 }

@@ -1,5 +1,5 @@
 //! One integration-test binary; one module per topic (STYLE.md §2.12).
 
-mod support;
 mod config;
+mod support;
 mod token;

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use exo_authproxy::config::{Config, TenantName};
 use exo_authproxy::onboarding;
-use exo_authproxy::sandbox::entra::{App, EntraSim, FederatedIssuer, RegisteredCertificate, SimHandle};
+use exo_authproxy::sandbox::entra::{
+    App, EntraSim, FederatedIssuer, RegisteredCertificate, SimHandle,
+};
 use exo_authproxy::sandbox::pki::{AppCertificate, AppCertificateFiles, TestCa};
 use exo_authproxy::secret::Secret;
 use exo_authproxy::token::claims::EXCHANGE_ADMINISTRATOR;
@@ -54,11 +56,19 @@ async fn start() -> Sim {
     entra.consent(FABRIKAM, CLIENT, true);
     entra.add_tenant(NORTHWIND);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = entra.spawn(listener, ca.loopback_server_config().unwrap()).unwrap();
+    let handle = entra
+        .spawn(listener, ca.loopback_server_config().unwrap())
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
     let files = app.write_to(dir.path(), "app", PFX_PASSWORD).unwrap();
-    Sim { entra, handle, dir, app, _files: files }
+    Sim {
+        entra,
+        handle,
+        dir,
+        app,
+        _files: files,
+    }
 }
 
 impl Sim {
@@ -163,7 +173,10 @@ async fn pfx_with_the_wrong_password_is_a_credential_error_for_that_tenant() {
     let err = engine.token(&contoso()).await.unwrap_err().to_string();
     assert!(err.starts_with("tenant contoso: credential: "), "{err}");
     assert!(err.contains("app.pfx: cannot open it"), "{err}");
-    assert!(err.contains("check the password in pfx_password_env"), "{err}");
+    assert!(
+        err.contains("check the password in pfx_password_env"),
+        "{err}"
+    );
     assert!(!err.contains("not-the-secret"), "{err}");
     assert_eq!(sim.entra.total_token_requests(), 0);
 }
@@ -187,7 +200,10 @@ async fn federated_token_file_is_read_again_for_every_request() {
         &[("contoso", CONTOSO, "")],
     );
     let engine = TokenEngine::new(&config, &env()).unwrap();
-    assert_eq!(engine.token(&contoso()).await.unwrap().diagnosis, Diagnosis::Ready);
+    assert_eq!(
+        engine.token(&contoso()).await.unwrap().diagnosis,
+        Diagnosis::Ready
+    );
 
     // Kubernetes rotated the file, and this one has expired: the next request reads it.
     std::fs::write(&file, issuer.mint(subject, 7200, 3600)).unwrap();
@@ -199,7 +215,11 @@ async fn federated_token_file_is_read_again_for_every_request() {
     engine.refresh(&contoso()).await.unwrap();
     assert_eq!(sim.entra.token_requests(CONTOSO), 3);
 
-    std::fs::write(&file, issuer.mint("system:serviceaccount:other:sa", 0, 3600)).unwrap();
+    std::fs::write(
+        &file,
+        issuer.mint("system:serviceaccount:other:sa", 0, 3600),
+    )
+    .unwrap();
     let err = engine.refresh(&contoso()).await.unwrap_err().to_string();
     assert!(err.contains("AADSTS700213"), "{err}");
     assert!(err.contains("no federated credential on app"), "{err}");
@@ -217,7 +237,10 @@ async fn certificate_not_uploaded_names_the_thumbprint_to_upload() {
     let engine = TokenEngine::new(&config, &env()).unwrap();
     let err = engine.token(&contoso()).await.unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, TokenError::Rejected { status: 401, code: Some(700027), .. }), "{text}");
+    assert!(
+        matches!(&err, TokenError::Rejected(r) if r.status == 401 && r.code == Some(700027)),
+        "{text}"
+    );
     let expect = format!(
         "Entra ID rejected app {CLIENT} (AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application."
     );
@@ -243,7 +266,10 @@ async fn unknown_tenant_says_it_does_not_exist_at_the_authority() {
     let config = sim.config(sim.pem(), &[("ghost", missing, "")]);
     let engine = TokenEngine::new(&config, &env()).unwrap();
     let err = engine.token(&"ghost".into()).await.unwrap_err().to_string();
-    assert!(err.contains("AADSTS90002: Tenant '99999999-9999-4999-8999-999999999999' not found"), "{err}");
+    assert!(
+        err.contains("AADSTS90002: Tenant '99999999-9999-4999-8999-999999999999' not found"),
+        "{err}"
+    );
     assert!(
         err.contains(&format!(
             "tenant {missing} does not exist at {}: check tenant_id of [[tenant]] ghost",
@@ -258,7 +284,11 @@ async fn unconsented_tenant_gives_the_admin_consent_url() {
     let sim = start().await;
     let config = sim.config(sim.pem(), &[("northwind", NORTHWIND, "")]);
     let engine = TokenEngine::new(&config, &env()).unwrap();
-    let err = engine.token(&"northwind".into()).await.unwrap_err().to_string();
+    let err = engine
+        .token(&"northwind".into())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("AADSTS700016"), "{err}");
     assert!(
         err.contains(&format!(
@@ -272,10 +302,16 @@ async fn unconsented_tenant_gives_the_admin_consent_url() {
 #[tokio::test]
 async fn bad_client_secret_says_to_paste_the_value_not_the_id() {
     let sim = start().await;
-    let config = sim.config("client_secret_env = \"WRONG_SECRET\"", &[("contoso", CONTOSO, "")]);
+    let config = sim.config(
+        "client_secret_env = \"WRONG_SECRET\"",
+        &[("contoso", CONTOSO, "")],
+    );
     let engine = TokenEngine::new(&config, &env()).unwrap();
     let err = engine.token(&contoso()).await.unwrap_err().to_string();
-    assert!(err.contains("AADSTS7000215: Invalid client secret provided"), "{err}");
+    assert!(
+        err.contains("AADSTS7000215: Invalid client secret provided"),
+        "{err}"
+    );
     assert!(
         err.contains("the client secret in $WRONG_SECRET is wrong for app 7a3c1f0e-1234-4abc-9def-0123456789ab: paste the secret's *Value*, not its Secret ID"),
         "{err}"
@@ -311,7 +347,11 @@ async fn one_tenant_failing_leaves_the_others_working() {
         &[
             ("contoso", CONTOSO, ""),
             ("northwind", NORTHWIND, ""),
-            ("fabrikam", FABRIKAM, "client_secret_env = \"UNSET_VARIABLE\""),
+            (
+                "fabrikam",
+                FABRIKAM,
+                "client_secret_env = \"UNSET_VARIABLE\"",
+            ),
         ],
     );
     let engine = TokenEngine::new(&config, &env()).unwrap();
@@ -344,20 +384,33 @@ async fn entra_503_and_429_are_retried_and_retry_after_is_honoured() {
     sim.entra.throttle_next(1, 1);
     let started = std::time::Instant::now();
     engine.refresh(&contoso()).await.unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1), "waited {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited {:?}",
+        started.elapsed()
+    );
     assert_eq!(sim.entra.token_requests(CONTOSO), 4);
 
     sim.entra.fail_next(10, StatusCode::BAD_GATEWAY);
-    let settings = Settings { backoff_base: Duration::from_millis(1), ..Settings::default() };
+    let settings = Settings {
+        backoff_base: Duration::from_millis(1),
+        ..Settings::default()
+    };
     let engine = TokenEngine::with_settings(&config, &env(), settings).unwrap();
     let err = engine.token(&contoso()).await.unwrap_err().to_string();
-    assert!(err.contains("unavailable after 4 attempt(s): HTTP 502 Bad Gateway: AADSTS90033"), "{err}");
+    assert!(
+        err.contains("unavailable after 4 attempt(s): HTTP 502 Bad Gateway: AADSTS90033"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn a_token_without_a_directory_role_names_the_role_to_assign() {
     let sim = start().await;
-    let config = sim.config(sim.pem(), &[("contoso", CONTOSO, ""), ("fabrikam", FABRIKAM, "")]);
+    let config = sim.config(
+        sim.pem(),
+        &[("contoso", CONTOSO, ""), ("fabrikam", FABRIKAM, "")],
+    );
     let engine = TokenEngine::new(&config, &env()).unwrap();
     let Diagnosis::Warning(text) = engine.token(&"fabrikam".into()).await.unwrap().diagnosis else {
         panic!("expected a warning");
@@ -366,20 +419,38 @@ async fn a_token_without_a_directory_role_names_the_role_to_assign() {
 
     // `check` prints both and passes: a warning alone does not fail it.
     let mut out = Vec::new();
-    let ready = onboarding::check(&config, &env(), None, &mut out).await.unwrap();
+    let ready = onboarding::check(&config, &env(), None, &mut out)
+        .await
+        .unwrap();
     let out = String::from_utf8(out).unwrap();
     assert!(ready, "{out}");
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].starts_with("TENANT           TOKEN    ROLES"), "{out}");
-    assert!(lines[1].starts_with("contoso          ok       Exchange.ManageAsApp   Exchange Administrator"), "{out}");
-    assert!(lines[2].starts_with("fabrikam         warning  Exchange.ManageAsApp   none"), "{out}");
-    assert!(out.contains("fabrikam (warning): tenant fabrikam: the token of app"), "{out}");
+    assert!(
+        lines[0].starts_with("TENANT           TOKEN    ROLES"),
+        "{out}"
+    );
+    assert!(
+        lines[1]
+            .starts_with("contoso          ok       Exchange.ManageAsApp   Exchange Administrator"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("fabrikam         warning  Exchange.ManageAsApp   none"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fabrikam (warning): tenant fabrikam: the token of app"),
+        "{out}"
+    );
     assert!(out.ends_with("all tenants ready\n"), "{out}");
 
     // Once the role is assigned, check (which forces a fresh token) shows it at once.
-    sim.entra.assign_role(FABRIKAM, CLIENT, EXCHANGE_ADMINISTRATOR);
+    sim.entra
+        .assign_role(FABRIKAM, CLIENT, EXCHANGE_ADMINISTRATOR);
     let mut out = Vec::new();
-    onboarding::check(&config, &env(), Some(&"fabrikam".into()), &mut out).await.unwrap();
+    onboarding::check(&config, &env(), Some(&"fabrikam".into()), &mut out)
+        .await
+        .unwrap();
     let out = String::from_utf8(out).unwrap();
     assert!(out.contains("fabrikam         ok "), "{out}");
 }
@@ -387,18 +458,40 @@ async fn a_token_without_a_directory_role_names_the_role_to_assign() {
 #[tokio::test]
 async fn check_fails_for_an_unconsented_tenant_and_consent_url_says_what_to_do() {
     let sim = start().await;
-    let config = sim.config(sim.pem(), &[("contoso", CONTOSO, ""), ("northwind", NORTHWIND, "")]);
+    let config = sim.config(
+        sim.pem(),
+        &[("contoso", CONTOSO, ""), ("northwind", NORTHWIND, "")],
+    );
     let mut out = Vec::new();
-    let ready = onboarding::check(&config, &env(), None, &mut out).await.unwrap();
+    let ready = onboarding::check(&config, &env(), None, &mut out)
+        .await
+        .unwrap();
     let out = String::from_utf8(out).unwrap();
     assert!(!ready, "{out}");
     assert!(out.contains("northwind        error    -"), "{out}");
-    assert!(out.contains("northwind (error): tenant northwind: Entra ID rejected app"), "{out}");
+    assert!(
+        out.contains("northwind (error): tenant northwind: Entra ID rejected app"),
+        "{out}"
+    );
     let text = onboarding::consent_url(&config, &"northwind".into()).unwrap();
-    assert!(text.contains(&format!("{}/{NORTHWIND}/adminconsent?client_id={CLIENT}", sim.handle.authority)), "{text}");
-    assert!(text.contains("Exchange Administrator → Add assignments"), "{text}");
-    let err = onboarding::consent_url(&config, &"nope".into()).unwrap_err().to_string();
-    assert_eq!(err, "tenant nope is not configured; [[tenant]] names are contoso, northwind");
+    assert!(
+        text.contains(&format!(
+            "{}/{NORTHWIND}/adminconsent?client_id={CLIENT}",
+            sim.handle.authority
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("Exchange Administrator → Add assignments"),
+        "{text}"
+    );
+    let err = onboarding::consent_url(&config, &"nope".into())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "tenant nope is not configured; [[tenant]] names are contoso, northwind"
+    );
 }
 
 #[tokio::test]
@@ -406,15 +499,22 @@ async fn token_command_prints_claims_and_the_token_only_when_raw() {
     let sim = start().await;
     let config = sim.config(sim.pem(), &[("contoso", CONTOSO, "")]);
     let mut out = Vec::new();
-    onboarding::token(&config, &env(), &contoso(), false, &mut out).await.unwrap();
+    onboarding::token(&config, &env(), &contoso(), false, &mut out)
+        .await
+        .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(doc["claims"]["tid"], CONTOSO);
     assert_eq!(doc["claims"]["roles"][0], "Exchange.ManageAsApp");
     assert_eq!(doc["directory_roles"][0], "Exchange Administrator");
     assert_eq!(doc["diagnosis"]["verdict"], "ready");
-    assert!(!String::from_utf8_lossy(&out).contains("eyJ"), "no token without --raw");
+    assert!(
+        !String::from_utf8_lossy(&out).contains("eyJ"),
+        "no token without --raw"
+    );
     let mut raw = Vec::new();
-    onboarding::token(&config, &env(), &contoso(), true, &mut raw).await.unwrap();
+    onboarding::token(&config, &env(), &contoso(), true, &mut raw)
+        .await
+        .unwrap();
     assert!(raw.starts_with(b"eyJ"));
 }
 
@@ -449,16 +549,28 @@ async fn secrets_never_reach_the_log() {
 
     let sim = start().await;
     let mut tokens = Vec::new();
-    for creds in [sim.pem(), "client_secret_env = \"EXO_SECRET\"", "pfx = \"app.pfx\"\npfx_password_env = \"EXO_PFX\""] {
-        let config = sim.config(creds, &[("contoso", CONTOSO, ""), ("fabrikam", FABRIKAM, "")]);
+    for creds in [
+        sim.pem(),
+        "client_secret_env = \"EXO_SECRET\"",
+        "pfx = \"app.pfx\"\npfx_password_env = \"EXO_PFX\"",
+    ] {
+        let config = sim.config(
+            creds,
+            &[("contoso", CONTOSO, ""), ("fabrikam", FABRIKAM, "")],
+        );
         let engine = TokenEngine::new(&config, &env()).unwrap();
         let t = engine.token(&contoso()).await.unwrap();
         tracing::info!(token = ?t, "debug print of a token");
         tokens.push(t.token.expose().clone());
         let mut out = Vec::new();
-        onboarding::check(&config, &env(), None, &mut out).await.unwrap();
+        onboarding::check(&config, &env(), None, &mut out)
+            .await
+            .unwrap();
     }
-    let config = sim.config("client_secret_env = \"WRONG_SECRET\"", &[("contoso", CONTOSO, "")]);
+    let config = sim.config(
+        "client_secret_env = \"WRONG_SECRET\"",
+        &[("contoso", CONTOSO, "")],
+    );
     let engine = TokenEngine::new(&config, &env()).unwrap();
     let _ = engine.token(&contoso()).await;
 
@@ -492,7 +604,11 @@ struct Scripted {
 
 impl Scripted {
     fn new(steps: Vec<Step>, delay: Duration) -> Self {
-        Self { steps: Mutex::new(steps.into()), calls: AtomicU32::new(0), delay }
+        Self {
+            steps: Mutex::new(steps.into()),
+            calls: AtomicU32::new(0),
+            delay,
+        }
     }
     fn calls(&self) -> u32 {
         self.calls.load(Ordering::SeqCst)
@@ -504,7 +620,12 @@ impl TokenSource for Scripted {
         Box::pin(async move {
             self.calls.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(self.delay).await;
-            let step = self.steps.lock().unwrap().pop_front().expect("script exhausted");
+            let step = self
+                .steps
+                .lock()
+                .unwrap()
+                .pop_front()
+                .expect("script exhausted");
             step.map(|(name, lifetime)| Fetched {
                 token: AccessToken {
                     token: Secret::new(name.to_owned()),
@@ -531,15 +652,25 @@ fn unavailable(retry_after: Option<Duration>) -> TokenError {
 }
 
 fn key() -> CacheKey {
-    CacheKey { authority: "https://login.example".into(), tenant: contoso(), client_id: CLIENT.into() }
+    CacheKey {
+        authority: "https://login.example".into(),
+        tenant: contoso(),
+        client_id: CLIENT.into(),
+    }
 }
 
 fn one_attempt() -> Settings {
-    Settings { max_attempts: 1, ..Settings::default() }
+    Settings {
+        max_attempts: 1,
+        ..Settings::default()
+    }
 }
 
 async fn name(cache: &TokenCache<Scripted>) -> Result<String, TokenError> {
-    cache.acquire(&key()).await.map(|t| t.token.expose().clone())
+    cache
+        .acquire(&key())
+        .await
+        .map(|t| t.token.expose().clone())
 }
 
 #[tokio::test(start_paused = true)]
@@ -553,8 +684,16 @@ async fn refresh_happens_ahead_of_expiry_without_a_caller_waiting() {
     assert_eq!(cache.source().calls(), 1);
     tokio::time::sleep(2 * SECOND).await; // past half-life
     let asked = Instant::now();
-    assert_eq!(name(&cache).await.unwrap(), "first", "served at once while refreshing");
-    assert_eq!(Instant::now(), asked, "the caller did not wait for the refresh");
+    assert_eq!(
+        name(&cache).await.unwrap(),
+        "first",
+        "served at once while refreshing"
+    );
+    assert_eq!(
+        Instant::now(),
+        asked,
+        "the caller did not wait for the refresh"
+    );
     tokio::time::sleep(11 * SECOND).await; // the background fetch completes
     assert_eq!(cache.source().calls(), 2);
     assert_eq!(name(&cache).await.unwrap(), "second");
@@ -575,7 +714,10 @@ async fn failed_refreshes_keep_serving_the_token_until_five_minutes_before_expir
         t += 20 * SECOND;
     }
     let retries = cache.source().calls() - 1;
-    assert!((2..=12).contains(&retries), "background retries back off: {retries}");
+    assert!(
+        (2..=12).contains(&retries),
+        "background retries back off: {retries}"
+    );
     tokio::time::sleep((HOUR - 5 * MINUTE + SECOND).saturating_sub(t)).await;
     let err = name(&cache).await.unwrap_err().to_string();
     assert_eq!(
@@ -598,7 +740,10 @@ async fn retry_after_is_honoured_before_the_next_attempt() {
     let steps = vec![Err(unavailable(Some(HOUR)))];
     let cache = TokenCache::new(Scripted::new(steps, Duration::ZERO), Settings::default());
     let err = name(&cache).await.unwrap_err().to_string();
-    assert!(err.ends_with("(Entra asked to retry after 3600 s)"), "{err}");
+    assert!(
+        err.ends_with("(Entra asked to retry after 3600 s)"),
+        "{err}"
+    );
     assert_eq!(cache.source().calls(), 1);
 }
 
@@ -606,13 +751,19 @@ async fn retry_after_is_honoured_before_the_next_attempt() {
 async fn transient_failures_back_off_exponentially_with_a_cap() {
     let mut steps: Vec<Step> = (0..5).map(|_| Err(unavailable(None))).collect();
     steps.push(Ok(("finally", HOUR)));
-    let settings = Settings { max_attempts: 6, ..Settings::default() };
+    let settings = Settings {
+        max_attempts: 6,
+        ..Settings::default()
+    };
     let cache = TokenCache::new(Scripted::new(steps, Duration::ZERO), settings);
     let start = Instant::now();
     assert_eq!(name(&cache).await.unwrap(), "finally");
     // 200, 400, 800, 1600, 3200 ms, each jittered to 50-100 %.
     let waited = start.elapsed();
-    assert!(waited >= Duration::from_millis(3100) && waited <= Duration::from_millis(6200), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(3100) && waited <= Duration::from_millis(6200),
+        "{waited:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -623,7 +774,11 @@ async fn concurrent_cold_callers_share_one_fetch_and_one_failure() {
     );
     let results = futures_util::future::join_all((0..500).map(|_| name(&cache))).await;
     assert!(results.iter().all(Result::is_err));
-    assert_eq!(cache.source().calls(), 1, "a failure is shared, not retried per waiter");
+    assert_eq!(
+        cache.source().calls(),
+        1,
+        "a failure is shared, not retried per waiter"
+    );
     let results = futures_util::future::join_all((0..500).map(|_| name(&cache))).await;
     assert!(results.iter().all(|r| r.as_deref().ok() == Some("ok")));
     assert_eq!(cache.source().calls(), 2);
@@ -632,13 +787,19 @@ async fn concurrent_cold_callers_share_one_fetch_and_one_failure() {
 #[tokio::test(start_paused = true)]
 async fn forced_refresh_replaces_the_token_and_tenants_do_not_share() {
     let cache = TokenCache::new(
-        Scripted::new(vec![Ok(("a", HOUR)), Ok(("b", HOUR)), Ok(("other", HOUR))], Duration::ZERO),
+        Scripted::new(
+            vec![Ok(("a", HOUR)), Ok(("b", HOUR)), Ok(("other", HOUR))],
+            Duration::ZERO,
+        ),
         Settings::default(),
     );
     assert_eq!(name(&cache).await.unwrap(), "a");
     assert_eq!(cache.refresh(&key()).await.unwrap().token.expose(), "b");
     assert_eq!(name(&cache).await.unwrap(), "b");
-    let other = CacheKey { tenant: "fabrikam".into(), ..key() };
+    let other = CacheKey {
+        tenant: "fabrikam".into(),
+        ..key()
+    };
     assert_eq!(cache.acquire(&other).await.unwrap().token.expose(), "other");
     assert_eq!(name(&cache).await.unwrap(), "b");
     assert_eq!(cache.source().calls(), 3);
