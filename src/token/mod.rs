@@ -10,12 +10,14 @@
 //! - `client`: the token endpoint and its errors.
 //! - `cache`: single flight, refresh ahead, retries.
 //! - `claims`: decoding and the readiness diagnosis.
+//! - `x509`: the few DER fields we read (key/certificate match).
 
 pub mod assertion;
 pub mod cache;
 pub mod claims;
 pub mod client;
 pub mod credential;
+pub mod x509;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
