@@ -182,6 +182,9 @@ impl TokenEngine {
     /// Resolves every tenant's credential and builds the HTTPS client (`[entra] authority` and
     /// `ca_file` decide where it goes and whom it trusts: the sandbox sets both).
     ///
+    /// Reads the credential files synchronously: call it at startup, before serving (or in
+    /// `spawn_blocking`), not on a request path.
+    ///
     /// # Errors
     /// [`EngineError`] only for what affects every tenant; a tenant's own credential problem
     /// is kept and returned by [`TokenEngine::token`] for that tenant.
