@@ -10,6 +10,7 @@
 pub mod clixml;
 pub mod fragment;
 pub mod message;
+pub mod records;
 pub mod xpress;
 pub mod executor;
 pub mod wsman;
