@@ -16,9 +16,10 @@ use tokio::sync::mpsc;
 
 use super::clixml::{Object, Value};
 use super::executor::{
-    Argument, Command, Executor, InputStream, Output, OutputSink, Pipeline, PipelineEnd, Statement,
+    Argument, Command, ErrorRecord, Executor, InputStream, Output, OutputSink, Pipeline, PipelineEnd, Statement,
 };
 use super::psrp;
+use super::records;
 
 /// Commands the endpoint runs itself.
 const LOCAL_SOURCES: &[&str] = &["Get-FormatData", "Exit-PSSession"];
@@ -209,7 +210,7 @@ async fn pump(
 ) -> bool {
     while let Some(o) = rx.recv().await {
         let o = match o {
-            Output::Error(e) if merge_errors => Output::Object(psrp::error_record(&e, false)),
+            Output::Error(e) if merge_errors => Output::Object(records::error_record_object(&e).into_value()),
             o => o,
         };
         match o {
@@ -312,7 +313,7 @@ pub async fn run<E: Executor>(
     sink: OutputSink,
 ) -> PipelineEnd {
     if let Some(script) = pipeline.statements.iter().flat_map(|s| &s.commands).find(|c| c.is_script) {
-        return PipelineEnd::Failed(psrp::scripts_not_allowed(&script.name));
+        return PipelineEnd::Failed(ErrorRecord::scripts_not_allowed(&script.name));
     }
     let mut input = Some(input);
     for statement in pipeline.statements {

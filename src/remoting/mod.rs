@@ -23,6 +23,7 @@ pub mod fragment;
 pub mod message;
 mod pipeline;
 pub mod psrp;
+pub mod records;
 mod shell;
 pub mod wsman;
 pub mod xpress;
@@ -483,11 +484,11 @@ impl<E: Executor> Endpoint<E> {
                     })
                 })
                 .collect();
-            if sink.send(executor::Output::Object(psrp::metadata_count(commands.len()))).await.is_err() {
+            if sink.send(executor::Output::Object(records::command_metadata_count(commands.len()))).await.is_err() {
                 return PipelineEnd::Completed;
             }
             for c in &commands {
-                if sink.send(executor::Output::Object(psrp::command_info(c))).await.is_err() {
+                if sink.send(executor::Output::Object(records::command_metadata(c))).await.is_err() {
                     break;
                 }
             }

@@ -22,6 +22,7 @@ use super::executor::{ErrorCategory, Output, PipelineEnd};
 use super::fragment::{fragment, Defragmenter};
 use super::message::{Message, MessageType};
 use super::psrp;
+use super::records;
 use super::wsman::Fault;
 
 /// How much of a ReceiveResponse envelope the streams may use, and what one stream costs.
@@ -244,37 +245,34 @@ impl PipelineCtl {
         match o {
             Output::Object(v) => self.queue(out, MessageType::PipelineOutput, &v, fragment_size),
             Output::Error(e) => {
-                self.queue(out, MessageType::ErrorRecord, &psrp::error_record(&e, true), fragment_size);
+                self.queue(out, MessageType::ErrorRecord, &records::error_record(&e), fragment_size);
             }
             Output::Warning(t) => self.queue(
                 out,
                 MessageType::WarningRecord,
-                &psrp::informational_record("Warning", &t),
+                &records::informational_record(records::InformationalKind::Warning, &t),
                 fragment_size,
             ),
             Output::Verbose(t) => self.queue(
                 out,
                 MessageType::VerboseRecord,
-                &psrp::informational_record("Verbose", &t),
+                &records::informational_record(records::InformationalKind::Verbose, &t),
                 fragment_size,
             ),
             Output::Information(t) if self.information_records => {
-                self.queue(out, MessageType::InformationRecord, &psrp::information_record(&t), fragment_size);
+                self.queue(out, MessageType::InformationRecord, &records::information_record(&t, chrono::Utc::now().fixed_offset()), fragment_size);
             }
             Output::Information(t) => self.queue(
                 out,
                 MessageType::VerboseRecord,
-                &psrp::informational_record("Verbose", &t),
+                &records::informational_record(records::InformationalKind::Verbose, &t),
                 fragment_size,
             ),
         }
     }
 
     fn queue_end(&self, out: &mut Outbox, end: PipelineEnd, fragment_size: usize) {
-        let v = match &end {
-            PipelineEnd::Completed => psrp::pipeline_state(psrp::state::COMPLETED, None),
-            PipelineEnd::Failed(e) => psrp::pipeline_state(psrp::state::FAILED, Some(e)),
-        };
+        let v = records::pipeline_end(&end);
         self.queue(out, MessageType::PipelineState, &v, fragment_size);
         out.final_queued = true;
         out.rx = None;
@@ -336,7 +334,7 @@ impl PipelineCtl {
                 if c.stop_requested && !out.final_queued {
                     drop(c);
                     out.pending.clear();
-                    let v = psrp::pipeline_state(psrp::state::STOPPED, Some(&psrp::pipeline_stopped_record()));
+                    let v = records::pipeline_stopped();
                     self.queue(out, MessageType::PipelineState, &v, fragment_size);
                     out.final_queued = true;
                     out.rx = None;

@@ -20,6 +20,7 @@ use super::fragment::Defragmenter;
 use super::message::{Destination, Message, MessageType};
 use super::pipeline::{Budget, PipelineCtl, PoolOutbox};
 use super::psrp;
+use super::records;
 use super::wsman::Fault;
 
 /// Largest PSRP message accepted from a client (pipelines with many arguments or big input
@@ -153,15 +154,15 @@ impl<C> Shell<C> {
                 if msg.rpid != Uuid::nil() {
                     s.rpid = msg.rpid;
                 }
-                self.queue_pool(s, MessageType::SessionCapability, Uuid::nil(), &psrp::session_capability());
+                self.queue_pool(s, MessageType::SessionCapability, Uuid::nil(), &records::SessionCapability::server().to_value());
             }
             MessageType::InitRunspacePool => {
                 let v = psrp::decode_value("INIT_RUNSPACEPOOL", &msg.data).map_err(|e| bad_data(&e.to_string()))?;
                 s.max_runspaces = psrp::member(&v, "MaxRunspaces").and_then(psrp::as_i64).unwrap_or(1).max(1);
                 s.rpid = msg.rpid;
                 let rpid = s.rpid;
-                self.queue_pool(s, MessageType::ApplicationPrivateData, rpid, &psrp::application_private_data());
-                self.queue_pool(s, MessageType::RunspacePoolState, rpid, &psrp::runspace_pool_state(2, None));
+                self.queue_pool(s, MessageType::ApplicationPrivateData, rpid, &records::application_private_data(psrp::IMPLICIT_REMOTING_HASH));
+                self.queue_pool(s, MessageType::RunspacePoolState, rpid, &records::runspace_pool_state(records::RunspacePoolState::Opened, None));
                 s.opened = true;
             }
             MessageType::SetMaxRunspaces
@@ -170,18 +171,18 @@ impl<C> Shell<C> {
             | MessageType::GetAvailableRunspaces => {
                 let v = psrp::decode_value("runspace count request", &msg.data).map_err(|e| bad_data(&e.to_string()))?;
                 let ci = psrp::call_id(&v);
-                let response = match msg.message_type {
-                    MessageType::GetAvailableRunspaces => clixml_value::Value::I64(s.max_runspaces),
+                let reply = match msg.message_type {
+                    MessageType::GetAvailableRunspaces => records::runspace_availability_count(ci, s.max_runspaces),
                     MessageType::SetMaxRunspaces => {
                         if let Some(n) = psrp::member(&v, "MaxRunspaces").and_then(psrp::as_i64) {
                             s.max_runspaces = n.max(1);
                         }
-                        clixml_value::Value::Bool(true)
+                        records::runspace_availability(ci, true)
                     }
-                    _ => clixml_value::Value::Bool(true),
+                    _ => records::runspace_availability(ci, true),
                 };
                 let rpid = msg.rpid;
-                self.queue_pool(s, MessageType::RunspaceAvailability, rpid, &psrp::runspace_availability(response, ci));
+                self.queue_pool(s, MessageType::RunspaceAvailability, rpid, &reply);
             }
             MessageType::PublicKey => {
                 // Declined: a clean, explained Broken state instead of leaving the client
@@ -195,7 +196,7 @@ impl<C> Shell<C> {
                     ErrorCategory::NotImplemented,
                 );
                 let rpid = msg.rpid;
-                self.queue_pool(s, MessageType::RunspacePoolState, rpid, &psrp::runspace_pool_state(5, Some(&e)));
+                self.queue_pool(s, MessageType::RunspacePoolState, rpid, &records::runspace_pool_state(records::RunspacePoolState::Broken, Some(&e)));
             }
             other => {
                 tracing::debug!(shell = %self.id, message_type = ?other, "ignored pool-level PSRP message");

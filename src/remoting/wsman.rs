@@ -704,7 +704,13 @@ mod tests {
 
     #[test]
     fn other_prefixes_same_namespaces() {
-        let x = CREATE.replace("s:", "env:").replace("xmlns:s=", "xmlns:env=").replace("a:", "wsa:")
+        let x = CREATE
+            .replace("<s:", "<env:")
+            .replace("</s:", "</env:")
+            .replace(" s:mustUnderstand", " env:mustUnderstand")
+            .replace("xmlns:s=", "xmlns:env=")
+            .replace("<a:", "<wsa:")
+            .replace("</a:", "</wsa:")
             .replace("xmlns:a=", "xmlns:wsa=");
         let r = parse_request(x.as_bytes(), 1 << 20).unwrap();
         assert_eq!(r.action, ACTION_CREATE);
