@@ -325,21 +325,25 @@ impl PipelineCtl {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
+            let stop = {
                 let mut c = lock(&self.control);
                 if let Some(s) = c.handoff.take() {
                     out.rx = Some(s.rx);
                     out.end = Some(s.end);
                 }
-                if c.stop_requested && !out.final_queued {
-                    drop(c);
-                    out.pending.clear();
-                    let v = records::pipeline_stopped();
-                    self.queue(out, MessageType::PipelineState, &v, fragment_size);
-                    out.final_queued = true;
-                    out.rx = None;
-                    out.end = None;
+                (c.stop_requested && !out.final_queued).then(|| c.task.take())
+            };
+            if let Some(task) = stop {
+                if let Some(task) = task {
+                    // Aborted in stop(); wait until the executor's future is really dropped
+                    // (its in-flight requests cancelled) before reporting Stopped.
+                    let _ = task.await;
                 }
+                out.pending.clear();
+                self.queue(out, MessageType::PipelineState, &records::pipeline_stopped(), fragment_size);
+                out.final_queued = true;
+                out.rx = None;
+                out.end = None;
             }
             while let Some(f) = out.pending.front() {
                 let cost = budget.cost(f.len());
