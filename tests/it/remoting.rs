@@ -243,7 +243,7 @@ async fn pypsrp_runs_commands_streams_errors_metadata_and_refuses_scripts() {
     assert_eq!(many["state"], 4);
     assert_eq!(many["last"]["adapted"]["Name"], "thing-19999");
     assert_eq!(many["last"]["adapted"]["Created"], "2024-02-29T19:18:19.0000000+01:00");
-    assert_eq!(exec.produced.load(Ordering::SeqCst), 1 + 20_000);
+    assert_eq!(exec.produced.load(Ordering::SeqCst), 1 + 20_000 + 7, "Get-Thing ran for 1, 0, 20000 and 7 objects");
 
     let st = &r["streams"];
     assert_eq!(st["warnings"], serde_json::json!(["careful: this is a test warning"]));
