@@ -11,6 +11,7 @@ pub mod clixml;
 pub mod executor;
 pub mod fragment;
 pub mod message;
+pub mod records;
 pub mod wsman;
 pub mod xpress;
 
