@@ -13,3 +13,6 @@ pub struct AppIdentity {
     /// The tenant's organization domain.
     pub organization: String,
 }
+
+pub mod entra;
+pub mod pki;
