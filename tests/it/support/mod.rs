@@ -2,5 +2,5 @@
 
 #![allow(dead_code)]
 
-pub mod python;
 pub mod endpoint;
+pub mod python;
