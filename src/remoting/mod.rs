@@ -430,7 +430,7 @@ impl<E: Executor> Endpoint<E> {
         }
         for arg in &body.arguments {
             let blob = b64(arg, "rsp:Arguments")?;
-            self.pipeline_data(shell, &ctl, caller.clone(), &blob)
+            self.pipeline_data(shell, &ctl, caller.clone(), &blob, self.deadline(req))
                 .await?;
         }
         Ok(format!(
@@ -445,6 +445,7 @@ impl<E: Executor> Endpoint<E> {
         ctl: &Arc<PipelineCtl>,
         caller: E::Caller,
         blob: &[u8],
+        deadline: Instant,
     ) -> Result<(), Fault> {
         let messages = ctl
             .push_fragments(blob)
@@ -471,8 +472,22 @@ impl<E: Executor> Endpoint<E> {
                     let v = psrp::decode_value("PIPELINE_INPUT", &msg.data)
                         .map_err(|e| bad_data(&e.to_string()))?;
                     if let Some(tx) = ctl.input() {
-                        // Waits while the executor's input queue is full (back-pressure).
-                        let _ = tx.send(v).await;
+                        // Waits while the executor's input queue is full (back-pressure),
+                        // but not forever: a command that does not read its input would
+                        // otherwise hang the client's Send.
+                        let sent = tokio::time::timeout_at(deadline, tx.send(v)).await;
+                        if sent.is_err() {
+                            return Err(Fault::receiver(
+                                "w:TimedOut",
+                                codes::OPERATION_TIMEDOUT,
+                                format!(
+                                    "Command {} is not reading its pipeline input; the input \
+                                     object was not delivered. Pipe input only into commands \
+                                     that accept it.",
+                                    ctl.command_id
+                                ),
+                            ));
+                        }
                     }
                 }
                 MessageType::EndOfPipelineInput => ctl.end_input(),
@@ -587,8 +602,14 @@ impl<E: Executor> Endpoint<E> {
                 None => shell.pool_data(&blob)?,
                 Some(cid) => {
                     let ctl = shell.pipeline(cid).ok_or_else(|| unknown_command(cid))?;
-                    self.pipeline_data(shell, &ctl, shell.caller.clone(), &blob)
-                        .await?;
+                    self.pipeline_data(
+                        shell,
+                        &ctl,
+                        shell.caller.clone(),
+                        &blob,
+                        self.deadline(req),
+                    )
+                    .await?;
                 }
             }
         }

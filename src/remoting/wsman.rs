@@ -930,4 +930,22 @@ mod tests {
         let parsed = parse_request(rsp.body(), 1 << 20).unwrap();
         assert_eq!(parsed.action, ACTION_FAULT);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let _ = parse_request(&bytes, 4096);
+        }
+
+        #[test]
+        fn mutated_envelopes_never_panic(cut in 0usize..2000, pos in 0usize..2000, byte in proptest::num::u8::ANY) {
+            let mut b = CREATE.as_bytes().to_vec();
+            let pos = pos % b.len();
+            b[pos] = byte;
+            b.truncate(cut.max(1).min(b.len()));
+            if let Ok(r) = parse_request(&b, 1 << 20) {
+                let _ = fault_response(&Fault::unknown_shell(r.shell_id.as_deref().unwrap_or("")), r.message_id.as_deref());
+            }
+        }
+    }
 }
