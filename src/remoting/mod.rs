@@ -84,6 +84,8 @@ const DEFAULT_MAX_ENVELOPE: usize = 153_600;
 const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pipeline input objects queued before a Send waits for the executor.
 const INPUT_BUFFER: usize = 64;
+/// Commands one shell may hold at once (running, or finished but not yet received/closed).
+const MAX_PIPELINES_PER_SHELL: usize = 128;
 
 type Shells<C> = HashMap<String, Arc<Shell<C>>>;
 
@@ -332,7 +334,7 @@ impl<E: Executor> Endpoint<E> {
             if shells.contains_key(&id) {
                 return Err(Fault::sender(
                     "w:AlreadyExists",
-                    2_150_858_803,
+                    codes::ALREADY_EXISTS,
                     format!("A shell with ShellId {id} already exists; use a new ShellId."),
                 ));
             }
@@ -360,7 +362,7 @@ impl<E: Executor> Endpoint<E> {
              <w:ResourceURI>{uri}</w:ResourceURI><w:SelectorSet><w:Selector Name=\"ShellId\">{id}</w:Selector>\
              </w:SelectorSet></a:ReferenceParameters></x:ResourceCreated>\
              <rsp:Shell><rsp:ShellId>{id}</rsp:ShellId><rsp:ResourceUri>{uri}</rsp:ResourceUri>\
-             <rsp:Owner>{owner}</rsp:Owner><rsp:ClientIP>127.0.0.1</rsp:ClientIP>\
+             <rsp:Owner>{owner}</rsp:Owner>\
              <rsp:IdleTimeOut>{idle}</rsp:IdleTimeOut><rsp:InputStreams>stdin pr</rsp:InputStreams>\
              <rsp:OutputStreams>stdout</rsp:OutputStreams><rsp:CompressionMode>{mode}</rsp:CompressionMode>\
              <rsp:Encoding>UTF8</rsp:Encoding><rsp:BufferMode>Block</rsp:BufferMode>\
@@ -417,10 +419,20 @@ impl<E: Executor> Endpoint<E> {
             if s.closed {
                 return Err(Fault::unknown_shell(&shell.id));
             }
+            if s.pipelines.len() >= MAX_PIPELINES_PER_SHELL {
+                return Err(Fault::sender(
+                    "w:QuotaLimit",
+                    codes::QUOTA_MAX_OPERATIONS,
+                    format!(
+                        "This session already has {MAX_PIPELINES_PER_SHELL} commands open; close \
+                         finished commands (or open a new session) before starting more."
+                    ),
+                ));
+            }
             if s.pipelines.contains_key(&command_id) {
                 return Err(Fault::sender(
                     "w:AlreadyExists",
-                    2_150_858_803,
+                    codes::ALREADY_EXISTS,
                     format!(
                         "Command {command_id} already exists in this shell; use a new CommandId."
                     ),

@@ -103,6 +103,10 @@ pub mod codes {
     pub const INVALID_XML: u32 = 2_150_858_819;
     /// ERROR_WSMAN_QUOTA_MAX_SHELLS: too many shells for this user.
     pub const QUOTA_MAX_SHELLS: u32 = 2_150_859_173;
+    /// ERROR_WSMAN_QUOTA_MAX_OPERATIONS: too many commands in one shell.
+    pub const QUOTA_MAX_OPERATIONS: u32 = 2_150_859_174;
+    /// ERROR_WSMAN_ALREADY_EXISTS: a ShellId/CommandId already in use.
+    pub const ALREADY_EXISTS: u32 = 2_150_858_803;
     /// ERROR_WSMAN_UNSUPPORTED_FEATURE: an option we cannot honour (mustUnderstand).
     pub const UNSUPPORTED_FEATURE: u32 = 2_150_858_818;
 }
