@@ -252,7 +252,7 @@ impl<E: Executor> Endpoint<E> {
                     ));
                 }
                 let shell = self.find_shell(owner, req)?;
-                shell.enter();
+                let _in_flight = shell.enter();
                 let result = match action {
                     wsman::ACTION_DELETE => self.delete(&shell),
                     wsman::ACTION_COMMAND => self.command(&shell, caller, req).await,
@@ -260,7 +260,6 @@ impl<E: Executor> Endpoint<E> {
                     wsman::ACTION_RECEIVE => self.receive(&shell, req).await,
                     _ => self.signal(&shell, req),
                 };
-                shell.leave();
                 result
             }
         }

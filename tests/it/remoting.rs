@@ -1136,6 +1136,24 @@ async fn idle_shells_are_deleted() {
         ..Settings::default()
     });
     open_pool(&mut c, false).await;
+    // A client that disconnects in the middle of a long poll: the request future is dropped.
+    let ep = c.ep.clone();
+    let abandoned = tokio::spawn(async move {
+        let xml = envelope(
+            wsman::ACTION_RECEIVE,
+            Some(SHELL_ID),
+            "<w:OperationTimeout>PT30S</w:OperationTimeout>",
+            "<rsp:Receive><rsp:DesiredStream>stdout</rsp:DesiredStream></rsp:Receive>",
+            "uuid:ABAB",
+        );
+        let req = http::Request::post("/")
+            .body(Bytes::from(xml))
+            .expect("request");
+        ep.handle("admin@contoso.onmicrosoft.com", (), req).await
+    });
+    tokio::task::yield_now().await;
+    abandoned.abort();
+    let _ = abandoned.await;
     tokio::time::advance(Duration::from_secs(61)).await;
     let r = c.receive(None, "PT1S", 512_000).await;
     assert_eq!(r.fault_code(), Some(2_150_858_843), "{}", r.body);
