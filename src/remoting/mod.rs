@@ -8,11 +8,11 @@
 //! commands), and the shell/runspace/pipeline state machine.
 
 pub mod clixml;
+pub mod executor;
 pub mod fragment;
 pub mod message;
-pub mod xpress;
-pub mod executor;
 pub mod wsman;
+pub mod xpress;
 
 use std::sync::Arc;
 use std::time::Duration;
