@@ -122,7 +122,7 @@ pub enum ProxyError {
         reason: String,
     },
     /// The token engine could not provide a token.
-    #[error("tenant {tenant}: no Exchange access token: {source}")]
+    #[error("no Exchange access token for tenant {tenant}: {source}")]
     Token {
         /// Local tenant.
         tenant: TenantName,

@@ -117,11 +117,7 @@ async fn run(command: Command) -> Result<(), Failure> {
 }
 
 fn load_config(path: &std::path::Path) -> Result<Config, Failure> {
-    // WIRING: replace with `Config::load(path)` (validation with file:line:key) once the
-    // token branch's config.rs has landed.
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::Config(format!("cannot read {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| Failure::Config(format!("{}: {e}", path.display())))
+    Config::load(path).map_err(|e| Failure::Config(e.to_string()))
 }
 
 fn onboarding_unavailable(
@@ -138,8 +134,10 @@ fn onboarding_unavailable(
 
 async fn serve(path: &std::path::Path) -> Result<(), Failure> {
     let config = load_config(path)?;
-    // WIRING: `TokenEngine::new(&config, &config::ProcessEnvironment)` from the token branch.
-    let tokens = Arc::new(exo_authproxy::token::TokenEngine {});
+    let tokens =
+        exo_authproxy::token::TokenEngine::new(&config, &exo_authproxy::config::ProcessEnvironment)
+            .map_err(|e| Failure::Credential(e.to_string()))?;
+    let tokens = Arc::new(tokens);
     let services = Services { tokens, rest: None };
     let prepared = Prepared::new(&config, services).map_err(|e| match e {
         ServeError::Tls(_) => Failure::Certificate(e.to_string()),

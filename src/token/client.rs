@@ -161,12 +161,13 @@ impl EntraSource {
                 form.push(("client_secret", secret.expose().clone()));
             }
             Credential::Federated(path) => {
-                let jwt = credential::read_federated(path).await.map_err(|e| {
-                    TokenError::Credential {
-                        tenant: t.tenant.clone(),
-                        error: e,
-                    }
-                })?;
+                let jwt =
+                    credential::read_federated(path)
+                        .await
+                        .map_err(|e| TokenError::Credential {
+                            tenant: t.tenant.clone(),
+                            error: e,
+                        })?;
                 form.push(("client_assertion_type", JWT_BEARER.into()));
                 form.push(("client_assertion", jwt.into_exposed()));
             }
@@ -177,16 +178,15 @@ impl EntraSource {
                 .finish(),
         );
         drop(form);
-        let unavailable = |status: Option<u16>, reason: String, retry_after| {
-            TokenError::Unavailable {
+        let unavailable =
+            |status: Option<u16>, reason: String, retry_after| TokenError::Unavailable {
                 tenant: t.tenant.clone(),
                 url: t.token_url.clone(),
                 status,
                 reason,
                 retry_after,
                 attempts: 1,
-            }
-        };
+            };
         let rsp = self
             .http
             .post(&t.token_url)
@@ -263,7 +263,11 @@ impl EntraSource {
             tenant: t.tenant.clone(),
             detail: "the token response has no numeric expires_in".into(),
         })?;
-        let refresh_in = ok.refresh_in.as_ref().and_then(secs).map(Duration::from_secs);
+        let refresh_in = ok
+            .refresh_in
+            .as_ref()
+            .and_then(secs)
+            .map(Duration::from_secs);
         let (uti, diagnosis) = match Claims::decode(&ok.access_token) {
             Ok(c) => {
                 let d = claims::diagnose(
