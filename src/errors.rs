@@ -126,9 +126,9 @@ pub enum ProxyError {
     Token {
         /// Local tenant.
         tenant: TenantName,
-        /// Why.
+        /// Why (boxed: it is large and rare).
         #[source]
-        source: TokenError,
+        source: Box<TokenError>,
     },
     /// The token's claims show Exchange will refuse it.
     #[error("tenant {tenant}: the app's token cannot be used with Exchange: {reason}")]

@@ -170,11 +170,11 @@ impl Prepared {
         }
         let auth = listener::basic_auth::Authenticator::new(&config.users)?;
         let upstream = match config.exchange.mode {
-            Mode::Winrm => Upstream::Winrm(forward::winrm::Winrm::new(
+            Mode::Winrm => Upstream::Winrm(Box::new(forward::winrm::Winrm::new(
                 &config.exchange.endpoint,
                 config.exchange.ca_file.as_deref(),
                 services.tokens,
-            )?),
+            )?)),
             Mode::Rest => Upstream::Rest(services.rest.ok_or(ServeError::RestBridgeMissing)?),
         };
         Ok(Self {

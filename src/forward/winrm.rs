@@ -217,7 +217,7 @@ impl Winrm {
                 .await
                 .map_err(|source| ProxyError::Token {
                     tenant: tenant.name.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
         check_usable(route, &token)?;
         let deadline = deadline_for(&body);
@@ -294,7 +294,7 @@ impl Winrm {
             .await
             .map_err(|source| ProxyError::Token {
                 tenant: route.tenant.name.clone(),
-                source,
+                source: Box::new(source),
             })?;
         check_usable(route, &token)?;
         Ok(token)

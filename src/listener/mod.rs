@@ -63,7 +63,7 @@ pub struct LocalUser {
 /// Where authenticated requests go.
 pub enum Upstream {
     /// Passthrough to `/PowerShell-LiveID`.
-    Winrm(Winrm),
+    Winrm(Box<Winrm>),
     /// The proxy is the remoting endpoint (REST bridge).
     Rest(Arc<dyn RemotingService>),
 }
