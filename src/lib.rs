@@ -3,6 +3,7 @@
 //! # Layout
 //! - `config`: the TOML configuration, typed and validated (DESIGN.md §3).
 //! - `cli`: the command line (clap).
+//! - `onboarding`: the `check`, `token` and `consent-url` commands as library functions.
 //! - `secret`: `Secret<T>`, the one type secrets live in.
 //! - `listener`: accept loop, limits, TLS (`tls`), local Basic authentication (`basic_auth`).
 //! - `forward`: where an authenticated request goes; `winrm` passthrough.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod errors;
 pub mod forward;
 pub mod listener;
+pub mod onboarding;
 pub mod remoting;
 pub mod sandbox;
 pub mod secret;

@@ -4,7 +4,9 @@
 //! `data.rs`, `rps.rs`, `adminapi.rs` (tenant data and cmdlets; #6). This file holds the
 //! `sandbox` command: the real proxy between the two simulators, all on loopback.
 
+pub mod entra;
 pub mod exchange;
+pub mod pki;
 
 use std::net::SocketAddr;
 

@@ -214,7 +214,10 @@ impl EntraSource {
         if status.is_server_error() || status.as_u16() == 429 {
             let reason = parsed.as_ref().map_or_else(
                 || format!("HTTP {status}"),
-                |b| format!("HTTP {status}: {}", b.first_line()),
+                |b| match b.error_codes.first() {
+                    Some(code) => format!("HTTP {status}: AADSTS{code}: {}", b.first_line()),
+                    None => format!("HTTP {status}: {}", b.first_line()),
+                },
             );
             return Err(unavailable(Some(status.as_u16()), reason, retry_after));
         }
@@ -230,7 +233,7 @@ impl EntraSource {
         };
         let code = b.error_codes.first().copied();
         let fix = fix_for(code, t, cred);
-        Err(TokenError::Rejected {
+        Err(TokenError::Rejected(Box::new(super::Rejection {
             tenant: t.tenant.clone(),
             client_id: t.client_id.clone(),
             status: status.as_u16(),
@@ -240,7 +243,7 @@ impl EntraSource {
             fix,
             trace_id: b.trace_id.clone().unwrap_or_default(),
             correlation_id: b.correlation_id.clone().unwrap_or_default(),
-        })
+        })))
     }
 
     fn success(&self, t: &Target, bytes: &[u8]) -> Result<Fetched, TokenError> {
@@ -355,13 +358,23 @@ struct ErrorBody {
 }
 
 impl ErrorBody {
+    /// The first line of the description, without the `AADSTSnnn: ` prefix (the code is
+    /// shown separately).
     fn first_line(&self) -> String {
-        self.error_description
+        let line = self
+            .error_description
             .split(['\r', '\n'])
             .next()
             .unwrap_or_default()
-            .trim()
-            .to_owned()
+            .trim();
+        match line.split_once(": ") {
+            Some((code, rest))
+                if code.starts_with("AADSTS") && code[6..].chars().all(|c| c.is_ascii_digit()) =>
+            {
+                rest.to_owned()
+            }
+            _ => line.to_owned(),
+        }
     }
 }
 
