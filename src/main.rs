@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use clap::Parser;
 use exo_authproxy::cli::{Cli, Command, LogFormat};
-use exo_authproxy::config::Config;
+use exo_authproxy::config::{Config, ProcessEnvironment, TenantName};
+use exo_authproxy::onboarding;
 use exo_authproxy::{Listeners, Prepared, ServeError, Services};
 
 /// A failure of a command, with the exit code it maps to.
@@ -102,16 +103,47 @@ async fn run(command: Command) -> Result<(), Failure> {
             .map_err(|e| Failure::Runtime(e.to_string()))
         }
         Command::Check { config, tenant } => {
-            onboarding_unavailable("check", &config, tenant.as_deref())
+            let config = load_config(&config)?;
+            let tenant = tenant.map(TenantName);
+            let ready = onboarding::check(
+                &config,
+                &ProcessEnvironment,
+                tenant.as_ref(),
+                &mut std::io::stdout(),
+            )
+            .await
+            .map_err(onboarding_failure)?;
+            if ready {
+                Ok(())
+            } else {
+                Err(Failure::NotReady(
+                    "not every tenant is ready: see the fixes above".into(),
+                ))
+            }
         }
         Command::ConsentUrl { config, tenant } => {
-            onboarding_unavailable("consent-url", &config, Some(&tenant))
+            let config = load_config(&config)?;
+            let text = onboarding::consent_url(&config, &TenantName(tenant))
+                .map_err(onboarding_failure)?;
+            print!("{text}");
+            Ok(())
         }
         Command::Token {
             config,
             tenant,
-            raw: _,
-        } => onboarding_unavailable("token", &config, Some(&tenant)),
+            raw,
+        } => {
+            let config = load_config(&config)?;
+            onboarding::token(
+                &config,
+                &ProcessEnvironment,
+                &TenantName(tenant),
+                raw,
+                &mut std::io::stdout(),
+            )
+            .await
+            .map_err(onboarding_failure)
+        }
         Command::HashPassword => hash_password(),
     }
 }
@@ -120,23 +152,20 @@ fn load_config(path: &std::path::Path) -> Result<Config, Failure> {
     Config::load(path).map_err(|e| Failure::Config(e.to_string()))
 }
 
-fn onboarding_unavailable(
-    command: &str,
-    config: &std::path::Path,
-    _tenant: Option<&str>,
-) -> Result<(), Failure> {
-    let _ = load_config(config)?;
-    // WIRING: onboarding::{check, token_claims, consent_url} from the token branch.
-    Err(Failure::Runtime(format!(
-        "`{command}` is not wired into this build yet"
-    )))
+fn onboarding_failure(err: onboarding::Error) -> Failure {
+    match err {
+        onboarding::Error::Engine(_) | onboarding::Error::Token(_) => {
+            Failure::Credential(err.to_string())
+        }
+        onboarding::Error::UnknownTenant { .. } => Failure::Config(err.to_string()),
+        onboarding::Error::Io(_) => Failure::Runtime(err.to_string()),
+    }
 }
 
 async fn serve(path: &std::path::Path) -> Result<(), Failure> {
     let config = load_config(path)?;
-    let tokens =
-        exo_authproxy::token::TokenEngine::new(&config, &exo_authproxy::config::ProcessEnvironment)
-            .map_err(|e| Failure::Credential(e.to_string()))?;
+    let tokens = exo_authproxy::token::TokenEngine::new(&config, &ProcessEnvironment)
+        .map_err(|e| Failure::Credential(e.to_string()))?;
     let tokens = Arc::new(tokens);
     let services = Services { tokens, rest: None };
     let prepared = Prepared::new(&config, services).map_err(|e| match e {

@@ -42,8 +42,8 @@ pub use executor::Executor;
 use executor::{OutputSink, PipelineEnd};
 use message::{Destination, Message, MessageType};
 use pipeline::{Budget, PipelineCtl};
-use shell::{bad_data, Shell, MAX_CLIENT_MESSAGE};
-use wsman::{codes, Body, Fault, Request};
+use shell::{MAX_CLIENT_MESSAGE, Shell, bad_data};
+use wsman::{Body, Fault, Request, codes};
 
 /// Limits and timeouts of the endpoint. Defaults are what a real client needs plus a margin.
 #[derive(Debug, Clone)]
@@ -107,11 +107,17 @@ fn b64_encode(data: &[u8]) -> String {
 impl<E: Executor> Endpoint<E> {
     /// An endpoint running commands on `executor`.
     pub fn new(executor: Arc<E>, settings: Settings) -> Self {
-        Self { executor, settings, shells: Mutex::new(HashMap::new()) }
+        Self {
+            executor,
+            settings,
+            shells: Mutex::new(HashMap::new()),
+        }
     }
 
     fn shells(&self) -> MutexGuard<'_, Shells<E::Caller>> {
-        self.shells.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shells
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Number of open shells (for metrics and tests).
@@ -133,11 +139,15 @@ impl<E: Executor> Endpoint<E> {
             let fault = Fault::sender(
                 "a:ActionNotSupported",
                 codes::ACTION_NOT_SUPPORTED,
-                format!("HTTP {} is not WS-Management; send the SOAP envelope with POST.", request.method()),
+                format!(
+                    "HTTP {} is not WS-Management; send the SOAP envelope with POST.",
+                    request.method()
+                ),
             );
             let mut rsp = wsman::fault_response(&fault, None);
             *rsp.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
-            rsp.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+            rsp.headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
             return rsp;
         }
         self.sweep_idle();
@@ -174,8 +184,11 @@ impl<E: Executor> Endpoint<E> {
         let limit = self.settings.idle_timeout;
         let idle: Vec<_> = {
             let mut shells = self.shells();
-            let ids: Vec<String> =
-                shells.iter().filter(|(_, s)| s.is_idle(now, limit)).map(|(k, _)| k.clone()).collect();
+            let ids: Vec<String> = shells
+                .iter()
+                .filter(|(_, s)| s.is_idle(now, limit))
+                .map(|(k, _)| k.clone())
+                .collect();
             ids.iter().filter_map(|k| shells.remove(k)).collect()
         };
         for s in idle {
@@ -208,7 +221,12 @@ impl<E: Executor> Endpoint<E> {
         Instant::now() + t.saturating_sub(margin)
     }
 
-    async fn dispatch(&self, owner: &str, caller: E::Caller, req: &Request) -> Result<String, Fault> {
+    async fn dispatch(
+        &self,
+        owner: &str,
+        caller: E::Caller,
+        req: &Request,
+    ) -> Result<String, Fault> {
         match req.action.as_str() {
             wsman::ACTION_CREATE => self.create(owner, caller, req),
             action => {
@@ -248,7 +266,10 @@ impl<E: Executor> Endpoint<E> {
 
     fn create(&self, owner: &str, caller: E::Caller, req: &Request) -> Result<String, Fault> {
         let uri = req.resource_uri.as_deref().unwrap_or_default();
-        let Some(uri) = RESOURCE_URIS.iter().find(|u| u.eq_ignore_ascii_case(uri.trim())) else {
+        let Some(uri) = RESOURCE_URIS
+            .iter()
+            .find(|u| u.eq_ignore_ascii_case(uri.trim()))
+        else {
             return Err(Fault::sender(
                 "a:DestinationUnreachable",
                 codes::DESTINATION_UNREACHABLE,
@@ -290,11 +311,21 @@ impl<E: Executor> Endpoint<E> {
         let id = body
             .shell_id
             .as_deref()
-            .map(|s| s.trim().trim_matches(|c| c == '{' || c == '}').to_ascii_uppercase())
+            .map(|s| {
+                s.trim()
+                    .trim_matches(|c| c == '{' || c == '}')
+                    .to_ascii_uppercase()
+            })
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string().to_ascii_uppercase());
         let max_env = req.max_envelope_size.unwrap_or(DEFAULT_MAX_ENVELOPE);
-        let shell = Arc::new(Shell::new(id.clone(), owner.to_owned(), caller, compression, max_env));
+        let shell = Arc::new(Shell::new(
+            id.clone(),
+            owner.to_owned(),
+            caller,
+            compression,
+            max_env,
+        ));
         shell.pool_data(&creation)?;
         {
             let mut shells = self.shells();
@@ -340,7 +371,11 @@ impl<E: Executor> Endpoint<E> {
             id = e(&id),
             owner = e(owner),
             idle = wsman::format_duration(self.settings.idle_timeout),
-            mode = if compression { "XpressCompression" } else { "NoCompression" },
+            mode = if compression {
+                "XpressCompression"
+            } else {
+                "NoCompression"
+            },
         );
         Ok(s)
     }
@@ -352,7 +387,12 @@ impl<E: Executor> Endpoint<E> {
         Ok(String::new())
     }
 
-    async fn command(&self, shell: &Arc<Shell<E::Caller>>, caller: E::Caller, req: &Request) -> Result<String, Fault> {
+    async fn command(
+        &self,
+        shell: &Arc<Shell<E::Caller>>,
+        caller: E::Caller,
+        req: &Request,
+    ) -> Result<String, Fault> {
         let Body::CommandLine(body) = &req.body else {
             return Err(Fault::sender(
                 "w:SchemaValidationError",
@@ -381,14 +421,17 @@ impl<E: Executor> Endpoint<E> {
                 return Err(Fault::sender(
                     "w:AlreadyExists",
                     2_150_858_803,
-                    format!("Command {command_id} already exists in this shell; use a new CommandId."),
+                    format!(
+                        "Command {command_id} already exists in this shell; use a new CommandId."
+                    ),
                 ));
             }
             s.pipelines.insert(command_id.clone(), ctl.clone());
         }
         for arg in &body.arguments {
             let blob = b64(arg, "rsp:Arguments")?;
-            self.pipeline_data(shell, &ctl, caller.clone(), &blob).await?;
+            self.pipeline_data(shell, &ctl, caller.clone(), &blob)
+                .await?;
         }
         Ok(format!(
             "<rsp:CommandResponse><rsp:CommandId>{}</rsp:CommandId></rsp:CommandResponse>",
@@ -403,20 +446,30 @@ impl<E: Executor> Endpoint<E> {
         caller: E::Caller,
         blob: &[u8],
     ) -> Result<(), Fault> {
-        let messages = ctl.push_fragments(blob).map_err(|e| bad_data(&format!("pipeline fragments: {e}")))?;
+        let messages = ctl
+            .push_fragments(blob)
+            .map_err(|e| bad_data(&format!("pipeline fragments: {e}")))?;
         for raw in messages {
-            let msg = Message::decode(&raw).map_err(|e| bad_data(&format!("pipeline message: {e}")))?;
+            let msg =
+                Message::decode(&raw).map_err(|e| bad_data(&format!("pipeline message: {e}")))?;
             if msg.destination != Destination::Server {
-                return Err(bad_data("a message addressed to the client was sent to the server"));
+                return Err(bad_data(
+                    "a message addressed to the client was sent to the server",
+                ));
             }
             match msg.message_type {
-                MessageType::CreatePipeline | MessageType::GetCommandMetadata if ctl.is_started() => {
-                    return Err(bad_data("a second CREATE_PIPELINE for a command that already runs"));
+                MessageType::CreatePipeline | MessageType::GetCommandMetadata
+                    if ctl.is_started() =>
+                {
+                    return Err(bad_data(
+                        "a second CREATE_PIPELINE for a command that already runs",
+                    ));
                 }
                 MessageType::CreatePipeline => self.start_pipeline(ctl, caller.clone(), &msg),
                 MessageType::GetCommandMetadata => self.start_metadata(ctl, caller.clone(), &msg),
                 MessageType::PipelineInput => {
-                    let v = psrp::decode_value("PIPELINE_INPUT", &msg.data).map_err(|e| bad_data(&e.to_string()))?;
+                    let v = psrp::decode_value("PIPELINE_INPUT", &msg.data)
+                        .map_err(|e| bad_data(&e.to_string()))?;
                     if let Some(tx) = ctl.input() {
                         // Waits while the executor's input queue is full (back-pressure).
                         let _ = tx.send(v).await;
@@ -439,11 +492,19 @@ impl<E: Executor> Endpoint<E> {
                 let (input_tx, input_rx) = tokio::sync::mpsc::channel(INPUT_BUFFER);
                 let input_tx = (!pipeline.no_input).then_some(input_tx);
                 let executor = self.executor.clone();
-                ctl.start(msg.rpid, msg.pid, input_tx, rx, builtin::run(executor, caller, pipeline, input_rx, sink));
+                ctl.start(
+                    msg.rpid,
+                    msg.pid,
+                    input_tx,
+                    rx,
+                    builtin::run(executor, caller, pipeline, input_rx, sink),
+                );
             }
             Err(e) => {
                 let record = psrp::endpoint_error(
-                    format!("exo-authproxy could not read this command ({e}); the client sent a pipeline it cannot run."),
+                    format!(
+                        "exo-authproxy could not read this command ({e}); the client sent a pipeline it cannot run."
+                    ),
                     "InvalidCreatePipeline",
                     executor::ErrorCategory::InvalidData,
                 );
@@ -464,7 +525,9 @@ impl<E: Executor> Endpoint<E> {
                 Ok(q) => q,
                 Err(e) => {
                     return PipelineEnd::Failed(psrp::endpoint_error(
-                        format!("exo-authproxy could not read this command-metadata request ({e})."),
+                        format!(
+                            "exo-authproxy could not read this command-metadata request ({e})."
+                        ),
                         "InvalidGetCommandMetadata",
                         executor::ErrorCategory::InvalidData,
                     ));
@@ -484,11 +547,21 @@ impl<E: Executor> Endpoint<E> {
                     })
                 })
                 .collect();
-            if sink.send(executor::Output::Object(records::command_metadata_count(commands.len()))).await.is_err() {
+            if sink
+                .send(executor::Output::Object(records::command_metadata_count(
+                    commands.len(),
+                )))
+                .await
+                .is_err()
+            {
                 return PipelineEnd::Completed;
             }
             for c in &commands {
-                if sink.send(executor::Output::Object(records::command_metadata(c))).await.is_err() {
+                if sink
+                    .send(executor::Output::Object(records::command_metadata(c)))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -514,7 +587,8 @@ impl<E: Executor> Endpoint<E> {
                 None => shell.pool_data(&blob)?,
                 Some(cid) => {
                     let ctl = shell.pipeline(cid).ok_or_else(|| unknown_command(cid))?;
-                    self.pipeline_data(shell, &ctl, shell.caller.clone(), &blob).await?;
+                    self.pipeline_data(shell, &ctl, shell.caller.clone(), &blob)
+                        .await?;
                 }
             }
         }
@@ -531,8 +605,13 @@ impl<E: Executor> Endpoint<E> {
         };
         let deadline = self.deadline(req);
         let max_env = req.max_envelope_size.unwrap_or(DEFAULT_MAX_ENVELOPE);
-        let stream = wsman::xml_escape(body.desired_stream.as_deref().unwrap_or("stdout")).into_owned();
-        let stream = stream.split_whitespace().next().unwrap_or("stdout").to_owned();
+        let stream =
+            wsman::xml_escape(body.desired_stream.as_deref().unwrap_or("stdout")).into_owned();
+        let stream = stream
+            .split_whitespace()
+            .next()
+            .unwrap_or("stdout")
+            .to_owned();
         match &body.command_id {
             None => {
                 let budget = Budget::new(max_env, None, shell.compression);
@@ -542,7 +621,13 @@ impl<E: Executor> Endpoint<E> {
                     notified.as_mut().enable();
                     let fragments = shell.take_pool(&budget)?;
                     if !fragments.is_empty() {
-                        return Ok(receive_body(&stream, None, &fragments, shell.compression, None));
+                        return Ok(receive_body(
+                            &stream,
+                            None,
+                            &fragments,
+                            shell.compression,
+                            None,
+                        ));
                     }
                     tokio::select! {
                         () = &mut notified => {}
@@ -558,8 +643,18 @@ impl<E: Executor> Endpoint<E> {
                 if got.done {
                     shell.remove_pipeline(&cid);
                 }
-                let state = if got.done { wsman::COMMAND_STATE_DONE } else { wsman::COMMAND_STATE_RUNNING };
-                Ok(receive_body(&stream, Some(&cid), &got.fragments, shell.compression, Some(state)))
+                let state = if got.done {
+                    wsman::COMMAND_STATE_DONE
+                } else {
+                    wsman::COMMAND_STATE_RUNNING
+                };
+                Ok(receive_body(
+                    &stream,
+                    Some(&cid),
+                    &got.fragments,
+                    shell.compression,
+                    Some(state),
+                ))
             }
         }
     }
@@ -572,7 +667,11 @@ impl<E: Executor> Endpoint<E> {
                 "A Signal request must carry an rsp:Signal body.",
             ));
         };
-        let Some(cid) = body.command_id.as_deref().map(|c| c.trim().to_ascii_uppercase()) else {
+        let Some(cid) = body
+            .command_id
+            .as_deref()
+            .map(|c| c.trim().to_ascii_uppercase())
+        else {
             return Err(Fault::sender(
                 "w:SchemaValidationError",
                 codes::INVALID_XML,
@@ -597,7 +696,9 @@ fn unknown_command(cid: &str) -> Fault {
     Fault::sender(
         "w:InvalidSelectors",
         codes::INVALID_SELECTORS,
-        format!("Command {cid} does not exist in this shell (it finished, was terminated, or was never created)."),
+        format!(
+            "Command {cid} does not exist in this shell (it finished, was terminated, or was never created)."
+        ),
     )
 }
 
@@ -608,12 +709,26 @@ fn receive_body(
     compression: bool,
     state: Option<&str>,
 ) -> String {
-    let cid_attr = command_id.map(|c| format!(" CommandId=\"{}\"", wsman::xml_escape(c))).unwrap_or_default();
-    let mut s = String::with_capacity(64 + fragments.iter().map(|f| f.len() * 4 / 3 + 80).sum::<usize>());
+    let cid_attr = command_id
+        .map(|c| format!(" CommandId=\"{}\"", wsman::xml_escape(c)))
+        .unwrap_or_default();
+    let mut s = String::with_capacity(
+        64 + fragments
+            .iter()
+            .map(|f| f.len() * 4 / 3 + 80)
+            .sum::<usize>(),
+    );
     s.push_str("<rsp:ReceiveResponse>");
     for f in fragments {
-        let data = if compression { b64_encode(&xpress::store_stream(f)) } else { b64_encode(f) };
-        let _ = write!(s, "<rsp:Stream Name=\"{stream}\"{cid_attr}>{data}</rsp:Stream>");
+        let data = if compression {
+            b64_encode(&xpress::store_stream(f))
+        } else {
+            b64_encode(f)
+        };
+        let _ = write!(
+            s,
+            "<rsp:Stream Name=\"{stream}\"{cid_attr}>{data}</rsp:Stream>"
+        );
     }
     if let Some(state) = state {
         let _ = write!(s, "<rsp:CommandState{cid_attr} State=\"{state}\">");

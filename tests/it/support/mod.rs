@@ -3,6 +3,6 @@
 
 #![allow(dead_code)]
 
+pub mod endpoint;
 pub mod harness;
 pub mod python;
-pub mod endpoint;
