@@ -7,12 +7,13 @@
 //! `message` (PSRP messages), `clixml` (objects), `executor` (the seam to whatever runs the
 //! commands), and the shell/runspace/pipeline state machine.
 
+pub mod binding;
 pub mod clixml;
+pub mod executor;
 pub mod fragment;
 pub mod message;
-pub mod xpress;
-pub mod executor;
 pub mod wsman;
+pub mod xpress;
 
 use std::sync::Arc;
 use std::time::Duration;
