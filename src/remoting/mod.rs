@@ -9,11 +9,11 @@
 
 pub mod binding;
 pub mod clixml;
-pub mod executor;
 pub mod fragment;
 pub mod message;
-pub mod wsman;
 pub mod xpress;
+pub mod executor;
+pub mod wsman;
 
 use std::sync::Arc;
 use std::time::Duration;
