@@ -18,3 +18,7 @@ pub struct RestCaller {
     /// Organization domain.
     pub organization: Organization,
 }
+
+pub mod catalog;
+pub mod convert;
+pub mod errors;

@@ -13,3 +13,5 @@ pub struct AppIdentity {
     /// The tenant's organization domain.
     pub organization: String,
 }
+
+pub mod data;
