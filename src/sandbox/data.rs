@@ -379,7 +379,7 @@ const COMMON: &[&str] = &[
 ];
 
 /// The pagination warning.
-pub const MORE_RESULTS: &str = "There are more results available than are currently displayed. To view them, increase the value for the ResultSize parameter.";
+pub use crate::bridge::rest::MORE_RESULTS;
 
 fn binding_error(message: String) -> ExchangeError {
     ExchangeError::new(
