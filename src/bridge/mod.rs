@@ -80,9 +80,10 @@ impl<T: TokenSource> RestExecutor<T> {
             return c.clone();
         }
         let (catalog, ttl) = match self.client.exported_cmdlets(caller).await {
-            Ok(names) if !names.is_empty() => {
-                (self.builtin.restricted_to(&names), self.client.settings().catalog_ttl)
-            }
+            Ok(names) if !names.is_empty() => (
+                self.builtin.restricted_to(&names),
+                self.client.settings().catalog_ttl,
+            ),
             Ok(_) => (self.builtin.clone(), CATALOG_RETRY),
             Err(e) => {
                 tracing::warn!(tenant = %caller.tenant, error = %e,
@@ -90,8 +91,10 @@ impl<T: TokenSource> RestExecutor<T> {
                 (self.builtin.clone(), CATALOG_RETRY)
             }
         };
-        self.lock()
-            .insert(caller.tenant_id.clone(), (Instant::now() + ttl, catalog.clone()));
+        self.lock().insert(
+            caller.tenant_id.clone(),
+            (Instant::now() + ttl, catalog.clone()),
+        );
         catalog
     }
 

@@ -28,7 +28,7 @@ use serde_json::{Map, Value as Json};
 
 use super::catalog::{Catalog, Entry, Kind, wildcard_match};
 use super::convert;
-use super::errors::{ExchangeError, ErrorOrigin, scripts_not_allowed};
+use super::errors::{ErrorOrigin, ExchangeError, scripts_not_allowed};
 use crate::remoting::binding::{
     self, ActionPreference, BoundCommand, BoundValue, CommonParameters, display_value,
 };
@@ -64,7 +64,11 @@ impl Failure {
     /// From an Exchange error raised by `cmdlet`.
     pub fn from_exchange(e: &ExchangeError, cmdlet: &str, origin: &ErrorOrigin) -> Self {
         let rec = e.to_error_record(cmdlet, origin);
-        if e.is_terminating() { Self::Terminating(rec) } else { Self::NonTerminating(rec) }
+        if e.is_terminating() {
+            Self::Terminating(rec)
+        } else {
+            Self::NonTerminating(rec)
+        }
     }
 }
 
@@ -181,12 +185,22 @@ fn warning_stop(cmdlet: &str, text: &str) -> ErrorRecord {
 fn permissive(entry: &Entry, args: &[Argument]) -> Entry {
     let mut e = entry.clone();
     for (i, a) in args.iter().enumerate() {
-        let Some(raw) = a.name.as_deref() else { continue };
-        let name = raw.trim().trim_start_matches('-').trim_end_matches(':').trim();
+        let Some(raw) = a.name.as_deref() else {
+            continue;
+        };
+        let name = raw
+            .trim()
+            .trim_start_matches('-')
+            .trim_end_matches(':')
+            .trim();
         if name.is_empty()
-            || e.metadata.parameters.iter().any(|p| p.name.eq_ignore_ascii_case(name))
+            || e.metadata
+                .parameters
+                .iter()
+                .any(|p| p.name.eq_ignore_ascii_case(name))
             || binding::common_parameters(true).iter().any(|p| {
-                p.name.eq_ignore_ascii_case(name) || p.aliases.iter().any(|x| x.eq_ignore_ascii_case(name))
+                p.name.eq_ignore_ascii_case(name)
+                    || p.aliases.iter().any(|x| x.eq_ignore_ascii_case(name))
             })
         {
             continue;
@@ -217,7 +231,9 @@ fn ints(bound: &BoundCommand, name: &str) -> Option<usize> {
 fn string_list(v: &Value) -> Vec<String> {
     match v {
         Value::Object(o) => match &o.container {
-            Some(Container::List(items) | Container::Enumerable(items)) => items.iter().map(display_value).collect(),
+            Some(Container::List(items) | Container::Enumerable(items)) => {
+                items.iter().map(display_value).collect()
+            }
             _ => vec![display_value(v)],
         },
         Value::Nil => vec![],
@@ -226,7 +242,11 @@ fn string_list(v: &Value) -> Vec<String> {
 }
 
 fn member<'v>(obj: &'v Object, name: &str) -> Option<&'v Value> {
-    obj.adapted.iter().chain(obj.extended.iter()).find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+    obj.adapted
+        .iter()
+        .chain(obj.extended.iter())
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
 }
 
 impl Select {
@@ -250,23 +270,33 @@ impl Select {
 
     fn project(&self, input: Value) -> Vec<Value> {
         if let Some(expand) = &self.expand {
-            let Value::Object(obj) = &input else { return vec![] };
+            let Value::Object(obj) = &input else {
+                return vec![];
+            };
             return match member(obj, expand) {
-                Some(Value::Object(o)) if matches!(o.container, Some(Container::List(_))) => match &o.container {
-                    Some(Container::List(items)) => items.clone(),
-                    _ => vec![],
-                },
+                Some(Value::Object(o)) if matches!(o.container, Some(Container::List(_))) => {
+                    match &o.container {
+                        Some(Container::List(items)) => items.clone(),
+                        _ => vec![],
+                    }
+                }
                 Some(v) => vec![v.clone()],
                 None => vec![],
             };
         }
-        let Some(props) = &self.properties else { return vec![input] };
-        let Value::Object(obj) = &input else { return vec![input] };
+        let Some(props) = &self.properties else {
+            return vec![input];
+        };
+        let Value::Object(obj) = &input else {
+            return vec![input];
+        };
         let mut extended = Vec::new();
         for pattern in props {
             if pattern.contains('*') {
                 for (n, v) in obj.adapted.iter().chain(obj.extended.iter()) {
-                    if wildcard_match(pattern, n) && !extended.iter().any(|(e, _): &(String, Value)| e == n) {
+                    if wildcard_match(pattern, n)
+                        && !extended.iter().any(|(e, _): &(String, Value)| e == n)
+                    {
                         extended.push((n.clone(), v.clone()));
                     }
                 }
@@ -276,11 +306,17 @@ impl Select {
                     .iter()
                     .chain(obj.extended.iter())
                     .find(|(n, _)| n.eq_ignore_ascii_case(pattern));
-                let (n, v) = found.map_or((pattern.clone(), Value::Nil), |(n, v)| (n.clone(), v.clone()));
+                let (n, v) = found.map_or((pattern.clone(), Value::Nil), |(n, v)| {
+                    (n.clone(), v.clone())
+                });
                 extended.push((n, v));
             }
         }
-        let first = obj.type_names.first().cloned().unwrap_or_else(|| "System.Object".into());
+        let first = obj
+            .type_names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "System.Object".into());
         vec![Value::Object(Box::new(Object {
             type_names: vec![
                 format!("Selected.{first}"),
@@ -302,7 +338,10 @@ fn measure_info(count: u64) -> Value {
         ],
         to_string: Some("Microsoft.PowerShell.Commands.GenericMeasureInfo".into()),
         adapted: vec![
-            ("Count".into(), Value::I32(i32::try_from(count).unwrap_or(i32::MAX))),
+            (
+                "Count".into(),
+                Value::I32(i32::try_from(count).unwrap_or(i32::MAX)),
+            ),
             ("Average".into(), Value::Nil),
             ("Sum".into(), Value::Nil),
             ("Maximum".into(), Value::Nil),
@@ -326,7 +365,12 @@ impl<B: Backend> Ctx<'_, B> {
         }
     }
 
-    async fn warning(&self, cmdlet: &str, common: &CommonParameters, text: String) -> Result<(), Stop> {
+    async fn warning(
+        &self,
+        cmdlet: &str,
+        common: &CommonParameters,
+        text: String,
+    ) -> Result<(), Stop> {
         match common.warning_action {
             Some(ActionPreference::Stop) => Err(Stop::Failed(warning_stop(cmdlet, &text))),
             Some(p) if p.is_silent() => Ok(()),
@@ -361,16 +405,21 @@ impl<B: Backend> Ctx<'_, B> {
             };
             if let Some(v) = &input {
                 match convert::identity_of(v) {
-                    Some(id) if stage.entry.takes_identity() && !stage.bound.contains("Identity") => {
+                    Some(id)
+                        if stage.entry.takes_identity() && !stage.bound.contains("Identity") =>
+                    {
                         parameters.insert("Identity".into(), id);
                     }
                     _ => {
-                        self.error(&stage.bound.common, input_not_bound(cmdlet, v)).await?;
+                        self.error(&stage.bound.common, input_not_bound(cmdlet, v))
+                            .await?;
                         return Ok(Flow::More);
                     }
                 }
             }
-            let mut call = self.backend.call(self.caller, stage.entry, parameters, &stage.bound.common);
+            let mut call =
+                self.backend
+                    .call(self.caller, stage.entry, parameters, &stage.bound.common);
             while let Some(step) = call.next().await {
                 match step {
                     Ok(batch) => {
@@ -406,7 +455,9 @@ impl<B: Backend> Ctx<'_, B> {
     where
         B::Caller: Sync,
     {
-        let Some(input) = input else { return Ok(Flow::More) };
+        let Some(input) = input else {
+            return Ok(Flow::More);
+        };
         match &mut stage.local {
             Local::None => Ok(Flow::More),
             Local::Measure(n) => {
@@ -467,18 +518,26 @@ impl<B: Backend> Ctx<'_, B> {
     }
 }
 
-fn prepare<'c>(catalog: &'c Catalog, commands: &[crate::remoting::executor::Command]) -> Result<Vec<(Entry, BoundCommand)>, ErrorRecord> {
+fn prepare<'c>(
+    catalog: &'c Catalog,
+    commands: &[crate::remoting::executor::Command],
+) -> Result<Vec<(Entry, BoundCommand)>, ErrorRecord> {
     let mut out = Vec::with_capacity(commands.len());
     for c in commands {
         if c.is_script {
             return Err(scripts_not_allowed(&c.name));
         }
         let Some(found) = catalog.lookup(c.name.trim()) else {
-            let mut r = ExchangeError::command_not_found(c.name.trim()).to_error_record("", &ErrorOrigin::default());
+            let mut r = ExchangeError::command_not_found(c.name.trim())
+                .to_error_record("", &ErrorOrigin::default());
             r.fully_qualified_error_id = "CommandNotFoundException".into();
             return Err(r);
         };
-        let entry = if found.known { found.clone() } else { permissive(found, &c.args) };
+        let entry = if found.known {
+            found.clone()
+        } else {
+            permissive(found, &c.args)
+        };
         let bound = binding::bind(&entry.metadata, &c.args).map_err(|e| e.to_error_record())?;
         out.push((entry, bound));
     }
@@ -497,7 +556,11 @@ pub async fn run<B: Backend>(
 where
     B::Caller: Sync,
 {
-    let ctx = Ctx { backend, caller, output: &output };
+    let ctx = Ctx {
+        backend,
+        caller,
+        output: &output,
+    };
     for (si, statement) in pipeline.statements.iter().enumerate() {
         let prepared = match prepare(catalog, &statement.commands) {
             Ok(p) => p,

@@ -61,17 +61,29 @@ const TRANSIENT: &[&str] = &[
 /// Where the bridge gets tokens: the token engine in the proxy, anything in tests.
 pub trait TokenSource: Send + Sync + 'static {
     /// A valid token for `tenant`.
-    fn token(&self, tenant: &TenantName) -> impl Future<Output = Result<Secret<String>, String>> + Send;
+    fn token(
+        &self,
+        tenant: &TenantName,
+    ) -> impl Future<Output = Result<Secret<String>, String>> + Send;
     /// A fresh token after Exchange refused the cached one.
-    fn refresh(&self, tenant: &TenantName) -> impl Future<Output = Result<Secret<String>, String>> + Send;
+    fn refresh(
+        &self,
+        tenant: &TenantName,
+    ) -> impl Future<Output = Result<Secret<String>, String>> + Send;
 }
 
 impl TokenSource for crate::token::TokenEngine {
     async fn token(&self, tenant: &TenantName) -> Result<Secret<String>, String> {
-        crate::token::TokenEngine::token(self, tenant).await.map(|t| t.token).map_err(|e| e.to_string())
+        crate::token::TokenEngine::token(self, tenant)
+            .await
+            .map(|t| t.token)
+            .map_err(|e| e.to_string())
     }
     async fn refresh(&self, tenant: &TenantName) -> Result<Secret<String>, String> {
-        crate::token::TokenEngine::refresh(self, tenant).await.map(|t| t.token).map_err(|e| e.to_string())
+        crate::token::TokenEngine::refresh(self, tenant)
+            .await
+            .map(|t| t.token)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -126,7 +138,10 @@ impl RestSettings {
     }
 
     fn timeout_for(&self, cmdlet: &str) -> Duration {
-        self.cmdlet_timeouts.iter().find(|(c, _)| c.eq_ignore_ascii_case(cmdlet)).map_or(self.timeout, |(_, d)| *d)
+        self.cmdlet_timeouts
+            .iter()
+            .find(|(c, _)| c.eq_ignore_ascii_case(cmdlet))
+            .map_or(self.timeout, |(_, d)| *d)
     }
 }
 
@@ -150,7 +165,11 @@ struct Page {
 }
 
 fn header(resp: &reqwest::Response, name: &str) -> String {
-    resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn origin(resp: &reqwest::Response) -> ErrorOrigin {
@@ -171,15 +190,21 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
     if let Ok(secs) = v.parse::<f64>() {
         return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
     }
-    chrono::DateTime::parse_from_rfc2822(v)
-        .ok()
-        .map(|t| (t.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or_default())
+    chrono::DateTime::parse_from_rfc2822(v).ok().map(|t| {
+        (t.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default()
+    })
 }
 
 impl<T: TokenSource> RestClient<T> {
     /// A client over `http` (its trust roots decide which endpoints it accepts).
     pub fn new(http: reqwest::Client, tokens: Arc<T>, settings: RestSettings) -> Self {
-        Self { http, settings, tokens }
+        Self {
+            http,
+            settings,
+            tokens,
+        }
     }
 
     /// The settings.
@@ -244,13 +269,20 @@ impl<T: TokenSource> RestClient<T> {
             cmdlet,
             "ConnectionError",
             ErrorCategory::ConnectionError,
-            format!("Exchange Online at {} could not be reached for {cmdlet}: {e}", self.settings.endpoint),
+            format!(
+                "Exchange Online at {} could not be reached for {cmdlet}: {e}",
+                self.settings.endpoint
+            ),
         ))
     }
 
     fn backoff(&self, attempt: u32, hint: Option<Duration>) -> Duration {
         hint.map_or_else(
-            || self.settings.retry_base.saturating_mul(1u32 << attempt.min(10)),
+            || {
+                self.settings
+                    .retry_base
+                    .saturating_mul(1u32 << attempt.min(10))
+            },
             |d| d.min(self.settings.max_retry_after),
         )
     }
@@ -261,7 +293,11 @@ impl<T: TokenSource> RestClient<T> {
         let tenant = &ctx.caller.tenant;
         let mut refreshed = false;
         let mut attempt = 0u32;
-        let mut token = self.tokens.token(tenant).await.map_err(|e| token_failure(cmdlet, tenant, &e))?;
+        let mut token = self
+            .tokens
+            .token(tenant)
+            .await
+            .map_err(|e| token_failure(cmdlet, tenant, &e))?;
         loop {
             let request_id = Uuid::new_v4();
             let mut req = self
@@ -272,7 +308,10 @@ impl<T: TokenSource> RestClient<T> {
                 .header("Content-Type", "application/json")
                 .header("Accept", "application/json")
                 .header("Accept-Charset", "UTF-8")
-                .header("X-AnchorMailbox", format!("APP:{ANCHOR_MAILBOX}@{}", ctx.caller.tenant_id))
+                .header(
+                    "X-AnchorMailbox",
+                    format!("APP:{ANCHOR_MAILBOX}@{}", ctx.caller.tenant_id),
+                )
                 .header("Prefer", format!("odata.maxpagesize={}", ctx.page_size))
                 .header("X-CmdletName", cmdlet)
                 .header("client-request-id", request_id.to_string())
@@ -300,7 +339,11 @@ impl<T: TokenSource> RestClient<T> {
                 200..=299 => return Ok((self.read_body(resp, cmdlet).await?, origin)),
                 401 if !refreshed => {
                     refreshed = true;
-                    token = self.tokens.refresh(tenant).await.map_err(|e| token_failure(cmdlet, tenant, &e))?;
+                    token = self
+                        .tokens
+                        .refresh(tenant)
+                        .await
+                        .map_err(|e| token_failure(cmdlet, tenant, &e))?;
                     continue;
                 }
                 429 | 503 | 504 if attempt < self.settings.max_retries => {
@@ -393,7 +436,10 @@ impl<T: TokenSource> RestClient<T> {
             .timeout(Duration::from_secs(60))
             .header("Authorization", format!("Bearer {}", token.expose()))
             .header("CommandName", "*")
-            .header("X-AnchorMailbox", format!("APP:{ANCHOR_MAILBOX}@{}", caller.tenant_id))
+            .header(
+                "X-AnchorMailbox",
+                format!("APP:{ANCHOR_MAILBOX}@{}", caller.tenant_id),
+            )
             .header("client-request-id", Uuid::new_v4().to_string())
             .send()
             .await
@@ -401,12 +447,19 @@ impl<T: TokenSource> RestClient<T> {
         if !resp.status().is_success() {
             return Err(format!("EXOModuleFile answered HTTP {}", resp.status()));
         }
-        let json: Json = resp.json().await.map_err(|e| format!("EXOModuleFile body is not JSON: {e}"))?;
+        let json: Json = resp
+            .json()
+            .await
+            .map_err(|e| format!("EXOModuleFile body is not JSON: {e}"))?;
         let list = json
             .pointer("/value/0/exportedCmdlets")
             .and_then(Json::as_str)
             .ok_or("EXOModuleFile has no value[0].exportedCmdlets")?;
-        Ok(list.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+        Ok(list
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect())
     }
 }
 
@@ -452,7 +505,10 @@ impl<T: TokenSource> RestCall<'_, T> {
                     &cmdlet,
                     "InvalidResponse",
                     ErrorCategory::InvalidResult,
-                    format!("Exchange Online's answer to {cmdlet} (page {}) is not the expected JSON: {e}", self.pages),
+                    format!(
+                        "Exchange Online's answer to {cmdlet} (page {}) is not the expected JSON: {e}",
+                        self.pages
+                    ),
                 ))));
             }
         };
@@ -474,7 +530,12 @@ impl<T: TokenSource> RestCall<'_, T> {
             }
         }
         let types = &self.ctx.entry.output_types;
-        let objects = page.value.unwrap_or_default().iter().map(|o| convert::object_from_json(o, types)).collect();
+        let objects = page
+            .value
+            .unwrap_or_default()
+            .iter()
+            .map(|o| convert::object_from_json(o, types))
+            .collect();
         let last = self.next_url.is_none();
         let warnings = page
             .warnings
@@ -492,13 +553,18 @@ impl<T: TokenSource> RestCall<'_, T> {
                 let parsed = match &e {
                     Json::String(s) => ExchangeError::parse_detail(s),
                     other => ExchangeError::from_rest_body(
-                        &serde_json::to_vec(&serde_json::json!({ "error": other })).unwrap_or_default(),
+                        &serde_json::to_vec(&serde_json::json!({ "error": other }))
+                            .unwrap_or_default(),
                     ),
                 };
                 parsed.map(|p| p.to_error_record(&cmdlet, &origin))
             })
             .collect();
-        Some(Ok(Batch { objects, warnings, errors }))
+        Some(Ok(Batch {
+            objects,
+            warnings,
+            errors,
+        }))
     }
 }
 
@@ -509,7 +575,10 @@ impl<T: TokenSource> Call for RestCall<'_, T> {
 }
 
 fn page_size(settings: &RestSettings, parameters: &Map<String, Json>) -> u32 {
-    let rs = parameters.iter().find(|(k, _)| k.eq_ignore_ascii_case("ResultSize")).map(|(_, v)| v);
+    let rs = parameters
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("ResultSize"))
+        .map(|(_, v)| v);
     let n = match rs {
         Some(Json::Number(n)) => n.as_u64(),
         Some(Json::String(s)) => s.parse().ok(),
@@ -568,6 +637,9 @@ mod tests {
     fn timeouts_per_cmdlet() {
         let s = RestSettings::new(Url::parse("https://outlook.office365.com").unwrap());
         assert_eq!(s.timeout_for("Get-Mailbox"), Duration::from_secs(960));
-        assert_eq!(s.timeout_for("get-distributiongroupmember"), Duration::from_secs(3660));
+        assert_eq!(
+            s.timeout_for("get-distributiongroupmember"),
+            Duration::from_secs(3660)
+        );
     }
 }

@@ -15,3 +15,5 @@ pub struct AppIdentity {
 }
 
 pub mod data;
+pub mod adminapi;
+pub mod rps;
