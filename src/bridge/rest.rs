@@ -253,13 +253,18 @@ impl<T: TokenSource> RestClient<T> {
 
     fn transport_failure(&self, cmdlet: &str, e: &reqwest::Error) -> Failure {
         if e.is_timeout() {
-            let secs = self.settings.timeout_for(cmdlet).as_secs();
+            let limit = self.settings.timeout_for(cmdlet);
+            let limit = if limit < Duration::from_secs(1) {
+                format!("{} ms", limit.as_millis())
+            } else {
+                format!("{} seconds", limit.as_secs())
+            };
             return Failure::Terminating(bridge_record(
                 cmdlet,
                 "OperationTimeout",
                 ErrorCategory::OperationTimeout,
                 format!(
-                    "Exchange Online did not finish {cmdlet} within {secs} seconds. The REST API stops every cmdlet \
+                    "Exchange Online did not finish {cmdlet} within {limit}. The REST API stops every cmdlet \
                      after 15 minutes: narrow the query (-ResultSize, -Filter, -Identity) or split the work into \
                      smaller batches."
                 ),
