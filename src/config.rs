@@ -440,7 +440,11 @@ impl Config {
             ));
         }
         if l.certificate.is_some() != l.private_key.is_some() {
-            let key = if l.certificate.is_some() { "certificate" } else { "private_key" };
+            let key = if l.certificate.is_some() {
+                "certificate"
+            } else {
+                "private_key"
+            };
             return Err(check.invalid(
                 &[Key("listen"), Key(key)],
                 &format!("listen.{key}"),
@@ -471,7 +475,13 @@ impl Config {
             &self.entra.client_id,
             "the app registration's Application (client) ID",
         )?;
-        check_credentials(check, &[Key("entra")], "entra", &self.entra.credentials(), true)?;
+        check_credentials(
+            check,
+            &[Key("entra")],
+            "entra",
+            &self.entra.credentials(),
+            true,
+        )?;
         // [exchange]
         check_url(
             check,
@@ -555,7 +565,10 @@ impl Config {
                 return Err(check.invalid(
                     &at("name"),
                     &format!("user[{i}].name"),
-                    format!("{:?} cannot be a Basic-auth user name (empty or contains ':')", u.name),
+                    format!(
+                        "{:?} cannot be a Basic-auth user name (empty or contains ':')",
+                        u.name
+                    ),
                     "name = \"reporting\"",
                 ));
             }
@@ -563,7 +576,10 @@ impl Config {
                 return Err(check.invalid(
                     &at("name"),
                     &format!("user[{i}].name"),
-                    format!("user {:?} is configured twice (names are case-insensitive)", u.name),
+                    format!(
+                        "user {:?} is configured twice (names are case-insensitive)",
+                        u.name
+                    ),
                     "a distinct name per [[user]]",
                 ));
             }
@@ -795,7 +811,8 @@ fn valid_label(label: &str) -> bool {
 pub fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[derive(Clone, Copy)]
@@ -905,7 +922,10 @@ tenants = ["contoso"]
     fn relative_paths_are_resolved_against_the_config_directory() {
         let c = parse(&base()).unwrap();
         assert_eq!(c.state_dir, Path::new("/etc/exo/state"));
-        assert_eq!(c.entra.certificate.as_deref(), Some(Path::new("/etc/exo/app.pem")));
+        assert_eq!(
+            c.entra.certificate.as_deref(),
+            Some(Path::new("/etc/exo/app.pem"))
+        );
         assert_eq!(c.exchange.mode, Mode::Rest);
         assert_eq!(c.exchange.resource(), "https://outlook.office365.com");
     }
@@ -935,15 +955,24 @@ tenants = ["contoso"]
             "address = \"0.0.0.0:8443\"\nplaintext = true",
         );
         let err = parse(&text).unwrap_err().to_string();
-        assert!(err.contains(":4:13: listen.plaintext: plaintext is refused"), "{err}");
+        assert!(
+            err.contains(":4:13: listen.plaintext: plaintext is refused"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_phc_is_refused() {
         let text = base().replace(HASH, "hunter2");
         let err = parse(&text).unwrap_err().to_string();
-        assert!(err.contains("user reporting: password_hash: not a PHC string"), "{err}");
-        assert!(!err.contains("hunter2"), "the value may be a password: {err}");
+        assert!(
+            err.contains("user reporting: password_hash: not a PHC string"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("hunter2"),
+            "the value may be a password: {err}"
+        );
     }
 
     #[test]
@@ -953,7 +982,10 @@ tenants = ["contoso"]
             "private_key = \"app-key.pem\"\nclient_secret_env = \"S\"",
         );
         let err = parse(&text).unwrap_err().to_string();
-        assert!(err.contains(":8:21: entra: client_secret_env: more than one credential kind"), "{err}");
+        assert!(
+            err.contains(":8:21: entra: client_secret_env: more than one credential kind"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -972,7 +1004,10 @@ tenants = ["contoso"]
     fn bad_tenant_id_names_the_tenant() {
         let text = base().replace("0f9c3b1e-1111-2222-3333-444455556666", "contoso");
         let err = parse(&text).unwrap_err().to_string();
-        assert!(err.contains(":12:13: tenant contoso: tenant_id: \"contoso\" is not a GUID"), "{err}");
+        assert!(
+            err.contains(":12:13: tenant contoso: tenant_id: \"contoso\" is not a GUID"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -981,6 +1016,9 @@ tenants = ["contoso"]
             "mode = \"rest\"",
             "mode = \"rest\"\nendpoint = \"https://outlook.office365.us\"",
         );
-        assert_eq!(parse(&text).unwrap().exchange.resource(), "https://outlook.office365.us");
+        assert_eq!(
+            parse(&text).unwrap().exchange.resource(),
+            "https://outlook.office365.us"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - `config`: the TOML configuration, typed and validated (DESIGN.md §3).
+//! - `onboarding`: the `check`, `token` and `consent-url` commands as library functions.
 //! - `secret`: `Secret<T>`, the one type secrets live in.
 //! - `token`: Entra ID app-only tokens: credentials, client assertion, cache, claims diagnosis.
 //! - `remoting`: the PowerShell remoting endpoint (WS-Man + PSRP + CLIXML), used by the REST
@@ -13,6 +14,7 @@
 
 pub mod bridge;
 pub mod config;
+pub mod onboarding;
 pub mod remoting;
 pub mod sandbox;
 pub mod secret;

@@ -14,6 +14,8 @@ pub struct AppIdentity {
     pub organization: String,
 }
 
-pub mod data;
 pub mod adminapi;
+pub mod data;
+pub mod entra;
+pub mod pki;
 pub mod rps;

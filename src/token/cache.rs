@@ -112,7 +112,9 @@ struct Slot {
 impl Slot {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the guard cannot leave State inconsistent (plain field writes).
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -317,7 +319,10 @@ async fn fetch_with_retry<S: TokenSource>(
 
 fn entry(fetched: Fetched, s: &Settings, key: &CacheKey) -> Result<Entry, TokenError> {
     let now = Instant::now();
-    let Some(usable) = fetched.lifetime.checked_sub(s.expiry_margin).filter(|d| !d.is_zero())
+    let Some(usable) = fetched
+        .lifetime
+        .checked_sub(s.expiry_margin)
+        .filter(|d| !d.is_zero())
     else {
         return Err(TokenError::Malformed {
             tenant: key.tenant.clone(),

@@ -29,12 +29,27 @@ pub const EXCHANGE_ADMINISTRATOR: &str = "29232cdf-9323-42fd-ade2-1d097af3e4de";
 /// Directory roles Exchange accepts for app-only access (exo-access-token.md §4.1).
 pub const SUPPORTED_ROLES: [(&str, &str); 8] = [
     (EXCHANGE_ADMINISTRATOR, "Exchange Administrator"),
-    ("62e90394-69f5-4237-9190-012177145e10", "Global Administrator"),
+    (
+        "62e90394-69f5-4237-9190-012177145e10",
+        "Global Administrator",
+    ),
     ("f2ef992c-3afb-46b9-b7cf-a126ee74c451", "Global Reader"),
-    ("17315797-102d-40b4-93e0-432062caca18", "Compliance Administrator"),
-    ("31392ffb-586c-42d1-9346-e59415a2cc4e", "Exchange Recipient Administrator"),
-    ("729827e3-9c14-49f7-bb1b-9608f156bbb8", "Helpdesk Administrator"),
-    ("194ae4cb-b126-40b2-bd5b-6091b380977d", "Security Administrator"),
+    (
+        "17315797-102d-40b4-93e0-432062caca18",
+        "Compliance Administrator",
+    ),
+    (
+        "31392ffb-586c-42d1-9346-e59415a2cc4e",
+        "Exchange Recipient Administrator",
+    ),
+    (
+        "729827e3-9c14-49f7-bb1b-9608f156bbb8",
+        "Helpdesk Administrator",
+    ),
+    (
+        "194ae4cb-b126-40b2-bd5b-6091b380977d",
+        "Security Administrator",
+    ),
     ("5d6b6bb7-de71-4623-b4af-96380a352509", "Security Reader"),
 ];
 
@@ -146,7 +161,11 @@ pub fn diagnose(claims: &Claims, want: &Expected<'_>) -> Diagnosis {
              registration and have an administrator of {} grant admin consent: {}",
             want.tenant,
             want.client_id,
-            if claims.roles.is_empty() { "none".into() } else { claims.roles.join(", ") },
+            if claims.roles.is_empty() {
+                "none".into()
+            } else {
+                claims.roles.join(", ")
+            },
             want.tenant,
             consent_url(want.authority, want.tenant_id, want.client_id),
         ));
@@ -201,7 +220,9 @@ mod tests {
             "wids": [APP_ONLY_MARKER], "exp": 1
         })))
         .unwrap();
-        let Diagnosis::Warning(text) = diagnose(&c, &want()) else { panic!() };
+        let Diagnosis::Warning(text) = diagnose(&c, &want()) else {
+            panic!()
+        };
         assert!(text.contains("assign Exchange Administrator"), "{text}");
     }
 
@@ -220,12 +241,23 @@ mod tests {
     fn missing_role_wrong_tid_and_audience_are_unusable() {
         let mk = |v| Claims::decode(&token(&v)).unwrap();
         let cases = [
-            (serde_json::json!({"aud": "https://outlook.office365.com", "tid": "t1"}), "no Exchange.ManageAsApp role"),
-            (serde_json::json!({"aud": "https://outlook.office365.com", "tid": "t2", "roles": [MANAGE_AS_APP]}), "issued by tenant \"t2\""),
-            (serde_json::json!({"aud": "https://graph.microsoft.com", "tid": "t1", "roles": [MANAGE_AS_APP]}), "audience is \"https://graph.microsoft.com\""),
+            (
+                serde_json::json!({"aud": "https://outlook.office365.com", "tid": "t1"}),
+                "no Exchange.ManageAsApp role",
+            ),
+            (
+                serde_json::json!({"aud": "https://outlook.office365.com", "tid": "t2", "roles": [MANAGE_AS_APP]}),
+                "issued by tenant \"t2\"",
+            ),
+            (
+                serde_json::json!({"aud": "https://graph.microsoft.com", "tid": "t1", "roles": [MANAGE_AS_APP]}),
+                "audience is \"https://graph.microsoft.com\"",
+            ),
         ];
         for (claims, text) in cases {
-            let Diagnosis::Unusable(msg) = diagnose(&mk(claims), &want()) else { panic!("{text}") };
+            let Diagnosis::Unusable(msg) = diagnose(&mk(claims), &want()) else {
+                panic!("{text}")
+            };
             assert!(msg.contains(text), "{msg}");
         }
     }

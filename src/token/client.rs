@@ -161,12 +161,13 @@ impl EntraSource {
                 form.push(("client_secret", secret.expose().clone()));
             }
             Credential::Federated(path) => {
-                let jwt = credential::read_federated(path).await.map_err(|e| {
-                    TokenError::Credential {
-                        tenant: t.tenant.clone(),
-                        error: e,
-                    }
-                })?;
+                let jwt =
+                    credential::read_federated(path)
+                        .await
+                        .map_err(|e| TokenError::Credential {
+                            tenant: t.tenant.clone(),
+                            error: e,
+                        })?;
                 form.push(("client_assertion_type", JWT_BEARER.into()));
                 form.push(("client_assertion", jwt.into_exposed()));
             }
@@ -177,16 +178,15 @@ impl EntraSource {
                 .finish(),
         );
         drop(form);
-        let unavailable = |status: Option<u16>, reason: String, retry_after| {
-            TokenError::Unavailable {
+        let unavailable =
+            |status: Option<u16>, reason: String, retry_after| TokenError::Unavailable {
                 tenant: t.tenant.clone(),
                 url: t.token_url.clone(),
                 status,
                 reason,
                 retry_after,
                 attempts: 1,
-            }
-        };
+            };
         let rsp = self
             .http
             .post(&t.token_url)
@@ -214,7 +214,10 @@ impl EntraSource {
         if status.is_server_error() || status.as_u16() == 429 {
             let reason = parsed.as_ref().map_or_else(
                 || format!("HTTP {status}"),
-                |b| format!("HTTP {status}: {}", b.first_line()),
+                |b| match b.error_codes.first() {
+                    Some(code) => format!("HTTP {status}: AADSTS{code}: {}", b.first_line()),
+                    None => format!("HTTP {status}: {}", b.first_line()),
+                },
             );
             return Err(unavailable(Some(status.as_u16()), reason, retry_after));
         }
@@ -230,7 +233,7 @@ impl EntraSource {
         };
         let code = b.error_codes.first().copied();
         let fix = fix_for(code, t, cred);
-        Err(TokenError::Rejected {
+        Err(TokenError::Rejected(Box::new(super::Rejection {
             tenant: t.tenant.clone(),
             client_id: t.client_id.clone(),
             status: status.as_u16(),
@@ -240,7 +243,7 @@ impl EntraSource {
             fix,
             trace_id: b.trace_id.clone().unwrap_or_default(),
             correlation_id: b.correlation_id.clone().unwrap_or_default(),
-        })
+        })))
     }
 
     fn success(&self, t: &Target, bytes: &[u8]) -> Result<Fetched, TokenError> {
@@ -263,7 +266,11 @@ impl EntraSource {
             tenant: t.tenant.clone(),
             detail: "the token response has no numeric expires_in".into(),
         })?;
-        let refresh_in = ok.refresh_in.as_ref().and_then(secs).map(Duration::from_secs);
+        let refresh_in = ok
+            .refresh_in
+            .as_ref()
+            .and_then(secs)
+            .map(Duration::from_secs);
         let (uti, diagnosis) = match Claims::decode(&ok.access_token) {
             Ok(c) => {
                 let d = claims::diagnose(
@@ -351,13 +358,23 @@ struct ErrorBody {
 }
 
 impl ErrorBody {
+    /// The first line of the description, without the `AADSTSnnn: ` prefix (the code is
+    /// shown separately).
     fn first_line(&self) -> String {
-        self.error_description
+        let line = self
+            .error_description
             .split(['\r', '\n'])
             .next()
             .unwrap_or_default()
-            .trim()
-            .to_owned()
+            .trim();
+        match line.split_once(": ") {
+            Some((code, rest))
+                if code.starts_with("AADSTS") && code[6..].chars().all(|c| c.is_ascii_digit()) =>
+            {
+                rest.to_owned()
+            }
+            _ => line.to_owned(),
+        }
     }
 }
 

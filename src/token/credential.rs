@@ -41,7 +41,11 @@ impl Credential {
     pub fn describe(&self) -> String {
         match self {
             Self::Certificate(c) => {
-                format!("certificate {} (thumbprint {})", c.source.display(), c.thumbprint)
+                format!(
+                    "certificate {} (thumbprint {})",
+                    c.source.display(),
+                    c.thumbprint
+                )
             }
             Self::Secret { env, .. } => format!("client secret from ${env}"),
             Self::Federated(p) => format!("federated token file {}", p.display()),
@@ -78,12 +82,11 @@ impl std::fmt::Debug for CertificateKey {
 impl CertificateKey {
     /// From a DER certificate and a PKCS#1 or PKCS#8 RSA key (PEM text).
     fn new(source: &Path, der: Vec<u8>, key_pem: &[u8]) -> Result<Self, CredentialError> {
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pem).map_err(|e| {
-            CredentialError::Key {
+        let key =
+            jsonwebtoken::EncodingKey::from_rsa_pem(key_pem).map_err(|e| CredentialError::Key {
                 path: source.to_owned(),
                 problem: format!("not an RSA private key usable for RS256 ({e})"),
-            }
-        })?;
+            })?;
         let sha1 = sha1::Sha1::digest(&der);
         let sha256 = sha2::Sha256::digest(&der);
         Ok(Self {
@@ -135,7 +138,9 @@ pub enum CredentialError {
         problem: String,
     },
     /// An environment variable the config names is not set.
-    #[error("environment variable {name} ({what}) is not set; set it or change {key} in the config")]
+    #[error(
+        "environment variable {name} ({what}) is not set; set it or change {key} in the config"
+    )]
     MissingEnv {
         /// The variable.
         name: String,
@@ -145,7 +150,9 @@ pub enum CredentialError {
         key: &'static str,
     },
     /// Neither `[entra]` nor the tenant configures a credential.
-    #[error("no credential is configured: set certificate/private_key, pfx, client_secret_env or federated_token_file")]
+    #[error(
+        "no credential is configured: set certificate/private_key, pfx, client_secret_env or federated_token_file"
+    )]
     NotConfigured,
 }
 
@@ -160,11 +167,13 @@ pub fn resolve(c: &Credentials, env: &dyn Environment) -> Result<Credential, Cre
     if let Some(pfx) = &c.pfx {
         let password = match &c.pfx_password_env {
             None => Secret::new(String::new()),
-            Some(name) => Secret::new(env.var(name).ok_or_else(|| CredentialError::MissingEnv {
-                name: name.clone(),
-                what: "the PFX password",
-                key: "pfx_password_env",
-            })?),
+            Some(name) => {
+                Secret::new(env.var(name).ok_or_else(|| CredentialError::MissingEnv {
+                    name: name.clone(),
+                    what: "the PFX password",
+                    key: "pfx_password_env",
+                })?)
+            }
         };
         return from_pfx(pfx, &password).map(Credential::Certificate);
     }
@@ -296,12 +305,14 @@ fn from_pfx(path: &Path, password: &Secret<String>) -> Result<CertificateKey, Cr
              PKCS#12 export with the private key"
         ),
     })?;
-    let (_, chain) = store.private_key_chain().ok_or_else(|| CredentialError::Pfx {
-        path: path.to_owned(),
-        problem: "holds no private key with a certificate; export the certificate *with* its \
+    let (_, chain) = store
+        .private_key_chain()
+        .ok_or_else(|| CredentialError::Pfx {
+            path: path.to_owned(),
+            problem: "holds no private key with a certificate; export the certificate *with* its \
                   private key"
-            .into(),
-    })?;
+                .into(),
+        })?;
     let cert = chain.certs().first().ok_or_else(|| CredentialError::Pfx {
         path: path.to_owned(),
         problem: "the private key has no certificate".into(),
@@ -315,11 +326,13 @@ fn from_pfx(path: &Path, password: &Secret<String>) -> Result<CertificateKey, Cr
 /// # Errors
 /// [`CredentialError::Read`] when the file is missing or empty.
 pub async fn read_federated(path: &Path) -> Result<Secret<String>, CredentialError> {
-    let bytes = tokio::fs::read(path).await.map_err(|e| CredentialError::Read {
-        what: "federated token file",
-        path: path.to_owned(),
-        problem: e.to_string(),
-    })?;
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| CredentialError::Read {
+            what: "federated token file",
+            path: path.to_owned(),
+            problem: e.to_string(),
+        })?;
     let text = String::from_utf8_lossy(&bytes).trim().to_owned();
     if text.is_empty() {
         return Err(CredentialError::Read {

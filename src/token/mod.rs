@@ -70,31 +70,8 @@ pub enum TokenError {
         error: CredentialError,
     },
     /// Entra refused the request (4xx with an AADSTS body).
-    #[error(
-        "tenant {tenant}: Entra ID rejected app {client_id} ({}{description}): {fix} \
-         [HTTP {status}, trace id {trace_id}, correlation id {correlation_id}]",
-        code.map(|c| format!("AADSTS{c}: ")).unwrap_or_else(|| format!("{error}: "))
-    )]
-    Rejected {
-        /// The tenant.
-        tenant: TenantName,
-        /// The app.
-        client_id: String,
-        /// HTTP status.
-        status: u16,
-        /// `error_codes[0]`.
-        code: Option<u32>,
-        /// `error`.
-        error: String,
-        /// First line of `error_description`.
-        description: String,
-        /// What the user must do.
-        fix: String,
-        /// For Microsoft support.
-        trace_id: String,
-        /// For Microsoft support.
-        correlation_id: String,
-    },
+    #[error(transparent)]
+    Rejected(Box<Rejection>),
     /// Entra could not be reached, timed out, answered 5xx or throttled us.
     #[error(
         "tenant {tenant}: token endpoint {url} unavailable after {attempts} attempt(s): {reason}{}",
@@ -141,9 +118,9 @@ impl TokenError {
     /// The tenant the error is about.
     pub fn tenant(&self) -> &TenantName {
         match self {
+            Self::Rejected(r) => &r.tenant,
             Self::UnknownTenant(t)
             | Self::Credential { tenant: t, .. }
-            | Self::Rejected { tenant: t, .. }
             | Self::Unavailable { tenant: t, .. }
             | Self::Malformed { tenant: t, .. } => t,
         }
@@ -155,6 +132,34 @@ impl TokenError {
         }
         self
     }
+}
+
+/// Entra's refusal of a token request, with the fix (boxed in [`TokenError::Rejected`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "tenant {tenant}: Entra ID rejected app {client_id} ({}{description}): {fix} \
+     [HTTP {status}, trace id {trace_id}, correlation id {correlation_id}]",
+    code.map(|c| format!("AADSTS{c}: ")).unwrap_or_else(|| format!("{error}: "))
+)]
+pub struct Rejection {
+    /// The tenant.
+    pub tenant: TenantName,
+    /// The app.
+    pub client_id: String,
+    /// HTTP status.
+    pub status: u16,
+    /// `error_codes[0]`.
+    pub code: Option<u32>,
+    /// `error`.
+    pub error: String,
+    /// First line of `error_description`, without the `AADSTSnnn: ` prefix.
+    pub description: String,
+    /// What the user must do.
+    pub fix: String,
+    /// For Microsoft support.
+    pub trace_id: String,
+    /// For Microsoft support.
+    pub correlation_id: String,
 }
 
 /// Why the engine cannot start at all (per-tenant problems do not stop it).

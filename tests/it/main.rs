@@ -1,4 +1,7 @@
 //! One integration-test binary; one module per topic (STYLE.md §2.12).
 
+mod config;
+mod remoting;
 mod support;
 mod bridge;
+mod token;
