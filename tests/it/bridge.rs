@@ -6,6 +6,7 @@
 //! Windows' `-Name:` tokens, bare `-ResultSize` + positional value, enum and SwitchParameter
 //! objects, deserialized objects as pipeline input).
 
+mod interop;
 mod server;
 
 use std::sync::Arc;
