@@ -4,4 +4,5 @@ mod config;
 mod proxy;
 mod remoting;
 mod support;
+mod bridge;
 mod token;
