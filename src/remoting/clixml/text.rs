@@ -324,7 +324,7 @@ pub(super) fn push_duration(out: &mut String, ticks: i64) {
     if ticks < 0 {
         out.push('-');
     }
-    let t = u64::from(ticks.unsigned_abs());
+    let t = ticks.unsigned_abs();
     let day = TICKS_PER_DAY as u64;
     let (days, rest) = (t / day, t % day);
     let (hours, rest) = (rest / TICKS_PER_HOUR as u64, rest % TICKS_PER_HOUR as u64);
