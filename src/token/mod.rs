@@ -1,12 +1,31 @@
 //! The token engine: the only door to Entra ID.
 //!
-//! SKELETON (issue #3 owns this directory). The public surface below is what the proxy and
-//! the REST bridge code against; keep it, extend it.
+//! [`TokenEngine::new`] resolves every tenant's credential once (files, PFX, environment) and
+//! keeps a failure per tenant instead of failing the whole engine: one tenant with a missing
+//! certificate must not take the others down, and [`TokenEngine::token`] reports it for that
+//! tenant only. Tokens come from [`cache::TokenCache`] over [`client::EntraSource`].
+//!
+//! - `credential`: certificate (PEM, PFX), client secret, federated token file.
+//! - `assertion`: the RS256 client assertion.
+//! - `client`: the token endpoint and its errors.
+//! - `cache`: single flight, refresh ahead, retries.
+//! - `claims`: decoding and the readiness diagnosis.
 
-use std::time::SystemTime;
+pub mod assertion;
+pub mod cache;
+pub mod claims;
+pub mod client;
+pub mod credential;
 
-use crate::config::TenantName;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::config::{Config, Environment, TenantName};
 use crate::secret::Secret;
+
+pub use cache::{CacheKey, Fetched, Settings, TokenCache, TokenSource};
+pub use client::{CaFileError, EntraSource, Target};
+pub use credential::{Credential, CredentialError};
 
 /// An Exchange Online access token for one tenant, with what we decoded from it.
 #[derive(Debug, Clone)]
@@ -34,24 +53,196 @@ pub enum Diagnosis {
 }
 
 /// Why no token could be had for a tenant. Carries the facts needed to fix it.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Clone` because one failed fetch is the answer for every caller that waited on it.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenError {
     /// The tenant name is not configured.
     #[error("tenant {0} is not configured")]
     UnknownTenant(TenantName),
+    /// The tenant's credential could not be loaded at startup (or its federated token file
+    /// now).
+    #[error("tenant {tenant}: credential: {error}")]
+    Credential {
+        /// The tenant.
+        tenant: TenantName,
+        /// What is wrong with it.
+        error: CredentialError,
+    },
+    /// Entra refused the request (4xx with an AADSTS body).
+    #[error(transparent)]
+    Rejected(Box<Rejection>),
+    /// Entra could not be reached, timed out, answered 5xx or throttled us.
+    #[error(
+        "tenant {tenant}: token endpoint {url} unavailable after {attempts} attempt(s): {reason}{}",
+        retry_after.map(|d| format!(" (Entra asked to retry after {} s)", d.as_secs())).unwrap_or_default()
+    )]
+    Unavailable {
+        /// The tenant.
+        tenant: TenantName,
+        /// The token URL.
+        url: String,
+        /// HTTP status, when there was a response.
+        status: Option<u16>,
+        /// What happened.
+        reason: String,
+        /// `Retry-After`.
+        retry_after: Option<Duration>,
+        /// How many requests were made.
+        attempts: u32,
+    },
+    /// The answer made no sense (not JSON, no token, a token too short-lived).
+    #[error("tenant {tenant}: {detail}")]
+    Malformed {
+        /// The tenant.
+        tenant: TenantName,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl TokenError {
+    /// Whether retrying may help (5xx, 429, network).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+
+    /// The `Retry-After` Entra sent, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The tenant the error is about.
+    pub fn tenant(&self) -> &TenantName {
+        match self {
+            Self::Rejected(r) => &r.tenant,
+            Self::UnknownTenant(t)
+            | Self::Credential { tenant: t, .. }
+            | Self::Unavailable { tenant: t, .. }
+            | Self::Malformed { tenant: t, .. } => t,
+        }
+    }
+
+    pub(crate) fn with_attempts(mut self, n: u32) -> Self {
+        if let Self::Unavailable { attempts, .. } = &mut self {
+            *attempts = n;
+        }
+        self
+    }
+}
+
+/// Entra's refusal of a token request, with the fix (boxed in [`TokenError::Rejected`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "tenant {tenant}: Entra ID rejected app {client_id} ({}{description}): {fix} \
+     [HTTP {status}, trace id {trace_id}, correlation id {correlation_id}]",
+    code.map(|c| format!("AADSTS{c}: ")).unwrap_or_else(|| format!("{error}: "))
+)]
+pub struct Rejection {
+    /// The tenant.
+    pub tenant: TenantName,
+    /// The app.
+    pub client_id: String,
+    /// HTTP status.
+    pub status: u16,
+    /// `error_codes[0]`.
+    pub code: Option<u32>,
+    /// `error`.
+    pub error: String,
+    /// First line of `error_description`, without the `AADSTSnnn: ` prefix.
+    pub description: String,
+    /// What the user must do.
+    pub fix: String,
+    /// For Microsoft support.
+    pub trace_id: String,
+    /// For Microsoft support.
+    pub correlation_id: String,
+}
+
+/// Why the engine cannot start at all (per-tenant problems do not stop it).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// `[entra] ca_file` is unusable.
+    #[error("[entra] ca_file: {0}")]
+    CaFile(#[from] CaFileError),
 }
 
 /// Certificate-based app-only tokens, cached per tenant, refreshed ahead of expiry.
-pub struct TokenEngine {}
+pub struct TokenEngine {
+    cache: TokenCache<EntraSource>,
+    keys: std::collections::HashMap<TenantName, CacheKey>,
+}
 
 impl TokenEngine {
+    /// Resolves every tenant's credential and builds the HTTPS client (`[entra] authority` and
+    /// `ca_file` decide where it goes and whom it trusts: the sandbox sets both).
+    ///
+    /// # Errors
+    /// [`EngineError`] only for what affects every tenant; a tenant's own credential problem
+    /// is kept and returned by [`TokenEngine::token`] for that tenant.
+    pub fn new(config: &Config, env: &dyn Environment) -> Result<Self, EngineError> {
+        Self::with_settings(config, env, Settings::default())
+    }
+
+    /// As [`TokenEngine::new`], with explicit cache timing.
+    ///
+    /// # Errors
+    /// As for [`TokenEngine::new`].
+    pub fn with_settings(
+        config: &Config,
+        env: &dyn Environment,
+        settings: Settings,
+    ) -> Result<Self, EngineError> {
+        let authority = config.entra.authority.trim_end_matches('/').to_owned();
+        let resource = config.exchange.resource();
+        let mut targets = Vec::new();
+        let mut keys = std::collections::HashMap::new();
+        for t in &config.tenants {
+            let client_id = config.client_id_for(t).to_owned();
+            let credential = credential::resolve(&config.credentials_for(t), env);
+            if let Err(e) = &credential {
+                tracing::error!(tenant = %t.name, error = %e, "tenant credential unusable; other tenants are unaffected");
+            }
+            keys.insert(
+                t.name.clone(),
+                CacheKey {
+                    authority: authority.as_str().into(),
+                    tenant: t.name.clone(),
+                    client_id: client_id.as_str().into(),
+                },
+            );
+            targets.push(Target {
+                tenant: t.name.clone(),
+                tenant_id: t.tenant_id.clone(),
+                token_url: format!("{authority}/{}/oauth2/v2.0/token", t.tenant_id),
+                authority: authority.clone(),
+                resource: resource.clone(),
+                client_id,
+                credential,
+            });
+        }
+        let source = EntraSource::new(targets, config.entra.ca_file.as_deref())?;
+        Ok(Self {
+            cache: TokenCache::new(source, settings),
+            keys,
+        })
+    }
+
+    fn key(&self, tenant: &TenantName) -> Result<&CacheKey, TokenError> {
+        self.keys
+            .get(tenant)
+            .ok_or_else(|| TokenError::UnknownTenant(tenant.clone()))
+    }
+
     /// A valid token for `tenant` (cached; one request per tenant however many callers).
     ///
     /// # Errors
     /// [`TokenError`] when Entra refuses or cannot be reached and no valid token is cached.
     pub async fn token(&self, tenant: &TenantName) -> Result<AccessToken, TokenError> {
-        let _ = tenant;
-        todo!("issue #3")
+        self.cache.acquire(self.key(tenant)?).await
     }
 
     /// Drops the cached token for `tenant` and fetches a new one (claims are snapshotted at
@@ -60,7 +251,11 @@ impl TokenEngine {
     /// # Errors
     /// As for [`TokenEngine::token`].
     pub async fn refresh(&self, tenant: &TenantName) -> Result<AccessToken, TokenError> {
-        let _ = tenant;
-        todo!("issue #3")
+        self.cache.refresh(self.key(tenant)?).await
+    }
+
+    /// What the engine knows about `tenant`'s app and credential (for `check` and messages).
+    pub fn target(&self, tenant: &TenantName) -> Option<&Arc<Target>> {
+        self.cache.source().target(tenant)
     }
 }

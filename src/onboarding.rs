@@ -1,0 +1,240 @@
+//! The onboarding commands behind `check`, `token` and `consent-url` (DESIGN.md §2).
+//!
+//! Library functions writing to a `dyn Write`, so the CLI is a thin wrapper and tests assert on
+//! the captured text. `check` forces a fresh token per tenant (claims are snapshotted at
+//! issuance: a role assigned a minute ago must show) and prints one row per tenant plus the fix
+//! for each problem. A missing directory role is a warning, not a failure: Exchange-side RBAC
+//! for applications authorizes an app without showing in the token. The live Exchange probe
+//! that settles that case belongs to the proxy (it owns the Exchange client); `check` reports
+//! what the token alone can tell.
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::{Config, Environment, TenantName};
+use crate::token::claims::{self, Claims};
+use crate::token::{Diagnosis, EngineError, TokenEngine, TokenError};
+
+/// Why an onboarding command could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The engine could not start.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The tenant is not in the configuration.
+    #[error("tenant {tenant} is not configured; [[tenant]] names are {known}")]
+    UnknownTenant {
+        /// What was asked for.
+        tenant: TenantName,
+        /// What exists.
+        known: String,
+    },
+    /// No token for the tenant.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// Writing the output failed.
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn known(config: &Config) -> String {
+    config
+        .tenants
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn require<'a>(
+    config: &'a Config,
+    tenant: &TenantName,
+) -> Result<&'a crate::config::Tenant, Error> {
+    config.tenant(tenant).ok_or_else(|| Error::UnknownTenant {
+        tenant: tenant.clone(),
+        known: known(config),
+    })
+}
+
+/// One tenant's row in the `check` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantStatus {
+    /// The tenant.
+    pub tenant: TenantName,
+    /// "ok", "warning" or "error".
+    pub verdict: &'static str,
+    /// Roles in the token.
+    pub roles: String,
+    /// Supported directory roles in the token.
+    pub directory_roles: String,
+    /// Minutes until expiry.
+    pub expires_in_min: Option<u64>,
+    /// What to do, when something is wrong.
+    pub fix: Option<String>,
+}
+
+/// `exo-authproxy check`: a table of tenants and the fix for each problem. Returns whether
+/// every tenant is ready (warnings allowed), which decides the exit code.
+///
+/// # Errors
+/// [`Error`] when the engine cannot start, `tenant` is unknown, or output fails.
+pub async fn check(
+    config: &Config,
+    env: &dyn Environment,
+    tenant: Option<&TenantName>,
+    out: &mut dyn Write,
+) -> Result<bool, Error> {
+    let engine = TokenEngine::new(config, env)?;
+    let names: Vec<TenantName> = match tenant {
+        Some(t) => vec![require(config, t)?.name.clone()],
+        None => config.tenants.iter().map(|t| t.name.clone()).collect(),
+    };
+    let mut rows = Vec::new();
+    for name in &names {
+        rows.push(status(&engine, name).await);
+    }
+    writeln!(
+        out,
+        "{:<16} {:<8} {:<22} {:<34} {:>8}",
+        "TENANT", "TOKEN", "ROLES", "DIRECTORY ROLE", "EXPIRES"
+    )?;
+    for r in &rows {
+        writeln!(
+            out,
+            "{:<16} {:<8} {:<22} {:<34} {:>8}",
+            r.tenant.as_str(),
+            r.verdict,
+            if r.roles.is_empty() { "-" } else { &r.roles },
+            if r.directory_roles.is_empty() {
+                "none"
+            } else {
+                &r.directory_roles
+            },
+            r.expires_in_min.map_or("-".into(), |m| format!("{m} min")),
+        )?;
+    }
+    let mut ready = true;
+    for r in &rows {
+        if let Some(fix) = &r.fix {
+            writeln!(out, "\n{} ({}): {fix}", r.tenant, r.verdict)?;
+        }
+        ready &= r.verdict != "error";
+    }
+    writeln!(
+        out,
+        "\n{}",
+        if ready {
+            "all tenants ready"
+        } else {
+            "not every tenant is ready"
+        }
+    )?;
+    Ok(ready)
+}
+
+/// The status of one tenant, with a forced token refresh.
+pub async fn status(engine: &TokenEngine, tenant: &TenantName) -> TenantStatus {
+    let mut row = TenantStatus {
+        tenant: tenant.clone(),
+        verdict: "error",
+        roles: String::new(),
+        directory_roles: String::new(),
+        expires_in_min: None,
+        fix: None,
+    };
+    match engine.refresh(tenant).await {
+        Err(e) => row.fix = Some(e.to_string()),
+        Ok(token) => {
+            if let Ok(c) = Claims::decode(token.token.expose()) {
+                row.roles = c.roles.join(",");
+                row.directory_roles = c.directory_roles().join(",");
+            }
+            row.expires_in_min = token
+                .expires_at
+                .duration_since(SystemTime::now())
+                .ok()
+                .map(|d| d.as_secs() / 60);
+            match token.diagnosis {
+                Diagnosis::Ready => row.verdict = "ok",
+                Diagnosis::Warning(w) => {
+                    row.verdict = "warning";
+                    row.fix = Some(w);
+                }
+                Diagnosis::Unusable(u) => row.fix = Some(u),
+            }
+        }
+    }
+    row
+}
+
+/// `exo-authproxy token`: the decoded claims of `tenant`'s token (a fresh one), as JSON, and
+/// the token itself only when `raw`.
+///
+/// # Errors
+/// [`Error`] as for [`check`], and [`Error::Token`] when no token can be had.
+pub async fn token(
+    config: &Config,
+    env: &dyn Environment,
+    tenant: &TenantName,
+    raw: bool,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    require(config, tenant)?;
+    let engine = TokenEngine::new(config, env)?;
+    let token = engine.refresh(tenant).await?;
+    if raw {
+        writeln!(out, "{}", token.token.expose())?;
+        return Ok(());
+    }
+    let claims = Claims::decode(token.token.expose());
+    let diagnosis = match &token.diagnosis {
+        Diagnosis::Ready => serde_json::json!({"verdict": "ready"}),
+        Diagnosis::Warning(w) => serde_json::json!({"verdict": "warning", "fix": w}),
+        Diagnosis::Unusable(u) => serde_json::json!({"verdict": "unusable", "fix": u}),
+    };
+    let expires = token
+        .expires_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let doc = match claims {
+        Ok(c) => serde_json::json!({
+            "tenant": tenant.as_str(),
+            "claims": c,
+            "directory_roles": c.directory_roles(),
+            "expires_at": expires,
+            "diagnosis": diagnosis,
+        }),
+        Err(why) => serde_json::json!({
+            "tenant": tenant.as_str(),
+            "claims": null,
+            "decode_error": why,
+            "expires_at": expires,
+            "diagnosis": diagnosis,
+        }),
+    };
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(&doc).unwrap_or_default()
+    )?;
+    Ok(())
+}
+
+/// `exo-authproxy consent-url`: the admin-consent URL for `tenant` and the role step after it.
+///
+/// # Errors
+/// [`Error::UnknownTenant`].
+pub fn consent_url(config: &Config, tenant: &TenantName) -> Result<String, Error> {
+    let t = require(config, tenant)?;
+    let client_id = config.client_id_for(t);
+    let url = claims::consent_url(&config.entra.authority, t.tenant_id.as_str(), client_id);
+    Ok(format!(
+        "1. An administrator of {org} ({tenant}) opens, signs in and accepts:\n   {url}\n\
+         2. Then assign a directory role to the app's service principal in {org}: Entra admin \
+         center → Roles and administrators → Exchange Administrator → Add assignments → app \
+         {client_id} (or use Exchange RBAC for applications: New-ServicePrincipal, \
+         Add-RoleGroupMember).\n\
+         3. Verify with: exo-authproxy check --config <file> --tenant {tenant}\n",
+        org = t.organization,
+    ))
+}

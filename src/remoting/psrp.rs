@@ -1,0 +1,206 @@
+//! PSRP message bodies the shell/pipeline state machine sends and reads, as CLIXML values.
+//!
+//! The state machine speaks in terms of "the pool-open reply", "a pipeline ended Failed with
+//! this record", "the client sent CREATE_PIPELINE"; this module turns those into
+//! [`Value`]s / [`Message`]s and back, so the state machine never handles XML. Shapes follow
+//! reference psrp-protocol.md §4.2 (pool open), §5.3 (runspace counts), §6.1 (CREATE_PIPELINE),
+//! §7.4 (GET_COMMAND_METADATA), §9 (records). The encoder and parser themselves live in
+//! `clixml`.
+
+use uuid::Uuid;
+
+use super::clixml::{Container, Value};
+use super::executor::{ErrorCategory, ErrorRecord, MetadataQuery, Pipeline};
+use super::message::{BOM, Message, MessageType};
+use super::records;
+
+/// A client message body that does not have the shape the protocol prescribes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {why}")]
+pub struct BodyError {
+    /// Which message.
+    pub what: &'static str,
+    /// What is wrong.
+    pub why: String,
+}
+
+fn body_err(what: &'static str, why: impl Into<String>) -> BodyError {
+    BodyError {
+        what,
+        why: why.into(),
+    }
+}
+
+/// Decodes a message body (BOM and surrounding whitespace tolerated; empty is `$null`).
+///
+/// # Errors
+/// [`BodyError`] when the CLIXML does not parse.
+pub fn decode_value(what: &'static str, data: &[u8]) -> Result<Value, BodyError> {
+    let data = data.strip_prefix(BOM).unwrap_or(data);
+    let text = std::str::from_utf8(data).map_err(|e| body_err(what, format!("not UTF-8: {e}")))?;
+    if text.trim().is_empty() {
+        return Ok(Value::Nil);
+    }
+    super::clixml::from_xml(text).map_err(|e| body_err(what, e.to_string()))
+}
+
+/// A server→client message with `value` as data (BOM-prefixed like Windows).
+pub fn message(message_type: MessageType, rpid: Uuid, pid: Uuid, value: &Value) -> Message {
+    Message::to_client(message_type, rpid, pid, value)
+}
+
+// ---- small value helpers -------------------------------------------------------------------
+
+/// Looks a member up in an object (MS first, then Props), case-insensitively.
+pub fn member<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    let Value::Object(o) = v else { return None };
+    o.extended
+        .iter()
+        .chain(o.adapted.iter())
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// The string of a `<S>` (or an object's ToString), if any.
+pub fn as_str(v: &Value) -> Option<&str> {
+    match v {
+        Value::String(s) => Some(s),
+        Value::Object(o) => match &o.primitive {
+            Some(Value::String(s)) => Some(s),
+            _ => o.to_string.as_deref(),
+        },
+        _ => None,
+    }
+}
+
+/// An integer (any width, or an enum object's I32).
+pub fn as_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::I8(n) => Some(i64::from(*n)),
+        Value::U8(n) => Some(i64::from(*n)),
+        Value::I16(n) => Some(i64::from(*n)),
+        Value::U16(n) => Some(i64::from(*n)),
+        Value::I32(n) => Some(i64::from(*n)),
+        Value::U32(n) => Some(i64::from(*n)),
+        Value::I64(n) => Some(*n),
+        Value::U64(n) => i64::try_from(*n).ok(),
+        Value::Object(o) => o.primitive.as_ref().and_then(as_i64),
+        _ => None,
+    }
+}
+
+/// A boolean (`<B>`).
+pub fn as_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::Object(o) => o.primitive.as_ref().and_then(as_bool),
+        _ => None,
+    }
+}
+
+/// The elements of a list-like value (an Obj with LST/IE/…; a bare scalar is one element).
+pub fn as_list(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Nil => Vec::new(),
+        Value::Object(o) => match &o.container {
+            Some(
+                Container::List(l)
+                | Container::Enumerable(l)
+                | Container::Stack(l)
+                | Container::Queue(l),
+            ) => l.iter().collect(),
+            Some(Container::Dictionary(_)) => vec![v],
+            None => match &o.primitive {
+                Some(p) => vec![p],
+                None => vec![v],
+            },
+        },
+        other => vec![other],
+    }
+}
+
+/// The `Hash` the endpoint reports in `ImplicitRemoting` (stable: modules exported from a
+/// session compare it on re-import).
+pub const IMPLICIT_REMOTING_HASH: &str = "exo-authproxy-1";
+
+/// The call id (`ci`) of a runspace-count request (0 when absent).
+pub fn call_id(body: &Value) -> i64 {
+    records::RunspaceRequest::parse(body).map_or(0, |r| r.call_id)
+}
+
+/// An error the endpoint itself reports (bad message from the client, executor gone…).
+pub fn endpoint_error(message: String, fqid: &str, category: ErrorCategory) -> ErrorRecord {
+    ErrorRecord {
+        message,
+        exception_type: "System.Management.Automation.RuntimeException".into(),
+        fully_qualified_error_id: fqid.to_owned(),
+        category,
+        activity: String::new(),
+        reason: "RuntimeException".into(),
+        target_name: String::new(),
+        target_type: String::new(),
+        target_object: Value::Nil,
+    }
+}
+
+// ---- CREATE_PIPELINE / GET_COMMAND_METADATA ------------------------------------------------
+
+/// CREATE_PIPELINE data → the pipeline (Cmds, then ExtraCmds statements).
+///
+/// # Errors
+/// [`BodyError`] for a body that is not a pipeline.
+pub fn parse_create_pipeline(data: &[u8]) -> Result<Pipeline, BodyError> {
+    let v = decode_value("CREATE_PIPELINE", data)?;
+    records::parse_create_pipeline(&v).map_err(|e| body_err("CREATE_PIPELINE", e.to_string()))
+}
+
+/// GET_COMMAND_METADATA data → the query (CommandType as I32 or enum Obj).
+///
+/// # Errors
+/// [`BodyError`] when the body does not parse.
+pub fn parse_metadata_query(data: &[u8]) -> Result<MetadataQuery, BodyError> {
+    let v = decode_value("GET_COMMAND_METADATA", data)?;
+    records::parse_metadata_query(&v).map_err(|e| body_err("GET_COMMAND_METADATA", e.to_string()))
+}
+
+/// Case-insensitive wildcard match (`*`, `?`), as PowerShell's `-like`.
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.to_lowercase().chars().collect();
+    let t: Vec<char> = text.to_lowercase().chars().collect();
+    let (mut pi, mut ti, mut star, mut mark) = (0usize, 0usize, None::<usize>, 0usize);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(sp) = star {
+            pi = sp + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("*", "Get-Mailbox"));
+        assert!(wildcard_match("get-*", "Get-Mailbox"));
+        assert!(wildcard_match("G?t-Mail*x", "Get-Mailbox"));
+        assert!(!wildcard_match("Set-*", "Get-Mailbox"));
+        assert!(wildcard_match("*box", "Get-Mailbox"));
+        assert!(!wildcard_match("", "x"));
+    }
+}

@@ -1,0 +1,457 @@
+//! The token endpoint client: `POST {authority}/{tenant_id}/oauth2/v2.0/token`.
+//!
+//! reqwest over rustls, HTTP/1.1 with keep-alive (one TLS handshake per authority, not per
+//! token), with connect and total deadlines so a hung Entra cannot hang a script forever.
+//! Trust roots are webpki-roots plus an optional extra CA file (corporate TLS inspection, the
+//! sandbox): a preconfigured rustls `ClientConfig`, so behaviour does not depend on the host's
+//! certificate store.
+//!
+//! Entra's error bodies (`error`, `error_description`, `error_codes`, `trace_id`,
+//! `correlation_id`) become [`TokenError::Rejected`] with the fix for the common AADSTS codes
+//! (entra-client-credentials.md §6.1); 5xx, 429 and network failures become
+//! [`TokenError::Unavailable`], which the cache retries.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::future::BoxFuture;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use serde::Deserialize;
+
+use super::cache::{CacheKey, Fetched, TokenSource};
+use super::claims::{self, Claims, Expected};
+use super::credential::{self, Credential, CredentialError};
+use super::{AccessToken, Diagnosis, TokenError};
+use crate::config::{TenantId, TenantName};
+use crate::secret::Secret;
+
+/// Largest token response we read (a token is a few KiB).
+const MAX_BODY: usize = 256 * 1024;
+
+/// Why a trust store could not be built.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("CA file {}: {problem}", path.display())]
+pub struct CaFileError {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// A rustls client configuration trusting webpki-roots plus the certificates in `ca_file`,
+/// offering HTTP/1.1 only. Also usable for the Exchange side (`[exchange] ca_file`).
+///
+/// # Errors
+/// [`CaFileError`] when the file cannot be read or holds no certificate.
+pub fn tls_client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, CaFileError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let err = |problem: String| CaFileError {
+            path: path.to_owned(),
+            problem,
+        };
+        let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(&data) {
+            let cert = cert.map_err(|e| err(format!("not valid PEM ({e})")))?;
+            roots
+                .add(cert)
+                .map_err(|e| err(format!("not a usable CA certificate ({e})")))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(err("no \"BEGIN CERTIFICATE\" block".into()));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
+}
+
+/// Everything needed to ask Entra for one tenant's token.
+#[derive(Debug)]
+pub struct Target {
+    /// Our name.
+    pub tenant: TenantName,
+    /// Directory id.
+    pub tenant_id: TenantId,
+    /// The app.
+    pub client_id: String,
+    /// `{authority}/{tenant_id}/oauth2/v2.0/token`.
+    pub token_url: String,
+    /// The authority (consent URLs in messages).
+    pub authority: String,
+    /// `https://outlook.office365.com` or the cloud's Exchange host.
+    pub resource: String,
+    /// The resolved credential, or why it could not be.
+    pub credential: Result<Credential, CredentialError>,
+}
+
+/// The production [`TokenSource`]: Entra ID's token endpoint.
+pub struct EntraSource {
+    http: reqwest::Client,
+    targets: std::collections::HashMap<TenantName, Arc<Target>>,
+}
+
+impl EntraSource {
+    /// A source for `targets`, trusting the extra CA in `ca_file`.
+    ///
+    /// # Errors
+    /// [`CaFileError`] as for [`tls_client_config`].
+    pub fn new(targets: Vec<Target>, ca_file: Option<&Path>) -> Result<Self, CaFileError> {
+        let tls = tls_client_config(ca_file)?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .http1_only()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("exo-authproxy/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CaFileError {
+                path: ca_file.map(Path::to_owned).unwrap_or_default(),
+                problem: format!("cannot build the HTTPS client ({e})"),
+            })?;
+        Ok(Self {
+            http,
+            targets: targets
+                .into_iter()
+                .map(|t| (t.tenant.clone(), Arc::new(t)))
+                .collect(),
+        })
+    }
+
+    /// The target for `tenant`.
+    pub fn target(&self, tenant: &TenantName) -> Option<&Arc<Target>> {
+        self.targets.get(tenant)
+    }
+
+    async fn request(&self, t: &Target) -> Result<Fetched, TokenError> {
+        let cred = t.credential.as_ref().map_err(|e| TokenError::Credential {
+            tenant: t.tenant.clone(),
+            error: e.clone(),
+        })?;
+        let scope = format!("{}/.default", t.resource);
+        let mut form: Vec<(&str, String)> = vec![
+            ("client_id", t.client_id.clone()),
+            ("scope", scope),
+            ("grant_type", "client_credentials".into()),
+        ];
+        const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+        match cred {
+            Credential::Certificate(cert) => {
+                let assertion =
+                    super::assertion::sign(cert, &t.client_id, &t.token_url, SystemTime::now())
+                        .map_err(|e| TokenError::Malformed {
+                            tenant: t.tenant.clone(),
+                            detail: format!("cannot sign the client assertion ({e})"),
+                        })?;
+                form.push(("client_assertion_type", JWT_BEARER.into()));
+                form.push(("client_assertion", assertion.into_exposed()));
+            }
+            Credential::Secret { secret, .. } => {
+                form.push(("client_secret", secret.expose().clone()));
+            }
+            Credential::Federated(path) => {
+                let jwt =
+                    credential::read_federated(path)
+                        .await
+                        .map_err(|e| TokenError::Credential {
+                            tenant: t.tenant.clone(),
+                            error: e,
+                        })?;
+                form.push(("client_assertion_type", JWT_BEARER.into()));
+                form.push(("client_assertion", jwt.into_exposed()));
+            }
+        }
+        let body = Secret::new(
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
+                .finish(),
+        );
+        drop(form);
+        let unavailable =
+            |status: Option<u16>, reason: String, retry_after| TokenError::Unavailable {
+                tenant: t.tenant.clone(),
+                url: t.token_url.clone(),
+                status,
+                reason,
+                retry_after,
+                attempts: 1,
+            };
+        let rsp = self
+            .http
+            .post(&t.token_url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("client-request-id", uuid::Uuid::new_v4().to_string())
+            .header("return-client-request-id", "true")
+            .body(body.into_exposed())
+            .send()
+            .await
+            .map_err(|e| unavailable(None, error_chain(&e), None))?;
+        let status = rsp.status();
+        let retry_after = rsp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = read_limited(rsp)
+            .await
+            .map_err(|reason| unavailable(Some(status.as_u16()), reason, retry_after))?;
+        if status.is_success() {
+            return self.success(t, &bytes);
+        }
+        let parsed: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+        if status.is_server_error() || status.as_u16() == 429 {
+            let reason = parsed.as_ref().map_or_else(
+                || format!("HTTP {status}"),
+                |b| match b.error_codes.first() {
+                    Some(code) => format!("HTTP {status}: AADSTS{code}: {}", b.first_line()),
+                    None => format!("HTTP {status}: {}", b.first_line()),
+                },
+            );
+            return Err(unavailable(Some(status.as_u16()), reason, retry_after));
+        }
+        let Some(b) = parsed else {
+            return Err(TokenError::Malformed {
+                tenant: t.tenant.clone(),
+                detail: format!(
+                    "{} answered HTTP {status} without an Entra error body: is [entra] authority \
+                     right?",
+                    t.token_url
+                ),
+            });
+        };
+        let code = b.error_codes.first().copied();
+        let fix = fix_for(code, t, cred);
+        Err(TokenError::Rejected(Box::new(super::Rejection {
+            tenant: t.tenant.clone(),
+            client_id: t.client_id.clone(),
+            status: status.as_u16(),
+            code,
+            error: b.error.clone(),
+            description: b.first_line(),
+            fix,
+            trace_id: b.trace_id.clone().unwrap_or_default(),
+            correlation_id: b.correlation_id.clone().unwrap_or_default(),
+        })))
+    }
+
+    fn success(&self, t: &Target, bytes: &[u8]) -> Result<Fetched, TokenError> {
+        #[derive(Deserialize)]
+        struct Ok_ {
+            access_token: String,
+            expires_in: serde_json::Value,
+            #[serde(default)]
+            refresh_in: Option<serde_json::Value>,
+        }
+        let ok: Ok_ = serde_json::from_slice(bytes).map_err(|e| TokenError::Malformed {
+            tenant: t.tenant.clone(),
+            detail: format!("the token response is not the expected JSON ({e})"),
+        })?;
+        let secs = |v: &serde_json::Value| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        };
+        let lifetime = secs(&ok.expires_in).ok_or_else(|| TokenError::Malformed {
+            tenant: t.tenant.clone(),
+            detail: "the token response has no numeric expires_in".into(),
+        })?;
+        let refresh_in = ok
+            .refresh_in
+            .as_ref()
+            .and_then(secs)
+            .map(Duration::from_secs);
+        let (uti, diagnosis) = match Claims::decode(&ok.access_token) {
+            Ok(c) => {
+                let d = claims::diagnose(
+                    &c,
+                    &Expected {
+                        tenant: t.tenant.as_str(),
+                        tenant_id: t.tenant_id.as_str(),
+                        client_id: &t.client_id,
+                        audience: &t.resource,
+                        authority: &t.authority,
+                    },
+                );
+                (c.uti.clone(), d)
+            }
+            Err(why) => (
+                None,
+                Diagnosis::Warning(format!(
+                    "tenant {}: the access token could not be decoded for diagnosis ({why}); \
+                     passing it on unchecked",
+                    t.tenant
+                )),
+            ),
+        };
+        tracing::info!(tenant = %t.tenant, uti = uti.as_deref().unwrap_or("-"), expires_in_s = lifetime,
+            "token issued");
+        Ok(Fetched {
+            token: AccessToken {
+                token: Secret::new(ok.access_token),
+                expires_at: SystemTime::now() + Duration::from_secs(lifetime),
+                uti,
+                diagnosis,
+            },
+            lifetime: Duration::from_secs(lifetime),
+            refresh_in,
+        })
+    }
+}
+
+impl TokenSource for EntraSource {
+    fn fetch<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Result<Fetched, TokenError>> {
+        Box::pin(async move {
+            let t = self
+                .targets
+                .get(&key.tenant)
+                .ok_or_else(|| TokenError::UnknownTenant(key.tenant.clone()))?;
+            self.request(t).await
+        })
+    }
+}
+
+async fn read_limited(mut rsp: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    while let Some(chunk) = rsp.chunk().await.map_err(|e| error_chain(&e))? {
+        if out.len() + chunk.len() > MAX_BODY {
+            return Err(format!("response larger than {MAX_BODY} bytes"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    error_description: String,
+    #[serde(default)]
+    error_codes: Vec<u32>,
+    #[serde(default)]
+    trace_id: Option<String>,
+    #[serde(default)]
+    correlation_id: Option<String>,
+}
+
+impl ErrorBody {
+    /// The first line of the description, without the `AADSTSnnn: ` prefix (the code is
+    /// shown separately).
+    fn first_line(&self) -> String {
+        let line = self
+            .error_description
+            .split(['\r', '\n'])
+            .next()
+            .unwrap_or_default()
+            .trim();
+        match line.split_once(": ") {
+            Some((code, rest))
+                if code.starts_with("AADSTS") && code[6..].chars().all(|c| c.is_ascii_digit()) =>
+            {
+                rest.to_owned()
+            }
+            _ => line.to_owned(),
+        }
+    }
+}
+
+/// What the user must do for an AADSTS code (entra-client-credentials.md §6.1).
+fn fix_for(code: Option<u32>, t: &Target, cred: &Credential) -> String {
+    let app = &t.client_id;
+    let tenant = &t.tenant;
+    match code {
+        Some(700016) => format!(
+            "app {app} is not known in tenant {tenant} ({}): check client_id and tenant_id, and \
+             have an administrator of {tenant} grant admin consent: {}",
+            t.tenant_id,
+            claims::consent_url(&t.authority, t.tenant_id.as_str(), app)
+        ),
+        Some(700027) => match cred {
+            Credential::Certificate(c) => format!(
+                "upload {} (thumbprint {}) to app {app} (App registrations → Certificates & \
+                 secrets → Certificates), or configure the certificate that is uploaded; right \
+                 after an upload, retry in a minute",
+                c.source.display(),
+                c.thumbprint
+            ),
+            _ => format!("upload the app's certificate to app {app}"),
+        },
+        Some(700024) => match cred {
+            Credential::Federated(p) => format!(
+                "the federated token in {} has expired or is not yet valid: check that the \
+                 projected service-account token is being rotated, and the host clock",
+                p.display()
+            ),
+            _ => "the client assertion is outside its validity window: fix the host clock (NTP)"
+                .into(),
+        },
+        Some(7000215) => match cred {
+            Credential::Secret { env, .. } => format!(
+                "the client secret in ${env} is wrong for app {app}: paste the secret's *Value*, \
+                 not its Secret ID (or better, switch to a certificate)"
+            ),
+            _ => format!("the client secret is wrong for app {app}"),
+        },
+        Some(7000222) => format!(
+            "the client secret of app {app} has expired: create a new one, or switch to a \
+             certificate"
+        ),
+        Some(90002) => format!(
+            "tenant {} does not exist at {}: check tenant_id of [[tenant]] {tenant} and the \
+             authority (sovereign clouds have their own)",
+            t.tenant_id, t.authority
+        ),
+        Some(90038) => format!(
+            "tenant {tenant} lives in another cloud: set [entra] authority to that cloud's login host"
+        ),
+        Some(500011) => format!(
+            "tenant {tenant} has no resource {}: check that it has Exchange Online and that \
+             [exchange] endpoint is the right cloud",
+            t.resource
+        ),
+        Some(7000112) => {
+            format!("app {app} is disabled in tenant {tenant}: re-enable the enterprise app")
+        }
+        Some(53003) => format!(
+            "a Conditional Access policy in {tenant} blocks app {app}: exclude its service principal"
+        ),
+        Some(50012) => "Entra could not verify the client assertion: check that the certificate \
+                        and key belong together and that the authority is right"
+            .into(),
+        Some(700211..=700213) => match cred {
+            Credential::Federated(p) => format!(
+                "no federated credential on app {app} matches the token in {} (issuer, subject \
+                 or audience api://AzureADTokenExchange)",
+                p.display()
+            ),
+            _ => "no federated credential matches".into(),
+        },
+        _ => format!(
+            "see the Entra error above; the trace and correlation ids identify the request for \
+             Microsoft support (app {app}, tenant {tenant})"
+        ),
+    }
+}

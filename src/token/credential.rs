@@ -1,0 +1,345 @@
+//! App credentials: how the proxy proves to Entra ID that it is the app.
+//!
+//! Resolved once at startup from the configuration (the second, I/O stage after
+//! `Config::parse`), per tenant, so a tenant with a broken credential is reported without
+//! stopping the others. Certificates are preferred (proof of possession, nothing shared); a
+//! client secret is accepted with a warning logged once. A federated token file is re-read on
+//! every token request, because Kubernetes rotates it underneath us.
+//!
+//! Private keys, PFX passwords and secrets live in [`Secret`]; `Debug` of every type here
+//! prints only paths and thumbprints.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use rustls_pki_types::pem::{PemObject, SectionKind};
+use sha1::Digest as _;
+
+use crate::config::{Credentials, Environment};
+use crate::secret::Secret;
+
+/// The resolved credential of one tenant's app.
+#[derive(Debug)]
+pub enum Credential {
+    /// Certificate + RSA private key (from PEM or PFX): signs a client assertion.
+    Certificate(CertificateKey),
+    /// A client secret from the environment.
+    Secret {
+        /// The variable it came from (for messages).
+        env: String,
+        /// The value.
+        secret: Secret<String>,
+    },
+    /// A federated JWT read from this file on every use.
+    Federated(PathBuf),
+}
+
+impl Credential {
+    /// A short description for messages and `check`: kind and where it came from.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Certificate(c) => {
+                format!(
+                    "certificate {} (thumbprint {})",
+                    c.source.display(),
+                    c.thumbprint
+                )
+            }
+            Self::Secret { env, .. } => format!("client secret from ${env}"),
+            Self::Federated(p) => format!("federated token file {}", p.display()),
+        }
+    }
+}
+
+/// A certificate and the RSA private key that signs with it.
+pub struct CertificateKey {
+    /// The file the certificate came from.
+    pub source: PathBuf,
+    /// DER of the leaf certificate.
+    pub der: Vec<u8>,
+    /// Hex SHA-1 of the DER, upper case: what the Entra portal shows as "Thumbprint".
+    pub thumbprint: String,
+    /// base64url SHA-1 of the DER (`x5t`).
+    pub x5t: String,
+    /// base64url SHA-256 of the DER (`x5t#S256`).
+    pub x5t_s256: String,
+    /// The signing key.
+    pub(crate) key: Secret<jsonwebtoken::EncodingKey>,
+}
+
+impl std::fmt::Debug for CertificateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateKey")
+            .field("source", &self.source)
+            .field("thumbprint", &self.thumbprint)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl CertificateKey {
+    /// From a DER certificate and a PKCS#1 or PKCS#8 RSA key (PEM text).
+    fn new(source: &Path, der: Vec<u8>, key_pem: &[u8]) -> Result<Self, CredentialError> {
+        let key =
+            jsonwebtoken::EncodingKey::from_rsa_pem(key_pem).map_err(|e| CredentialError::Key {
+                path: source.to_owned(),
+                problem: format!("not an RSA private key usable for RS256 ({e})"),
+            })?;
+        let sha1 = sha1::Sha1::digest(&der);
+        let sha256 = sha2::Sha256::digest(&der);
+        Ok(Self {
+            source: source.to_owned(),
+            thumbprint: hex::encode_upper(sha1),
+            x5t: URL_SAFE_NO_PAD.encode(sha1),
+            x5t_s256: URL_SAFE_NO_PAD.encode(sha256),
+            der,
+            key: Secret::new(key),
+        })
+    }
+}
+
+/// Why a tenant's credential could not be loaded. Never contains key material.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CredentialError {
+    /// A file could not be read.
+    #[error("cannot read {what} {}: {problem}", path.display())]
+    Read {
+        /// Which file it is.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        problem: String,
+    },
+    /// The certificate file has no usable certificate.
+    #[error("{}: {problem}", path.display())]
+    Certificate {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+    /// The key is missing or not an RSA key.
+    #[error("{}: {problem}", path.display())]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+    /// The PFX cannot be opened.
+    #[error("{}: {problem}", path.display())]
+    Pfx {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+    /// An environment variable the config names is not set.
+    #[error(
+        "environment variable {name} ({what}) is not set; set it or change {key} in the config"
+    )]
+    MissingEnv {
+        /// The variable.
+        name: String,
+        /// What it should hold.
+        what: &'static str,
+        /// The config key naming it.
+        key: &'static str,
+    },
+    /// Neither `[entra]` nor the tenant configures a credential.
+    #[error(
+        "no credential is configured: set certificate/private_key, pfx, client_secret_env or federated_token_file"
+    )]
+    NotConfigured,
+}
+
+/// Resolves the configured credential (reads files and environment variables).
+///
+/// # Errors
+/// [`CredentialError`] naming the file or variable and what to do.
+pub fn resolve(c: &Credentials, env: &dyn Environment) -> Result<Credential, CredentialError> {
+    if let Some(cert) = &c.certificate {
+        return from_pem(cert, c.private_key.as_deref()).map(Credential::Certificate);
+    }
+    if let Some(pfx) = &c.pfx {
+        let password = match &c.pfx_password_env {
+            None => Secret::new(String::new()),
+            Some(name) => {
+                Secret::new(env.var(name).ok_or_else(|| CredentialError::MissingEnv {
+                    name: name.clone(),
+                    what: "the PFX password",
+                    key: "pfx_password_env",
+                })?)
+            }
+        };
+        return from_pfx(pfx, &password).map(Credential::Certificate);
+    }
+    if let Some(name) = &c.client_secret_env {
+        let secret = env.var(name).ok_or_else(|| CredentialError::MissingEnv {
+            name: name.clone(),
+            what: "the app's client secret",
+            key: "client_secret_env",
+        })?;
+        static WARN: Once = Once::new();
+        WARN.call_once(|| {
+            tracing::warn!(
+                env = %name,
+                "using a client secret: certificates are preferred (no shared secret, proof of possession)"
+            );
+        });
+        return Ok(Credential::Secret {
+            env: name.clone(),
+            secret: Secret::new(secret),
+        });
+    }
+    if let Some(path) = &c.federated_token_file {
+        return Ok(Credential::Federated(path.clone()));
+    }
+    Err(CredentialError::NotConfigured)
+}
+
+fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, CredentialError> {
+    std::fs::read(path).map_err(|e| CredentialError::Read {
+        what,
+        path: path.to_owned(),
+        problem: e.to_string(),
+    })
+}
+
+/// Certificate PEM, with the key in the same file or in `key_path`.
+fn from_pem(cert_path: &Path, key_path: Option<&Path>) -> Result<CertificateKey, CredentialError> {
+    let cert_text = read("certificate", cert_path)?;
+    let mut cert_der = None;
+    let mut key_pem = None;
+    for item in <(SectionKind, Vec<u8>)>::pem_slice_iter(&cert_text) {
+        let (kind, der) = item.map_err(|e| CredentialError::Certificate {
+            path: cert_path.to_owned(),
+            problem: format!("not valid PEM ({e})"),
+        })?;
+        match kind {
+            SectionKind::Certificate if cert_der.is_none() => cert_der = Some(der),
+            SectionKind::PrivateKey | SectionKind::RsaPrivateKey => {
+                key_pem = Some(pem_wrap(kind, &der));
+            }
+            _ => {}
+        }
+    }
+    let der = cert_der.ok_or_else(|| CredentialError::Certificate {
+        path: cert_path.to_owned(),
+        problem: "no \"BEGIN CERTIFICATE\" block; give the PEM certificate whose public part is \
+                  uploaded to the app registration"
+            .into(),
+    })?;
+    let key_pem = match key_path {
+        Some(p) => {
+            let text = read("private key", p)?;
+            let mut found = None;
+            for item in <(SectionKind, Vec<u8>)>::pem_slice_iter(&text) {
+                let (kind, der) = item.map_err(|e| CredentialError::Key {
+                    path: p.to_owned(),
+                    problem: format!("not valid PEM ({e})"),
+                })?;
+                match kind {
+                    SectionKind::PrivateKey | SectionKind::RsaPrivateKey => {
+                        found = Some(pem_wrap(kind, &der));
+                        break;
+                    }
+                    SectionKind::EcPrivateKey => {
+                        return Err(CredentialError::Key {
+                            path: p.to_owned(),
+                            problem: "an EC key; Entra client assertions here are RS256: use an \
+                                      RSA 2048+ certificate"
+                                .into(),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            found.ok_or_else(|| CredentialError::Key {
+                path: p.to_owned(),
+                problem: "no \"BEGIN PRIVATE KEY\" or \"BEGIN RSA PRIVATE KEY\" block (encrypted \
+                          keys are not supported: use a PFX with pfx_password_env)"
+                    .into(),
+            })?
+        }
+        None => key_pem.ok_or_else(|| CredentialError::Key {
+            path: cert_path.to_owned(),
+            problem: "holds no private key; add private_key = \"app-key.pem\" or append the key \
+                      to this file"
+                .into(),
+        })?,
+    };
+    CertificateKey::new(cert_path, der, key_pem.expose())
+}
+
+fn pem_wrap(kind: SectionKind, der: &[u8]) -> Secret<Vec<u8>> {
+    let label = match kind {
+        SectionKind::RsaPrivateKey => "RSA PRIVATE KEY",
+        _ => "PRIVATE KEY",
+    };
+    let b64 = STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    Secret::new(out.into_bytes())
+}
+
+/// PKCS#12 with the leaf certificate and its key.
+fn from_pfx(path: &Path, password: &Secret<String>) -> Result<CertificateKey, CredentialError> {
+    let data = read("PFX", path)?;
+    let store = p12_keystore::KeyStore::from_pkcs12(
+        &data,
+        password.expose(),
+        p12_keystore::Pkcs12ImportPolicy::Relaxed,
+    )
+    .map_err(|e| CredentialError::Pfx {
+        path: path.to_owned(),
+        problem: format!(
+            "cannot open it ({e}); check the password in pfx_password_env and that the file is a \
+             PKCS#12 export with the private key"
+        ),
+    })?;
+    let (_, chain) = store
+        .private_key_chain()
+        .ok_or_else(|| CredentialError::Pfx {
+            path: path.to_owned(),
+            problem: "holds no private key with a certificate; export the certificate *with* its \
+                  private key"
+                .into(),
+        })?;
+    let cert = chain.certs().first().ok_or_else(|| CredentialError::Pfx {
+        path: path.to_owned(),
+        problem: "the private key has no certificate".into(),
+    })?;
+    let key_pem = pem_wrap(SectionKind::PrivateKey, chain.key().as_der());
+    CertificateKey::new(path, cert.as_der().to_vec(), key_pem.expose())
+}
+
+/// Reads the federated token (fresh on every request).
+///
+/// # Errors
+/// [`CredentialError::Read`] when the file is missing or empty.
+pub async fn read_federated(path: &Path) -> Result<Secret<String>, CredentialError> {
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| CredentialError::Read {
+            what: "federated token file",
+            path: path.to_owned(),
+            problem: e.to_string(),
+        })?;
+    let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+    if text.is_empty() {
+        return Err(CredentialError::Read {
+            what: "federated token file",
+            path: path.to_owned(),
+            problem: "the file is empty".into(),
+        });
+    }
+    Ok(Secret::new(text))
+}
