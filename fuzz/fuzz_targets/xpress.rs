@@ -15,5 +15,8 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(out.len(), original);
         }
     }
-    assert_eq!(xpress::decompress_stream(&xpress::store_stream(data), usize::MAX).as_deref(), Ok(data));
+    assert_eq!(
+        xpress::decompress_stream(&xpress::store_stream(data), usize::MAX).as_deref(),
+        Ok(data)
+    );
 });
