@@ -239,6 +239,7 @@ impl Executor for TestExec {
 // ---------------------------------------------------------------------------------------
 
 async fn pypsrp(scenario: &str, settings: Settings) -> (Json, Arc<TestExec>) {
+    let rss_before = rss_kib();
     let exec = Arc::new(TestExec::default());
     let server = endpoint::serve(exec.clone(), settings, ()).await;
     let out = python::run_script(
@@ -263,6 +264,10 @@ async fn pypsrp(scenario: &str, settings: Settings) -> (Json, Arc<TestExec>) {
         server.endpoint.shell_count(),
         0,
         "pypsrp closed its pools; no shell may remain"
+    );
+    eprintln!(
+        "pypsrp {scenario}: test process VmRSS {rss_before} KiB before, {} KiB after",
+        rss_kib()
     );
     (json, exec)
 }
