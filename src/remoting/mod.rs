@@ -254,14 +254,13 @@ impl<E: Executor> Endpoint<E> {
                 }
                 let shell = self.find_shell(owner, req)?;
                 let _in_flight = shell.enter();
-                let result = match action {
+                match action {
                     wsman::ACTION_DELETE => self.delete(&shell),
                     wsman::ACTION_COMMAND => self.command(&shell, caller, req).await,
                     wsman::ACTION_SEND => self.send(&shell, req).await,
                     wsman::ACTION_RECEIVE => self.receive(&shell, req).await,
                     _ => self.signal(&shell, req),
-                };
-                result
+                }
             }
         }
     }
