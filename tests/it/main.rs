@@ -3,5 +3,6 @@
 mod config;
 mod proxy;
 mod remoting;
+mod sandbox;
 mod support;
 mod token;
