@@ -84,6 +84,8 @@ const DEFAULT_MAX_ENVELOPE: usize = 153_600;
 const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pipeline input objects queued before a Send waits for the executor.
 const INPUT_BUFFER: usize = 64;
+/// Commands one shell may hold at once (running, or finished but not yet received/closed).
+const MAX_PIPELINES_PER_SHELL: usize = 128;
 
 type Shells<C> = HashMap<String, Arc<Shell<C>>>;
 
@@ -250,7 +252,7 @@ impl<E: Executor> Endpoint<E> {
                     ));
                 }
                 let shell = self.find_shell(owner, req)?;
-                shell.enter();
+                let _in_flight = shell.enter();
                 let result = match action {
                     wsman::ACTION_DELETE => self.delete(&shell),
                     wsman::ACTION_COMMAND => self.command(&shell, caller, req).await,
@@ -258,7 +260,6 @@ impl<E: Executor> Endpoint<E> {
                     wsman::ACTION_RECEIVE => self.receive(&shell, req).await,
                     _ => self.signal(&shell, req),
                 };
-                shell.leave();
                 result
             }
         }
@@ -332,7 +333,7 @@ impl<E: Executor> Endpoint<E> {
             if shells.contains_key(&id) {
                 return Err(Fault::sender(
                     "w:AlreadyExists",
-                    2_150_858_803,
+                    codes::ALREADY_EXISTS,
                     format!("A shell with ShellId {id} already exists; use a new ShellId."),
                 ));
             }
@@ -360,7 +361,7 @@ impl<E: Executor> Endpoint<E> {
              <w:ResourceURI>{uri}</w:ResourceURI><w:SelectorSet><w:Selector Name=\"ShellId\">{id}</w:Selector>\
              </w:SelectorSet></a:ReferenceParameters></x:ResourceCreated>\
              <rsp:Shell><rsp:ShellId>{id}</rsp:ShellId><rsp:ResourceUri>{uri}</rsp:ResourceUri>\
-             <rsp:Owner>{owner}</rsp:Owner><rsp:ClientIP>127.0.0.1</rsp:ClientIP>\
+             <rsp:Owner>{owner}</rsp:Owner>\
              <rsp:IdleTimeOut>{idle}</rsp:IdleTimeOut><rsp:InputStreams>stdin pr</rsp:InputStreams>\
              <rsp:OutputStreams>stdout</rsp:OutputStreams><rsp:CompressionMode>{mode}</rsp:CompressionMode>\
              <rsp:Encoding>UTF8</rsp:Encoding><rsp:BufferMode>Block</rsp:BufferMode>\
@@ -417,10 +418,20 @@ impl<E: Executor> Endpoint<E> {
             if s.closed {
                 return Err(Fault::unknown_shell(&shell.id));
             }
+            if s.pipelines.len() >= MAX_PIPELINES_PER_SHELL {
+                return Err(Fault::sender(
+                    "w:QuotaLimit",
+                    codes::QUOTA_MAX_OPERATIONS,
+                    format!(
+                        "This session already has {MAX_PIPELINES_PER_SHELL} commands open; close \
+                         finished commands (or open a new session) before starting more."
+                    ),
+                ));
+            }
             if s.pipelines.contains_key(&command_id) {
                 return Err(Fault::sender(
                     "w:AlreadyExists",
-                    2_150_858_803,
+                    codes::ALREADY_EXISTS,
                     format!(
                         "Command {command_id} already exists in this shell; use a new CommandId."
                     ),
@@ -430,7 +441,7 @@ impl<E: Executor> Endpoint<E> {
         }
         for arg in &body.arguments {
             let blob = b64(arg, "rsp:Arguments")?;
-            self.pipeline_data(shell, &ctl, caller.clone(), &blob)
+            self.pipeline_data(shell, &ctl, caller.clone(), &blob, self.deadline(req))
                 .await?;
         }
         Ok(format!(
@@ -445,6 +456,7 @@ impl<E: Executor> Endpoint<E> {
         ctl: &Arc<PipelineCtl>,
         caller: E::Caller,
         blob: &[u8],
+        deadline: Instant,
     ) -> Result<(), Fault> {
         let messages = ctl
             .push_fragments(blob)
@@ -471,8 +483,22 @@ impl<E: Executor> Endpoint<E> {
                     let v = psrp::decode_value("PIPELINE_INPUT", &msg.data)
                         .map_err(|e| bad_data(&e.to_string()))?;
                     if let Some(tx) = ctl.input() {
-                        // Waits while the executor's input queue is full (back-pressure).
-                        let _ = tx.send(v).await;
+                        // Waits while the executor's input queue is full (back-pressure),
+                        // but not forever: a command that does not read its input would
+                        // otherwise hang the client's Send.
+                        let sent = tokio::time::timeout_at(deadline, tx.send(v)).await;
+                        if sent.is_err() {
+                            return Err(Fault::receiver(
+                                "w:TimedOut",
+                                codes::OPERATION_TIMEDOUT,
+                                format!(
+                                    "Command {} is not reading its pipeline input; the input \
+                                     object was not delivered. Pipe input only into commands \
+                                     that accept it.",
+                                    ctl.command_id
+                                ),
+                            ));
+                        }
                     }
                 }
                 MessageType::EndOfPipelineInput => ctl.end_input(),
@@ -587,8 +613,14 @@ impl<E: Executor> Endpoint<E> {
                 None => shell.pool_data(&blob)?,
                 Some(cid) => {
                     let ctl = shell.pipeline(cid).ok_or_else(|| unknown_command(cid))?;
-                    self.pipeline_data(shell, &ctl, shell.caller.clone(), &blob)
-                        .await?;
+                    self.pipeline_data(
+                        shell,
+                        &ctl,
+                        shell.caller.clone(),
+                        &blob,
+                        self.deadline(req),
+                    )
+                    .await?;
                 }
             }
         }

@@ -78,6 +78,7 @@ struct Control {
     input: Option<mpsc::Sender<Value>>,
     task: Option<JoinHandle<()>>,
     stop_requested: bool,
+    terminated: bool,
 }
 
 /// State owned by the Receive in progress (one at a time per pipeline).
@@ -144,6 +145,7 @@ impl PipelineCtl {
                 input: None,
                 task: None,
                 stop_requested: false,
+                terminated: false,
             }),
             outbox: tokio::sync::Mutex::new(Outbox {
                 rx: None,
@@ -226,6 +228,7 @@ impl PipelineCtl {
     /// Terminate / shell deletion: drop everything.
     pub fn terminate(&self) {
         let mut c = lock(&self.control);
+        c.terminated = true;
         c.input = None;
         c.handoff = None;
         if let Some(t) = c.task.take() {
@@ -357,6 +360,16 @@ impl PipelineCtl {
                 if let Some(s) = c.handoff.take() {
                     out.rx = Some(s.rx);
                     out.end = Some(s.end);
+                }
+                if c.terminated {
+                    return Err(Fault::sender(
+                        "w:InvalidSelectors",
+                        super::wsman::codes::INVALID_SELECTORS,
+                        format!(
+                            "Command {} was terminated (the client closed it or its shell was deleted).",
+                            self.command_id
+                        ),
+                    ));
                 }
                 (c.stop_requested && !out.final_queued).then(|| c.task.take())
             };

@@ -97,15 +97,17 @@ impl<C> Shell<C> {
         lock(&self.state)
     }
 
-    /// Marks a request in progress (the shell is not idle while one is).
-    pub fn enter(&self) {
+    /// Marks a request in progress (the shell is not idle while one is) until the guard is
+    /// dropped, which also happens when the client disconnects and the request is cancelled.
+    pub fn enter(&self) -> InFlight<'_, C> {
         let mut s = self.state();
         s.in_flight += 1;
         s.last_activity = Instant::now();
+        InFlight(self)
     }
 
     /// Marks a request done.
-    pub fn leave(&self) {
+    fn leave(&self) {
         let mut s = self.state();
         s.in_flight = s.in_flight.saturating_sub(1);
         s.last_activity = Instant::now();
@@ -283,6 +285,15 @@ impl<C> Shell<C> {
         self.state()
             .pipelines
             .remove(&command_id.to_ascii_uppercase())
+    }
+}
+
+/// A request in progress on a shell; see [`Shell::enter`].
+pub(crate) struct InFlight<'a, C>(&'a Shell<C>);
+
+impl<C> Drop for InFlight<'_, C> {
+    fn drop(&mut self) {
+        self.0.leave();
     }
 }
 

@@ -103,6 +103,10 @@ pub mod codes {
     pub const INVALID_XML: u32 = 2_150_858_819;
     /// ERROR_WSMAN_QUOTA_MAX_SHELLS: too many shells for this user.
     pub const QUOTA_MAX_SHELLS: u32 = 2_150_859_173;
+    /// ERROR_WSMAN_QUOTA_MAX_OPERATIONS: too many commands in one shell.
+    pub const QUOTA_MAX_OPERATIONS: u32 = 2_150_859_174;
+    /// ERROR_WSMAN_ALREADY_EXISTS: a ShellId/CommandId already in use.
+    pub const ALREADY_EXISTS: u32 = 2_150_858_803;
     /// ERROR_WSMAN_UNSUPPORTED_FEATURE: an option we cannot honour (mustUnderstand).
     pub const UNSUPPORTED_FEATURE: u32 = 2_150_858_818;
 }
@@ -396,7 +400,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     };
     parse_part(date, &[('D', 86_400.0)])?;
     parse_part(time, &[('H', 3_600.0), ('M', 60.0), ('S', 1.0)])?;
-    (secs.is_finite() && secs >= 0.0 && secs < 1e9).then(|| Duration::from_secs_f64(secs))
+    (secs.is_finite() && (0.0..1e9).contains(&secs)).then(|| Duration::from_secs_f64(secs))
 }
 
 /// Formats a duration as `PT<secs>.<millis>S`.
@@ -608,21 +612,16 @@ pub fn parse_request(body: &[u8], limit: usize) -> Result<Request, ParseError> {
                     stack.push((ns, local));
                 }
             }
-            Event::Text(t) => {
-                if leaf != Leaf::None {
-                    let s = t
-                        .unescape()
-                        .map_err(|e| ParseError::Malformed(e.to_string()))?;
-                    text.push_str(&s);
-                }
+            Event::Text(t) if leaf != Leaf::None => {
+                let s = t
+                    .unescape()
+                    .map_err(|e| ParseError::Malformed(e.to_string()))?;
+                text.push_str(&s);
             }
-            Event::CData(t) => {
-                if leaf != Leaf::None {
-                    text.push_str(
-                        std::str::from_utf8(&t)
-                            .map_err(|e| ParseError::Malformed(e.to_string()))?,
-                    );
-                }
+            Event::CData(t) if leaf != Leaf::None => {
+                text.push_str(
+                    std::str::from_utf8(&t).map_err(|e| ParseError::Malformed(e.to_string()))?,
+                );
             }
             Event::End(_) => {
                 if leaf != Leaf::None {
@@ -934,5 +933,23 @@ mod tests {
         // The fault itself is a parseable envelope.
         let parsed = parse_request(rsp.body(), 1 << 20).unwrap();
         assert_eq!(parsed.action, ACTION_FAULT);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let _ = parse_request(&bytes, 4096);
+        }
+
+        #[test]
+        fn mutated_envelopes_never_panic(cut in 0usize..2000, pos in 0usize..2000, byte in proptest::num::u8::ANY) {
+            let mut b = CREATE.as_bytes().to_vec();
+            let pos = pos % b.len();
+            b[pos] = byte;
+            b.truncate(cut.max(1).min(b.len()));
+            if let Ok(r) = parse_request(&b, 1 << 20) {
+                let _ = fault_response(&Fault::unknown_shell(r.shell_id.as_deref().unwrap_or("")), r.message_id.as_deref());
+            }
+        }
     }
 }
