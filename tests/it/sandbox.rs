@@ -146,3 +146,80 @@ async fn exchange_rbac_tenant_works_with_real_tokens() {
         "no refresh loop for an RBAC-authorized app"
     );
 }
+
+/// The real binary: `exo-authproxy sandbox --listen 127.0.0.1:0` prints the banner with the
+/// port it got, serves, and exits 0 on SIGTERM.
+#[tokio::test]
+async fn sandbox_binary_prints_the_banner_serves_and_exits_0_on_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_exo-authproxy"))
+        .args(["sandbox", "--listen", "127.0.0.1:0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run the binary");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("Ctrl-C stops the sandbox") {
+            break;
+        }
+    }
+    let url = banner
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("listener")
+                .map(|u| u.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no listener line in:\n{banner}"));
+    let cert = banner
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("certificate")
+                .map(|u| u.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no certificate line in:\n{banner}"));
+    for needle in [
+        "New-PSSession",
+        "-SkipCACheck",
+        "RunspacePool",
+        "SHA-256",
+        "fabrikam",
+    ] {
+        assert!(
+            banner.contains(needle),
+            "{needle} missing from the banner:\n{banner}"
+        );
+    }
+    let tls = exo_authproxy::forward::winrm::client_tls(Some(std::path::Path::new(&cert))).unwrap();
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let rsp = client.post(&url).body(ENVELOPE).send().await.unwrap();
+    assert_eq!(
+        rsp.status(),
+        StatusCode::UNAUTHORIZED,
+        "the sandbox listener answers"
+    );
+    assert_eq!(rsp.headers()[PROXY_ERROR], "missing-credentials");
+
+    let pid = child.id().expect("running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM exits 0");
+}
