@@ -16,6 +16,7 @@
 //! and pipeline state sit behind short, synchronous locks that are never held across an await,
 //! and long polls wait on `Notify`s.
 
+pub mod binding;
 pub mod builtin;
 pub mod clixml;
 pub mod executor;

@@ -11,9 +11,12 @@
 //! The `sandbox` command and the integration tests both use it; the command then binds the
 //! listener, prints the banner and serves until Ctrl-C.
 
+pub mod adminapi;
+pub mod data;
 pub mod entra;
 pub mod exchange;
 pub mod pki;
+pub mod rps;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

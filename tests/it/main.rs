@@ -5,4 +5,5 @@ mod proxy;
 mod remoting;
 mod sandbox;
 mod support;
+mod bridge;
 mod token;

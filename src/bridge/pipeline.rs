@@ -1,0 +1,604 @@
+//! Running a remoting pipeline one cmdlet invocation at a time, as a PowerShell runspace
+//! would, over a [`Backend`] that runs single Exchange cmdlets.
+//!
+//! The REST API runs exactly one cmdlet per call (reference exo-rest-adminapi.md §13), so
+//! `Get-Mailbox -ResultSize 10 | Set-Mailbox -CustomAttribute1 x` has to be executed here:
+//! the first cmdlet's objects are streamed, and each is handed to the next cmdlet, bound to
+//! its `Identity` as Exchange's pipeline binding did. Client pipeline input (PIPELINE_INPUT
+//! from an Import-PSSession proxy) enters the first command the same way. The simulated
+//! RPS endpoint uses this runner too (with an in-memory backend), so both modes share one
+//! definition of pipeline semantics.
+//!
+//! Streaming is pull-based: a backend call yields [`Batch`]es (one per REST page) and each
+//! object is pushed down the rest of the pipeline before the next page is requested, so the
+//! first object reaches the client before the last page is fetched and a slow client slows
+//! the paging (the output sink is bounded). Dropping the future (Ctrl-C) drops the in-flight
+//! call; `Select-Object -First n` stops upstream paging the same way.
+//!
+//! Common parameters act as in PowerShell: `-ErrorAction Stop` turns a cmdlet's error into
+//! a Failed pipeline, `SilentlyContinue`/`Ignore` drop it; `-WarningAction` likewise for
+//! warnings. Script text, unknown commands and binding failures fail the pipeline before
+//! anything runs, as Exchange's NoLanguage runspace did.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+
+use futures_util::future::BoxFuture;
+use serde_json::{Map, Value as Json};
+
+use super::catalog::{Catalog, Entry, Kind, wildcard_match};
+use super::convert;
+use super::errors::{ErrorOrigin, ExchangeError, scripts_not_allowed};
+use crate::remoting::binding::{
+    self, ActionPreference, BoundCommand, BoundValue, CommonParameters, display_value,
+};
+use crate::remoting::clixml::{Container, Object, Value};
+use crate::remoting::executor::{
+    Argument, ErrorCategory, ErrorRecord, InputStream, Output, OutputSink, ParameterMetadata,
+    Pipeline, PipelineEnd,
+};
+
+/// What one backend call yields per step (one REST page).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Batch {
+    /// Output objects, ready for the client.
+    pub objects: Vec<Value>,
+    /// Warnings (written after this batch's objects).
+    pub warnings: Vec<String>,
+    /// Non-terminating errors reported alongside (REST `@adminapi.errors`).
+    pub errors: Vec<ErrorRecord>,
+}
+
+/// How a backend call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// The cmdlet wrote an error (unknown identity…): the pipeline goes on unless
+    /// `-ErrorAction Stop`.
+    NonTerminating(ErrorRecord),
+    /// The cmdlet could not run (binding, throttled after retries, token refused…): the
+    /// pipeline fails.
+    Terminating(ErrorRecord),
+}
+
+impl Failure {
+    /// From an Exchange error raised by `cmdlet`.
+    pub fn from_exchange(e: &ExchangeError, cmdlet: &str, origin: &ErrorOrigin) -> Self {
+        let rec = e.to_error_record(cmdlet, origin);
+        if e.is_terminating() {
+            Self::Terminating(rec)
+        } else {
+            Self::NonTerminating(rec)
+        }
+    }
+}
+
+/// One in-flight cmdlet invocation.
+pub trait Call: Send {
+    /// The next batch; None when the cmdlet is done.
+    fn next(&mut self) -> BoxFuture<'_, Option<Result<Batch, Failure>>>;
+}
+
+/// Runs single Exchange cmdlets.
+pub trait Backend: Send + Sync {
+    /// Who runs them.
+    type Caller: Send + Sync;
+
+    /// Starts `entry` with REST-style `parameters`.
+    fn call<'a>(
+        &'a self,
+        caller: &'a Self::Caller,
+        entry: &'a Entry,
+        parameters: Map<String, Json>,
+        common: &'a CommonParameters,
+    ) -> Box<dyn Call + 'a>;
+}
+
+enum Stop {
+    Failed(ErrorRecord),
+    Closed,
+}
+
+#[derive(PartialEq)]
+enum Flow {
+    More,
+    Enough,
+}
+
+enum Local {
+    None,
+    Measure(u64),
+    Select(Select),
+}
+
+struct Select {
+    properties: Option<Vec<String>>,
+    expand: Option<String>,
+    first: Option<usize>,
+    last: Option<usize>,
+    skip: usize,
+    emitted: usize,
+    buffer: VecDeque<Value>,
+}
+
+struct Stage<'c> {
+    entry: &'c Entry,
+    bound: BoundCommand,
+    local: Local,
+}
+
+struct Ctx<'a, B: Backend> {
+    backend: &'a B,
+    caller: &'a B::Caller,
+    output: &'a OutputSink,
+}
+
+fn input_not_bound(cmdlet: &str, input: &Value) -> ErrorRecord {
+    ErrorRecord {
+        message: "The input object cannot be bound to any parameters for the command either because the command \
+                  does not take pipeline input or the input and its properties do not match any of the parameters \
+                  that take pipeline input."
+            .into(),
+        exception_type: "System.Management.Automation.ParameterBindingException".into(),
+        fully_qualified_error_id: format!("InputObjectNotBound,{cmdlet}"),
+        category: ErrorCategory::InvalidArgument,
+        activity: cmdlet.into(),
+        reason: "ParameterBindingException".into(),
+        target_name: display_value(input),
+        target_type: String::new(),
+        target_object: input.clone(),
+    }
+}
+
+fn convert_failure(cmdlet: &str, e: &convert::ConvertError) -> ErrorRecord {
+    ErrorRecord {
+        message: e.to_string(),
+        exception_type: "System.Management.Automation.ParameterBindingException".into(),
+        fully_qualified_error_id: format!("ParameterArgumentTransformationError,{cmdlet}"),
+        category: ErrorCategory::InvalidData,
+        activity: cmdlet.into(),
+        reason: "ParameterBindingArgumentTransformationException".into(),
+        target_name: String::new(),
+        target_type: String::new(),
+        target_object: Value::Nil,
+    }
+}
+
+fn warning_stop(cmdlet: &str, text: &str) -> ErrorRecord {
+    ErrorRecord {
+        message: format!(
+            "The running command stopped because the preference variable \"WarningPreference\" or common \
+             parameter is set to Stop: {text}"
+        ),
+        exception_type: "System.Management.Automation.ActionPreferenceStopException".into(),
+        fully_qualified_error_id: format!("ActionPreferenceStop,{cmdlet}"),
+        category: ErrorCategory::OperationStopped,
+        activity: cmdlet.into(),
+        reason: "ActionPreferenceStopException".into(),
+        target_name: String::new(),
+        target_type: String::new(),
+        target_object: Value::Nil,
+    }
+}
+
+/// Metadata for a cmdlet Exchange exports but our table does not know: every named
+/// argument becomes a parameter (a bare token followed by another name, or last, a switch).
+fn permissive(entry: &Entry, args: &[Argument]) -> Entry {
+    let mut e = entry.clone();
+    for (i, a) in args.iter().enumerate() {
+        let Some(raw) = a.name.as_deref() else {
+            continue;
+        };
+        let name = raw
+            .trim()
+            .trim_start_matches('-')
+            .trim_end_matches(':')
+            .trim();
+        if name.is_empty()
+            || e.metadata
+                .parameters
+                .iter()
+                .any(|p| p.name.eq_ignore_ascii_case(name))
+            || binding::common_parameters(true).iter().any(|p| {
+                p.name.eq_ignore_ascii_case(name)
+                    || p.aliases.iter().any(|x| x.eq_ignore_ascii_case(name))
+            })
+        {
+            continue;
+        }
+        let bare = raw.trim().starts_with('-') && !raw.trim().ends_with(':');
+        let next_named = args.get(i + 1).is_none_or(|n| n.name.is_some());
+        e.metadata.parameters.push(ParameterMetadata {
+            name: name.into(),
+            parameter_type: "System.Object".into(),
+            aliases: vec![],
+            is_switch: bare && matches!(a.value, Value::Nil) && next_named,
+            position: None,
+        });
+    }
+    e
+}
+
+fn ints(bound: &BoundCommand, name: &str) -> Option<usize> {
+    match bound.get(name)? {
+        BoundValue::Value(Value::I32(n)) => usize::try_from(*n).ok(),
+        BoundValue::Value(Value::I64(n)) => usize::try_from(*n).ok(),
+        BoundValue::Value(Value::U32(n)) => usize::try_from(*n).ok(),
+        BoundValue::Value(v) => display_value(v).trim().parse().ok(),
+        BoundValue::Switch(_) => None,
+    }
+}
+
+fn string_list(v: &Value) -> Vec<String> {
+    match v {
+        Value::Object(o) => match &o.container {
+            Some(Container::List(items) | Container::Enumerable(items)) => {
+                items.iter().map(display_value).collect()
+            }
+            _ => vec![display_value(v)],
+        },
+        Value::Nil => vec![],
+        other => vec![display_value(other)],
+    }
+}
+
+fn member<'v>(obj: &'v Object, name: &str) -> Option<&'v Value> {
+    obj.adapted
+        .iter()
+        .chain(obj.extended.iter())
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+impl Select {
+    fn new(bound: &BoundCommand) -> Self {
+        Self {
+            properties: bound.get("Property").and_then(|v| match v {
+                BoundValue::Value(v) => Some(string_list(v)),
+                BoundValue::Switch(_) => None,
+            }),
+            expand: bound.get("ExpandProperty").and_then(|v| match v {
+                BoundValue::Value(v) => Some(display_value(v)),
+                BoundValue::Switch(_) => None,
+            }),
+            first: ints(bound, "First"),
+            last: ints(bound, "Last"),
+            skip: ints(bound, "Skip").unwrap_or(0),
+            emitted: 0,
+            buffer: VecDeque::new(),
+        }
+    }
+
+    fn project(&self, input: Value) -> Vec<Value> {
+        if let Some(expand) = &self.expand {
+            let Value::Object(obj) = &input else {
+                return vec![];
+            };
+            return match member(obj, expand) {
+                Some(Value::Object(o)) if matches!(o.container, Some(Container::List(_))) => {
+                    match &o.container {
+                        Some(Container::List(items)) => items.clone(),
+                        _ => vec![],
+                    }
+                }
+                Some(v) => vec![v.clone()],
+                None => vec![],
+            };
+        }
+        let Some(props) = &self.properties else {
+            return vec![input];
+        };
+        let Value::Object(obj) = &input else {
+            return vec![input];
+        };
+        let mut extended = Vec::new();
+        for pattern in props {
+            if pattern.contains('*') {
+                for (n, v) in obj.adapted.iter().chain(obj.extended.iter()) {
+                    if wildcard_match(pattern, n)
+                        && !extended.iter().any(|(e, _): &(String, Value)| e == n)
+                    {
+                        extended.push((n.clone(), v.clone()));
+                    }
+                }
+            } else {
+                let found = obj
+                    .adapted
+                    .iter()
+                    .chain(obj.extended.iter())
+                    .find(|(n, _)| n.eq_ignore_ascii_case(pattern));
+                let (n, v) = found.map_or((pattern.clone(), Value::Nil), |(n, v)| {
+                    (n.clone(), v.clone())
+                });
+                extended.push((n, v));
+            }
+        }
+        let first = obj
+            .type_names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "System.Object".into());
+        vec![Value::Object(Box::new(Object {
+            type_names: vec![
+                format!("Selected.{first}"),
+                "System.Management.Automation.PSCustomObject".into(),
+                "System.Object".into(),
+            ],
+            extended,
+            ..Object::default()
+        }))]
+    }
+}
+
+fn measure_info(count: u64) -> Value {
+    Value::Object(Box::new(Object {
+        type_names: vec![
+            "Microsoft.PowerShell.Commands.GenericMeasureInfo".into(),
+            "Microsoft.PowerShell.Commands.MeasureInfo".into(),
+            "System.Object".into(),
+        ],
+        to_string: Some("Microsoft.PowerShell.Commands.GenericMeasureInfo".into()),
+        adapted: vec![
+            (
+                "Count".into(),
+                Value::I32(i32::try_from(count).unwrap_or(i32::MAX)),
+            ),
+            ("Average".into(), Value::Nil),
+            ("Sum".into(), Value::Nil),
+            ("Maximum".into(), Value::Nil),
+            ("Minimum".into(), Value::Nil),
+            ("Property".into(), Value::Nil),
+        ],
+        ..Object::default()
+    }))
+}
+
+impl<B: Backend> Ctx<'_, B> {
+    async fn send(&self, out: Output) -> Result<(), Stop> {
+        self.output.send(out).await.map_err(|_| Stop::Closed)
+    }
+
+    async fn error(&self, common: &CommonParameters, rec: ErrorRecord) -> Result<(), Stop> {
+        match common.error_action {
+            Some(ActionPreference::Stop) => Err(Stop::Failed(rec)),
+            Some(p) if p.is_silent() => Ok(()),
+            _ => self.send(Output::Error(rec)).await,
+        }
+    }
+
+    async fn warning(
+        &self,
+        cmdlet: &str,
+        common: &CommonParameters,
+        text: String,
+    ) -> Result<(), Stop> {
+        match common.warning_action {
+            Some(ActionPreference::Stop) => Err(Stop::Failed(warning_stop(cmdlet, &text))),
+            Some(p) if p.is_silent() => Ok(()),
+            _ => self.send(Output::Warning(text)).await,
+        }
+    }
+
+    /// Pushes one input (None: the first command of a pipeline without input) into
+    /// `stages[0]`, and what it produces down the rest.
+    fn feed<'s>(
+        &'s self,
+        stages: &'s mut [Stage<'_>],
+        input: Option<Value>,
+    ) -> Pin<Box<dyn Future<Output = Result<Flow, Stop>> + Send + 's>>
+    where
+        B::Caller: Sync,
+    {
+        Box::pin(async move {
+            let Some((stage, rest)) = stages.split_first_mut() else {
+                if let Some(v) = input {
+                    self.send(Output::Object(v)).await?;
+                }
+                return Ok(Flow::More);
+            };
+            if stage.entry.kind == Kind::Local {
+                return self.feed_local(stage, rest, input).await;
+            }
+            let cmdlet = stage.entry.metadata.name.as_str();
+            let mut parameters = match convert::parameters(&stage.bound) {
+                Ok(p) => p,
+                Err(e) => return Err(Stop::Failed(convert_failure(cmdlet, &e))),
+            };
+            if let Some(v) = &input {
+                match convert::identity_of(v) {
+                    Some(id)
+                        if stage.entry.takes_identity() && !stage.bound.contains("Identity") =>
+                    {
+                        parameters.insert("Identity".into(), id);
+                    }
+                    _ => {
+                        self.error(&stage.bound.common, input_not_bound(cmdlet, v))
+                            .await?;
+                        return Ok(Flow::More);
+                    }
+                }
+            }
+            let mut call =
+                self.backend
+                    .call(self.caller, stage.entry, parameters, &stage.bound.common);
+            while let Some(step) = call.next().await {
+                match step {
+                    Ok(batch) => {
+                        for obj in batch.objects {
+                            if self.feed(rest, Some(obj)).await? == Flow::Enough {
+                                return Ok(Flow::Enough);
+                            }
+                        }
+                        for e in batch.errors {
+                            self.error(&stage.bound.common, e).await?;
+                        }
+                        for w in batch.warnings {
+                            self.warning(cmdlet, &stage.bound.common, w).await?;
+                        }
+                    }
+                    Err(Failure::NonTerminating(rec)) => {
+                        self.error(&stage.bound.common, rec).await?;
+                        break;
+                    }
+                    Err(Failure::Terminating(rec)) => return Err(Stop::Failed(rec)),
+                }
+            }
+            Ok(Flow::More)
+        })
+    }
+
+    async fn feed_local(
+        &self,
+        stage: &mut Stage<'_>,
+        rest: &mut [Stage<'_>],
+        input: Option<Value>,
+    ) -> Result<Flow, Stop>
+    where
+        B::Caller: Sync,
+    {
+        let Some(input) = input else {
+            return Ok(Flow::More);
+        };
+        match &mut stage.local {
+            Local::None => Ok(Flow::More),
+            Local::Measure(n) => {
+                *n += 1;
+                Ok(Flow::More)
+            }
+            Local::Select(sel) => {
+                if sel.skip > 0 {
+                    sel.skip -= 1;
+                    return Ok(Flow::More);
+                }
+                if let Some(last) = sel.last {
+                    sel.buffer.push_back(input);
+                    if sel.buffer.len() > last {
+                        sel.buffer.pop_front();
+                    }
+                    return Ok(Flow::More);
+                }
+                if sel.first.is_some_and(|f| sel.emitted >= f) {
+                    return Ok(Flow::Enough);
+                }
+                sel.emitted += 1;
+                let done = sel.first.is_some_and(|f| sel.emitted >= f);
+                for v in sel.project(input) {
+                    if self.feed(rest, Some(v)).await? == Flow::Enough {
+                        return Ok(Flow::Enough);
+                    }
+                }
+                Ok(if done { Flow::Enough } else { Flow::More })
+            }
+        }
+    }
+
+    /// End of input: local commands flush (Measure-Object's count, Select-Object -Last),
+    /// stage by stage.
+    async fn end(&self, stages: &mut [Stage<'_>]) -> Result<(), Stop>
+    where
+        B::Caller: Sync,
+    {
+        for i in 0..stages.len() {
+            let (head, rest) = stages.split_at_mut(i + 1);
+            let stage = &mut head[i];
+            let flushed: Vec<Value> = match &mut stage.local {
+                Local::Measure(n) => vec![measure_info(*n)],
+                Local::Select(sel) if sel.last.is_some() => {
+                    let buffered: Vec<Value> = sel.buffer.drain(..).collect();
+                    buffered.into_iter().flat_map(|v| sel.project(v)).collect()
+                }
+                _ => vec![],
+            };
+            for v in flushed {
+                if self.feed(rest, Some(v)).await? == Flow::Enough {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn prepare<'c>(
+    catalog: &'c Catalog,
+    commands: &[crate::remoting::executor::Command],
+) -> Result<Vec<(Entry, BoundCommand)>, ErrorRecord> {
+    let mut out = Vec::with_capacity(commands.len());
+    for c in commands {
+        if c.is_script {
+            return Err(scripts_not_allowed(&c.name));
+        }
+        let Some(found) = catalog.lookup(c.name.trim()) else {
+            let mut r = ExchangeError::command_not_found(c.name.trim())
+                .to_error_record("", &ErrorOrigin::default());
+            r.fully_qualified_error_id = "CommandNotFoundException".into();
+            return Err(r);
+        };
+        let entry = if found.known {
+            found.clone()
+        } else {
+            permissive(found, &c.args)
+        };
+        let bound = binding::bind(&entry.metadata, &c.args).map_err(|e| e.to_error_record())?;
+        out.push((entry, bound));
+    }
+    Ok(out)
+}
+
+/// Runs `pipeline` to its end over `backend`.
+pub async fn run<B: Backend>(
+    backend: &B,
+    caller: &B::Caller,
+    catalog: &Catalog,
+    pipeline: Pipeline,
+    mut input: InputStream,
+    output: OutputSink,
+) -> PipelineEnd
+where
+    B::Caller: Sync,
+{
+    let ctx = Ctx {
+        backend,
+        caller,
+        output: &output,
+    };
+    for (si, statement) in pipeline.statements.iter().enumerate() {
+        let prepared = match prepare(catalog, &statement.commands) {
+            Ok(p) => p,
+            Err(rec) => return PipelineEnd::Failed(rec),
+        };
+        let mut stages: Vec<Stage<'_>> = prepared
+            .iter()
+            .map(|(entry, bound)| Stage {
+                entry,
+                bound: bound.clone(),
+                local: match entry.metadata.name.as_str() {
+                    "Measure-Object" => Local::Measure(0),
+                    "Select-Object" => Local::Select(Select::new(bound)),
+                    _ => Local::None,
+                },
+            })
+            .collect();
+        if stages.is_empty() {
+            continue;
+        }
+        let result = async {
+            if si == 0 && !pipeline.no_input {
+                while let Some(v) = input.recv().await {
+                    if ctx.feed(&mut stages, Some(v)).await? == Flow::Enough {
+                        break;
+                    }
+                }
+            } else {
+                ctx.feed(&mut stages, None).await?;
+            }
+            ctx.end(&mut stages).await
+        }
+        .await;
+        match result {
+            Ok(()) => {}
+            Err(Stop::Failed(rec)) => return PipelineEnd::Failed(rec),
+            Err(Stop::Closed) => return PipelineEnd::Completed,
+        }
+    }
+    PipelineEnd::Completed
+}

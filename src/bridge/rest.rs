@@ -1,0 +1,650 @@
+//! The InvokeCommand client: one Exchange cmdlet per call, paged, retried, bounded.
+//!
+//! Each invocation is `POST {endpoint}/adminapi/beta/{tenant_id}/InvokeCommand` with
+//! `{"CmdletInput":{"CmdletName":…,"Parameters":{…}}}` and the headers the
+//! ExchangeOnlineManagement module sends (reference exo-rest-adminapi.md §4): the tenant's
+//! Bearer token, `X-AnchorMailbox: APP:SystemMailbox{bb558c35-…}@<tenant_id>` (app-only),
+//! `Prefer: odata.maxpagesize=N`, a fresh `client-request-id` per HTTP request and a
+//! `connection-id` per pipeline, `X-CmdletName`, `X-ResponseFormat: json` (see `convert` for
+//! why not clixml).
+//!
+//! Pages are fetched lazily: [`RestCall::next`] requests one page and returns its objects;
+//! the next page (`@odata.nextLink`, re-POSTing the same body, §6) is requested only when the
+//! pipeline asks again, so the first object reaches the client as soon as the first page is
+//! parsed and a stopped pipeline requests nothing more. A next link must point at the
+//! configured endpoint's origin; the token is never sent anywhere else.
+//!
+//! Failures (§9, §11): 401 → one token refresh and retry; 429/503/504 → wait `Retry-After`
+//! (or 2 s, 4 s, 8 s … without one, capped) and retry up to `max_retries` times; Exchange's
+//! transient exceptions (`DCOverloadedException`, …) likewise; connection failures before a
+//! request was sent are retried too. Each request has the cmdlet's timeout (the module's:
+//! 960 s, longer for a few cmdlets); running out of it is a clear error saying what to do.
+//! Response bodies are read up to `max_page_bytes`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::{Map, Value as Json};
+use url::Url;
+use uuid::Uuid;
+
+use super::RestCaller;
+use super::catalog::Entry;
+use super::convert;
+use super::errors::{ErrorOrigin, ExchangeError, bridge_record};
+use super::pipeline::{Backend, Batch, Call, Failure};
+use crate::config::TenantName;
+use crate::remoting::binding::CommonParameters;
+use crate::remoting::executor::ErrorCategory;
+use crate::secret::Secret;
+
+/// The system mailbox app-only requests anchor on.
+pub const ANCHOR_MAILBOX: &str = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}";
+
+/// Exchange's pagination warning, shown only with the last page.
+pub const MORE_RESULTS: &str = "There are more results available than are currently displayed. To view them, \
+                                increase the value for the ResultSize parameter.";
+
+/// Exchange's transient exceptions the module retries (§11.1).
+const TRANSIENT: &[&str] = &[
+    "DCOverloadedException",
+    "SuitabilityDirectoryException",
+    "ServerInMMException",
+    "ADServerSettingsChangedException",
+    "StorageTransientException",
+];
+
+/// Where the bridge gets tokens: the token engine in the proxy, anything in tests.
+pub trait TokenSource: Send + Sync + 'static {
+    /// A valid token for `tenant`.
+    fn token(
+        &self,
+        tenant: &TenantName,
+    ) -> impl Future<Output = Result<Secret<String>, String>> + Send;
+    /// A fresh token after Exchange refused the cached one.
+    fn refresh(
+        &self,
+        tenant: &TenantName,
+    ) -> impl Future<Output = Result<Secret<String>, String>> + Send;
+}
+
+impl TokenSource for crate::token::TokenEngine {
+    async fn token(&self, tenant: &TenantName) -> Result<Secret<String>, String> {
+        crate::token::TokenEngine::token(self, tenant)
+            .await
+            .map(|t| t.token)
+            .map_err(|e| e.to_string())
+    }
+    async fn refresh(&self, tenant: &TenantName) -> Result<Secret<String>, String> {
+        crate::token::TokenEngine::refresh(self, tenant)
+            .await
+            .map(|t| t.token)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Limits and behaviour of the REST client. Defaults are the module's (§11.1).
+#[derive(Debug, Clone)]
+pub struct RestSettings {
+    /// `https://outlook.office365.com` (or a sovereign cloud, or the sandbox).
+    pub endpoint: Url,
+    /// `Prefer: odata.maxpagesize` (≤ 1000).
+    pub page_size: u32,
+    /// Retries after 429/503/504/transient errors (attempts = retries + 1).
+    pub max_retries: u32,
+    /// First back-off without Retry-After; doubles per retry.
+    pub retry_base: Duration,
+    /// Longest wait honoured from one Retry-After.
+    pub max_retry_after: Duration,
+    /// Per-request timeout for cmdlets not in `cmdlet_timeouts`.
+    pub timeout: Duration,
+    /// Longer timeouts for slow cmdlets.
+    pub cmdlet_timeouts: Vec<(String, Duration)>,
+    /// Largest response body read.
+    pub max_page_bytes: usize,
+    /// Ask Exchange which cmdlets the app may run (EXOModuleFile) and trim the catalog.
+    pub fetch_exported_cmdlets: bool,
+    /// How long a tenant's fetched cmdlet list is kept.
+    pub catalog_ttl: Duration,
+}
+
+impl RestSettings {
+    /// The module's defaults against `endpoint`.
+    pub fn new(endpoint: Url) -> Self {
+        let s = |n: u64| Duration::from_secs(n + 60);
+        Self {
+            endpoint,
+            page_size: 1000,
+            max_retries: 5,
+            retry_base: Duration::from_secs(2),
+            max_retry_after: Duration::from_secs(120),
+            timeout: Duration::from_secs(960),
+            cmdlet_timeouts: vec![
+                ("Get-DistributionGroupMember".into(), s(3600)),
+                ("Import-TransportRuleCollection".into(), s(3600)),
+                ("Set-OrganizationConfig".into(), s(1800)),
+                ("Set-UnifiedGroup".into(), s(3600)),
+                ("Update-DistributionGroupMember".into(), s(3600)),
+                ("Update-RoleGroupMember".into(), s(1800)),
+            ],
+            max_page_bytes: 64 * 1024 * 1024,
+            fetch_exported_cmdlets: true,
+            catalog_ttl: Duration::from_secs(3600),
+        }
+    }
+
+    fn timeout_for(&self, cmdlet: &str) -> Duration {
+        self.cmdlet_timeouts
+            .iter()
+            .find(|(c, _)| c.eq_ignore_ascii_case(cmdlet))
+            .map_or(self.timeout, |(_, d)| *d)
+    }
+}
+
+/// The HTTP side of the bridge.
+pub struct RestClient<T> {
+    http: reqwest::Client,
+    settings: RestSettings,
+    tokens: Arc<T>,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    #[serde(default)]
+    value: Option<Vec<Map<String, Json>>>,
+    #[serde(rename = "@odata.nextLink", default)]
+    next: Option<String>,
+    #[serde(rename = "@adminapi.warnings", default)]
+    warnings: Option<Vec<Json>>,
+    #[serde(rename = "@adminapi.errors", default)]
+    errors: Option<Vec<Json>>,
+}
+
+fn header(resp: &reqwest::Response, name: &str) -> String {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn origin(resp: &reqwest::Response) -> ErrorOrigin {
+    let be = header(resp, "x-calculatedbetarget");
+    ErrorOrigin {
+        server: be.split('.').next().unwrap_or_default().to_owned(),
+        request_id: header(resp, "request-id"),
+        timestamp: header(resp, "date"),
+    }
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let v = header(resp, "retry-after");
+    let v = v.trim();
+    if v.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    chrono::DateTime::parse_from_rfc2822(v).ok().map(|t| {
+        (t.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default()
+    })
+}
+
+impl<T: TokenSource> RestClient<T> {
+    /// A client over `http` (its trust roots decide which endpoints it accepts).
+    pub fn new(http: reqwest::Client, tokens: Arc<T>, settings: RestSettings) -> Self {
+        Self {
+            http,
+            settings,
+            tokens,
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &RestSettings {
+        &self.settings
+    }
+
+    fn invoke_url(&self, caller: &RestCaller) -> Url {
+        let mut url = self.settings.endpoint.clone();
+        url.set_path(&format!(
+            "{}/adminapi/beta/{}/InvokeCommand",
+            self.settings.endpoint.path().trim_end_matches('/'),
+            caller.tenant_id
+        ));
+        url
+    }
+
+    fn same_origin(&self, url: &Url) -> bool {
+        url.origin() == self.settings.endpoint.origin()
+    }
+
+    async fn read_body(&self, mut resp: reqwest::Response, cmdlet: &str) -> Result<Bytes, Failure> {
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if buf.len() + chunk.len() > self.settings.max_page_bytes {
+                        return Err(Failure::Terminating(bridge_record(
+                            cmdlet,
+                            "ResponseTooLarge",
+                            ErrorCategory::LimitsExceeded,
+                            format!(
+                                "Exchange Online's answer to {cmdlet} is larger than the bridge's limit of {} bytes per \
+                                 page; ask for fewer objects per call (-ResultSize, -Filter) or raise the limit.",
+                                self.settings.max_page_bytes
+                            ),
+                        )));
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(buf.into()),
+                Err(e) => return Err(self.transport_failure(cmdlet, &e)),
+            }
+        }
+    }
+
+    fn transport_failure(&self, cmdlet: &str, e: &reqwest::Error) -> Failure {
+        if e.is_timeout() {
+            let limit = self.settings.timeout_for(cmdlet);
+            let limit = if limit < Duration::from_secs(1) {
+                format!("{} ms", limit.as_millis())
+            } else {
+                format!("{} seconds", limit.as_secs())
+            };
+            return Failure::Terminating(bridge_record(
+                cmdlet,
+                "OperationTimeout",
+                ErrorCategory::OperationTimeout,
+                format!(
+                    "Exchange Online did not finish {cmdlet} within {limit}. The REST API stops every cmdlet \
+                     after 15 minutes: narrow the query (-ResultSize, -Filter, -Identity) or split the work into \
+                     smaller batches."
+                ),
+            ));
+        }
+        Failure::Terminating(bridge_record(
+            cmdlet,
+            "ConnectionError",
+            ErrorCategory::ConnectionError,
+            format!(
+                "Exchange Online at {} could not be reached for {cmdlet}: {e}",
+                self.settings.endpoint
+            ),
+        ))
+    }
+
+    fn backoff(&self, attempt: u32, hint: Option<Duration>) -> Duration {
+        hint.map_or_else(
+            || {
+                self.settings
+                    .retry_base
+                    .saturating_mul(1u32 << attempt.min(10))
+            },
+            |d| d.min(self.settings.max_retry_after),
+        )
+    }
+
+    /// POSTs one page request with retries; returns the 200 body.
+    async fn post(&self, ctx: &CallCtx<'_>, url: &Url) -> Result<(Bytes, ErrorOrigin), Failure> {
+        let cmdlet = ctx.entry.metadata.name.as_str();
+        let tenant = &ctx.caller.tenant;
+        let mut refreshed = false;
+        let mut attempt = 0u32;
+        let mut token = self
+            .tokens
+            .token(tenant)
+            .await
+            .map_err(|e| token_failure(cmdlet, tenant, &e))?;
+        loop {
+            let request_id = Uuid::new_v4();
+            let mut req = self
+                .http
+                .post(url.clone())
+                .timeout(self.settings.timeout_for(cmdlet))
+                .header("Authorization", format!("Bearer {}", token.expose()))
+                .header("Content-Type", "application/json")
+                .header("Accept", "application/json")
+                .header("Accept-Charset", "UTF-8")
+                .header(
+                    "X-AnchorMailbox",
+                    format!("APP:{ANCHOR_MAILBOX}@{}", ctx.caller.tenant_id),
+                )
+                .header("Prefer", format!("odata.maxpagesize={}", ctx.page_size))
+                .header("X-CmdletName", cmdlet)
+                .header("client-request-id", request_id.to_string())
+                .header("connection-id", ctx.connection_id.to_string())
+                .header("X-ResponseFormat", "json")
+                .header("X-ClientApplication", "exo-authproxy")
+                .body(ctx.body.clone());
+            if let Some(w) = ctx.warning_action {
+                req = req.header("WarningAction", w);
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) if e.is_connect() && attempt < self.settings.max_retries => {
+                    tracing::warn!(%cmdlet, %request_id, error = %e, "Exchange unreachable; retrying");
+                    tokio::time::sleep(self.backoff(attempt, None)).await;
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => return Err(self.transport_failure(cmdlet, &e)),
+            };
+            let status = resp.status().as_u16();
+            let origin = origin(&resp);
+            tracing::debug!(%cmdlet, %request_id, exchange_request_id = %origin.request_id, status, user = %ctx.caller.user, "InvokeCommand");
+            match status {
+                200..=299 => return Ok((self.read_body(resp, cmdlet).await?, origin)),
+                401 if !refreshed => {
+                    refreshed = true;
+                    token = self
+                        .tokens
+                        .refresh(tenant)
+                        .await
+                        .map_err(|e| token_failure(cmdlet, tenant, &e))?;
+                    continue;
+                }
+                429 | 503 | 504 if attempt < self.settings.max_retries => {
+                    let wait = self.backoff(attempt, retry_after(&resp));
+                    tracing::info!(%cmdlet, status, wait_ms = wait.as_millis() as u64, attempt, "throttled; waiting");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let hint = retry_after(&resp);
+            let body = self.read_body(resp, cmdlet).await.unwrap_or_default();
+            let parsed = ExchangeError::from_rest_body(&body);
+            if let Some(e) = &parsed
+                && TRANSIENT.iter().any(|t| e.class.ends_with(t))
+                && attempt < self.settings.max_retries
+            {
+                tokio::time::sleep(self.backoff(attempt, hint)).await;
+                attempt += 1;
+                continue;
+            }
+            return Err(match (status, parsed) {
+                (401, e) => Failure::Terminating(bridge_record(
+                    cmdlet,
+                    "AuthenticationError",
+                    ErrorCategory::AuthenticationError,
+                    format!(
+                        "Exchange Online refused the app's token for tenant {tenant} (401) even after a fresh token \
+                         was fetched{}: check that the app has Exchange.ManageAsApp with admin consent in this tenant \
+                         and that the token's audience is https://outlook.office365.com.",
+                        e.map(|e| format!(" ({})", e.message)).unwrap_or_default()
+                    ),
+                )),
+                (403, e) => Failure::Terminating(bridge_record(
+                    cmdlet,
+                    "PermissionDenied",
+                    ErrorCategory::PermissionDenied,
+                    match e {
+                        Some(e) => e.message,
+                        None => format!(
+                            "The app isn't assigned to any management roles that allow running {cmdlet} in tenant \
+                             {tenant} (403): assign Exchange Administrator to the app's service principal, or an \
+                             Exchange role group that includes {cmdlet}."
+                        ),
+                    },
+                )),
+                (429, _) => Failure::Terminating(bridge_record(
+                    cmdlet,
+                    "ThrottlingError",
+                    ErrorCategory::LimitsExceeded,
+                    format!(
+                        "Exchange Online is throttling this tenant ({tenant}); {cmdlet} was still refused after {} \
+                         retries. Wait a few minutes, or run fewer commands in parallel.",
+                        self.settings.max_retries
+                    ),
+                )),
+                (400..=499, Some(e)) => Failure::from_exchange(&e, cmdlet, &origin),
+                (_, e) => Failure::Terminating(bridge_record(
+                    cmdlet,
+                    "ServerSideError",
+                    ErrorCategory::NotSpecified,
+                    format!(
+                        "A server side error has occurred because of which the operation could not be completed \
+                         (HTTP {status}{}). Please try again after some time. If the problem still persists, please \
+                         reach out to MS support.",
+                        e.map(|e| format!(": {}", e.message)).unwrap_or_default()
+                    ),
+                )),
+            });
+        }
+    }
+
+    /// The cmdlet names Exchange lets this app run (EXOModuleFile, §10).
+    ///
+    /// # Errors
+    /// A text saying what failed.
+    pub async fn exported_cmdlets(&self, caller: &RestCaller) -> Result<Vec<String>, String> {
+        let token = self.tokens.token(&caller.tenant).await?;
+        let mut url = self.settings.endpoint.clone();
+        url.set_path(&format!(
+            "{}/adminapi/v1.0/{}/EXOModuleFile",
+            self.settings.endpoint.path().trim_end_matches('/'),
+            caller.tenant_id
+        ));
+        url.set_query(Some("Version=3.9.2"));
+        let resp = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(60))
+            .header("Authorization", format!("Bearer {}", token.expose()))
+            .header("CommandName", "*")
+            .header(
+                "X-AnchorMailbox",
+                format!("APP:{ANCHOR_MAILBOX}@{}", caller.tenant_id),
+            )
+            .header("client-request-id", Uuid::new_v4().to_string())
+            .send()
+            .await
+            .map_err(|e| format!("EXOModuleFile request failed: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("EXOModuleFile answered HTTP {}", resp.status()));
+        }
+        let json: Json = resp
+            .json()
+            .await
+            .map_err(|e| format!("EXOModuleFile body is not JSON: {e}"))?;
+        let list = json
+            .pointer("/value/0/exportedCmdlets")
+            .and_then(Json::as_str)
+            .ok_or("EXOModuleFile has no value[0].exportedCmdlets")?;
+        Ok(list
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect())
+    }
+}
+
+fn token_failure(cmdlet: &str, tenant: &TenantName, e: &str) -> Failure {
+    Failure::Terminating(bridge_record(
+        cmdlet,
+        "TokenUnavailable",
+        ErrorCategory::AuthenticationError,
+        format!("No Exchange Online token for tenant {tenant}, so {cmdlet} could not run: {e}"),
+    ))
+}
+
+struct CallCtx<'a> {
+    caller: &'a RestCaller,
+    entry: &'a Entry,
+    body: Bytes,
+    page_size: u32,
+    connection_id: Uuid,
+    warning_action: Option<&'static str>,
+}
+
+/// One cmdlet invocation in flight: its pages, one per [`Call::next`].
+pub struct RestCall<'a, T> {
+    client: &'a RestClient<T>,
+    ctx: CallCtx<'a>,
+    next_url: Option<Url>,
+    pages: u32,
+}
+
+impl<T: TokenSource> RestCall<'_, T> {
+    async fn page(&mut self) -> Option<Result<Batch, Failure>> {
+        let url = self.next_url.take()?;
+        let cmdlet = self.ctx.entry.metadata.name.clone();
+        let (body, origin) = match self.client.post(&self.ctx, &url).await {
+            Ok(x) => x,
+            Err(f) => return Some(Err(f)),
+        };
+        self.pages += 1;
+        let page: Page = match serde_json::from_slice(&body) {
+            Ok(p) => p,
+            Err(e) => {
+                return Some(Err(Failure::Terminating(bridge_record(
+                    &cmdlet,
+                    "InvalidResponse",
+                    ErrorCategory::InvalidResult,
+                    format!(
+                        "Exchange Online's answer to {cmdlet} (page {}) is not the expected JSON: {e}",
+                        self.pages
+                    ),
+                ))));
+            }
+        };
+        if let Some(next) = page.next.as_deref() {
+            match Url::parse(next) {
+                Ok(u) if self.client.same_origin(&u) => self.next_url = Some(u),
+                _ => {
+                    return Some(Err(Failure::Terminating(bridge_record(
+                        &cmdlet,
+                        "InvalidNextLink",
+                        ErrorCategory::InvalidResult,
+                        format!(
+                            "Exchange Online's next-page link for {cmdlet} ({next}) does not point at {}; the bridge \
+                             does not send the tenant's token anywhere else.",
+                            self.client.settings.endpoint
+                        ),
+                    ))));
+                }
+            }
+        }
+        let types = &self.ctx.entry.output_types;
+        let objects = page
+            .value
+            .unwrap_or_default()
+            .iter()
+            .map(|o| convert::object_from_json(o, types))
+            .collect();
+        let last = self.next_url.is_none();
+        let warnings = page
+            .warnings
+            .unwrap_or_default()
+            .into_iter()
+            .map(|w| w.as_str().map_or_else(|| w.to_string(), str::to_owned))
+            // The module shows the pagination warning only with the last page (§6).
+            .filter(|w| last || w != MORE_RESULTS)
+            .collect();
+        let errors = page
+            .errors
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|e| {
+                let parsed = match &e {
+                    Json::String(s) => ExchangeError::parse_detail(s),
+                    other => ExchangeError::from_rest_body(
+                        &serde_json::to_vec(&serde_json::json!({ "error": other }))
+                            .unwrap_or_default(),
+                    ),
+                };
+                parsed.map(|p| p.to_error_record(&cmdlet, &origin))
+            })
+            .collect();
+        Some(Ok(Batch {
+            objects,
+            warnings,
+            errors,
+        }))
+    }
+}
+
+impl<T: TokenSource> Call for RestCall<'_, T> {
+    fn next(&mut self) -> BoxFuture<'_, Option<Result<Batch, Failure>>> {
+        Box::pin(self.page())
+    }
+}
+
+fn page_size(settings: &RestSettings, parameters: &Map<String, Json>) -> u32 {
+    let rs = parameters
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("ResultSize"))
+        .map(|(_, v)| v);
+    let n = match rs {
+        Some(Json::Number(n)) => n.as_u64(),
+        Some(Json::String(s)) => s.parse().ok(),
+        _ => None,
+    };
+    let max = settings.page_size.clamp(1, 1000);
+    n.map_or(max, |n| u32::try_from(n).unwrap_or(max).clamp(1, max))
+}
+
+impl<T: TokenSource> Backend for RestClient<T> {
+    type Caller = RestCaller;
+
+    fn call<'a>(
+        &'a self,
+        caller: &'a RestCaller,
+        entry: &'a Entry,
+        parameters: Map<String, Json>,
+        common: &'a CommonParameters,
+    ) -> Box<dyn Call + 'a> {
+        let page_size = page_size(&self.settings, &parameters);
+        let body = serde_json::json!({
+            "CmdletInput": { "CmdletName": entry.metadata.name, "Parameters": Json::Object(parameters) }
+        });
+        Box::new(RestCall {
+            client: self,
+            ctx: CallCtx {
+                caller,
+                entry,
+                body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+                page_size,
+                connection_id: Uuid::new_v4(),
+                warning_action: common.warning_action.map(|w| w.as_str()),
+            },
+            next_url: Some(self.invoke_url(caller)),
+            pages: 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_size_follows_result_size() {
+        let s = RestSettings::new(Url::parse("https://outlook.office365.com").unwrap());
+        let p = |v: Json| page_size(&s, v.as_object().unwrap());
+        assert_eq!(p(serde_json::json!({})), 1000);
+        assert_eq!(p(serde_json::json!({"ResultSize": 10})), 10);
+        assert_eq!(p(serde_json::json!({"resultsize": "25"})), 25);
+        assert_eq!(p(serde_json::json!({"ResultSize": "Unlimited"})), 1000);
+        assert_eq!(p(serde_json::json!({"ResultSize": 50_000})), 1000);
+    }
+
+    #[test]
+    fn timeouts_per_cmdlet() {
+        let s = RestSettings::new(Url::parse("https://outlook.office365.com").unwrap());
+        assert_eq!(s.timeout_for("Get-Mailbox"), Duration::from_secs(960));
+        assert_eq!(
+            s.timeout_for("get-distributiongroupmember"),
+            Duration::from_secs(3660)
+        );
+    }
+}
