@@ -33,7 +33,10 @@ struct Sample {
 async fn direct(http: &reqwest::Client, url: &url::Url) -> Sample {
     let start = Instant::now();
     let body = serde_json::json!({"CmdletInput": {"CmdletName": "Get-Mailbox", "Parameters": {"ResultSize": "Unlimited"}}});
-    let mut next = Some(format!("{url}adminapi/beta/{}/InvokeCommand", server::TENANT_ID));
+    let mut next = Some(format!(
+        "{url}adminapi/beta/{}/InvokeCommand",
+        server::TENANT_ID
+    ));
     let mut first = None;
     let mut objects = 0;
     while let Some(u) = next.take() {
@@ -53,7 +56,11 @@ async fn direct(http: &reqwest::Client, url: &url::Url) -> Sample {
         objects += n;
         next = page["@odata.nextLink"].as_str().map(str::to_owned);
     }
-    Sample { first: first.unwrap_or_default(), total: start.elapsed(), objects }
+    Sample {
+        first: first.unwrap_or_default(),
+        total: start.elapsed(),
+        objects,
+    }
 }
 
 async fn bridge(exec: &RestExecutor<server::TestTokens>) -> Sample {
@@ -65,7 +72,10 @@ async fn bridge(exec: &RestExecutor<server::TestTokens>) -> Sample {
             commands: vec![Command {
                 name: "Get-Mailbox".into(),
                 is_script: false,
-                args: vec![Argument { name: Some("ResultSize".into()), value: Value::String("Unlimited".into()) }],
+                args: vec![Argument {
+                    name: Some("ResultSize".into()),
+                    value: Value::String("Unlimited".into()),
+                }],
                 merge_errors_into_output: false,
             }],
         }],
@@ -87,7 +97,11 @@ async fn bridge(exec: &RestExecutor<server::TestTokens>) -> Sample {
     };
     let (end, (first, objects)) = tokio::join!(exec.run(&caller, pipeline, input, sink), read);
     assert_eq!(end, PipelineEnd::Completed);
-    Sample { first: first.unwrap_or_default(), total: start.elapsed(), objects }
+    Sample {
+        first: first.unwrap_or_default(),
+        total: start.elapsed(),
+        objects,
+    }
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -114,7 +128,11 @@ async fn main() {
     let http = api.http_client();
     let mut settings = RestSettings::new(api.url.clone());
     settings.fetch_exported_cmdlets = false;
-    let exec = RestExecutor::new(http.clone(), Arc::new(server::TestTokens::default()), settings);
+    let exec = RestExecutor::new(
+        http.clone(),
+        Arc::new(server::TestTokens::default()),
+        settings,
+    );
     // Warm up connections and the tenant's data.
     let _ = direct(&http, &api.url).await;
     let _ = bridge(&exec).await;
@@ -125,7 +143,9 @@ async fn main() {
         b.push(bridge(&exec).await);
     }
     assert!(d.iter().chain(&b).all(|s| s.objects == MAILBOXES));
-    println!("bridge benchmark: Get-Mailbox -ResultSize Unlimited, {MAILBOXES} mailboxes, pages of 1000, median of {RUNS}");
+    println!(
+        "bridge benchmark: Get-Mailbox -ResultSize Unlimited, {MAILBOXES} mailboxes, pages of 1000, median of {RUNS}"
+    );
     let (df, dt) = report("direct", &d);
     let (bf, bt) = report("bridge", &b);
     println!(
