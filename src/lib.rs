@@ -2,8 +2,13 @@
 //!
 //! # Layout
 //! - `config`: the TOML configuration, typed and validated (DESIGN.md §3).
+//! - `cli`: the command line (clap).
 //! - `onboarding`: the `check`, `token` and `consent-url` commands as library functions.
 //! - `secret`: `Secret<T>`, the one type secrets live in.
+//! - `listener`: accept loop, limits, TLS (`tls`), local Basic authentication (`basic_auth`).
+//! - `forward`: where an authenticated request goes; `winrm` passthrough.
+//! - `errors`: every response the proxy makes up itself (WS-Man faults, 401).
+//! - `shutdown`: the one shutdown signal and the drain.
 //! - `token`: Entra ID app-only tokens: credentials, client assertion, cache, claims diagnosis.
 //! - `remoting`: the PowerShell remoting endpoint (WS-Man + PSRP + CLIXML), used by the REST
 //!   bridge and the sandbox.
@@ -13,9 +18,258 @@
 #![warn(missing_docs)]
 
 pub mod bridge;
+pub mod cli;
 pub mod config;
+pub mod errors;
+pub mod forward;
+pub mod listener;
 pub mod onboarding;
 pub mod remoting;
 pub mod sandbox;
 pub mod secret;
+pub mod shutdown;
 pub mod token;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use config::{Config, Mode};
+use forward::{RemotingService, TenantRoute, TokenSource};
+use listener::tls::ListenerTls;
+use listener::{LocalUser, Proxy, Upstream};
+
+/// The sockets `serve` runs on, bound by the caller (tests bind `127.0.0.1:0` and read the
+/// address back first, so nothing waits for "the server to come up").
+#[derive(Debug)]
+pub struct Listeners {
+    /// The client-facing listener.
+    pub proxy: TcpListener,
+}
+
+/// What the proxy talks to, built before binding so a bad credential fails startup.
+pub struct Services {
+    /// The token engine (or, in tests of the listener alone, a scripted source).
+    pub tokens: Arc<dyn TokenSource>,
+    /// `rest` mode: the remoting endpoint over the REST bridge.
+    pub rest: Option<Arc<dyn RemotingService>>,
+}
+
+/// Why the proxy cannot start. Each says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A `[[user]]` is unusable.
+    #[error(transparent)]
+    Users(#[from] listener::basic_auth::UsersError),
+    /// The listener certificate.
+    #[error(transparent)]
+    Tls(#[from] listener::tls::TlsError),
+    /// The upstream client.
+    #[error(transparent)]
+    Upstream(#[from] forward::winrm::UpstreamError),
+    /// `plaintext = true` on a non-loopback address.
+    #[error(
+        "[listen] plaintext = true is allowed on loopback only, not {address}: remove it or bind 127.0.0.1"
+    )]
+    PlaintextNotLoopback {
+        /// The configured address.
+        address: SocketAddr,
+    },
+    /// `rest` mode without the bridge.
+    #[error(
+        "[exchange] mode = \"rest\" needs the REST bridge endpoint, which this build did not provide"
+    )]
+    RestBridgeMissing,
+    /// A user names a tenant that is not configured.
+    #[error("[[user]] {user}: unknown tenant {tenant:?}; [[tenant]] names are {known}")]
+    UnknownTenant {
+        /// User.
+        user: String,
+        /// Tenant name.
+        tenant: String,
+        /// Configured names.
+        known: String,
+    },
+}
+
+/// The proxy, fully prepared: every file read and every hash checked, nothing bound.
+pub struct Prepared {
+    proxy: Arc<Proxy>,
+    listen: SocketAddr,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// Validates and loads everything `serve` needs (STYLE §2.1: before binding).
+    ///
+    /// # Errors
+    /// [`ServeError`] naming the config key or file to fix.
+    pub fn new(config: &Config, services: Services) -> Result<Self, ServeError> {
+        let listen = config.listen.address;
+        if config.listen.plaintext && !listen.ip().is_loopback() {
+            return Err(ServeError::PlaintextNotLoopback { address: listen });
+        }
+        let tls = if config.listen.plaintext {
+            None
+        } else {
+            let configured = config
+                .listen
+                .certificate
+                .as_deref()
+                .zip(config.listen.private_key.as_deref());
+            Some(Arc::new(ListenerTls::load(
+                configured,
+                &config.state_dir,
+                listen,
+            )?))
+        };
+        let routes: Vec<Arc<TenantRoute>> = config
+            .tenants
+            .iter()
+            .map(|t| {
+                Arc::new(TenantRoute {
+                    name: t.name.clone(),
+                    tenant_id: t.tenant_id.clone(),
+                    organization: t.organization.clone(),
+                    app_id: t
+                        .client_id
+                        .clone()
+                        .unwrap_or_else(|| config.entra.client_id.clone()),
+                    require_directory_role: t.require_directory_role,
+                })
+            })
+            .collect();
+        let mut users = Vec::with_capacity(config.users.len());
+        for user in &config.users {
+            let mut tenants = Vec::with_capacity(user.tenants.len());
+            for name in &user.tenants {
+                let route = routes.iter().find(|r| &r.name == name).ok_or_else(|| {
+                    ServeError::UnknownTenant {
+                        user: user.name.clone(),
+                        tenant: name.0.clone(),
+                        known: routes
+                            .iter()
+                            .map(|r| r.name.0.clone())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    }
+                })?;
+                tenants.push(route.clone());
+            }
+            users.push(LocalUser {
+                name: user.name.clone(),
+                tenants,
+            });
+        }
+        let auth = listener::basic_auth::Authenticator::new(&config.users)?;
+        let upstream = match config.exchange.mode {
+            Mode::Winrm => Upstream::Winrm(Box::new(forward::winrm::Winrm::new(
+                &config.exchange.endpoint,
+                config.exchange.ca_file.as_deref(),
+                services.tokens,
+            )?)),
+            Mode::Rest => Upstream::Rest(services.rest.ok_or(ServeError::RestBridgeMissing)?),
+        };
+        Ok(Self {
+            proxy: Arc::new(Proxy {
+                auth,
+                users,
+                upstream,
+                tls,
+            }),
+            listen,
+        })
+    }
+
+    /// The listener certificate (path, fingerprint, trust hint), if TLS is on.
+    pub fn tls(&self) -> Option<&Arc<ListenerTls>> {
+        self.proxy.tls.as_ref()
+    }
+
+    /// The configured listen address (the caller binds it).
+    pub fn listen_address(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The proxy's shared state (tests read counters through it).
+    pub fn proxy(&self) -> &Arc<Proxy> {
+        &self.proxy
+    }
+}
+
+/// Serves until `shutdown` completes, then drains within the grace period: each connection
+/// finishes the request in hand and closes. SIGHUP reloads the listener certificate.
+///
+/// # Errors
+/// None today; the `Result` is for what would stop the whole proxy.
+pub async fn serve(
+    prepared: Prepared,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    serve_with_grace(prepared, listeners, shutdown, shutdown::DEFAULT_GRACE).await
+}
+
+/// [`serve`] with an explicit grace period (tests use a short one).
+///
+/// # Errors
+/// As for [`serve`].
+pub async fn serve_with_grace(
+    prepared: Prepared,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    grace: std::time::Duration,
+) -> Result<(), ServeError> {
+    let drain = shutdown::Drain::new(grace);
+    let proxy = prepared.proxy;
+    if let Ok(addr) = listeners.proxy.local_addr() {
+        let scheme = if proxy.tls.is_some() { "https" } else { "http" };
+        tracing::info!(address = %addr, "listening on {scheme}://{addr}/powershell-liveid");
+    }
+    if let Some(tls) = proxy.tls.clone() {
+        tracing::info!("{}", tls.trust_hint());
+        #[cfg(unix)]
+        if let Some(mut hup) = shutdown::reload_signal() {
+            let stop = drain.token();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        got = hup.recv() => if got.is_none() { break },
+                        () = stop.cancelled() => break,
+                    }
+                    match tls.reload() {
+                        Ok(()) => {
+                            tracing::info!(fingerprint = %tls.fingerprint(), "SIGHUP: listener certificate reloaded")
+                        }
+                        Err(err) => {
+                            tracing::error!(error = %err, "SIGHUP: reload failed; keeping the current certificate")
+                        }
+                    }
+                }
+            });
+        }
+    }
+    let accept = tokio::spawn(listener::accept_loop(
+        listeners.proxy,
+        proxy.clone(),
+        drain.clone(),
+    ));
+    shutdown.await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let open = drain.drain().await;
+    let _ = accept.await;
+    if let Upstream::Rest(endpoint) = &proxy.upstream {
+        endpoint.close_all();
+    }
+    tracing::info!(still_open = open, "stopped");
+    Ok(())
+}

@@ -1,1 +1,239 @@
-fn main() {}
+//! The binary: parse the command line, set up logging, run the command, map errors to exit codes.
+//!
+//! Thin on purpose (STYLE §2.1): everything testable lives in the library. `serve` loads and
+//! checks the whole configuration and every credential before it binds a socket. Exit codes
+//! (README "Exit codes"): 0 ok, 1 runtime failure, 2 usage (clap), 64 configuration,
+//! 65 credential, 66 listener certificate, 67 cannot bind, 69 `check` found a tenant not ready.
+
+use std::io::{IsTerminal, Read, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use exo_authproxy::cli::{Cli, Command, LogFormat};
+use exo_authproxy::config::{Config, ProcessEnvironment, TenantName};
+use exo_authproxy::onboarding;
+use exo_authproxy::{Listeners, Prepared, ServeError, Services};
+
+/// A failure of a command, with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Credential(String),
+    #[error("{0}")]
+    Certificate(String),
+    #[error("cannot listen on {address}: {source}; is another process using the port?")]
+    Bind {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    NotReady(String),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Self::Runtime(_) => 1,
+            Self::Config(_) => 64,
+            Self::Credential(_) => 65,
+            Self::Certificate(_) => 66,
+            Self::Bind { .. } => 67,
+            Self::NotReady(_) => 69,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse(); // usage errors: clap prints and exits 2
+    init_tracing(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("exo-authproxy: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Err(err) = runtime.block_on(run(cli.command)) else {
+        return ExitCode::SUCCESS;
+    };
+    eprintln!("exo-authproxy: {err}");
+    ExitCode::from(err.exit_code())
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EXO_AUTHPROXY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Serve { config } => serve(&config).await,
+        Command::Sandbox {
+            listen,
+            mode,
+            password,
+        } => {
+            let mode = match mode {
+                exo_authproxy::cli::SandboxMode::Winrm => exo_authproxy::config::Mode::Winrm,
+                exo_authproxy::cli::SandboxMode::Rest => exo_authproxy::config::Mode::Rest,
+            };
+            let options = exo_authproxy::sandbox::Options {
+                listen,
+                mode,
+                password,
+            };
+            exo_authproxy::sandbox::run(
+                options,
+                &mut std::io::stdout(),
+                exo_authproxy::shutdown::os_signal(),
+            )
+            .await
+            .map_err(|e| Failure::Runtime(e.to_string()))
+        }
+        Command::Check { config, tenant } => {
+            let config = load_config(&config)?;
+            let tenant = tenant.map(TenantName);
+            let ready = onboarding::check(
+                &config,
+                &ProcessEnvironment,
+                tenant.as_ref(),
+                &mut std::io::stdout(),
+            )
+            .await
+            .map_err(onboarding_failure)?;
+            if ready {
+                Ok(())
+            } else {
+                Err(Failure::NotReady(
+                    "not every tenant is ready: see the fixes above".into(),
+                ))
+            }
+        }
+        Command::ConsentUrl { config, tenant } => {
+            let config = load_config(&config)?;
+            let text = onboarding::consent_url(&config, &TenantName(tenant))
+                .map_err(onboarding_failure)?;
+            print!("{text}");
+            Ok(())
+        }
+        Command::Token {
+            config,
+            tenant,
+            raw,
+        } => {
+            let config = load_config(&config)?;
+            onboarding::token(
+                &config,
+                &ProcessEnvironment,
+                &TenantName(tenant),
+                raw,
+                &mut std::io::stdout(),
+            )
+            .await
+            .map_err(onboarding_failure)
+        }
+        Command::HashPassword => hash_password(),
+    }
+}
+
+fn load_config(path: &std::path::Path) -> Result<Config, Failure> {
+    Config::load(path).map_err(|e| Failure::Config(e.to_string()))
+}
+
+fn onboarding_failure(err: onboarding::Error) -> Failure {
+    match err {
+        onboarding::Error::Engine(_) | onboarding::Error::Token(_) => {
+            Failure::Credential(err.to_string())
+        }
+        onboarding::Error::UnknownTenant { .. } => Failure::Config(err.to_string()),
+        onboarding::Error::Io(_) => Failure::Runtime(err.to_string()),
+    }
+}
+
+async fn serve(path: &std::path::Path) -> Result<(), Failure> {
+    let config = load_config(path)?;
+    let tokens = exo_authproxy::token::TokenEngine::new(&config, &ProcessEnvironment)
+        .map_err(|e| Failure::Credential(e.to_string()))?;
+    let tokens = Arc::new(tokens);
+    let services = Services { tokens, rest: None };
+    let prepared = Prepared::new(&config, services).map_err(|e| match e {
+        ServeError::Tls(_) => Failure::Certificate(e.to_string()),
+        _ => Failure::Config(e.to_string()),
+    })?;
+    let address = prepared.listen_address();
+    let proxy = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| Failure::Bind { address, source })?;
+    if let Some(tls) = prepared.tls() {
+        if matches!(
+            tls.source(),
+            exo_authproxy::listener::tls::CertSource::SelfSigned { created: true, .. }
+        ) {
+            eprintln!(
+                "exo-authproxy: generated a self-signed listener certificate. {}",
+                tls.trust_hint()
+            );
+        }
+    }
+    exo_authproxy::serve(
+        prepared,
+        Listeners { proxy },
+        exo_authproxy::shutdown::os_signal(),
+    )
+    .await
+    .map_err(|e| Failure::Runtime(e.to_string()))
+}
+
+fn hash_password() -> Result<(), Failure> {
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    let password = if terminal {
+        eprint!("Password: ");
+        let _ = std::io::stderr().flush();
+        let _ = std::process::Command::new("stty")
+            .arg("-echo")
+            .stdin(std::process::Stdio::inherit())
+            .status();
+        let mut line = String::new();
+        let read = stdin.read_line(&mut line);
+        let _ = std::process::Command::new("stty")
+            .arg("echo")
+            .stdin(std::process::Stdio::inherit())
+            .status();
+        eprintln!();
+        read.map_err(|e| Failure::Runtime(format!("reading the password: {e}")))?;
+        line
+    } else {
+        let mut all = String::new();
+        stdin
+            .lock()
+            .read_to_string(&mut all)
+            .map_err(|e| Failure::Runtime(format!("reading stdin: {e}")))?;
+        all
+    };
+    let password = password
+        .strip_suffix('\n')
+        .map(|p| p.strip_suffix('\r').unwrap_or(p))
+        .unwrap_or(&password);
+    if password.is_empty() {
+        return Err(Failure::Runtime(
+            "empty password: type one (or pipe it on stdin)".into(),
+        ));
+    }
+    let phc = exo_authproxy::listener::basic_auth::hash_password(password)
+        .map_err(|e| Failure::Runtime(format!("argon2: {e}")))?;
+    println!("{phc}");
+    Ok(())
+}

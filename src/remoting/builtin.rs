@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 
 use super::clixml::{Object, Value};
 use super::executor::{
-    Argument, Command, ErrorRecord, Executor, InputStream, Output, OutputSink, Pipeline, PipelineEnd, Statement,
+    Argument, Command, ErrorRecord, Executor, InputStream, Output, OutputSink, Pipeline,
+    PipelineEnd, Statement,
 };
 use super::psrp;
 use super::records;
@@ -74,13 +75,25 @@ pub fn bind_arguments(args: &[Argument], switches: &[&str]) -> (Vec<(String, Val
 }
 
 fn get<'a>(named: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
-    named.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+    named
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
 }
 
 /// A local filter over output objects.
 enum Filter {
-    Measure { count: i64 },
-    Select { first: Option<i64>, last: Option<i64>, skip: i64, properties: Vec<String>, seen: i64, tail: Vec<Value> },
+    Measure {
+        count: i64,
+    },
+    Select {
+        first: Option<i64>,
+        last: Option<i64>,
+        skip: i64,
+        properties: Vec<String>,
+        seen: i64,
+        tail: Vec<Value>,
+    },
     PassThrough,
     Discard,
 }
@@ -94,7 +107,13 @@ impl Filter {
             let int = |n: &str| get(&named, n).and_then(psrp::as_i64);
             let props_value = get(&named, "Property").or_else(|| positional.first());
             let properties = props_value
-                .map(|v| psrp::as_list(v).into_iter().filter_map(psrp::as_str).map(str::to_owned).collect())
+                .map(|v| {
+                    psrp::as_list(v)
+                        .into_iter()
+                        .filter_map(psrp::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
                 .unwrap_or_default();
             Self::Select {
                 first: int("First"),
@@ -118,7 +137,10 @@ impl Filter {
         let mut type_names = vec![];
         if let Value::Object(o) = &v {
             if let Some(first) = o.type_names.first() {
-                type_names.push(format!("Selected.{}", first.trim_start_matches("Deserialized.")));
+                type_names.push(format!(
+                    "Selected.{}",
+                    first.trim_start_matches("Deserialized.")
+                ));
             }
         }
         type_names.push("System.Management.Automation.PSCustomObject".into());
@@ -138,7 +160,11 @@ impl Filter {
                 found.unwrap_or_else(|| (p.clone(), Value::Nil))
             })
             .collect();
-        Value::Object(Box::new(Object { type_names, extended, ..Object::default() }))
+        Value::Object(Box::new(Object {
+            type_names,
+            extended,
+            ..Object::default()
+        }))
     }
 
     fn push(&mut self, v: Value) -> Vec<Value> {
@@ -147,7 +173,14 @@ impl Filter {
                 *count += 1;
                 vec![]
             }
-            Self::Select { first, last, skip, properties, seen, tail } => {
+            Self::Select {
+                first,
+                last,
+                skip,
+                properties,
+                seen,
+                tail,
+            } => {
                 *seen += 1;
                 if *seen <= *skip {
                     return vec![];
@@ -189,7 +222,10 @@ pub fn measure_info(count: i64) -> Value {
         ],
         to_string: Some("Microsoft.PowerShell.Commands.GenericMeasureInfo".into()),
         adapted: vec![
-            ("Count".into(), Value::I32(i32::try_from(count).unwrap_or(i32::MAX))),
+            (
+                "Count".into(),
+                Value::I32(i32::try_from(count).unwrap_or(i32::MAX)),
+            ),
             ("Average".into(), Value::Nil),
             ("Sum".into(), Value::Nil),
             ("Maximum".into(), Value::Nil),
@@ -210,7 +246,9 @@ async fn pump(
 ) -> bool {
     while let Some(o) = rx.recv().await {
         let o = match o {
-            Output::Error(e) if merge_errors => Output::Object(records::error_record_object(&e).into_value()),
+            Output::Error(e) if merge_errors => {
+                Output::Object(records::error_record_object(&e).into_value())
+            }
             o => o,
         };
         match o {
@@ -287,12 +325,18 @@ async fn run_statement<E: Executor>(
         return PipelineEnd::Completed;
     }
 
-    let pipeline = Pipeline { statements: vec![Statement { commands }], no_input };
+    let pipeline = Pipeline {
+        statements: vec![Statement { commands }],
+        no_input,
+    };
     if filters.is_empty() && !merge_errors {
         return executor.run(caller, pipeline, input, sink.clone()).await;
     }
     let (inner, rx) = OutputSink::channel(16);
-    let (end, open) = tokio::join!(executor.run(caller, pipeline, input, inner), pump(rx, &mut filters, merge_errors, sink));
+    let (end, open) = tokio::join!(
+        executor.run(caller, pipeline, input, inner),
+        pump(rx, &mut filters, merge_errors, sink)
+    );
     if open {
         for v in finish(&mut filters) {
             if sink.send(Output::Object(v)).await.is_err() {
@@ -312,7 +356,12 @@ pub async fn run<E: Executor>(
     input: InputStream,
     sink: OutputSink,
 ) -> PipelineEnd {
-    if let Some(script) = pipeline.statements.iter().flat_map(|s| &s.commands).find(|c| c.is_script) {
+    if let Some(script) = pipeline
+        .statements
+        .iter()
+        .flat_map(|s| &s.commands)
+        .find(|c| c.is_script)
+    {
         return PipelineEnd::Failed(ErrorRecord::scripts_not_allowed(&script.name));
     }
     let mut input = Some(input);
@@ -334,7 +383,10 @@ mod tests {
     use super::*;
 
     fn arg(n: Option<&str>, v: Value) -> Argument {
-        Argument { name: n.map(str::to_owned), value: v }
+        Argument {
+            name: n.map(str::to_owned),
+            value: v,
+        }
     }
 
     #[test]
@@ -370,9 +422,21 @@ mod tests {
                 ..Object::default()
             }))
         };
-        let cmd = |name: &str, args| Command { name: name.into(), is_script: false, args, merge_errors_into_output: false };
+        let cmd = |name: &str, args| Command {
+            name: name.into(),
+            is_script: false,
+            args,
+            merge_errors_into_output: false,
+        };
         let mut filters = vec![
-            Filter::new(&cmd("Select-Object", vec![arg(Some("-First"), Value::Nil), arg(None, Value::I32(2)), arg(None, Value::String("Name".into()))])),
+            Filter::new(&cmd(
+                "Select-Object",
+                vec![
+                    arg(Some("-First"), Value::Nil),
+                    arg(None, Value::I32(2)),
+                    arg(None, Value::String("Name".into())),
+                ],
+            )),
             Filter::new(&cmd("Measure-Object", vec![])),
         ];
         let mut out = Vec::new();
@@ -382,9 +446,18 @@ mod tests {
         assert!(out.is_empty());
         let fin = finish(&mut filters);
         assert_eq!(fin.len(), 1);
-        assert_eq!(psrp::member(&fin[0], "Count").and_then(psrp::as_i64), Some(2));
+        assert_eq!(
+            psrp::member(&fin[0], "Count").and_then(psrp::as_i64),
+            Some(2)
+        );
 
-        let mut sel = vec![Filter::new(&cmd("Select-Object", vec![arg(Some("Last"), Value::I32(1)), arg(Some("Property"), Value::String("Name".into()))]))];
+        let mut sel = vec![Filter::new(&cmd(
+            "Select-Object",
+            vec![
+                arg(Some("Last"), Value::I32(1)),
+                arg(Some("Property"), Value::String("Name".into())),
+            ],
+        ))];
         for i in 0..3 {
             assert!(through(&mut sel, vec![obj(i)]).is_empty());
         }

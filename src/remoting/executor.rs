@@ -71,6 +71,8 @@ pub enum Output {
 
 /// How a pipeline ended (the final PIPELINE_STATE). Stopped is not here: the endpoint decides
 /// that when it cancels the executor.
+// One value per pipeline, moved once: the size of the Failed record does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum PipelineEnd {
     /// PIPELINE_STATE Completed (4).

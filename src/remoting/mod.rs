@@ -43,8 +43,8 @@ pub use executor::Executor;
 use executor::{OutputSink, PipelineEnd};
 use message::{Destination, Message, MessageType};
 use pipeline::{Budget, PipelineCtl};
-use shell::{bad_data, Shell, MAX_CLIENT_MESSAGE};
-use wsman::{codes, Body, Fault, Request};
+use shell::{MAX_CLIENT_MESSAGE, Shell, bad_data};
+use wsman::{Body, Fault, Request, codes};
 
 /// Limits and timeouts of the endpoint. Defaults are what a real client needs plus a margin.
 #[derive(Debug, Clone)]
@@ -85,6 +85,8 @@ const DEFAULT_MAX_ENVELOPE: usize = 153_600;
 const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pipeline input objects queued before a Send waits for the executor.
 const INPUT_BUFFER: usize = 64;
+/// Commands one shell may hold at once (running, or finished but not yet received/closed).
+const MAX_PIPELINES_PER_SHELL: usize = 128;
 
 type Shells<C> = HashMap<String, Arc<Shell<C>>>;
 
@@ -108,11 +110,17 @@ fn b64_encode(data: &[u8]) -> String {
 impl<E: Executor> Endpoint<E> {
     /// An endpoint running commands on `executor`.
     pub fn new(executor: Arc<E>, settings: Settings) -> Self {
-        Self { executor, settings, shells: Mutex::new(HashMap::new()) }
+        Self {
+            executor,
+            settings,
+            shells: Mutex::new(HashMap::new()),
+        }
     }
 
     fn shells(&self) -> MutexGuard<'_, Shells<E::Caller>> {
-        self.shells.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shells
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Number of open shells (for metrics and tests).
@@ -134,11 +142,15 @@ impl<E: Executor> Endpoint<E> {
             let fault = Fault::sender(
                 "a:ActionNotSupported",
                 codes::ACTION_NOT_SUPPORTED,
-                format!("HTTP {} is not WS-Management; send the SOAP envelope with POST.", request.method()),
+                format!(
+                    "HTTP {} is not WS-Management; send the SOAP envelope with POST.",
+                    request.method()
+                ),
             );
             let mut rsp = wsman::fault_response(&fault, None);
             *rsp.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
-            rsp.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+            rsp.headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
             return rsp;
         }
         self.sweep_idle();
@@ -175,8 +187,11 @@ impl<E: Executor> Endpoint<E> {
         let limit = self.settings.idle_timeout;
         let idle: Vec<_> = {
             let mut shells = self.shells();
-            let ids: Vec<String> =
-                shells.iter().filter(|(_, s)| s.is_idle(now, limit)).map(|(k, _)| k.clone()).collect();
+            let ids: Vec<String> = shells
+                .iter()
+                .filter(|(_, s)| s.is_idle(now, limit))
+                .map(|(k, _)| k.clone())
+                .collect();
             ids.iter().filter_map(|k| shells.remove(k)).collect()
         };
         for s in idle {
@@ -209,7 +224,12 @@ impl<E: Executor> Endpoint<E> {
         Instant::now() + t.saturating_sub(margin)
     }
 
-    async fn dispatch(&self, owner: &str, caller: E::Caller, req: &Request) -> Result<String, Fault> {
+    async fn dispatch(
+        &self,
+        owner: &str,
+        caller: E::Caller,
+        req: &Request,
+    ) -> Result<String, Fault> {
         match req.action.as_str() {
             wsman::ACTION_CREATE => self.create(owner, caller, req),
             action => {
@@ -233,7 +253,7 @@ impl<E: Executor> Endpoint<E> {
                     ));
                 }
                 let shell = self.find_shell(owner, req)?;
-                shell.enter();
+                let _in_flight = shell.enter();
                 let result = match action {
                     wsman::ACTION_DELETE => self.delete(&shell),
                     wsman::ACTION_COMMAND => self.command(&shell, caller, req).await,
@@ -241,7 +261,6 @@ impl<E: Executor> Endpoint<E> {
                     wsman::ACTION_RECEIVE => self.receive(&shell, req).await,
                     _ => self.signal(&shell, req),
                 };
-                shell.leave();
                 result
             }
         }
@@ -249,7 +268,10 @@ impl<E: Executor> Endpoint<E> {
 
     fn create(&self, owner: &str, caller: E::Caller, req: &Request) -> Result<String, Fault> {
         let uri = req.resource_uri.as_deref().unwrap_or_default();
-        let Some(uri) = RESOURCE_URIS.iter().find(|u| u.eq_ignore_ascii_case(uri.trim())) else {
+        let Some(uri) = RESOURCE_URIS
+            .iter()
+            .find(|u| u.eq_ignore_ascii_case(uri.trim()))
+        else {
             return Err(Fault::sender(
                 "a:DestinationUnreachable",
                 codes::DESTINATION_UNREACHABLE,
@@ -291,18 +313,28 @@ impl<E: Executor> Endpoint<E> {
         let id = body
             .shell_id
             .as_deref()
-            .map(|s| s.trim().trim_matches(|c| c == '{' || c == '}').to_ascii_uppercase())
+            .map(|s| {
+                s.trim()
+                    .trim_matches(|c| c == '{' || c == '}')
+                    .to_ascii_uppercase()
+            })
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string().to_ascii_uppercase());
         let max_env = req.max_envelope_size.unwrap_or(DEFAULT_MAX_ENVELOPE);
-        let shell = Arc::new(Shell::new(id.clone(), owner.to_owned(), caller, compression, max_env));
+        let shell = Arc::new(Shell::new(
+            id.clone(),
+            owner.to_owned(),
+            caller,
+            compression,
+            max_env,
+        ));
         shell.pool_data(&creation)?;
         {
             let mut shells = self.shells();
             if shells.contains_key(&id) {
                 return Err(Fault::sender(
                     "w:AlreadyExists",
-                    2_150_858_803,
+                    codes::ALREADY_EXISTS,
                     format!("A shell with ShellId {id} already exists; use a new ShellId."),
                 ));
             }
@@ -330,7 +362,7 @@ impl<E: Executor> Endpoint<E> {
              <w:ResourceURI>{uri}</w:ResourceURI><w:SelectorSet><w:Selector Name=\"ShellId\">{id}</w:Selector>\
              </w:SelectorSet></a:ReferenceParameters></x:ResourceCreated>\
              <rsp:Shell><rsp:ShellId>{id}</rsp:ShellId><rsp:ResourceUri>{uri}</rsp:ResourceUri>\
-             <rsp:Owner>{owner}</rsp:Owner><rsp:ClientIP>127.0.0.1</rsp:ClientIP>\
+             <rsp:Owner>{owner}</rsp:Owner>\
              <rsp:IdleTimeOut>{idle}</rsp:IdleTimeOut><rsp:InputStreams>stdin pr</rsp:InputStreams>\
              <rsp:OutputStreams>stdout</rsp:OutputStreams><rsp:CompressionMode>{mode}</rsp:CompressionMode>\
              <rsp:Encoding>UTF8</rsp:Encoding><rsp:BufferMode>Block</rsp:BufferMode>\
@@ -341,7 +373,11 @@ impl<E: Executor> Endpoint<E> {
             id = e(&id),
             owner = e(owner),
             idle = wsman::format_duration(self.settings.idle_timeout),
-            mode = if compression { "XpressCompression" } else { "NoCompression" },
+            mode = if compression {
+                "XpressCompression"
+            } else {
+                "NoCompression"
+            },
         );
         Ok(s)
     }
@@ -353,7 +389,12 @@ impl<E: Executor> Endpoint<E> {
         Ok(String::new())
     }
 
-    async fn command(&self, shell: &Arc<Shell<E::Caller>>, caller: E::Caller, req: &Request) -> Result<String, Fault> {
+    async fn command(
+        &self,
+        shell: &Arc<Shell<E::Caller>>,
+        caller: E::Caller,
+        req: &Request,
+    ) -> Result<String, Fault> {
         let Body::CommandLine(body) = &req.body else {
             return Err(Fault::sender(
                 "w:SchemaValidationError",
@@ -378,18 +419,31 @@ impl<E: Executor> Endpoint<E> {
             if s.closed {
                 return Err(Fault::unknown_shell(&shell.id));
             }
+            if s.pipelines.len() >= MAX_PIPELINES_PER_SHELL {
+                return Err(Fault::sender(
+                    "w:QuotaLimit",
+                    codes::QUOTA_MAX_OPERATIONS,
+                    format!(
+                        "This session already has {MAX_PIPELINES_PER_SHELL} commands open; close \
+                         finished commands (or open a new session) before starting more."
+                    ),
+                ));
+            }
             if s.pipelines.contains_key(&command_id) {
                 return Err(Fault::sender(
                     "w:AlreadyExists",
-                    2_150_858_803,
-                    format!("Command {command_id} already exists in this shell; use a new CommandId."),
+                    codes::ALREADY_EXISTS,
+                    format!(
+                        "Command {command_id} already exists in this shell; use a new CommandId."
+                    ),
                 ));
             }
             s.pipelines.insert(command_id.clone(), ctl.clone());
         }
         for arg in &body.arguments {
             let blob = b64(arg, "rsp:Arguments")?;
-            self.pipeline_data(shell, &ctl, caller.clone(), &blob).await?;
+            self.pipeline_data(shell, &ctl, caller.clone(), &blob, self.deadline(req))
+                .await?;
         }
         Ok(format!(
             "<rsp:CommandResponse><rsp:CommandId>{}</rsp:CommandId></rsp:CommandResponse>",
@@ -403,24 +457,49 @@ impl<E: Executor> Endpoint<E> {
         ctl: &Arc<PipelineCtl>,
         caller: E::Caller,
         blob: &[u8],
+        deadline: Instant,
     ) -> Result<(), Fault> {
-        let messages = ctl.push_fragments(blob).map_err(|e| bad_data(&format!("pipeline fragments: {e}")))?;
+        let messages = ctl
+            .push_fragments(blob)
+            .map_err(|e| bad_data(&format!("pipeline fragments: {e}")))?;
         for raw in messages {
-            let msg = Message::decode(&raw).map_err(|e| bad_data(&format!("pipeline message: {e}")))?;
+            let msg =
+                Message::decode(&raw).map_err(|e| bad_data(&format!("pipeline message: {e}")))?;
             if msg.destination != Destination::Server {
-                return Err(bad_data("a message addressed to the client was sent to the server"));
+                return Err(bad_data(
+                    "a message addressed to the client was sent to the server",
+                ));
             }
             match msg.message_type {
-                MessageType::CreatePipeline | MessageType::GetCommandMetadata if ctl.is_started() => {
-                    return Err(bad_data("a second CREATE_PIPELINE for a command that already runs"));
+                MessageType::CreatePipeline | MessageType::GetCommandMetadata
+                    if ctl.is_started() =>
+                {
+                    return Err(bad_data(
+                        "a second CREATE_PIPELINE for a command that already runs",
+                    ));
                 }
                 MessageType::CreatePipeline => self.start_pipeline(ctl, caller.clone(), &msg),
                 MessageType::GetCommandMetadata => self.start_metadata(ctl, caller.clone(), &msg),
                 MessageType::PipelineInput => {
-                    let v = psrp::decode_value("PIPELINE_INPUT", &msg.data).map_err(|e| bad_data(&e.to_string()))?;
+                    let v = psrp::decode_value("PIPELINE_INPUT", &msg.data)
+                        .map_err(|e| bad_data(&e.to_string()))?;
                     if let Some(tx) = ctl.input() {
-                        // Waits while the executor's input queue is full (back-pressure).
-                        let _ = tx.send(v).await;
+                        // Waits while the executor's input queue is full (back-pressure),
+                        // but not forever: a command that does not read its input would
+                        // otherwise hang the client's Send.
+                        let sent = tokio::time::timeout_at(deadline, tx.send(v)).await;
+                        if sent.is_err() {
+                            return Err(Fault::receiver(
+                                "w:TimedOut",
+                                codes::OPERATION_TIMEDOUT,
+                                format!(
+                                    "Command {} is not reading its pipeline input; the input \
+                                     object was not delivered. Pipe input only into commands \
+                                     that accept it.",
+                                    ctl.command_id
+                                ),
+                            ));
+                        }
                     }
                 }
                 MessageType::EndOfPipelineInput => ctl.end_input(),
@@ -440,11 +519,19 @@ impl<E: Executor> Endpoint<E> {
                 let (input_tx, input_rx) = tokio::sync::mpsc::channel(INPUT_BUFFER);
                 let input_tx = (!pipeline.no_input).then_some(input_tx);
                 let executor = self.executor.clone();
-                ctl.start(msg.rpid, msg.pid, input_tx, rx, builtin::run(executor, caller, pipeline, input_rx, sink));
+                ctl.start(
+                    msg.rpid,
+                    msg.pid,
+                    input_tx,
+                    rx,
+                    builtin::run(executor, caller, pipeline, input_rx, sink),
+                );
             }
             Err(e) => {
                 let record = psrp::endpoint_error(
-                    format!("exo-authproxy could not read this command ({e}); the client sent a pipeline it cannot run."),
+                    format!(
+                        "exo-authproxy could not read this command ({e}); the client sent a pipeline it cannot run."
+                    ),
                     "InvalidCreatePipeline",
                     executor::ErrorCategory::InvalidData,
                 );
@@ -465,7 +552,9 @@ impl<E: Executor> Endpoint<E> {
                 Ok(q) => q,
                 Err(e) => {
                     return PipelineEnd::Failed(psrp::endpoint_error(
-                        format!("exo-authproxy could not read this command-metadata request ({e})."),
+                        format!(
+                            "exo-authproxy could not read this command-metadata request ({e})."
+                        ),
                         "InvalidGetCommandMetadata",
                         executor::ErrorCategory::InvalidData,
                     ));
@@ -485,11 +574,21 @@ impl<E: Executor> Endpoint<E> {
                     })
                 })
                 .collect();
-            if sink.send(executor::Output::Object(records::command_metadata_count(commands.len()))).await.is_err() {
+            if sink
+                .send(executor::Output::Object(records::command_metadata_count(
+                    commands.len(),
+                )))
+                .await
+                .is_err()
+            {
                 return PipelineEnd::Completed;
             }
             for c in &commands {
-                if sink.send(executor::Output::Object(records::command_metadata(c))).await.is_err() {
+                if sink
+                    .send(executor::Output::Object(records::command_metadata(c)))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -515,7 +614,14 @@ impl<E: Executor> Endpoint<E> {
                 None => shell.pool_data(&blob)?,
                 Some(cid) => {
                     let ctl = shell.pipeline(cid).ok_or_else(|| unknown_command(cid))?;
-                    self.pipeline_data(shell, &ctl, shell.caller.clone(), &blob).await?;
+                    self.pipeline_data(
+                        shell,
+                        &ctl,
+                        shell.caller.clone(),
+                        &blob,
+                        self.deadline(req),
+                    )
+                    .await?;
                 }
             }
         }
@@ -532,8 +638,13 @@ impl<E: Executor> Endpoint<E> {
         };
         let deadline = self.deadline(req);
         let max_env = req.max_envelope_size.unwrap_or(DEFAULT_MAX_ENVELOPE);
-        let stream = wsman::xml_escape(body.desired_stream.as_deref().unwrap_or("stdout")).into_owned();
-        let stream = stream.split_whitespace().next().unwrap_or("stdout").to_owned();
+        let stream =
+            wsman::xml_escape(body.desired_stream.as_deref().unwrap_or("stdout")).into_owned();
+        let stream = stream
+            .split_whitespace()
+            .next()
+            .unwrap_or("stdout")
+            .to_owned();
         match &body.command_id {
             None => {
                 let budget = Budget::new(max_env, None, shell.compression);
@@ -543,7 +654,13 @@ impl<E: Executor> Endpoint<E> {
                     notified.as_mut().enable();
                     let fragments = shell.take_pool(&budget)?;
                     if !fragments.is_empty() {
-                        return Ok(receive_body(&stream, None, &fragments, shell.compression, None));
+                        return Ok(receive_body(
+                            &stream,
+                            None,
+                            &fragments,
+                            shell.compression,
+                            None,
+                        ));
                     }
                     tokio::select! {
                         () = &mut notified => {}
@@ -559,8 +676,18 @@ impl<E: Executor> Endpoint<E> {
                 if got.done {
                     shell.remove_pipeline(&cid);
                 }
-                let state = if got.done { wsman::COMMAND_STATE_DONE } else { wsman::COMMAND_STATE_RUNNING };
-                Ok(receive_body(&stream, Some(&cid), &got.fragments, shell.compression, Some(state)))
+                let state = if got.done {
+                    wsman::COMMAND_STATE_DONE
+                } else {
+                    wsman::COMMAND_STATE_RUNNING
+                };
+                Ok(receive_body(
+                    &stream,
+                    Some(&cid),
+                    &got.fragments,
+                    shell.compression,
+                    Some(state),
+                ))
             }
         }
     }
@@ -573,7 +700,11 @@ impl<E: Executor> Endpoint<E> {
                 "A Signal request must carry an rsp:Signal body.",
             ));
         };
-        let Some(cid) = body.command_id.as_deref().map(|c| c.trim().to_ascii_uppercase()) else {
+        let Some(cid) = body
+            .command_id
+            .as_deref()
+            .map(|c| c.trim().to_ascii_uppercase())
+        else {
             return Err(Fault::sender(
                 "w:SchemaValidationError",
                 codes::INVALID_XML,
@@ -598,7 +729,9 @@ fn unknown_command(cid: &str) -> Fault {
     Fault::sender(
         "w:InvalidSelectors",
         codes::INVALID_SELECTORS,
-        format!("Command {cid} does not exist in this shell (it finished, was terminated, or was never created)."),
+        format!(
+            "Command {cid} does not exist in this shell (it finished, was terminated, or was never created)."
+        ),
     )
 }
 
@@ -609,12 +742,26 @@ fn receive_body(
     compression: bool,
     state: Option<&str>,
 ) -> String {
-    let cid_attr = command_id.map(|c| format!(" CommandId=\"{}\"", wsman::xml_escape(c))).unwrap_or_default();
-    let mut s = String::with_capacity(64 + fragments.iter().map(|f| f.len() * 4 / 3 + 80).sum::<usize>());
+    let cid_attr = command_id
+        .map(|c| format!(" CommandId=\"{}\"", wsman::xml_escape(c)))
+        .unwrap_or_default();
+    let mut s = String::with_capacity(
+        64 + fragments
+            .iter()
+            .map(|f| f.len() * 4 / 3 + 80)
+            .sum::<usize>(),
+    );
     s.push_str("<rsp:ReceiveResponse>");
     for f in fragments {
-        let data = if compression { b64_encode(&xpress::store_stream(f)) } else { b64_encode(f) };
-        let _ = write!(s, "<rsp:Stream Name=\"{stream}\"{cid_attr}>{data}</rsp:Stream>");
+        let data = if compression {
+            b64_encode(&xpress::store_stream(f))
+        } else {
+            b64_encode(f)
+        };
+        let _ = write!(
+            s,
+            "<rsp:Stream Name=\"{stream}\"{cid_attr}>{data}</rsp:Stream>"
+        );
     }
     if let Some(state) = state {
         let _ = write!(s, "<rsp:CommandState{cid_attr} State=\"{state}\">");

@@ -12,14 +12,14 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::clixml::Value;
 use super::executor::{ErrorCategory, Output, PipelineEnd};
-use super::fragment::{fragment, Defragmenter};
+use super::fragment::{Defragmenter, fragment};
 use super::message::{Message, MessageType};
 use super::psrp;
 use super::records;
@@ -57,7 +57,8 @@ impl Budget {
     /// the Windows server.
     pub fn fragment_size(&self) -> usize {
         let room = self.total.saturating_sub(self.per_stream) / 4 * 3;
-        room.saturating_sub(if self.compression { 4 } else { 0 }).clamp(64, 32 * 1024)
+        room.saturating_sub(if self.compression { 4 } else { 0 })
+            .clamp(64, 32 * 1024)
     }
 }
 
@@ -77,6 +78,7 @@ struct Control {
     input: Option<mpsc::Sender<Value>>,
     task: Option<JoinHandle<()>>,
     stop_requested: bool,
+    terminated: bool,
 }
 
 /// State owned by the Receive in progress (one at a time per pipeline).
@@ -143,6 +145,7 @@ impl PipelineCtl {
                 input: None,
                 task: None,
                 stop_requested: false,
+                terminated: false,
             }),
             outbox: tokio::sync::Mutex::new(Outbox {
                 rx: None,
@@ -158,7 +161,10 @@ impl PipelineCtl {
     }
 
     /// Feeds one decoded blob of client fragments; returns the messages it completed.
-    pub fn push_fragments(&self, blob: &[u8]) -> Result<Vec<Vec<u8>>, super::fragment::FragmentError> {
+    pub fn push_fragments(
+        &self,
+        blob: &[u8],
+    ) -> Result<Vec<Vec<u8>>, super::fragment::FragmentError> {
         lock(&self.control).defrag.push(blob)
     }
 
@@ -222,6 +228,7 @@ impl PipelineCtl {
     /// Terminate / shell deletion: drop everything.
     pub fn terminate(&self) {
         let mut c = lock(&self.control);
+        c.terminated = true;
         c.input = None;
         c.handoff = None;
         if let Some(t) = c.task.take() {
@@ -231,21 +238,33 @@ impl PipelineCtl {
         self.notify.notify_waiters();
     }
 
-    fn queue(&self, out: &mut Outbox, message_type: MessageType, value: &Value, fragment_size: usize) {
+    fn queue(
+        &self,
+        out: &mut Outbox,
+        message_type: MessageType,
+        value: &Value,
+        fragment_size: usize,
+    ) {
         let (rpid, pid) = {
             let c = lock(&self.control);
             (c.rpid, c.pid)
         };
         let msg = psrp::message(message_type, rpid, pid, value);
         let id = self.object_ids.fetch_add(1, Ordering::Relaxed);
-        out.pending.extend(fragment(id, &msg.encode(), fragment_size));
+        out.pending
+            .extend(fragment(id, &msg.encode(), fragment_size));
     }
 
     fn queue_output(&self, out: &mut Outbox, o: Output, fragment_size: usize) {
         match o {
             Output::Object(v) => self.queue(out, MessageType::PipelineOutput, &v, fragment_size),
             Output::Error(e) => {
-                self.queue(out, MessageType::ErrorRecord, &records::error_record(&e), fragment_size);
+                self.queue(
+                    out,
+                    MessageType::ErrorRecord,
+                    &records::error_record(&e),
+                    fragment_size,
+                );
             }
             Output::Warning(t) => self.queue(
                 out,
@@ -260,7 +279,12 @@ impl PipelineCtl {
                 fragment_size,
             ),
             Output::Information(t) if self.information_records => {
-                self.queue(out, MessageType::InformationRecord, &records::information_record(&t, chrono::Utc::now().fixed_offset()), fragment_size);
+                self.queue(
+                    out,
+                    MessageType::InformationRecord,
+                    &records::information_record(&t, chrono::Utc::now().fixed_offset()),
+                    fragment_size,
+                );
             }
             Output::Information(t) => self.queue(
                 out,
@@ -295,7 +319,10 @@ impl PipelineCtl {
         }
     }
 
-    async fn next(rx: &mut Option<mpsc::Receiver<Output>>, end: &mut Option<oneshot::Receiver<PipelineEnd>>) -> Item {
+    async fn next(
+        rx: &mut Option<mpsc::Receiver<Output>>,
+        end: &mut Option<oneshot::Receiver<PipelineEnd>>,
+    ) -> Item {
         if let Some(r) = rx {
             if let Some(o) = r.recv().await {
                 return Item::Output(o);
@@ -320,7 +347,10 @@ impl PipelineCtl {
         let mut used = 0usize;
         loop {
             if out.done {
-                return Ok(Received { fragments: got, done: true });
+                return Ok(Received {
+                    fragments: got,
+                    done: true,
+                });
             }
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -331,6 +361,16 @@ impl PipelineCtl {
                     out.rx = Some(s.rx);
                     out.end = Some(s.end);
                 }
+                if c.terminated {
+                    return Err(Fault::sender(
+                        "w:InvalidSelectors",
+                        super::wsman::codes::INVALID_SELECTORS,
+                        format!(
+                            "Command {} was terminated (the client closed it or its shell was deleted).",
+                            self.command_id
+                        ),
+                    ));
+                }
                 (c.stop_requested && !out.final_queued).then(|| c.task.take())
             };
             if let Some(task) = stop {
@@ -340,7 +380,12 @@ impl PipelineCtl {
                     let _ = task.await;
                 }
                 out.pending.clear();
-                self.queue(out, MessageType::PipelineState, &records::pipeline_stopped(), fragment_size);
+                self.queue(
+                    out,
+                    MessageType::PipelineState,
+                    &records::pipeline_stopped(),
+                    fragment_size,
+                );
                 out.final_queued = true;
                 out.rx = None;
                 out.end = None;
@@ -348,14 +393,20 @@ impl PipelineCtl {
             while let Some(f) = out.pending.front() {
                 let cost = budget.cost(f.len());
                 if used + cost > budget.total && !got.is_empty() {
-                    return Ok(Received { fragments: got, done: false });
+                    return Ok(Received {
+                        fragments: got,
+                        done: false,
+                    });
                 }
                 used += cost;
                 got.extend(out.pending.pop_front());
             }
             if out.final_queued {
                 out.done = true;
-                return Ok(Received { fragments: got, done: true });
+                return Ok(Received {
+                    fragments: got,
+                    done: true,
+                });
             }
             match Self::try_next(out) {
                 Some(Item::Output(o)) => {
@@ -369,7 +420,10 @@ impl PipelineCtl {
                 None => {}
             }
             if !got.is_empty() {
-                return Ok(Received { fragments: got, done: false });
+                return Ok(Received {
+                    fragments: got,
+                    done: false,
+                });
             }
             let item = tokio::select! {
                 () = &mut notified => continue,
@@ -393,7 +447,8 @@ pub(crate) struct PoolOutbox {
 impl PoolOutbox {
     /// Queues one message, fragmented to `fragment_size`.
     pub fn queue(&mut self, object_id: u64, msg: &Message, fragment_size: usize) {
-        self.pending.extend(fragment(object_id, &msg.encode(), fragment_size));
+        self.pending
+            .extend(fragment(object_id, &msg.encode(), fragment_size));
     }
 
     /// Takes as many whole fragments as fit `budget` (at least one when any is queued).

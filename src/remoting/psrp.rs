@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::clixml::{Container, Value};
 use super::executor::{ErrorCategory, ErrorRecord, MetadataQuery, Pipeline};
-use super::message::{Message, MessageType, BOM};
+use super::message::{BOM, Message, MessageType};
 use super::records;
 
 /// A client message body that does not have the shape the protocol prescribes.
@@ -25,7 +25,10 @@ pub struct BodyError {
 }
 
 fn body_err(what: &'static str, why: impl Into<String>) -> BodyError {
-    BodyError { what, why: why.into() }
+    BodyError {
+        what,
+        why: why.into(),
+    }
 }
 
 /// Decodes a message body (BOM and surrounding whitespace tolerated; empty is `$null`).
@@ -100,9 +103,12 @@ pub fn as_list(v: &Value) -> Vec<&Value> {
     match v {
         Value::Nil => Vec::new(),
         Value::Object(o) => match &o.container {
-            Some(Container::List(l) | Container::Enumerable(l) | Container::Stack(l) | Container::Queue(l)) => {
-                l.iter().collect()
-            }
+            Some(
+                Container::List(l)
+                | Container::Enumerable(l)
+                | Container::Stack(l)
+                | Container::Queue(l),
+            ) => l.iter().collect(),
             Some(Container::Dictionary(_)) => vec![v],
             None => match &o.primitive {
                 Some(p) => vec![p],

@@ -63,7 +63,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<C> Shell<C> {
-    pub fn new(id: String, owner: String, caller: C, compression: bool, max_envelope_size: usize) -> Self {
+    pub fn new(
+        id: String,
+        owner: String,
+        caller: C,
+        compression: bool,
+        max_envelope_size: usize,
+    ) -> Self {
         Self {
             id,
             owner,
@@ -91,15 +97,17 @@ impl<C> Shell<C> {
         lock(&self.state)
     }
 
-    /// Marks a request in progress (the shell is not idle while one is).
-    pub fn enter(&self) {
+    /// Marks a request in progress (the shell is not idle while one is) until the guard is
+    /// dropped, which also happens when the client disconnects and the request is cancelled.
+    pub fn enter(&self) -> InFlight<'_, C> {
         let mut s = self.state();
         s.in_flight += 1;
         s.last_activity = Instant::now();
+        InFlight(self)
     }
 
     /// Marks a request done.
-    pub fn leave(&self) {
+    fn leave(&self) {
         let mut s = self.state();
         s.in_flight = s.in_flight.saturating_sub(1);
         s.last_activity = Instant::now();
@@ -119,7 +127,13 @@ impl<C> Shell<C> {
         (major, minor) >= (2, 3)
     }
 
-    fn queue_pool(&self, s: &mut PoolState, message_type: MessageType, rpid: Uuid, value: &clixml_value::Value) {
+    fn queue_pool(
+        &self,
+        s: &mut PoolState,
+        message_type: MessageType,
+        rpid: Uuid,
+        value: &clixml_value::Value,
+    ) {
         let msg = psrp::message(message_type, rpid, Uuid::nil(), value);
         let id = self.object_ids.fetch_add(1, Ordering::Relaxed);
         s.outbox.queue(id, &msg, self.pool_budget.fragment_size());
@@ -131,7 +145,10 @@ impl<C> Shell<C> {
     /// A fault when the fragments or messages are malformed (a client bug: say what).
     pub fn pool_data(&self, blob: &[u8]) -> Result<(), Fault> {
         let mut s = self.state();
-        let messages = s.defrag.push(blob).map_err(|e| bad_data(&format!("pool fragments: {e}")))?;
+        let messages = s
+            .defrag
+            .push(blob)
+            .map_err(|e| bad_data(&format!("pool fragments: {e}")))?;
         for raw in messages {
             let msg = Message::decode(&raw).map_err(|e| bad_data(&format!("pool message: {e}")))?;
             self.pool_message(&mut s, msg)?;
@@ -143,36 +160,61 @@ impl<C> Shell<C> {
 
     fn pool_message(&self, s: &mut PoolState, msg: Message) -> Result<(), Fault> {
         if msg.destination != Destination::Server {
-            return Err(bad_data("a message addressed to the client was sent to the server"));
+            return Err(bad_data(
+                "a message addressed to the client was sent to the server",
+            ));
         }
         match msg.message_type {
             MessageType::SessionCapability => {
-                let v = psrp::decode_value("SESSION_CAPABILITY", &msg.data).map_err(|e| bad_data(&e.to_string()))?;
+                let v = psrp::decode_value("SESSION_CAPABILITY", &msg.data)
+                    .map_err(|e| bad_data(&e.to_string()))?;
                 if let Some(p) = psrp::member(&v, "protocolversion").and_then(version_text) {
                     s.protocol_version = p;
                 }
                 if msg.rpid != Uuid::nil() {
                     s.rpid = msg.rpid;
                 }
-                self.queue_pool(s, MessageType::SessionCapability, Uuid::nil(), &records::SessionCapability::server().to_value());
+                self.queue_pool(
+                    s,
+                    MessageType::SessionCapability,
+                    Uuid::nil(),
+                    &records::SessionCapability::server().to_value(),
+                );
             }
             MessageType::InitRunspacePool => {
-                let v = psrp::decode_value("INIT_RUNSPACEPOOL", &msg.data).map_err(|e| bad_data(&e.to_string()))?;
-                s.max_runspaces = psrp::member(&v, "MaxRunspaces").and_then(psrp::as_i64).unwrap_or(1).max(1);
+                let v = psrp::decode_value("INIT_RUNSPACEPOOL", &msg.data)
+                    .map_err(|e| bad_data(&e.to_string()))?;
+                s.max_runspaces = psrp::member(&v, "MaxRunspaces")
+                    .and_then(psrp::as_i64)
+                    .unwrap_or(1)
+                    .max(1);
                 s.rpid = msg.rpid;
                 let rpid = s.rpid;
-                self.queue_pool(s, MessageType::ApplicationPrivateData, rpid, &records::application_private_data(psrp::IMPLICIT_REMOTING_HASH));
-                self.queue_pool(s, MessageType::RunspacePoolState, rpid, &records::runspace_pool_state(records::RunspacePoolState::Opened, None));
+                self.queue_pool(
+                    s,
+                    MessageType::ApplicationPrivateData,
+                    rpid,
+                    &records::application_private_data(psrp::IMPLICIT_REMOTING_HASH),
+                );
+                self.queue_pool(
+                    s,
+                    MessageType::RunspacePoolState,
+                    rpid,
+                    &records::runspace_pool_state(records::RunspacePoolState::Opened, None),
+                );
                 s.opened = true;
             }
             MessageType::SetMaxRunspaces
             | MessageType::SetMinRunspaces
             | MessageType::ResetRunspaceState
             | MessageType::GetAvailableRunspaces => {
-                let v = psrp::decode_value("runspace count request", &msg.data).map_err(|e| bad_data(&e.to_string()))?;
+                let v = psrp::decode_value("runspace count request", &msg.data)
+                    .map_err(|e| bad_data(&e.to_string()))?;
                 let ci = psrp::call_id(&v);
                 let reply = match msg.message_type {
-                    MessageType::GetAvailableRunspaces => records::runspace_availability_count(ci, s.max_runspaces),
+                    MessageType::GetAvailableRunspaces => {
+                        records::runspace_availability_count(ci, s.max_runspaces)
+                    }
                     MessageType::SetMaxRunspaces => {
                         if let Some(n) = psrp::member(&v, "MaxRunspaces").and_then(psrp::as_i64) {
                             s.max_runspaces = n.max(1);
@@ -196,7 +238,12 @@ impl<C> Shell<C> {
                     ErrorCategory::NotImplemented,
                 );
                 let rpid = msg.rpid;
-                self.queue_pool(s, MessageType::RunspacePoolState, rpid, &records::runspace_pool_state(records::RunspacePoolState::Broken, Some(&e)));
+                self.queue_pool(
+                    s,
+                    MessageType::RunspacePoolState,
+                    rpid,
+                    &records::runspace_pool_state(records::RunspacePoolState::Broken, Some(&e)),
+                );
             }
             other => {
                 tracing::debug!(shell = %self.id, message_type = ?other, "ignored pool-level PSRP message");
@@ -228,11 +275,25 @@ impl<C> Shell<C> {
     }
 
     pub fn pipeline(&self, command_id: &str) -> Option<Arc<PipelineCtl>> {
-        self.state().pipelines.get(&command_id.to_ascii_uppercase()).cloned()
+        self.state()
+            .pipelines
+            .get(&command_id.to_ascii_uppercase())
+            .cloned()
     }
 
     pub fn remove_pipeline(&self, command_id: &str) -> Option<Arc<PipelineCtl>> {
-        self.state().pipelines.remove(&command_id.to_ascii_uppercase())
+        self.state()
+            .pipelines
+            .remove(&command_id.to_ascii_uppercase())
+    }
+}
+
+/// A request in progress on a shell; see [`Shell::enter`].
+pub(crate) struct InFlight<'a, C>(&'a Shell<C>);
+
+impl<C> Drop for InFlight<'_, C> {
+    fn drop(&mut self) {
+        self.0.leave();
     }
 }
 
@@ -253,6 +314,8 @@ pub(crate) fn bad_data(what: &str) -> Fault {
     Fault::sender(
         "w:SchemaValidationError",
         super::wsman::codes::INVALID_XML,
-        format!("The PowerShell remoting data in this request could not be read ({what}). This is a client bug; reconnect with New-PSSession."),
+        format!(
+            "The PowerShell remoting data in this request could not be read ({what}). This is a client bug; reconnect with New-PSSession."
+        ),
     )
 }

@@ -14,10 +14,10 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
+use quick_xml::NsReader;
 use quick_xml::escape::escape;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
-use quick_xml::NsReader;
 
 /// SOAP 1.2 envelope namespace.
 pub const NS_SOAP: &str = "http://www.w3.org/2003/05/soap-envelope";
@@ -103,6 +103,10 @@ pub mod codes {
     pub const INVALID_XML: u32 = 2_150_858_819;
     /// ERROR_WSMAN_QUOTA_MAX_SHELLS: too many shells for this user.
     pub const QUOTA_MAX_SHELLS: u32 = 2_150_859_173;
+    /// ERROR_WSMAN_QUOTA_MAX_OPERATIONS: too many commands in one shell.
+    pub const QUOTA_MAX_OPERATIONS: u32 = 2_150_859_174;
+    /// ERROR_WSMAN_ALREADY_EXISTS: a ShellId/CommandId already in use.
+    pub const ALREADY_EXISTS: u32 = 2_150_858_803;
     /// ERROR_WSMAN_UNSUPPORTED_FEATURE: an option we cannot honour (mustUnderstand).
     pub const UNSUPPORTED_FEATURE: u32 = 2_150_858_818;
 }
@@ -110,12 +114,22 @@ pub mod codes {
 impl Fault {
     /// A `s:Sender` fault.
     pub fn sender(subcode: &'static str, wsman_code: u32, message: impl Into<String>) -> Self {
-        Self { code: FaultCode::Sender, subcode, wsman_code, message: message.into() }
+        Self {
+            code: FaultCode::Sender,
+            subcode,
+            wsman_code,
+            message: message.into(),
+        }
     }
 
     /// A `s:Receiver` fault.
     pub fn receiver(subcode: &'static str, wsman_code: u32, message: impl Into<String>) -> Self {
-        Self { code: FaultCode::Receiver, subcode, wsman_code, message: message.into() }
+        Self {
+            code: FaultCode::Receiver,
+            subcode,
+            wsman_code,
+            message: message.into(),
+        }
     }
 
     /// The Receive long-poll expired with nothing to say; clients re-poll on this.
@@ -196,7 +210,11 @@ pub fn envelope_head(action: &str, relates_to: Option<&str>) -> String {
 }
 
 /// A 200 response: `action` + `Response`, `body_inner` inside `<s:Body>`.
-pub fn ok_response(request_action: &str, relates_to: Option<&str>, body_inner: &str) -> http::Response<Bytes> {
+pub fn ok_response(
+    request_action: &str,
+    relates_to: Option<&str>,
+    body_inner: &str,
+) -> http::Response<Bytes> {
     let mut s = envelope_head(&format!("{request_action}Response"), relates_to);
     s.reserve(body_inner.len() + 32);
     s.push_str("<s:Body>");
@@ -318,7 +336,9 @@ pub struct SignalBody {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// Larger than allowed.
-    #[error("the request envelope is {size} bytes, more than the {limit} bytes this endpoint accepts; lower the client's data per request")]
+    #[error(
+        "the request envelope is {size} bytes, more than the {limit} bytes this endpoint accepts; lower the client's data per request"
+    )]
     TooLarge {
         /// Bytes received.
         size: usize,
@@ -346,7 +366,11 @@ impl ParseError {
             Self::TooLarge { .. } => {
                 Fault::sender("w:EncodingLimit", codes::ENCODING_LIMIT, self.to_string())
             }
-            _ => Fault::sender("w:SchemaValidationError", codes::INVALID_XML, self.to_string()),
+            _ => Fault::sender(
+                "w:SchemaValidationError",
+                codes::INVALID_XML,
+                self.to_string(),
+            ),
         }
     }
 }
@@ -376,7 +400,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     };
     parse_part(date, &[('D', 86_400.0)])?;
     parse_part(time, &[('H', 3_600.0), ('M', 60.0), ('S', 1.0)])?;
-    (secs.is_finite() && secs >= 0.0 && secs < 1e9).then(|| Duration::from_secs_f64(secs))
+    (secs.is_finite() && (0.0..1e9).contains(&secs)).then(|| Duration::from_secs_f64(secs))
 }
 
 /// Formats a duration as `PT<secs>.<millis>S`.
@@ -415,13 +439,20 @@ fn ns_of<'a>(r: &'a ResolveResult<'_>) -> &'a [u8] {
     }
 }
 
-fn attr(reader: &NsReader<&[u8]>, e: &BytesStart<'_>, name: &str) -> Result<Option<String>, ParseError> {
+fn attr(
+    reader: &NsReader<&[u8]>,
+    e: &BytesStart<'_>,
+    name: &str,
+) -> Result<Option<String>, ParseError> {
     for a in e.attributes().with_checks(false) {
         let a = a.map_err(|e| ParseError::Malformed(e.to_string()))?;
         let (ns, local) = reader.resolve_attribute(a.key);
-        let unprefixed_or_ns = matches!(ns, ResolveResult::Unbound) || ns_of(&ns) == NS_SHELL.as_bytes();
+        let unprefixed_or_ns =
+            matches!(ns, ResolveResult::Unbound) || ns_of(&ns) == NS_SHELL.as_bytes();
         if local.as_ref() == name.as_bytes() && unprefixed_or_ns {
-            let v = a.unescape_value().map_err(|e| ParseError::Malformed(e.to_string()))?;
+            let v = a
+                .unescape_value()
+                .map_err(|e| ParseError::Malformed(e.to_string()))?;
             return Ok(Some(v.into_owned()));
         }
     }
@@ -435,7 +466,10 @@ fn attr(reader: &NsReader<&[u8]>, e: &BytesStart<'_>, name: &str) -> Result<Opti
 /// [`ParseError`] for anything that is not a WS-Man request we can read.
 pub fn parse_request(body: &[u8], limit: usize) -> Result<Request, ParseError> {
     if body.len() > limit {
-        return Err(ParseError::TooLarge { size: body.len(), limit });
+        return Err(ParseError::TooLarge {
+            size: body.len(),
+            limit,
+        });
     }
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let mut reader = NsReader::from_reader(body);
@@ -464,7 +498,9 @@ pub fn parse_request(body: &[u8], limit: usize) -> Result<Request, ParseError> {
                 let local = e.local_name().as_ref().to_vec();
                 if stack.is_empty() {
                     if ns != NS_SOAP.as_bytes() || local != b"Envelope" {
-                        return Err(ParseError::NotEnvelope(String::from_utf8_lossy(&local).into_owned()));
+                        return Err(ParseError::NotEnvelope(
+                            String::from_utf8_lossy(&local).into_owned(),
+                        ));
                     }
                     saw_envelope = true;
                 }
@@ -472,8 +508,10 @@ pub fn parse_request(body: &[u8], limit: usize) -> Result<Request, ParseError> {
                 if depth >= MAX_DEPTH {
                     return Err(ParseError::TooDeep);
                 }
-                let in_header = depth >= 2 && stack[1].1 == b"Header" && stack[1].0 == NS_SOAP.as_bytes();
-                let in_body = depth >= 2 && stack[1].1 == b"Body" && stack[1].0 == NS_SOAP.as_bytes();
+                let in_header =
+                    depth >= 2 && stack[1].1 == b"Header" && stack[1].0 == NS_SOAP.as_bytes();
+                let in_body =
+                    depth >= 2 && stack[1].1 == b"Body" && stack[1].0 == NS_SOAP.as_bytes();
                 leaf = Leaf::None;
                 text.clear();
                 let nsb = ns.as_slice();
@@ -484,19 +522,35 @@ pub fn parse_request(body: &[u8], limit: usize) -> Result<Request, ParseError> {
                             (n, b"To") if n == NS_ADDRESSING.as_bytes() => Leaf::To,
                             (n, b"MessageID") if n == NS_ADDRESSING.as_bytes() => Leaf::MessageId,
                             (n, b"ResourceURI") if n == NS_WSMAN.as_bytes() => Leaf::ResourceUri,
-                            (n, b"MaxEnvelopeSize") if n == NS_WSMAN.as_bytes() => Leaf::MaxEnvelopeSize,
-                            (n, b"OperationTimeout") if n == NS_WSMAN.as_bytes() => Leaf::OperationTimeout,
-                            (n, b"CompressionType") if n == NS_SHELL.as_bytes() => Leaf::CompressionType,
+                            (n, b"MaxEnvelopeSize") if n == NS_WSMAN.as_bytes() => {
+                                Leaf::MaxEnvelopeSize
+                            }
+                            (n, b"OperationTimeout") if n == NS_WSMAN.as_bytes() => {
+                                Leaf::OperationTimeout
+                            }
+                            (n, b"CompressionType") if n == NS_SHELL.as_bytes() => {
+                                Leaf::CompressionType
+                            }
                             _ => Leaf::None,
                         };
                     } else if depth == 3 {
                         let parent = &stack[2];
-                        if parent.0 == NS_ADDRESSING.as_bytes() && parent.1 == b"ReplyTo" && local == b"Address" {
+                        if parent.0 == NS_ADDRESSING.as_bytes()
+                            && parent.1 == b"ReplyTo"
+                            && local == b"Address"
+                        {
                             leaf = Leaf::ReplyToAddress;
-                        } else if parent.0 == NS_WSMAN.as_bytes() && parent.1 == b"SelectorSet" && local == b"Selector" {
-                            selector_is_shell = attr(&reader, e, "Name")?.as_deref() == Some("ShellId");
+                        } else if parent.0 == NS_WSMAN.as_bytes()
+                            && parent.1 == b"SelectorSet"
+                            && local == b"Selector"
+                        {
+                            selector_is_shell =
+                                attr(&reader, e, "Name")?.as_deref() == Some("ShellId");
                             leaf = Leaf::ShellSelector;
-                        } else if parent.0 == NS_WSMAN.as_bytes() && parent.1 == b"OptionSet" && local == b"Option" {
+                        } else if parent.0 == NS_WSMAN.as_bytes()
+                            && parent.1 == b"OptionSet"
+                            && local == b"Option"
+                        {
                             option_name = attr(&reader, e, "Name")?.unwrap_or_default();
                             leaf = Leaf::Option;
                         }
@@ -528,14 +582,17 @@ pub fn parse_request(body: &[u8], limit: usize) -> Result<Request, ParseError> {
                         (Body::Shell(_), b"InputStreams") if is_shell_ns => Leaf::InputStreams,
                         (Body::Shell(_), b"OutputStreams") if is_shell_ns => Leaf::OutputStreams,
                         (Body::Shell(_), b"IdleTimeOut") if is_shell_ns => Leaf::IdleTimeOut,
-                        (Body::Shell(_), b"creationXml") if nsb == NS_POWERSHELL.as_bytes() => Leaf::CreationXml,
+                        (Body::Shell(_), b"creationXml") if nsb == NS_POWERSHELL.as_bytes() => {
+                            Leaf::CreationXml
+                        }
                         (Body::CommandLine(_), b"Command") if is_shell_ns => Leaf::Command,
                         (Body::CommandLine(_), b"Arguments") if is_shell_ns => Leaf::Arguments,
                         (Body::Send(streams), b"Stream") if is_shell_ns => {
                             streams.push(SendStream {
                                 name: attr(&reader, e, "Name")?.unwrap_or_default(),
                                 command_id: attr(&reader, e, "CommandId")?,
-                                end: attr(&reader, e, "End")?.is_some_and(|v| v.eq_ignore_ascii_case("true")),
+                                end: attr(&reader, e, "End")?
+                                    .is_some_and(|v| v.eq_ignore_ascii_case("true")),
                                 data: String::new(),
                             });
                             Leaf::SendStream
@@ -555,16 +612,16 @@ pub fn parse_request(body: &[u8], limit: usize) -> Result<Request, ParseError> {
                     stack.push((ns, local));
                 }
             }
-            Event::Text(t) => {
-                if leaf != Leaf::None {
-                    let s = t.unescape().map_err(|e| ParseError::Malformed(e.to_string()))?;
-                    text.push_str(&s);
-                }
+            Event::Text(t) if leaf != Leaf::None => {
+                let s = t
+                    .unescape()
+                    .map_err(|e| ParseError::Malformed(e.to_string()))?;
+                text.push_str(&s);
             }
-            Event::CData(t) => {
-                if leaf != Leaf::None {
-                    text.push_str(std::str::from_utf8(&t).map_err(|e| ParseError::Malformed(e.to_string()))?);
-                }
+            Event::CData(t) if leaf != Leaf::None => {
+                text.push_str(
+                    std::str::from_utf8(&t).map_err(|e| ParseError::Malformed(e.to_string()))?,
+                );
             }
             Event::End(_) => {
                 if leaf != Leaf::None {
@@ -575,7 +632,9 @@ pub fn parse_request(body: &[u8], limit: usize) -> Result<Request, ParseError> {
                 stack.pop();
             }
             Event::Eof => break,
-            Event::DocType(_) => return Err(ParseError::Malformed("DOCTYPE is not allowed".into())),
+            Event::DocType(_) => {
+                return Err(ParseError::Malformed("DOCTYPE is not allowed".into()));
+            }
             _ => {}
         }
     }
@@ -591,7 +650,13 @@ pub fn parse_request(body: &[u8], limit: usize) -> Result<Request, ParseError> {
     Ok(req)
 }
 
-fn finish_leaf(req: &mut Request, leaf: Leaf, text: &str, option_name: &str, selector_is_shell: bool) {
+fn finish_leaf(
+    req: &mut Request,
+    leaf: Leaf,
+    text: &str,
+    option_name: &str,
+    selector_is_shell: bool,
+) {
     let t = text.trim();
     match leaf {
         Leaf::None => {}
@@ -690,14 +755,25 @@ mod tests {
     fn parses_windows_create() {
         let r = parse_request(CREATE.as_bytes(), 1 << 20).unwrap();
         assert_eq!(r.action, ACTION_CREATE);
-        assert_eq!(r.message_id.as_deref(), Some("uuid:0B9D2C4E-1A3F-4E5D-8C7B-6A5F4E3D2C1B"));
+        assert_eq!(
+            r.message_id.as_deref(),
+            Some("uuid:0B9D2C4E-1A3F-4E5D-8C7B-6A5F4E3D2C1B")
+        );
         assert_eq!(r.max_envelope_size, Some(512_000));
         assert_eq!(r.operation_timeout, Some(Duration::from_secs(180)));
         assert_eq!(r.compression_type.as_deref(), Some("xpress"));
-        assert_eq!(r.options, vec![("protocolversion".to_owned(), "2.3".to_owned())]);
+        assert_eq!(
+            r.options,
+            vec![("protocolversion".to_owned(), "2.3".to_owned())]
+        );
         assert_eq!(r.reply_to.as_deref(), Some(ANONYMOUS));
-        let Body::Shell(s) = r.body else { panic!("not a shell body") };
-        assert_eq!(s.shell_id.as_deref(), Some("1F0B3C2A-5D4E-4F60-8A7B-9C0D1E2F3A4B"));
+        let Body::Shell(s) = r.body else {
+            panic!("not a shell body")
+        };
+        assert_eq!(
+            s.shell_id.as_deref(),
+            Some("1F0B3C2A-5D4E-4F60-8A7B-9C0D1E2F3A4B")
+        );
         assert_eq!(s.creation_xml.as_deref(), Some("AAAA"));
         assert_eq!(s.input_streams.as_deref(), Some("stdin pr"));
     }
@@ -722,25 +798,49 @@ mod tests {
             "xmlns:a=\"http://schemas.xmlsoap.org/ws/2004/08/addressing\"",
             "xmlns:a=\"urn:other\"",
         );
-        assert_eq!(parse_request(x.as_bytes(), 1 << 20), Err(ParseError::NoAction));
+        assert_eq!(
+            parse_request(x.as_bytes(), 1 << 20),
+            Err(ParseError::NoAction)
+        );
     }
 
     #[test]
     fn refuses_oversize_malformed_and_deep() {
-        assert!(matches!(parse_request(CREATE.as_bytes(), 100), Err(ParseError::TooLarge { .. })));
-        assert!(matches!(parse_request(b"<s:Envelope", 1000), Err(ParseError::Malformed(_))));
-        assert!(matches!(parse_request(b"", 1000), Err(ParseError::Malformed(_))));
-        assert!(matches!(parse_request(b"<x/>", 1000), Err(ParseError::NotEnvelope(_))));
+        assert!(matches!(
+            parse_request(CREATE.as_bytes(), 100),
+            Err(ParseError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            parse_request(b"<s:Envelope", 1000),
+            Err(ParseError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_request(b"", 1000),
+            Err(ParseError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_request(b"<x/>", 1000),
+            Err(ParseError::NotEnvelope(_))
+        ));
         let cut = &CREATE[..CREATE.len() - 20];
-        assert!(matches!(parse_request(cut.as_bytes(), 1 << 20), Err(ParseError::Malformed(_))));
+        assert!(matches!(
+            parse_request(cut.as_bytes(), 1 << 20),
+            Err(ParseError::Malformed(_))
+        ));
         let deep = format!(
             "<s:Envelope xmlns:s=\"{NS_SOAP}\">{}{}</s:Envelope>",
             "<a>".repeat(40),
             "</a>".repeat(40)
         );
-        assert_eq!(parse_request(deep.as_bytes(), 1 << 20), Err(ParseError::TooDeep));
+        assert_eq!(
+            parse_request(deep.as_bytes(), 1 << 20),
+            Err(ParseError::TooDeep)
+        );
         let mismatched = format!("<s:Envelope xmlns:s=\"{NS_SOAP}\"><a></b></s:Envelope>");
-        assert!(matches!(parse_request(mismatched.as_bytes(), 1 << 20), Err(ParseError::Malformed(_))));
+        assert!(matches!(
+            parse_request(mismatched.as_bytes(), 1 << 20),
+            Err(ParseError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -764,8 +864,18 @@ mod tests {
         assert_eq!(
             r.body,
             Body::Send(vec![
-                SendStream { name: "stdin".into(), command_id: Some("C1".into()), end: true, data: "QUJD".into() },
-                SendStream { name: "pr".into(), command_id: None, end: false, data: "REVG".into() },
+                SendStream {
+                    name: "stdin".into(),
+                    command_id: Some("C1".into()),
+                    end: true,
+                    data: "QUJD".into()
+                },
+                SendStream {
+                    name: "pr".into(),
+                    command_id: None,
+                    end: false,
+                    data: "REVG".into()
+                },
             ])
         );
         let r = parse_request(
@@ -775,7 +885,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             r.body,
-            Body::Receive(ReceiveBody { desired_stream: Some("stdout".into()), command_id: Some("C1".into()) })
+            Body::Receive(ReceiveBody {
+                desired_stream: Some("stdout".into()),
+                command_id: Some("C1".into())
+            })
         );
         let r = parse_request(
             env("<rsp:Signal CommandId=\"C1\"><rsp:Code>powershell/signal/crtl_c</rsp:Code></rsp:Signal>").as_bytes(),
@@ -784,7 +897,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             r.body,
-            Body::Signal(SignalBody { command_id: Some("C1".into()), code: "powershell/signal/crtl_c".into() })
+            Body::Signal(SignalBody {
+                command_id: Some("C1".into()),
+                code: "powershell/signal/crtl_c".into()
+            })
         );
         let r = parse_request(env("<rsp:Disconnect/>").as_bytes(), 1 << 20).unwrap();
         assert_eq!(r.body, Body::Other("Disconnect".into()));
@@ -799,7 +915,10 @@ mod tests {
         assert_eq!(parse_duration("P1Y"), None);
         assert_eq!(parse_duration("20"), None);
         assert_eq!(parse_duration("PTxS"), None);
-        assert_eq!(format_duration(Duration::from_millis(900_500)), "PT900.500S");
+        assert_eq!(
+            format_duration(Duration::from_millis(900_500)),
+            "PT900.500S"
+        );
     }
 
     #[test]
@@ -814,5 +933,23 @@ mod tests {
         // The fault itself is a parseable envelope.
         let parsed = parse_request(rsp.body(), 1 << 20).unwrap();
         assert_eq!(parsed.action, ACTION_FAULT);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let _ = parse_request(&bytes, 4096);
+        }
+
+        #[test]
+        fn mutated_envelopes_never_panic(cut in 0usize..2000, pos in 0usize..2000, byte in proptest::num::u8::ANY) {
+            let mut b = CREATE.as_bytes().to_vec();
+            let pos = pos % b.len();
+            b[pos] = byte;
+            b.truncate(cut.max(1).min(b.len()));
+            if let Ok(r) = parse_request(&b, 1 << 20) {
+                let _ = fault_response(&Fault::unknown_shell(r.shell_id.as_deref().unwrap_or("")), r.message_id.as_deref());
+            }
+        }
     }
 }

@@ -98,12 +98,11 @@ def scenario_basic():
         res["psversion"] = str(conv(apd).get("PSVersionTable", {}).get("PSVersion")) if isinstance(conv(apd), dict) else None
         res["one"] = run(pool, "Get-Thing", {"Count": 1})
         res["zero"] = run(pool, "Get-Thing", {"Count": 0})
-        res["many"] = run(pool, "Get-Thing", {"Count": 20000})
+        res["many"] = run(pool, "Get-Thing", {"Count": 20000, "Light": True})
         res["streams"] = run(pool, "Write-Stuff")
         res["failed"] = run(pool, "Fail-Thing")
         res["script"] = run(pool, None, script="Get-Mailbox | Where-Object { $_.Name -like 'a*' }")
         res["input"] = run(pool, "Echo-Input", input=["a", "b", 3])
-        res["select"] = None
         ps = PowerShell(pool)
         ps.add_cmdlet("Get-Thing").add_parameter("Count", 7)
         ps.add_cmdlet("Measure-Object")
@@ -148,7 +147,7 @@ def scenario_concurrent():
 
     def work(i):
         try:
-            results[i] = run(pools[i], "Get-Thing", {"Count": 3000 + i})["count"]
+            results[i] = run(pools[i], "Get-Thing", {"Count": 3000 + i, "Light": True})["count"]
         except Exception as e:  # noqa: BLE001
             results[i] = repr(e)
 

@@ -1,6 +1,7 @@
 //! One integration-test binary; one module per topic (STYLE.md §2.12).
 
 mod config;
+mod proxy;
 mod remoting;
 mod support;
 mod bridge;

@@ -62,16 +62,25 @@ fn thing(i: i64) -> Value {
         .with_adapted("Index", Value::I32(i32::try_from(i).expect("small")))
         .with_adapted("Created", Value::DateTime(created))
         .with_adapted("Enabled", i % 2 == 0)
-        .with_adapted("Tags", Value::list(["System.Object[]", "System.Array", "System.Object"], vec![Value::from("a"), Value::from("b & <c>")]))
+        .with_adapted(
+            "Tags",
+            Value::list(
+                ["System.Object[]", "System.Array", "System.Object"],
+                vec![Value::from("a"), Value::from("b & <c>")],
+            ),
+        )
         .with_adapted("Nested", nested)
         .into_value()
 }
 
 fn not_found(name: &str) -> ErrorRecord {
     ErrorRecord {
-        message: format!("The operation couldn't be performed because object '{name}' couldn't be found."),
+        message: format!(
+            "The operation couldn't be performed because object '{name}' couldn't be found."
+        ),
         exception_type: "System.Management.Automation.RemoteException".into(),
-        fully_qualified_error_id: "[Server=TEST] 8C2B4F1A,Microsoft.Exchange.Management.RecipientTasks.GetMailbox".into(),
+        fully_qualified_error_id:
+            "[Server=TEST] 8C2B4F1A,Microsoft.Exchange.Management.RecipientTasks.GetMailbox".into(),
         category: ErrorCategory::ObjectNotFound,
         activity: "Get-Thing".into(),
         reason: "ManagementObjectNotFoundException".into(),
@@ -84,66 +93,92 @@ fn not_found(name: &str) -> ErrorRecord {
 impl Executor for TestExec {
     type Caller = ();
 
-    fn run(
+    async fn run(
         &self,
         _caller: &(),
         pipeline: Pipeline,
         mut input: InputStream,
         output: OutputSink,
-    ) -> impl Future<Output = PipelineEnd> + Send {
-        async move {
-            *self.last.lock().expect("lock") = Some(pipeline.clone());
-            let cmd = &pipeline.statements[0].commands[0];
-            let (named, positional) = bind_arguments(&cmd.args, &[]);
-            let get = |n: &str| named.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
-            match cmd.name.to_ascii_lowercase().as_str() {
-                "get-thing" => {
-                    let count = get("Count").and_then(|v| v.as_i64()).unwrap_or(1);
-                    for i in 0..count {
-                        if output.send(Output::Object(thing(i))).await.is_err() {
-                            break;
-                        }
-                        self.produced.fetch_add(1, Ordering::SeqCst);
+    ) -> PipelineEnd {
+        *self.last.lock().expect("lock") = Some(pipeline.clone());
+        let cmd = &pipeline.statements[0].commands[0];
+        let (named, positional) = bind_arguments(&cmd.args, &[]);
+        let get = |n: &str| {
+            named
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
+        match cmd.name.to_ascii_lowercase().as_str() {
+            "get-thing" => {
+                let count = get("Count").and_then(|v| v.as_i64()).unwrap_or(1);
+                // -Light: small objects, so that pypsrp (≈3 ms per rich object in
+                // Python) gets through 20,000 of them quickly.
+                let light = get("Light").is_some();
+                for i in 0..count {
+                    let obj = if light {
+                        Object::new(["Exo.Test.Thing", "System.Object"])
+                            .with_adapted("Name", format!("thing-{i}"))
+                            .with_adapted("Index", Value::I32(i32::try_from(i).unwrap_or(i32::MAX)))
+                            .into_value()
+                    } else {
+                        thing(i)
+                    };
+                    if output.send(Output::Object(obj)).await.is_err() {
+                        break;
                     }
-                    PipelineEnd::Completed
+                    self.produced.fetch_add(1, Ordering::SeqCst);
                 }
-                "write-stuff" => {
-                    let _ = output.send(Output::Warning("careful: this is a test warning".into())).await;
-                    let _ = output.send(Output::Verbose("some details".into())).await;
-                    let _ = output.send(Output::Error(not_found("nobody"))).await;
-                    let _ = output.send(Output::Object(Value::from("done"))).await;
-                    PipelineEnd::Completed
-                }
-                "fail-thing" => PipelineEnd::Failed(not_found("ghost")),
-                "wait-long" => {
-                    let _ = output.send(Output::Object(Value::from("started"))).await;
-                    let _guard = DropCounter(&self.cancelled);
-                    std::future::pending::<()>().await;
-                    PipelineEnd::Completed
-                }
-                "echo-input" => {
-                    while let Some(v) = input.recv().await {
-                        if output.send(Output::Object(v)).await.is_err() {
-                            break;
-                        }
-                    }
-                    PipelineEnd::Completed
-                }
-                "get-mailbox" => {
-                    let identity = get("Identity").or_else(|| positional.first().cloned()).unwrap_or(Value::Nil);
-                    let name = identity.as_str().unwrap_or("?").to_owned();
-                    let _ = output
-                        .send(Output::Object(
-                            Object::new(["Deserialized.Microsoft.Exchange.Data.Directory.Management.Mailbox", "Deserialized.System.Object"])
-                                .with_to_string(name.clone())
-                                .with_adapted("Name", name)
-                                .into_value(),
-                        ))
-                        .await;
-                    PipelineEnd::Completed
-                }
-                other => PipelineEnd::Failed(ErrorRecord::command_not_found(other)),
+                PipelineEnd::Completed
             }
+            "write-stuff" => {
+                let _ = output
+                    .send(Output::Warning("careful: this is a test warning".into()))
+                    .await;
+                let _ = output.send(Output::Verbose("some details".into())).await;
+                let _ = output.send(Output::Error(not_found("nobody"))).await;
+                let _ = output.send(Output::Object(Value::from("done"))).await;
+                PipelineEnd::Completed
+            }
+            "fail-thing" => PipelineEnd::Failed(not_found("ghost")),
+            "get-big" => {
+                let big = "x".repeat(300 * 1024);
+                let _ = output.send(Output::Object(Value::from(big))).await;
+                PipelineEnd::Completed
+            }
+            "wait-long" => {
+                let _ = output.send(Output::Object(Value::from("started"))).await;
+                let _guard = DropCounter(&self.cancelled);
+                std::future::pending::<()>().await;
+                PipelineEnd::Completed
+            }
+            "echo-input" => {
+                while let Some(v) = input.recv().await {
+                    if output.send(Output::Object(v)).await.is_err() {
+                        break;
+                    }
+                }
+                PipelineEnd::Completed
+            }
+            "get-mailbox" => {
+                let identity = get("Identity")
+                    .or_else(|| positional.first().cloned())
+                    .unwrap_or(Value::Nil);
+                let name = identity.as_str().unwrap_or("?").to_owned();
+                let _ = output
+                    .send(Output::Object(
+                        Object::new([
+                            "Deserialized.Microsoft.Exchange.Data.Directory.Management.Mailbox",
+                            "Deserialized.System.Object",
+                        ])
+                        .with_to_string(name.clone())
+                        .with_adapted("Name", name)
+                        .into_value(),
+                    ))
+                    .await;
+                PipelineEnd::Completed
+            }
+            other => PipelineEnd::Failed(ErrorRecord::command_not_found(other)),
         }
     }
 
@@ -165,7 +200,10 @@ impl Executor for TestExec {
                 namespace: "tmp_exo".into(),
                 command_type: 8,
                 resolved_command_name: None,
-                parameters: vec![param("Count", "System.Int32", false), param("Name", "System.String", false)],
+                parameters: vec![
+                    param("Count", "System.Int32", false),
+                    param("Name", "System.String", false),
+                ],
                 supports_should_process: false,
             },
             CommandMetadata {
@@ -173,7 +211,14 @@ impl Executor for TestExec {
                 namespace: "tmp_exo".into(),
                 command_type: 8,
                 resolved_command_name: None,
-                parameters: vec![param("Identity", "System.String", false), param("Force", "System.Management.Automation.SwitchParameter", true)],
+                parameters: vec![
+                    param("Identity", "System.String", false),
+                    param(
+                        "Force",
+                        "System.Management.Automation.SwitchParameter",
+                        true,
+                    ),
+                ],
                 supports_should_process: true,
             },
             CommandMetadata {
@@ -208,9 +253,17 @@ async fn pypsrp(scenario: &str, settings: Settings) -> (Json, Arc<TestExec>) {
     .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "pypsrp {scenario} failed:\n{stdout}\n{stderr}");
-    let json: Json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
-    assert_eq!(server.endpoint.shell_count(), 0, "pypsrp closed its pools; no shell may remain");
+    assert!(
+        out.status.success(),
+        "pypsrp {scenario} failed:\n{stdout}\n{stderr}"
+    );
+    let json: Json =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    assert_eq!(
+        server.endpoint.shell_count(),
+        0,
+        "pypsrp closed its pools; no shell may remain"
+    );
     (json, exec)
 }
 
@@ -224,12 +277,18 @@ async fn pypsrp_runs_commands_streams_errors_metadata_and_refuses_scripts() {
     assert_eq!(one["count"], 1);
     assert_eq!(one["state"], 4);
     let obj = &one["output"][0];
-    assert_eq!(obj["types"], serde_json::json!(["Exo.Test.Thing", "System.Object"]));
+    assert_eq!(
+        obj["types"],
+        serde_json::json!(["Exo.Test.Thing", "System.Object"])
+    );
     assert_eq!(obj["to_string"], "thing-0");
     assert_eq!(obj["adapted"]["Name"], "thing-0");
     assert_eq!(obj["adapted"]["Index"], 0);
     assert_eq!(obj["adapted"]["Enabled"], true);
-    assert_eq!(obj["adapted"]["Created"], "2024-02-29T13:45:00.0000000+01:00");
+    assert_eq!(
+        obj["adapted"]["Created"],
+        "2024-02-29T13:45:00.0000000+01:00"
+    );
     assert_eq!(obj["adapted"]["Tags"], serde_json::json!(["a", "b & <c>"]));
     assert_eq!(obj["adapted"]["Nested"]["adapted"]["Inner"], 0);
     assert_eq!(obj["adapted"]["Nested"]["adapted"]["Label"], "inner-0");
@@ -242,13 +301,23 @@ async fn pypsrp_runs_commands_streams_errors_metadata_and_refuses_scripts() {
     assert_eq!(many["count"], 20_000);
     assert_eq!(many["state"], 4);
     assert_eq!(many["last"]["adapted"]["Name"], "thing-19999");
-    assert_eq!(many["last"]["adapted"]["Created"], "2024-02-29T19:18:19.0000000+01:00");
-    assert_eq!(exec.produced.load(Ordering::SeqCst), 1 + 20_000);
+    assert_eq!(many["last"]["adapted"]["Index"], 19_999);
+    assert_eq!(
+        exec.produced.load(Ordering::SeqCst),
+        1 + 20_000 + 7,
+        "Get-Thing ran for 1, 0, 20000 and 7 objects"
+    );
 
     let st = &r["streams"];
-    assert_eq!(st["warnings"], serde_json::json!(["careful: this is a test warning"]));
+    assert_eq!(
+        st["warnings"],
+        serde_json::json!(["careful: this is a test warning"])
+    );
     assert_eq!(st["verbose"], serde_json::json!(["some details"]));
-    assert_eq!(st["errors"][0]["fq_error"], "[Server=TEST] 8C2B4F1A,Microsoft.Exchange.Management.RecipientTasks.GetMailbox");
+    assert_eq!(
+        st["errors"][0]["fq_error"],
+        "[Server=TEST] 8C2B4F1A,Microsoft.Exchange.Management.RecipientTasks.GetMailbox"
+    );
     assert_eq!(st["errors"][0]["category"], 13);
     assert_eq!(st["output"][0], "done");
     assert_eq!(st["state"], 4);
@@ -256,12 +325,26 @@ async fn pypsrp_runs_commands_streams_errors_metadata_and_refuses_scripts() {
     let failed = &r["failed"];
     assert_eq!(failed["state"], 5, "{failed}");
     assert_eq!(failed["had_errors"], true);
-    assert!(failed["errors"][0]["message"].as_str().unwrap_or_default().contains("ghost"), "{failed}");
+    assert!(
+        failed["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ghost"),
+        "{failed}"
+    );
 
     let script = &r["script"];
     assert_eq!(script["state"], 5, "{script}");
-    assert_eq!(script["errors"][0]["fq_error"], "ScriptsNotAllowed", "{script}");
-    assert!(script["errors"][0]["message"].as_str().unwrap_or_default().contains("no-language mode"));
+    assert_eq!(
+        script["errors"][0]["fq_error"], "ScriptsNotAllowed",
+        "{script}"
+    );
+    assert!(
+        script["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no-language mode")
+    );
 
     assert_eq!(r["input"]["count"], 3);
     assert_eq!(r["input"]["output"], serde_json::json!(["a", "b", 3]));
@@ -271,9 +354,25 @@ async fn pypsrp_runs_commands_streams_errors_metadata_and_refuses_scripts() {
 
     let meta = r["metadata"].as_array().expect("metadata list");
     let names: Vec<&str> = meta.iter().filter_map(|m| m["name"].as_str()).collect();
-    assert_eq!(names, ["Get-Thing", "Set-Thing"], "the *-Thing wildcard selects two commands");
-    let set_params: Vec<&str> = meta[1]["parameters"].as_array().expect("params").iter().filter_map(|p| p.as_str()).collect();
-    for p in ["Identity", "Force", "Verbose", "ErrorAction", "WhatIf", "Confirm"] {
+    assert_eq!(
+        names,
+        ["Get-Thing", "Set-Thing"],
+        "the *-Thing wildcard selects two commands"
+    );
+    let set_params: Vec<&str> = meta[1]["parameters"]
+        .as_array()
+        .expect("params")
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    for p in [
+        "Identity",
+        "Force",
+        "Verbose",
+        "ErrorAction",
+        "WhatIf",
+        "Confirm",
+    ] {
         assert!(set_params.contains(&p), "{p} missing from {set_params:?}");
     }
     assert_eq!(r["closed"], true);
@@ -283,8 +382,15 @@ async fn pypsrp_runs_commands_streams_errors_metadata_and_refuses_scripts() {
 async fn pypsrp_ctrl_c_stops_a_long_command() {
     let (r, exec) = pypsrp("stop", Settings::default()).await;
     assert_eq!(r["before_stop"], 1, "{r}");
-    assert_eq!(r["after"]["count"], 2, "the pool keeps working after a stop: {r}");
-    assert_eq!(exec.cancelled.load(Ordering::SeqCst), 1, "the executor's future was dropped");
+    assert_eq!(
+        r["after"]["count"], 2,
+        "the pool keeps working after a stop: {r}"
+    );
+    assert_eq!(
+        exec.cancelled.load(Ordering::SeqCst),
+        1,
+        "the executor's future was dropped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,13 +419,16 @@ struct Client {
     object_id: u64,
 }
 
+/// Elements found in a response: (attributes, text).
+type Elements = Vec<(Vec<(String, String)>, String)>;
+
 struct Reply {
     status: u16,
     body: String,
 }
 
 impl Reply {
-    fn texts(&self, local: &str) -> Vec<(Vec<(String, String)>, String)> {
+    fn texts(&self, local: &str) -> Elements {
         let mut reader = quick_xml::Reader::from_str(&self.body);
         let mut out = Vec::new();
         let mut cur: Option<(Vec<(String, String)>, String)> = None;
@@ -364,21 +473,35 @@ impl Reply {
     }
 
     fn fault_code(&self) -> Option<u32> {
-        self.texts("WSManFault").into_iter().next().and_then(|(a, _)| {
-            a.into_iter().find(|(k, _)| k == "Code").and_then(|(_, v)| v.parse().ok())
-        })
+        self.texts("WSManFault")
+            .into_iter()
+            .next()
+            .and_then(|(a, _)| {
+                a.into_iter()
+                    .find(|(k, _)| k == "Code")
+                    .and_then(|(_, v)| v.parse().ok())
+            })
     }
 
     fn command_state(&self) -> Option<String> {
-        self.texts("CommandState").into_iter().next().and_then(|(a, _)| {
-            a.into_iter().find(|(k, _)| k == "State").map(|(_, v)| v)
-        })
+        self.texts("CommandState")
+            .into_iter()
+            .next()
+            .and_then(|(a, _)| a.into_iter().find(|(k, _)| k == "State").map(|(_, v)| v))
     }
 }
 
-fn envelope(action: &str, shell: Option<&str>, headers: &str, body: &str, message_id: &str) -> String {
+fn envelope(
+    action: &str,
+    shell: Option<&str>,
+    headers: &str,
+    body: &str,
+    message_id: &str,
+) -> String {
     let selector = shell
-        .map(|s| format!("<w:SelectorSet><w:Selector Name=\"ShellId\">{s}</w:Selector></w:SelectorSet>"))
+        .map(|s| {
+            format!("<w:SelectorSet><w:Selector Name=\"ShellId\">{s}</w:Selector></w:SelectorSet>")
+        })
         .unwrap_or_default();
     format!(
         "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\" \
@@ -403,7 +526,9 @@ fn b64(b: &[u8]) -> String {
 }
 
 fn unb64(s: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD.decode(s.trim()).expect("base64")
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .expect("base64")
 }
 
 fn uuid(s: &str) -> uuid::Uuid {
@@ -413,13 +538,24 @@ fn uuid(s: &str) -> uuid::Uuid {
 impl Client {
     fn new(settings: Settings) -> Self {
         let exec = Arc::new(TestExec::default());
-        Self { ep: Arc::new(Endpoint::new(exec.clone(), settings)), exec, owner: "admin@contoso.onmicrosoft.com".into(), compression: false, object_id: 100 }
+        Self {
+            ep: Arc::new(Endpoint::new(exec.clone(), settings)),
+            exec,
+            owner: "admin@contoso.onmicrosoft.com".into(),
+            compression: false,
+            object_id: 100,
+        }
     }
 
     async fn post(&self, xml: String) -> Reply {
-        let req = http::Request::post("/powershell-liveid/").body(Bytes::from(xml)).expect("request");
+        let req = http::Request::post("/powershell-liveid/")
+            .body(Bytes::from(xml))
+            .expect("request");
         let rsp = self.ep.handle(&self.owner, (), req).await;
-        Reply { status: rsp.status().as_u16(), body: String::from_utf8(rsp.body().to_vec()).expect("UTF-8 response") }
+        Reply {
+            status: rsp.status().as_u16(),
+            body: String::from_utf8(rsp.body().to_vec()).expect("UTF-8 response"),
+        }
     }
 
     async fn create(&mut self, compression: bool) -> Reply {
@@ -439,11 +575,20 @@ impl Client {
              <creationXml xmlns=\"http://schemas.microsoft.com/powershell\">{}</creationXml></rsp:Shell>",
             CREATION_XML.trim()
         );
-        self.post(envelope(wsman::ACTION_CREATE, None, &headers, &body, "uuid:0B9D2C4E-1A3F-4E5D-8C7B-6A5F4E3D2C1B")).await
+        self.post(envelope(
+            wsman::ACTION_CREATE,
+            None,
+            &headers,
+            &body,
+            "uuid:0B9D2C4E-1A3F-4E5D-8C7B-6A5F4E3D2C1B",
+        ))
+        .await
     }
 
     async fn receive(&self, command_id: Option<&str>, timeout: &str, max_env: usize) -> Reply {
-        let attr = command_id.map(|c| format!(" CommandId=\"{c}\"")).unwrap_or_default();
+        let attr = command_id
+            .map(|c| format!(" CommandId=\"{c}\""))
+            .unwrap_or_default();
         let headers = format!(
             "<w:OptionSet><w:Option Name=\"WSMAN_CMDSHELL_OPTION_KEEPALIVE\">TRUE</w:Option></w:OptionSet>\
              <w:OperationTimeout>{timeout}</w:OperationTimeout>"
@@ -469,7 +614,8 @@ impl Client {
             for (_, data) in r.texts("Stream") {
                 let mut raw = unb64(&data);
                 if self.compression {
-                    raw = exo_authproxy::remoting::xpress::decompress_stream(&raw, 1 << 20).expect("stored chunks");
+                    raw = exo_authproxy::remoting::xpress::decompress_stream(&raw, 1 << 20)
+                        .expect("stored chunks");
                 }
                 for m in defrag.push(&raw).expect("fragments") {
                     msgs.push(Message::decode(&m).expect("message"));
@@ -500,7 +646,11 @@ impl Client {
             destination: Destination::Server,
             message_type,
             rpid: uuid(RPID),
-            pid: if pid.is_empty() { uuid::Uuid::nil() } else { uuid(pid) },
+            pid: if pid.is_empty() {
+                uuid::Uuid::nil()
+            } else {
+                uuid(pid)
+            },
             data: data.as_bytes().to_vec(),
         };
         self.object_id += 1;
@@ -508,12 +658,17 @@ impl Client {
     }
 
     async fn send(&self, command_id: Option<&str>, stream_data: &[u8]) -> Reply {
-        let attr = command_id.map(|c| format!(" CommandId=\"{c}\"")).unwrap_or_default();
+        let attr = command_id
+            .map(|c| format!(" CommandId=\"{c}\""))
+            .unwrap_or_default();
         self.post(envelope(
             wsman::ACTION_SEND,
             Some(SHELL_ID),
             "",
-            &format!("<rsp:Send><rsp:Stream Name=\"stdin\"{attr}>{}</rsp:Stream></rsp:Send>", b64(stream_data)),
+            &format!(
+                "<rsp:Send><rsp:Stream Name=\"stdin\"{attr}>{}</rsp:Stream></rsp:Send>",
+                b64(stream_data)
+            ),
             "uuid:22222222-2222-4222-8222-222222222222",
         ))
         .await
@@ -524,7 +679,9 @@ impl Client {
             wsman::ACTION_SIGNAL,
             Some(SHELL_ID),
             "",
-            &format!("<rsp:Signal CommandId=\"{command_id}\"><rsp:Code>{code}</rsp:Code></rsp:Signal>"),
+            &format!(
+                "<rsp:Signal CommandId=\"{command_id}\"><rsp:Code>{code}</rsp:Code></rsp:Signal>"
+            ),
             "uuid:33333333-3333-4333-8333-333333333333",
         ))
         .await
@@ -540,18 +697,25 @@ fn body_of(m: &Message) -> Value {
 }
 
 fn prop<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v.as_object().and_then(|o| o.property(name)).unwrap_or_else(|| panic!("no {name} in {v:?}"))
+    v.as_object()
+        .and_then(|o| o.property(name))
+        .unwrap_or_else(|| panic!("no {name} in {v:?}"))
 }
 
+/// One command for [`create_pipeline_xml`]: name and (N, V-element) arguments.
+type Cmd<'a> = (&'a str, &'a [(Option<&'a str>, &'a str)]);
+
 /// A CREATE_PIPELINE body the way Windows PowerShell builds it (§11.4), for `cmds`.
-fn create_pipeline_xml(cmds: &[(&str, &[(Option<&str>, &str)])], no_input: bool) -> String {
+fn create_pipeline_xml(cmds: &[Cmd<'_>], no_input: bool) -> String {
     let mut ref_id = 3;
     let mut list = String::new();
     for (name, args) in cmds {
         let mut a = String::new();
         for (n, v) in *args {
             ref_id += 1;
-            let n = n.map_or("<Nil N=\"N\" />".to_owned(), |n| format!("<S N=\"N\">{n}</S>"));
+            let n = n.map_or("<Nil N=\"N\" />".to_owned(), |n| {
+                format!("<S N=\"N\">{n}</S>")
+            });
             a.push_str(&format!("<Obj RefId=\"{ref_id}\"><MS>{n}{v}</MS></Obj>"));
         }
         ref_id += 2;
@@ -574,10 +738,20 @@ fn create_pipeline_xml(cmds: &[(&str, &[(Option<&str>, &str)])], no_input: bool)
 async fn open_pool(c: &mut Client, compression: bool) -> Vec<Message> {
     let r = c.create(compression).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.text("RelatesTo").as_deref(), Some("uuid:0B9D2C4E-1A3F-4E5D-8C7B-6A5F4E3D2C1B"));
+    assert_eq!(
+        r.text("RelatesTo").as_deref(),
+        Some("uuid:0B9D2C4E-1A3F-4E5D-8C7B-6A5F4E3D2C1B")
+    );
     assert_eq!(r.text("ShellId").as_deref(), Some(SHELL_ID));
     assert_eq!(r.text("Selector").as_deref(), Some(SHELL_ID));
-    assert_eq!(r.text("CompressionMode").as_deref(), Some(if compression { "XpressCompression" } else { "NoCompression" }));
+    assert_eq!(
+        r.text("CompressionMode").as_deref(),
+        Some(if compression {
+            "XpressCompression"
+        } else {
+            "NoCompression"
+        })
+    );
     c.drain(None, 3).await
 }
 
@@ -586,14 +760,29 @@ async fn windows_pool_open_echoes_rpid_and_claims_powershell_5_1() {
     let mut c = Client::new(Settings::default());
     let msgs = open_pool(&mut c, false).await;
     let types: Vec<_> = msgs.iter().map(|m| m.message_type).collect();
-    assert_eq!(types, [MessageType::SessionCapability, MessageType::ApplicationPrivateData, MessageType::RunspacePoolState]);
-    assert_eq!(msgs[1].rpid, uuid(RPID), "the RPID the client sent is echoed");
+    assert_eq!(
+        types,
+        [
+            MessageType::SessionCapability,
+            MessageType::ApplicationPrivateData,
+            MessageType::RunspacePoolState
+        ]
+    );
+    assert_eq!(
+        msgs[1].rpid,
+        uuid(RPID),
+        "the RPID the client sent is echoed"
+    );
     assert_eq!(msgs[2].rpid, uuid(RPID));
     let state = body_of(&msgs[2]);
     assert_eq!(prop(&state, "RunspaceState").as_i64(), Some(2));
     let apd = body_of(&msgs[1]);
     let dict = prop(&apd, "ApplicationPrivateData");
-    let version = dict.as_object().and_then(|o| o.entry("PSVersionTable")).and_then(|t| t.as_object()).and_then(|t| t.entry("PSVersion"));
+    let version = dict
+        .as_object()
+        .and_then(|o| o.entry("PSVersionTable"))
+        .and_then(|t| t.as_object())
+        .and_then(|t| t.entry("PSVersion"));
     assert_eq!(version, Some(&Value::Version("5.1.17763.6414".into())));
     assert!(matches!(prop(&body_of(&msgs[0]), "protocolversion"), Value::Version(v) if v == "2.3"));
 }
@@ -612,26 +801,54 @@ async fn windows_import_pssession_sequence_completes() {
     let frag = c.client_fragments(MessageType::GetCommandMetadata, meta_pid, query);
     c.command(meta_pid, &b64(&frag)).await;
     let msgs = c.drain(Some(meta_pid), 0).await;
-    let outputs: Vec<Value> = msgs.iter().filter(|m| m.message_type == MessageType::PipelineOutput).map(body_of).collect();
-    assert_eq!(prop(&outputs[0], "Count").as_i64(), Some(3), "count object first");
+    let outputs: Vec<Value> = msgs
+        .iter()
+        .filter(|m| m.message_type == MessageType::PipelineOutput)
+        .map(body_of)
+        .collect();
+    assert_eq!(
+        prop(&outputs[0], "Count").as_i64(),
+        Some(3),
+        "count object first"
+    );
     assert_eq!(outputs.len(), 4);
     assert_eq!(prop(&outputs[1], "Name").as_str(), Some("Get-Thing"));
-    assert!(msgs.iter().all(|m| m.pid == uuid(meta_pid)), "the PID the client sent is echoed");
+    assert!(
+        msgs.iter().all(|m| m.pid == uuid(meta_pid)),
+        "the PID the client sent is echoed"
+    );
     let last = msgs.last().expect("state");
     assert_eq!(last.message_type, MessageType::PipelineState);
     assert_eq!(prop(&body_of(last), "PipelineState").as_i64(), Some(4));
 
     // 2. Get-FormatData -TypeName * -PowerShellVersion 5.1 | Measure-Object, then alone.
-    let fmt_args: &[(Option<&str>, &str)] = &[(Some("-TypeName:"), "<S N=\"V\">*</S>"), (Some("-PowerShellVersion:"), "<Version N=\"V\">5.1.17763.6414</Version>")];
+    let fmt_args: &[(Option<&str>, &str)] = &[
+        (Some("-TypeName:"), "<S N=\"V\">*</S>"),
+        (
+            Some("-PowerShellVersion:"),
+            "<Version N=\"V\">5.1.17763.6414</Version>",
+        ),
+    ];
     let measure_pid = "8C3E4F50-6B7C-4D8E-9FA0-1B2C3D4E5F60";
-    let xml = create_pipeline_xml(&[("Get-FormatData", fmt_args), ("Measure-Object", &[])], true);
+    let xml = create_pipeline_xml(
+        &[("Get-FormatData", fmt_args), ("Measure-Object", &[])],
+        true,
+    );
     let frag = c.client_fragments(MessageType::CreatePipeline, measure_pid, &xml);
     c.command(measure_pid, &b64(&frag)).await;
     let msgs = c.drain(Some(measure_pid), 0).await;
-    let outputs: Vec<Value> = msgs.iter().filter(|m| m.message_type == MessageType::PipelineOutput).map(body_of).collect();
+    let outputs: Vec<Value> = msgs
+        .iter()
+        .filter(|m| m.message_type == MessageType::PipelineOutput)
+        .map(body_of)
+        .collect();
     assert_eq!(outputs.len(), 1);
     assert_eq!(prop(&outputs[0], "Count").as_i64(), Some(0));
-    assert_eq!(prop(&body_of(msgs.last().expect("state")), "PipelineState").as_i64(), Some(4), "Completed");
+    assert_eq!(
+        prop(&body_of(msgs.last().expect("state")), "PipelineState").as_i64(),
+        Some(4),
+        "Completed"
+    );
 
     let fmt_pid = "9D4F5061-7C8D-4E9F-A0B1-2C3D4E5F6071";
     let xml = create_pipeline_xml(&[("Get-FormatData", fmt_args)], true);
@@ -639,16 +856,35 @@ async fn windows_import_pssession_sequence_completes() {
     c.command(fmt_pid, &b64(&frag)).await;
     let msgs = c.drain(Some(fmt_pid), 0).await;
     assert_eq!(msgs.len(), 1, "no objects, just the final state");
-    assert_eq!(prop(&body_of(&msgs[0]), "PipelineState").as_i64(), Some(4), "Completed: Import-PSSession goes on");
-    assert!(c.exec.last.lock().expect("lock").is_none(), "Get-FormatData never reached the executor");
+    assert_eq!(
+        prop(&body_of(&msgs[0]), "PipelineState").as_i64(),
+        Some(4),
+        "Completed: Import-PSSession goes on"
+    );
+    assert!(
+        c.exec.last.lock().expect("lock").is_none(),
+        "Get-FormatData never reached the executor"
+    );
 
     // 3. A proxied call exactly as reference §11.4 carries it.
-    c.command("6A1C9E3B-2F47-4D85-9B0E-7C4D2A1F8E63", GET_MAILBOX_ARGS.trim()).await;
-    let msgs = c.drain(Some("6A1C9E3B-2F47-4D85-9B0E-7C4D2A1F8E63"), 0).await;
+    c.command(
+        "6A1C9E3B-2F47-4D85-9B0E-7C4D2A1F8E63",
+        GET_MAILBOX_ARGS.trim(),
+    )
+    .await;
+    let msgs = c
+        .drain(Some("6A1C9E3B-2F47-4D85-9B0E-7C4D2A1F8E63"), 0)
+        .await;
     let out = body_of(&msgs[0]);
-    assert_eq!(out.as_object().and_then(|o| o.to_string.as_deref()), Some("AdeleV"));
+    assert_eq!(
+        out.as_object().and_then(|o| o.to_string.as_deref()),
+        Some("AdeleV")
+    );
     let last = c.exec.last.lock().expect("lock").clone().expect("ran");
-    assert_eq!(last.statements[0].commands[0].args[0].name.as_deref(), Some("-Identity:"));
+    assert_eq!(
+        last.statements[0].commands[0].args[0].name.as_deref(),
+        Some("-Identity:")
+    );
 }
 
 /// The mailbox CLIXML prefix that reference xpress-vectors.md §3 compresses (398 bytes).
@@ -664,7 +900,11 @@ fn stored_chunk(data: &[u8]) -> Vec<u8> {
 async fn windows_xpress_create_and_compressed_send() {
     let mut c = Client::new(Settings::default());
     let msgs = open_pool(&mut c, true).await;
-    assert_eq!(msgs.len(), 3, "pool-open replies arrive as stored Xpress chunks");
+    assert_eq!(
+        msgs.len(),
+        3,
+        "pool-open replies arrive as stored Xpress chunks"
+    );
 
     let pid = "A1B2C3D4-E5F6-4A7B-8C9D-0E1F2A3B4C5D";
     let xml = create_pipeline_xml(&[("Echo-Input", &[])], false);
@@ -694,8 +934,16 @@ async fn windows_xpress_create_and_compressed_send() {
     let mut stream = stored_chunk(&head);
     stream.extend_from_slice(&unb64(VECTOR_CHUNK));
     stream.extend_from_slice(&stored_chunk(rest));
-    let end = Message { destination: Destination::Server, message_type: MessageType::EndOfPipelineInput, rpid: uuid(RPID), pid: uuid(pid), data: Vec::new() };
-    stream.extend_from_slice(&stored_chunk(&fragment(778, &end.encode(), 32 * 1024).concat()));
+    let end = Message {
+        destination: Destination::Server,
+        message_type: MessageType::EndOfPipelineInput,
+        rpid: uuid(RPID),
+        pid: uuid(pid),
+        data: Vec::new(),
+    };
+    stream.extend_from_slice(&stored_chunk(
+        &fragment(778, &end.encode(), 32 * 1024).concat(),
+    ));
     let r = c.send(Some(pid), &stream).await;
     assert_eq!(r.status, 200, "{}", r.body);
 
@@ -704,8 +952,14 @@ async fn windows_xpress_create_and_compressed_send() {
     let echoed = body_of(&msgs[0]);
     let o = echoed.as_object().expect("object");
     assert_eq!(o.to_string.as_deref(), Some("user00000"));
-    assert_eq!(o.property("DisplayName").and_then(Value::as_str), Some("User Zero"));
-    assert_eq!(o.type_names[0], "Deserialized.Microsoft.Exchange.Data.Directory.Management.Mailbox");
+    assert_eq!(
+        o.property("DisplayName").and_then(Value::as_str),
+        Some("User Zero")
+    );
+    assert_eq!(
+        o.type_names[0],
+        "Deserialized.Microsoft.Exchange.Data.Directory.Management.Mailbox"
+    );
     assert_eq!(prop(&body_of(&msgs[1]), "PipelineState").as_i64(), Some(4));
 }
 
@@ -714,10 +968,17 @@ async fn windows_misspelled_crtl_c_stops_the_pipeline() {
     let mut c = Client::new(Settings::default());
     open_pool(&mut c, false).await;
     let pid = "B2C3D4E5-F6A7-4B8C-9DAE-1F2A3B4C5D6E";
-    let frag = c.client_fragments(MessageType::CreatePipeline, pid, &create_pipeline_xml(&[("Wait-Long", &[])], true));
+    let frag = c.client_fragments(
+        MessageType::CreatePipeline,
+        pid,
+        &create_pipeline_xml(&[("Wait-Long", &[])], true),
+    );
     c.command(pid, &b64(&frag)).await;
     let first = c.receive(Some(pid), "PT5S", 512_000).await;
-    assert_eq!(first.command_state().as_deref(), Some(wsman::COMMAND_STATE_RUNNING));
+    assert_eq!(
+        first.command_state().as_deref(),
+        Some(wsman::COMMAND_STATE_RUNNING)
+    );
     let r = c.signal(pid, "powershell/signal/crtl_c").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("SignalResponse"));
@@ -726,8 +987,15 @@ async fn windows_misspelled_crtl_c_stops_the_pipeline() {
     let state = body_of(last);
     assert_eq!(prop(&state, "PipelineState").as_i64(), Some(3), "Stopped");
     let err = prop(&state, "ExceptionAsErrorRecord");
-    assert_eq!(prop(err, "FullyQualifiedErrorId").as_str(), Some("PipelineStopped"));
-    assert_eq!(c.exec.cancelled.load(Ordering::SeqCst), 1, "the executor's future was dropped");
+    assert_eq!(
+        prop(err, "FullyQualifiedErrorId").as_str(),
+        Some("PipelineStopped")
+    );
+    assert_eq!(
+        c.exec.cancelled.load(Ordering::SeqCst),
+        1,
+        "the executor's future was dropped"
+    );
     // Terminate after the end is accepted silently, as Windows does.
     assert_eq!(c.signal(pid, wsman::SIGNAL_TERMINATE).await.status, 200);
 }
@@ -741,7 +1009,10 @@ async fn receive_long_poll_answers_timed_out_in_time() {
     let waited = started.elapsed();
     assert_eq!(r.status, 500);
     assert_eq!(r.fault_code(), Some(2_150_858_793), "{}", r.body);
-    assert!(waited >= Duration::from_secs(15) && waited < Duration::from_secs(20), "answered after {waited:?}");
+    assert!(
+        waited >= Duration::from_secs(15) && waited < Duration::from_secs(20),
+        "answered after {waited:?}"
+    );
     // A client asking for more than the cap is answered at the cap.
     let started = tokio::time::Instant::now();
     let r = c.receive(None, "PT3600S", 512_000).await;
@@ -751,10 +1022,21 @@ async fn receive_long_poll_answers_timed_out_in_time() {
 
 #[tokio::test]
 async fn faults_for_unknown_shell_unsupported_action_malformed_and_oversize() {
-    let mut c = Client::new(Settings { max_envelope_size: 64 * 1024, ..Settings::default() });
+    let mut c = Client::new(Settings {
+        max_envelope_size: 64 * 1024,
+        ..Settings::default()
+    });
     open_pool(&mut c, false).await;
 
-    let r = c.post(envelope(wsman::ACTION_RECEIVE, Some("00000000-0000-4000-8000-000000000000"), "", "<rsp:Receive><rsp:DesiredStream>stdout</rsp:DesiredStream></rsp:Receive>", "uuid:AAAA")).await;
+    let r = c
+        .post(envelope(
+            wsman::ACTION_RECEIVE,
+            Some("00000000-0000-4000-8000-000000000000"),
+            "",
+            "<rsp:Receive><rsp:DesiredStream>stdout</rsp:DesiredStream></rsp:Receive>",
+            "uuid:AAAA",
+        ))
+        .await;
     assert_eq!((r.status, r.fault_code()), (500, Some(2_150_858_843)));
     assert_eq!(r.text("RelatesTo").as_deref(), Some("uuid:AAAA"));
     assert!(r.text("Value").is_some());
@@ -766,19 +1048,43 @@ async fn faults_for_unknown_shell_unsupported_action_malformed_and_oversize() {
         "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Reconnect",
         "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Connect",
     ] {
-        let r = c.post(envelope(action, Some(SHELL_ID), "", "", "uuid:BBBB")).await;
-        assert_eq!((r.status, r.fault_code()), (500, Some(2_150_858_771)), "{action}");
+        let r = c
+            .post(envelope(action, Some(SHELL_ID), "", "", "uuid:BBBB"))
+            .await;
+        assert_eq!(
+            (r.status, r.fault_code()),
+            (500, Some(2_150_858_771)),
+            "{action}"
+        );
         assert!(r.body.contains("ActionNotSupported"));
     }
 
-    let r = c.post("<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Header>".into()).await;
-    assert_eq!((r.status, r.fault_code()), (500, Some(2_150_858_819)), "{}", r.body);
+    let r = c
+        .post("<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Header>".into())
+        .await;
+    assert_eq!(
+        (r.status, r.fault_code()),
+        (500, Some(2_150_858_819)),
+        "{}",
+        r.body
+    );
     let r = c.post("not xml at all".into()).await;
     assert_eq!(r.status, 500);
 
-    let big = envelope(wsman::ACTION_SEND, Some(SHELL_ID), "", &"A".repeat(70 * 1024), "uuid:CCCC");
+    let big = envelope(
+        wsman::ACTION_SEND,
+        Some(SHELL_ID),
+        "",
+        &"A".repeat(70 * 1024),
+        "uuid:CCCC",
+    );
     let r = c.post(big).await;
-    assert_eq!((r.status, r.fault_code()), (500, Some(2_150_858_805)), "{}", r.body);
+    assert_eq!(
+        (r.status, r.fault_code()),
+        (500, Some(2_150_858_805)),
+        "{}",
+        r.body
+    );
 
     // Shells are only visible to their owner.
     c.owner = "someone-else@contoso.onmicrosoft.com".into();
@@ -792,7 +1098,15 @@ async fn faults_for_unknown_shell_unsupported_action_malformed_and_oversize() {
     assert!(r.body.contains("could not be read"), "{}", r.body);
 
     // Delete, then the shell is gone.
-    let r = c.post(envelope(wsman::ACTION_DELETE, Some(SHELL_ID), "", "", "uuid:DDDD")).await;
+    let r = c
+        .post(envelope(
+            wsman::ACTION_DELETE,
+            Some(SHELL_ID),
+            "",
+            "",
+            "uuid:DDDD",
+        ))
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(c.ep.shell_count(), 0);
     let r = c.receive(None, "PT1S", 512_000).await;
@@ -801,7 +1115,10 @@ async fn faults_for_unknown_shell_unsupported_action_malformed_and_oversize() {
 
 #[tokio::test]
 async fn shells_per_owner_are_limited() {
-    let mut c = Client::new(Settings { max_shells_per_owner: 1, ..Settings::default() });
+    let mut c = Client::new(Settings {
+        max_shells_per_owner: 1,
+        ..Settings::default()
+    });
     open_pool(&mut c, false).await;
     let again = c.create(false).await;
     assert_eq!(again.status, 500, "{}", again.body);
@@ -814,8 +1131,29 @@ async fn shells_per_owner_are_limited() {
 
 #[tokio::test(start_paused = true)]
 async fn idle_shells_are_deleted() {
-    let mut c = Client::new(Settings { idle_timeout: Duration::from_secs(60), ..Settings::default() });
+    let mut c = Client::new(Settings {
+        idle_timeout: Duration::from_secs(60),
+        ..Settings::default()
+    });
     open_pool(&mut c, false).await;
+    // A client that disconnects in the middle of a long poll: the request future is dropped.
+    let ep = c.ep.clone();
+    let abandoned = tokio::spawn(async move {
+        let xml = envelope(
+            wsman::ACTION_RECEIVE,
+            Some(SHELL_ID),
+            "<w:OperationTimeout>PT30S</w:OperationTimeout>",
+            "<rsp:Receive><rsp:DesiredStream>stdout</rsp:DesiredStream></rsp:Receive>",
+            "uuid:ABAB",
+        );
+        let req = http::Request::post("/")
+            .body(Bytes::from(xml))
+            .expect("request");
+        ep.handle("admin@contoso.onmicrosoft.com", (), req).await
+    });
+    tokio::task::yield_now().await;
+    abandoned.abort();
+    let _ = abandoned.await;
     tokio::time::advance(Duration::from_secs(61)).await;
     let r = c.receive(None, "PT1S", 512_000).await;
     assert_eq!(r.fault_code(), Some(2_150_858_843), "{}", r.body);
@@ -825,18 +1163,30 @@ async fn idle_shells_are_deleted() {
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|n| n.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 #[tokio::test]
 async fn slow_reader_keeps_buffering_bounded() {
-    let settings = Settings { output_buffer: 64, ..Settings::default() };
+    let settings = Settings {
+        output_buffer: 64,
+        ..Settings::default()
+    };
     let mut c = Client::new(settings);
     open_pool(&mut c, false).await;
     let pid = "C3D4E5F6-A7B8-4C9D-AEBF-2A3B4C5D6E7F";
     let args: &[(Option<&str>, &str)] = &[(Some("-Count:"), "<I32 N=\"V\">20000</I32>")];
-    let frag = c.client_fragments(MessageType::CreatePipeline, pid, &create_pipeline_xml(&[("Get-Thing", args)], true));
+    let frag = c.client_fragments(
+        MessageType::CreatePipeline,
+        pid,
+        &create_pipeline_xml(&[("Get-Thing", args)], true),
+    );
     c.command(pid, &b64(&frag)).await;
 
     let rss_before = rss_kib();
@@ -849,14 +1199,23 @@ async fn slow_reader_keeps_buffering_bounded() {
         // A slow reader: small envelopes, and the producer gets time to run ahead if it could.
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(1)).await;
-        let ahead = c.exec.produced.load(Ordering::SeqCst).saturating_sub(received);
+        let ahead = c
+            .exec
+            .produced
+            .load(Ordering::SeqCst)
+            .saturating_sub(received);
         max_ahead = max_ahead.max(ahead);
         let r = c.receive(Some(pid), "PT5S", 32_768).await;
-        assert!(r.body.len() <= 32_768, "response of {} bytes exceeds MaxEnvelopeSize", r.body.len());
+        assert!(
+            r.body.len() <= 32_768,
+            "response of {} bytes exceeds MaxEnvelopeSize",
+            r.body.len()
+        );
         receives += 1;
         for (_, data) in r.texts("Stream") {
             for m in defrag.push(&unb64(&data)).expect("fragments") {
-                if Message::decode(&m).expect("message").message_type == MessageType::PipelineOutput {
+                if Message::decode(&m).expect("message").message_type == MessageType::PipelineOutput
+                {
                     received += 1;
                 }
             }
@@ -875,5 +1234,198 @@ async fn slow_reader_keeps_buffering_bounded() {
          (output_buffer 64); VmRSS before {rss_before} KiB, peak {max_rss} KiB, after {rss_after} KiB"
     );
     // Outputs queued (64) + ones already encoded into the pending envelope + one in flight.
-    assert!(max_ahead <= 64 + 40, "the producer ran {max_ahead} objects ahead: buffering is not bounded");
+    assert!(
+        max_ahead <= 64 + 40,
+        "the producer ran {max_ahead} objects ahead: buffering is not bounded"
+    );
+}
+
+#[tokio::test]
+async fn big_object_spans_fragments_and_receives() {
+    let mut c = Client::new(Settings::default());
+    open_pool(&mut c, false).await;
+    let pid = "D4E5F6A7-B8C9-4DAE-BF01-3B4C5D6E7F80";
+    let frag = c.client_fragments(
+        MessageType::CreatePipeline,
+        pid,
+        &create_pipeline_xml(&[("Get-Big", &[])], true),
+    );
+    c.command(pid, &b64(&frag)).await;
+    let mut defrag = Defragmenter::new(64 << 20);
+    let mut msgs = Vec::new();
+    let mut responses = 0;
+    loop {
+        let r = c.receive(Some(pid), "PT5S", 32_768).await;
+        assert!(r.body.len() <= 32_768, "{} bytes", r.body.len());
+        responses += 1;
+        for (_, data) in r.texts("Stream") {
+            let raw = unb64(&data);
+            assert!(
+                raw.len() <= 32 * 1024,
+                "one fragment per stream, at most 32 KiB"
+            );
+            for m in defrag.push(&raw).expect("fragments") {
+                msgs.push(Message::decode(&m).expect("message"));
+            }
+        }
+        if r.command_state().as_deref() == Some(wsman::COMMAND_STATE_DONE) {
+            break;
+        }
+    }
+    assert!(
+        responses >= 12,
+        "300 KiB in 32 KiB envelopes takes many responses, got {responses}"
+    );
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(body_of(&msgs[0]).as_str().map(str::len), Some(300 * 1024));
+    assert_eq!(prop(&body_of(&msgs[1]), "PipelineState").as_i64(), Some(4));
+}
+
+#[tokio::test]
+async fn create_pipeline_split_across_command_and_send() {
+    let mut c = Client::new(Settings::default());
+    open_pool(&mut c, false).await;
+    let pid = "E5F6A7B8-C9DA-4EBF-8012-4C5D6E7F8091";
+    let args: &[(Option<&str>, &str)] = &[
+        (Some("-Count"), "<Nil N=\"V\" />"),
+        (None, "<I32 N=\"V\">2</I32>"),
+    ];
+    let msg = Message {
+        destination: Destination::Server,
+        message_type: MessageType::CreatePipeline,
+        rpid: uuid(RPID),
+        pid: uuid(pid),
+        data: create_pipeline_xml(&[("Get-Thing", args)], true).into_bytes(),
+    };
+    let frags = fragment(900, &msg.encode(), 300);
+    assert!(frags.len() > 3);
+    // pypsrp's way: the first fragment in rsp:Arguments, the others by Send.
+    c.command(pid, &b64(&frags[0])).await;
+    for f in &frags[1..] {
+        let r = c.send(Some(pid), f).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let msgs = c.drain(Some(pid), 0).await;
+    let outputs = msgs
+        .iter()
+        .filter(|m| m.message_type == MessageType::PipelineOutput)
+        .count();
+    assert_eq!(
+        outputs, 2,
+        "-Count 2 as separate token and value binds like PowerShell"
+    );
+}
+
+#[tokio::test]
+async fn runspace_count_messages_and_declined_key_exchange() {
+    let mut c = Client::new(Settings::default());
+    open_pool(&mut c, false).await;
+    let set = c.client_fragments(
+        MessageType::SetMaxRunspaces,
+        "",
+        "<Obj RefId=\"0\"><MS><I32 N=\"MaxRunspaces\">5</I32><I64 N=\"ci\">1</I64></MS></Obj>",
+    );
+    let get = c.client_fragments(
+        MessageType::GetAvailableRunspaces,
+        "",
+        "<Obj RefId=\"0\"><MS><I64 N=\"ci\">2</I64></MS></Obj>",
+    );
+    let r = c.send(None, &[set, get].concat()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let msgs = c.drain(None, 2).await;
+    assert!(
+        msgs.iter()
+            .all(|m| m.message_type == MessageType::RunspaceAvailability)
+    );
+    assert_eq!(
+        prop(&body_of(&msgs[0]), "SetMinMaxRunspacesResponse"),
+        &Value::Bool(true)
+    );
+    assert_eq!(prop(&body_of(&msgs[0]), "ci").as_i64(), Some(1));
+    assert_eq!(
+        prop(&body_of(&msgs[1]), "SetMinMaxRunspacesResponse").as_i64(),
+        Some(5)
+    );
+    assert_eq!(prop(&body_of(&msgs[1]), "ci").as_i64(), Some(2));
+
+    let key = c.client_fragments(
+        MessageType::PublicKey,
+        "",
+        "<Obj RefId=\"0\"><MS><S N=\"PublicKey\">BgIAAACkAABSU0ExAAgAAAEAAQA=</S></MS></Obj>",
+    );
+    c.send(None, &key).await;
+    let msgs = c.drain(None, 1).await;
+    assert_eq!(msgs[0].message_type, MessageType::RunspacePoolState);
+    let state = body_of(&msgs[0]);
+    assert_eq!(
+        prop(&state, "RunspaceState").as_i64(),
+        Some(5),
+        "Broken, at once, with the reason"
+    );
+    let err = prop(&state, "ExceptionAsErrorRecord");
+    assert!(prop(err, "ErrorCategory_Message").as_str().is_some());
+    assert!(
+        err.as_object()
+            .and_then(|o| o.to_string.as_deref())
+            .is_some_and(|t| t.contains("SecureString"))
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_shell_ends_its_pipelines_and_pending_receives() {
+    let mut c = Client::new(Settings::default());
+    open_pool(&mut c, false).await;
+    let pid = "F6A7B8C9-DAEB-4FC0-9123-5D6E7F8091A2";
+    let frag = c.client_fragments(
+        MessageType::CreatePipeline,
+        pid,
+        &create_pipeline_xml(&[("Wait-Long", &[])], true),
+    );
+    c.command(pid, &b64(&frag)).await;
+    let _ = c.receive(Some(pid), "PT5S", 512_000).await; // "started"
+    let ep = c.ep.clone();
+    let pending = tokio::spawn(async move {
+        let xml = envelope(
+            wsman::ACTION_RECEIVE,
+            Some(SHELL_ID),
+            "<w:OperationTimeout>PT30S</w:OperationTimeout>",
+            "<rsp:Receive><rsp:DesiredStream>stdout</rsp:DesiredStream></rsp:Receive>",
+            "uuid:EEEE",
+        );
+        let req = http::Request::post("/")
+            .body(Bytes::from(xml))
+            .expect("request");
+        ep.handle("admin@contoso.onmicrosoft.com", (), req).await
+    });
+    tokio::task::yield_now().await;
+    let r = c
+        .post(envelope(
+            wsman::ACTION_DELETE,
+            Some(SHELL_ID),
+            "",
+            "",
+            "uuid:FFFF",
+        ))
+        .await;
+    assert_eq!(r.status, 200);
+    let rsp = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .expect("woken at once")
+        .expect("task");
+    assert_eq!(
+        rsp.status(),
+        500,
+        "the pool Receive of a deleted shell is answered with a fault"
+    );
+    for _ in 0..100 {
+        if c.exec.cancelled.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        c.exec.cancelled.load(Ordering::SeqCst),
+        1,
+        "the running command was dropped"
+    );
 }

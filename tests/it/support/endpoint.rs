@@ -44,18 +44,28 @@ fn certificates() -> (rcgen::Certificate, rustls::ServerConfig) {
     let ca_key = rcgen::KeyPair::generate().expect("CA key");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "exo-authproxy test CA");
-    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "exo-authproxy test CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
     let ca_cert = ca_params.self_signed(&ca_key).expect("CA cert");
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
     let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
     let mut leaf_params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("leaf params");
-    leaf_params.distinguished_name.push(rcgen::DnType::CommonName, "127.0.0.1");
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("leaf params");
+    leaf_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "127.0.0.1");
     leaf_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     leaf_params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-    let leaf = leaf_params.signed_by(&leaf_key, &issuer).expect("leaf cert");
+    let leaf = leaf_params
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf cert");
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let key = rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
@@ -73,14 +83,22 @@ fn owner_of(req: &http::Request<hyper::body::Incoming>) -> String {
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.split_once(':').map(|(u, _)| u.to_owned()))
         .unwrap_or_else(|| "anonymous".to_owned())
 }
 
 /// Serves `endpoint` until dropped. `caller` is what every request's executor call sees.
-pub async fn serve<E: Executor>(executor: Arc<E>, settings: Settings, caller: E::Caller) -> TestServer<E> {
+pub async fn serve<E: Executor>(
+    executor: Arc<E>,
+    settings: Settings,
+    caller: E::Caller,
+) -> TestServer<E> {
     let limit = settings.max_envelope_size;
     let endpoint = Arc::new(Endpoint::new(executor, settings));
     let (ca, tls) = certificates();
@@ -93,12 +111,16 @@ pub async fn serve<E: Executor>(executor: Arc<E>, settings: Settings, caller: E:
     let ep = endpoint.clone();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             let acceptor = acceptor.clone();
             let ep = ep.clone();
             let caller = caller.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let ep = ep.clone();
                     let caller = caller.clone();
@@ -111,7 +133,8 @@ pub async fn serve<E: Executor>(executor: Arc<E>, settings: Settings, caller: E:
                                 ep.handle(&owner, caller, req).await
                             }
                             Err(_) => {
-                                let mut r = http::Response::new(Bytes::from_static(b"request too large"));
+                                let mut r =
+                                    http::Response::new(Bytes::from_static(b"request too large"));
                                 *r.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
                                 r
                             }

@@ -1,0 +1,139 @@
+//! The command line (DESIGN.md §2), clap derive: one variant per subcommand.
+//!
+//! Parsing only: `main.rs` decides what each command does. Usage errors exit with 2 (clap's
+//! own code), so scripts can tell "wrong invocation" from the 64+ configuration codes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Modern authentication for unchanged Exchange Online Remote PowerShell scripts.
+#[derive(Debug, Parser)]
+#[command(name = "exo-authproxy", version, about, long_about = None)]
+pub struct Cli {
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Upstream mode for the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SandboxMode {
+    /// WS-Man passthrough to the simulated /PowerShell-LiveID.
+    Winrm,
+    /// The proxy is the remoting endpoint and calls the simulated REST admin API.
+    Rest,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy; validates the whole config before binding; exit 0 on SIGTERM/SIGINT after draining.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Proxy + simulated Entra ID + simulated Exchange Online on loopback, with demo tenants and user.
+    Sandbox {
+        /// Where the proxy listens.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// Upstream mode.
+        #[arg(long, value_enum, default_value_t = SandboxMode::Winrm)]
+        mode: SandboxMode,
+        /// The demo user's password.
+        #[arg(
+            long,
+            value_name = "PW",
+            default_value = "sandbox",
+            env = "EXO_AUTHPROXY_SANDBOX_PASSWORD",
+            hide_env_values = true
+        )]
+        password: String,
+    },
+    /// Per tenant: get a token, inspect its claims, probe Exchange; exit 0 only when every tenant is ready.
+    Check {
+        /// The TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Only this tenant.
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
+    },
+    /// Print the admin-consent URL for a tenant and the role-assignment step that must follow.
+    ConsentUrl {
+        /// The TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The tenant.
+        #[arg(long, value_name = "NAME")]
+        tenant: String,
+    },
+    /// Print the decoded claims of a tenant's token (the token itself only with --raw).
+    Token {
+        /// The TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The tenant.
+        #[arg(long, value_name = "NAME")]
+        tenant: String,
+        /// Also print the token itself.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Read a password from stdin (no echo on a terminal) and print its argon2id PHC string.
+    HashPassword,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_design_command_parses() {
+        for args in [
+            &["x", "serve", "--config", "f.toml"][..],
+            &["x", "sandbox"],
+            &[
+                "x",
+                "sandbox",
+                "--listen",
+                "127.0.0.1:9443",
+                "--mode",
+                "rest",
+                "--password",
+                "pw",
+            ],
+            &["x", "check", "--config", "f", "--tenant", "contoso"],
+            &["x", "consent-url", "--config", "f", "--tenant", "contoso"],
+            &[
+                "x", "token", "--config", "f", "--tenant", "contoso", "--raw",
+            ],
+            &["x", "hash-password", "--log-format", "json"],
+        ] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+        let err = Cli::try_parse_from(["x", "serve"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+}

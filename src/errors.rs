@@ -1,0 +1,425 @@
+//! Every response the proxy makes up itself, and the one function that turns errors into them.
+//!
+//! A WinRM client shows the text of a WS-Man fault and little else, so every failure the proxy
+//! produces for a WS-Man request is a SOAP fault (HTTP 500, built by
+//! [`remoting::wsman::fault_response`](crate::remoting::wsman::fault_response)) whose text says
+//! what happened and what to do (DESIGN.md §4). The exception is bad local credentials: those
+//! get `401` with `WWW-Authenticate: Basic realm="exo-authproxy"`, which is what makes a WinRM
+//! client report "Access is denied" and ask again. Every invented response carries
+//! `X-Exo-Authproxy-Error: <code>` so it is never mistaken for Exchange's answer.
+//!
+//! Handlers return `Result<Response<Body>, ProxyError>`; [`respond`] at the service edge is the
+//! only place a [`ProxyError`] becomes bytes on the wire.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderName, HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use crate::config::TenantName;
+use crate::remoting::wsman::{self, Fault, FaultCode};
+use crate::token::TokenError;
+
+/// The boxed error type of streamed bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of every response the listener sends: relayed (streamed) or invented (full).
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// Marks a response as the proxy's own, with a stable machine-readable code.
+pub const PROXY_ERROR: HeaderName = HeaderName::from_static("x-exo-authproxy-error");
+
+/// The Basic challenge the proxy sends (WinRM clients answer it with the credential).
+pub const BASIC_CHALLENGE: &str = r#"Basic realm="exo-authproxy""#;
+
+/// WSManFault code for "access denied" (0x80070005 as WinRM reports it).
+const WSMAN_ACCESS_DENIED: u32 = 5;
+/// WSManFault code ERROR_WSMAN_INTERNAL_ERROR-like (0x803381B0 is not documented; use the
+/// generic 0x8033805F "the WS-Management service cannot process the request").
+const WSMAN_CANNOT_PROCESS: u32 = 2_150_858_847;
+/// WSManFault code for an operation that timed out (0x80338029).
+const WSMAN_TIMED_OUT: u32 = 2_150_858_793;
+
+/// A body from bytes.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Everything the proxy itself can answer instead of relaying Exchange.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No `Authorization` header.
+    #[error(
+        "this proxy needs Basic credentials: connect with -Authentication Basic -Credential <local user>"
+    )]
+    MissingCredentials,
+    /// An `Authorization` header that is not `Basic base64(user:password)`.
+    #[error("the Authorization header is not Basic base64(user:password): {reason}")]
+    MalformedCredentials {
+        /// What was wrong with it (never the value).
+        reason: &'static str,
+    },
+    /// Unknown user or wrong password (the client is not told which).
+    #[error(
+        "wrong user name or password for exo-authproxy (the local [[user]] credentials, not the Microsoft 365 ones)"
+    )]
+    BadCredentials,
+    /// Too many failed logins from one address.
+    #[error(
+        "too many failed logins from {client}: wait {retry_after:?} and check the local [[user]] password"
+    )]
+    Throttled {
+        /// Where the attempts came from.
+        client: IpAddr,
+        /// How long until attempts are verified again.
+        retry_after: Duration,
+    },
+    /// `DelegatedOrg` names a tenant the user may not use (or that is not configured).
+    #[error(
+        "user {user} may not use tenant {requested:?} (DelegatedOrg in the connection URI): allowed are {allowed}; add it to [[user]] tenants in the proxy config or fix the DelegatedOrg value"
+    )]
+    TenantNotAllowed {
+        /// Local user.
+        user: String,
+        /// The DelegatedOrg value as sent.
+        requested: String,
+        /// The user's tenants, organization domains.
+        allowed: String,
+    },
+    /// A path this proxy does not serve.
+    #[error(
+        "exo-authproxy serves WS-Man at /powershell-liveid, not {path:?}: use -ConnectionUri https://<proxy>/powershell-liveid/"
+    )]
+    UnknownPath {
+        /// The request path.
+        path: String,
+    },
+    /// Not a POST.
+    #[error(
+        "exo-authproxy expects WS-Man POST requests, not {method}: point a PowerShell remoting client (New-PSSession -ConnectionUri https://<proxy>/powershell-liveid/) at it"
+    )]
+    MethodNotAllowed {
+        /// The request method.
+        method: String,
+    },
+    /// The request body exceeds the envelope cap.
+    #[error(
+        "request body larger than {limit} bytes: lower MaxEnvelopeSize / the client's envelope size"
+    )]
+    RequestTooLarge {
+        /// The cap in bytes.
+        limit: usize,
+    },
+    /// The client's body could not be read (gone, or too slow).
+    #[error("could not read the request body from the client: {reason}")]
+    ClientBody {
+        /// What happened.
+        reason: String,
+    },
+    /// The token engine could not provide a token.
+    #[error("no Exchange access token for tenant {tenant}: {source}")]
+    Token {
+        /// Local tenant.
+        tenant: TenantName,
+        /// Why (boxed: it is large and rare).
+        #[source]
+        source: Box<TokenError>,
+    },
+    /// The token's claims show Exchange will refuse it.
+    #[error("tenant {tenant}: the app's token cannot be used with Exchange: {reason}")]
+    TokenUnusable {
+        /// Local tenant.
+        tenant: TenantName,
+        /// The token engine's diagnosis, with the fix.
+        reason: String,
+    },
+    /// Exchange refused (or would refuse) an app without a supported directory role.
+    #[error(
+        "tenant {tenant}: Exchange refused app {app_id}, whose token carries no supported directory role: assign Exchange Administrator to the app's service principal in {tenant} ({organization}) (Entra admin center → Roles and administrators → Exchange Administrator → Add assignment), or give it an Exchange role group; then retry (tokens keep their roles until refreshed)"
+    )]
+    DirectoryRoleMissing {
+        /// Local tenant.
+        tenant: TenantName,
+        /// Organization domain.
+        organization: String,
+        /// The app's client id.
+        app_id: String,
+    },
+    /// `require_directory_role = true` and the token has no supported role.
+    #[error(
+        "tenant {tenant}: refused before contacting Exchange (require_directory_role = true): the token of app {app_id} carries no supported directory role; assign Exchange Administrator to the app's service principal in {tenant} ({organization}) (Entra admin center → Roles and administrators → Exchange Administrator → Add assignment); then retry"
+    )]
+    DirectoryRoleRequired {
+        /// Local tenant.
+        tenant: TenantName,
+        /// Organization domain.
+        organization: String,
+        /// The app's client id.
+        app_id: String,
+    },
+    /// Exchange answered 401 to a freshly fetched token too.
+    #[error(
+        "tenant {tenant}: Exchange ({url}) rejected a freshly issued token of app {app_id} (HTTP 401): check that the app has the Exchange.ManageAsApp permission with admin consent in {tenant}, and that [exchange] endpoint matches the token audience; `exo-authproxy check` shows the claims"
+    )]
+    ExchangeRejectedToken {
+        /// Local tenant.
+        tenant: TenantName,
+        /// The upstream URL.
+        url: String,
+        /// The app's client id.
+        app_id: String,
+    },
+    /// Exchange could not be reached.
+    #[error(
+        "tenant {tenant}: cannot reach Exchange at {url}: {reason}; check [exchange] endpoint, DNS, the network path and [exchange] ca_file"
+    )]
+    UpstreamUnreachable {
+        /// Local tenant.
+        tenant: TenantName,
+        /// The upstream URL (no credentials in it).
+        url: String,
+        /// The transport error, flattened.
+        reason: String,
+    },
+    /// Exchange did not answer within the request's deadline.
+    #[error("tenant {tenant}: Exchange at {url} did not answer within {after:?}")]
+    UpstreamTimeout {
+        /// Local tenant.
+        tenant: TenantName,
+        /// The upstream URL.
+        url: String,
+        /// The deadline.
+        after: Duration,
+    },
+    /// Exchange kept redirecting.
+    #[error(
+        "tenant {tenant}: Exchange redirected more than {limit} times (last to {last}); this is an Exchange-side problem, retry later"
+    )]
+    TooManyRedirects {
+        /// Local tenant.
+        tenant: TenantName,
+        /// The bound.
+        limit: usize,
+        /// The last Location.
+        last: String,
+    },
+    /// Exchange redirected somewhere the proxy will not send a token.
+    #[error(
+        "tenant {tenant}: Exchange redirected to {location:?}, which is not an https URL; refusing to send the token there"
+    )]
+    RedirectRefused {
+        /// Local tenant.
+        tenant: TenantName,
+        /// The Location header.
+        location: String,
+    },
+    /// The proxy is shutting down.
+    #[error("exo-authproxy is shutting down: reconnect in a moment")]
+    ShuttingDown,
+}
+
+impl ProxyError {
+    /// The stable code in `X-Exo-Authproxy-Error` (and in logs and tests).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingCredentials => "missing-credentials",
+            Self::MalformedCredentials { .. } => "malformed-credentials",
+            Self::BadCredentials => "bad-credentials",
+            Self::Throttled { .. } => "auth-throttled",
+            Self::TenantNotAllowed { .. } => "tenant-not-allowed",
+            Self::UnknownPath { .. } => "unknown-path",
+            Self::MethodNotAllowed { .. } => "method-not-allowed",
+            Self::RequestTooLarge { .. } => "request-too-large",
+            Self::ClientBody { .. } => "client-body",
+            Self::Token { .. } => "token-unavailable",
+            Self::TokenUnusable { .. } => "token-unusable",
+            Self::DirectoryRoleMissing { .. } => "directory-role-missing",
+            Self::DirectoryRoleRequired { .. } => "directory-role-required",
+            Self::ExchangeRejectedToken { .. } => "exchange-rejected-token",
+            Self::UpstreamUnreachable { .. } => "upstream-unreachable",
+            Self::UpstreamTimeout { .. } => "upstream-timeout",
+            Self::TooManyRedirects { .. } => "too-many-redirects",
+            Self::RedirectRefused { .. } => "redirect-refused",
+            Self::ShuttingDown => "shutting-down",
+        }
+    }
+
+    /// How the error reaches the client.
+    fn shape(&self) -> Shape {
+        match self {
+            Self::MissingCredentials
+            | Self::MalformedCredentials { .. }
+            | Self::BadCredentials
+            | Self::Throttled { .. } => Shape::Challenge,
+            Self::UnknownPath { .. } => Shape::Plain(StatusCode::NOT_FOUND),
+            Self::MethodNotAllowed { .. } => Shape::Plain(StatusCode::METHOD_NOT_ALLOWED),
+            Self::RequestTooLarge { .. } | Self::ClientBody { .. } => {
+                Shape::Fault(FaultCode::Sender, "w:EncodingLimit", WSMAN_CANNOT_PROCESS)
+            }
+            Self::TenantNotAllowed { .. }
+            | Self::DirectoryRoleMissing { .. }
+            | Self::DirectoryRoleRequired { .. }
+            | Self::TokenUnusable { .. }
+            | Self::ExchangeRejectedToken { .. } => {
+                Shape::Fault(FaultCode::Sender, "w:AccessDenied", WSMAN_ACCESS_DENIED)
+            }
+            Self::UpstreamTimeout { .. } => {
+                Shape::Fault(FaultCode::Receiver, "w:TimedOut", WSMAN_TIMED_OUT)
+            }
+            Self::Token { .. }
+            | Self::UpstreamUnreachable { .. }
+            | Self::TooManyRedirects { .. }
+            | Self::RedirectRefused { .. }
+            | Self::ShuttingDown => {
+                Shape::Fault(FaultCode::Receiver, "w:InternalError", WSMAN_CANNOT_PROCESS)
+            }
+        }
+    }
+}
+
+enum Shape {
+    Challenge,
+    Plain(StatusCode),
+    Fault(FaultCode, &'static str, u32),
+}
+
+/// The only place a `ProxyError` becomes bytes on the wire. `relates_to` is the request's
+/// `wsa:MessageID` when known, so the fault correlates with the request.
+pub fn respond(
+    result: Result<Response<Body>, ProxyError>,
+    relates_to: Option<&str>,
+) -> Response<Body> {
+    let err = match result {
+        Ok(rsp) => return rsp,
+        Err(err) => err,
+    };
+    // `{:#}`-like: the whole chain, which for token errors carries the fix.
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    tracing::warn!(code = err.code(), error = %text, "answered by the proxy");
+    let mut rsp = match err.shape() {
+        Shape::Challenge => {
+            let mut rsp = Response::new(full(text));
+            *rsp.status_mut() = StatusCode::UNAUTHORIZED;
+            rsp.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_CHALLENGE));
+            rsp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            rsp
+        }
+        Shape::Plain(status) => {
+            let mut rsp = Response::new(full(text + "\n"));
+            *rsp.status_mut() = status;
+            rsp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            rsp
+        }
+        Shape::Fault(code, subcode, wsman_code) => {
+            let fault = Fault {
+                code,
+                subcode,
+                wsman_code,
+                message: text,
+            };
+            wsman::fault_response(&fault, relates_to).map(full)
+        }
+    };
+    rsp.headers_mut()
+        .insert(PROXY_ERROR, HeaderValue::from_static(err.code()));
+    rsp
+}
+
+/// Extracts `wsa:MessageID` from a request envelope (best effort, for `RelatesTo`).
+pub fn message_id(envelope: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(envelope.get(..envelope.len().min(16 * 1024))?).ok()?;
+    let start = text.find("MessageID")?;
+    let open = start + text[start..].find('>')? + 1;
+    let close = open + text[open..].find('<')?;
+    let id = text[open..close].trim();
+    (!id.is_empty() && id.len() < 200).then(|| id.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_distinct_and_kebab_case() {
+        let errs = [
+            ProxyError::MissingCredentials,
+            ProxyError::MalformedCredentials { reason: "x" },
+            ProxyError::BadCredentials,
+            ProxyError::ShuttingDown,
+            ProxyError::UnknownPath { path: "/".into() },
+        ];
+        let mut codes: Vec<_> = errs.iter().map(ProxyError::code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), errs.len());
+        assert!(
+            codes
+                .iter()
+                .all(|c| c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '-'))
+        );
+    }
+
+    #[test]
+    fn bad_credentials_are_a_basic_challenge_never_5xx() {
+        for err in [
+            ProxyError::MissingCredentials,
+            ProxyError::MalformedCredentials {
+                reason: "not base64",
+            },
+            ProxyError::BadCredentials,
+        ] {
+            let code = err.code();
+            let rsp = respond(Err(err), None);
+            assert_eq!(rsp.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(rsp.headers()[WWW_AUTHENTICATE], BASIC_CHALLENGE);
+            assert_eq!(rsp.headers()[PROXY_ERROR], code);
+        }
+    }
+
+    #[test]
+    fn directory_role_text_names_tenant_app_role_and_where() {
+        let err = ProxyError::DirectoryRoleMissing {
+            tenant: TenantName("fabrikam".into()),
+            organization: "fabrikam.onmicrosoft.com".into(),
+            app_id: "11111111-2222-3333-4444-555555555555".into(),
+        };
+        let text = err.to_string();
+        for needle in [
+            "fabrikam",
+            "11111111-2222-3333-4444-555555555555",
+            "Exchange Administrator",
+            "Roles and administrators",
+            "Add assignment",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn message_id_is_found_in_an_envelope() {
+        let env = br#"<s:Envelope><s:Header><a:MessageID>uuid:1234-AB</a:MessageID></s:Header></s:Envelope>"#;
+        assert_eq!(message_id(env).as_deref(), Some("uuid:1234-AB"));
+        assert_eq!(message_id(b"garbage"), None);
+    }
+}

@@ -1,0 +1,771 @@
+//! `winrm` passthrough: rewrite the URL and `Authorization`, relay WS-Man to `/PowerShell-LiveID`.
+//!
+//! The envelope bytes pass unchanged (Exchange checks `RelatesTo`/`MessageID`, and a proxy
+//! must not re-chunk what `MaxEnvelopeSize` bounded); only the HTTP layer is rewritten:
+//!
+//! * URL: `{endpoint}/PowerShell-LiveID?BasicAuthToOAuthConversion=true&email=SystemMailbox%7B…%7D%40<organization>`
+//!   plus the client's other query parameters (split on `&` *and* `;`, because PowerShell
+//!   appends `;PSVersion=`), minus `DelegatedOrg` (the proxy resolved it to a tenant).
+//! * `Authorization: Basic base64("OAuthUser@<tenant_id>:Bearer <token>")`.
+//! * Hop-by-hop headers are stripped both ways; `Content-Type` is kept byte for byte.
+//!
+//! Request bodies are read whole (bounded by the listener's cap, ~1 MiB, which
+//! `MaxEnvelopeSize` keeps every WS-Man request under) because the proxy must be able to send
+//! them again: Exchange answers the first `Create` with a redirect to a pod, which the proxy
+//! follows itself (clients like pypsrp cannot, and a 302 passed back would send the script's
+//! *local* credentials to Microsoft), and a token Exchange rejects is refreshed and the request
+//! retried once. Response bodies are streamed to the client as they arrive.
+//!
+//! Session affinity: upstream cookies are kept per client connection and tenant (never
+//! shown to the client), and a redirect target is remembered per tenant, so the following
+//! requests of that shell go straight to the pod.
+//!
+//! Long polls: a Receive waits up to the client's `OperationTimeout` (PowerShell 180 s,
+//! pypsrp 20 s); the upstream deadline is that value from the envelope plus a margin, never
+//! less.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode};
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+use url::Url;
+
+use super::{Route, TokenSource, lacks_directory_role};
+use crate::config::TenantName;
+use crate::errors::{Body, ProxyError};
+use crate::token::{AccessToken, Diagnosis};
+
+/// Redirects followed per request at most (PowerShell's MaximumRedirection default).
+pub const MAX_REDIRECTS: usize = 5;
+/// Added to the client's OperationTimeout for the upstream deadline.
+const LONG_POLL_MARGIN: Duration = Duration::from_secs(30);
+/// Deadline when the envelope names no OperationTimeout (≥ PowerShell's 180 s + margin).
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(210);
+/// The longest deadline a client can ask for.
+const MAX_DEADLINE: Duration = Duration::from_secs(30 * 60);
+/// Refusal bodies inspected at most (Exchange faults are a few KiB).
+const REFUSAL_INSPECT_LIMIT: usize = 256 * 1024;
+/// The routing anchor for app-only sessions (reference A.4).
+const SYSTEM_MAILBOX: &str = "SystemMailbox%7Bbb558c35-97f1-4cb9-8ff7-d53741dc928c%7D%40";
+
+/// Exchange's texts for "the app has no management role" (reference exo-access-token.md §3).
+const ROLE_REFUSALS: [&str; 2] = [
+    "isn't assigned to any management roles",
+    "isn't supported in this scenario",
+];
+
+/// Per client connection: upstream cookies per tenant.
+#[derive(Debug, Default)]
+pub struct ConnectionState {
+    cookies: Mutex<HashMap<TenantName, Vec<(String, String)>>>,
+}
+
+/// Counters the tests and the benchmarks read.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Requests sent upstream (retries and redirect hops included).
+    pub upstream_requests: std::sync::atomic::AtomicU64,
+    /// Redirects followed.
+    pub redirects: std::sync::atomic::AtomicU64,
+    /// Token refreshes forced by an Exchange refusal.
+    pub forced_refreshes: std::sync::atomic::AtomicU64,
+}
+
+/// The passthrough forwarder (one per proxy; cheap to share).
+pub struct Winrm {
+    client: reqwest::Client,
+    endpoint: Url,
+    tokens: Arc<dyn TokenSource>,
+    pins: Mutex<HashMap<TenantName, Url>>,
+    warned: Mutex<HashSet<TenantName>>,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for Winrm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Winrm")
+            .field("endpoint", &self.endpoint.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the upstream client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// `[exchange] endpoint` is not a URL.
+    #[error(
+        "[exchange] endpoint {value:?} is not an https URL (e.g. https://outlook.office365.com)"
+    )]
+    Endpoint {
+        /// The value.
+        value: String,
+    },
+    /// `[exchange] ca_file` unreadable or not PEM.
+    #[error("[exchange] ca_file {path}: {reason}; expected PEM certificates")]
+    CaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// reqwest refused the configuration.
+    #[error("cannot build the HTTPS client for Exchange: {0}")]
+    Client(String),
+}
+
+/// The rustls client config trusting the public roots plus `ca_file`.
+///
+/// # Errors
+/// [`UpstreamError::CaFile`].
+pub fn client_tls(
+    ca_file: Option<&std::path::Path>,
+) -> Result<rustls::ClientConfig, UpstreamError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let fail = |reason: String| UpstreamError::CaFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| fail(e.to_string()))?;
+            roots.add(cert).map_err(|e| fail(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(fail("no certificate in it".into()));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UpstreamError::Client(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+impl Winrm {
+    /// A forwarder to `endpoint` (e.g. `https://outlook.office365.com`).
+    ///
+    /// # Errors
+    /// [`UpstreamError`] for a bad endpoint or CA file.
+    pub fn new(
+        endpoint: &str,
+        ca_file: Option<&std::path::Path>,
+        tokens: Arc<dyn TokenSource>,
+    ) -> Result<Self, UpstreamError> {
+        let endpoint = Url::parse(endpoint)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some())
+            .ok_or_else(|| UpstreamError::Endpoint {
+                value: endpoint.to_owned(),
+            })?;
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(client_tls(ca_file)?)
+            .http1_only()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| UpstreamError::Client(e.to_string()))?;
+        Ok(Self {
+            client,
+            endpoint,
+            tokens,
+            pins: Mutex::new(HashMap::new()),
+            warned: Mutex::new(HashSet::new()),
+            counters: Counters::default(),
+        })
+    }
+
+    /// Counters for tests and benchmarks.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Forwards one WS-Man request.
+    ///
+    /// # Errors
+    /// A [`ProxyError`] for everything the proxy answers itself (token, refusal diagnosis,
+    /// unreachable upstream, redirect loops).
+    pub async fn forward(
+        &self,
+        conn: &ConnectionState,
+        route: &Route,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Body>, ProxyError> {
+        let started = Instant::now();
+        let tenant = &route.tenant;
+        let mut token =
+            self.tokens
+                .token(&tenant.name)
+                .await
+                .map_err(|source| ProxyError::Token {
+                    tenant: tenant.name.clone(),
+                    source: Box::new(source),
+                })?;
+        check_usable(route, &token)?;
+        let deadline = deadline_for(&body);
+        let mut refreshed = false;
+        loop {
+            let upstream = self
+                .send(conn, route, query, headers, &body, &token, deadline)
+                .await?;
+            let status = upstream.status();
+            let no_role = lacks_directory_role(&token);
+            // Exchange rejected the token itself: a new token, once.
+            if status == StatusCode::UNAUTHORIZED {
+                if !refreshed {
+                    refreshed = true;
+                    token = self.force_refresh(route).await?;
+                    continue;
+                }
+                return Err(if no_role {
+                    role_missing(route)
+                } else {
+                    ProxyError::ExchangeRejectedToken {
+                        tenant: tenant.name.clone(),
+                        url: self.base(&tenant.name).to_string(),
+                        app_id: tenant.app_id.clone(),
+                    }
+                });
+            }
+            // Exchange refused the session for lack of a management role.
+            let inspect = no_role
+                && matches!(
+                    status,
+                    StatusCode::FORBIDDEN | StatusCode::INTERNAL_SERVER_ERROR
+                );
+            if inspect {
+                let (parts, body) = http::Response::from(upstream).into_parts();
+                let bytes = http_body_util::Limited::new(body, REFUSAL_INSPECT_LIMIT)
+                    .collect()
+                    .await
+                    .map(http_body_util::Collected::to_bytes)
+                    .map_err(|e| ProxyError::UpstreamUnreachable {
+                        tenant: tenant.name.clone(),
+                        url: self.base(&tenant.name).to_string(),
+                        reason: format!("reading Exchange's answer: {e}"),
+                    })?;
+                let text = String::from_utf8_lossy(&bytes);
+                if status == StatusCode::FORBIDDEN || ROLE_REFUSALS.iter().any(|r| text.contains(r))
+                {
+                    if !refreshed {
+                        refreshed = true;
+                        token = self.force_refresh(route).await?;
+                        continue;
+                    }
+                    return Err(role_missing(route));
+                }
+                let rsp = Response::from_parts(parts, crate::errors::full(bytes));
+                return Ok(self.finish(conn, route, rsp, started, &token));
+            }
+            let rsp = http::Response::from(upstream).map(|b| {
+                b.map_err(|e| Box::new(e) as crate::errors::BoxError)
+                    .boxed_unsync()
+            });
+            return Ok(self.finish(conn, route, rsp, started, &token));
+        }
+    }
+
+    async fn force_refresh(&self, route: &Route) -> Result<AccessToken, ProxyError> {
+        self.counters
+            .forced_refreshes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(tenant = %route.tenant.name, "Exchange refused the token: fetching a new one and retrying once");
+        let token = self
+            .tokens
+            .refresh(&route.tenant.name)
+            .await
+            .map_err(|source| ProxyError::Token {
+                tenant: route.tenant.name.clone(),
+                source: Box::new(source),
+            })?;
+        check_usable(route, &token)?;
+        Ok(token)
+    }
+
+    fn finish(
+        &self,
+        conn: &ConnectionState,
+        route: &Route,
+        rsp: Response<Body>,
+        started: Instant,
+        token: &AccessToken,
+    ) -> Response<Body> {
+        let (mut parts, body) = rsp.into_parts();
+        let cookies: Vec<_> = parts
+            .headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(parse_set_cookie)
+            .collect();
+        if !cookies.is_empty() {
+            let mut jar = conn.cookies.lock().expect("cookie lock is never poisoned");
+            let jar = jar.entry(route.tenant.name.clone()).or_default();
+            for (name, value) in cookies {
+                jar.retain(|(n, _)| *n != name);
+                jar.push((name, value));
+            }
+        }
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(header::SET_COOKIE);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let request_id = parts
+            .headers
+            .get("request-id")
+            .or_else(|| parts.headers.get("x-request-id"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned();
+        if parts.status.is_success() && lacks_directory_role(token) {
+            let first = self
+                .warned
+                .lock()
+                .expect("warned lock is never poisoned")
+                .insert(route.tenant.name.clone());
+            if first {
+                if let Diagnosis::Warning(text) = &token.diagnosis {
+                    tracing::warn!(tenant = %route.tenant.name, "Exchange accepts the app without a directory role (Exchange RBAC for applications): {text}");
+                }
+            }
+        }
+        tracing::info!(
+            user = %route.user,
+            tenant = %route.tenant.name,
+            mode = "winrm",
+            status = parts.status.as_u16(),
+            latency_ms = started.elapsed().as_millis() as u64,
+            upstream_request_id = %request_id,
+            token_uti = token.uti.as_deref().unwrap_or("-"),
+            "forwarded"
+        );
+        Response::from_parts(parts, body)
+    }
+
+    fn base(&self, tenant: &TenantName) -> Url {
+        if let Some(pinned) = self
+            .pins
+            .lock()
+            .expect("pin lock is never poisoned")
+            .get(tenant)
+        {
+            return pinned.clone();
+        }
+        let mut url = self.endpoint.clone();
+        url.set_path("/PowerShell-LiveID");
+        url.set_query(None);
+        url
+    }
+
+    /// The upstream URL for a client query.
+    pub fn upstream_url(&self, route: &Route, query: Option<&str>) -> Url {
+        let mut url = self.base(&route.tenant.name);
+        url.set_query(Some(&upstream_query(route, query)));
+        url
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        conn: &ConnectionState,
+        route: &Route,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        body: &Bytes,
+        token: &AccessToken,
+        deadline: Duration,
+    ) -> Result<reqwest::Response, ProxyError> {
+        let tenant = &route.tenant;
+        let mut url = self.upstream_url(route, query);
+        let authorization = upstream_authorization(&tenant.tenant_id.0, token);
+        for hop in 0..=MAX_REDIRECTS {
+            let mut out = HeaderMap::with_capacity(headers.len() + 2);
+            for (name, value) in headers {
+                if !is_hop_by_hop(name, headers) && !DROPPED_REQUEST_HEADERS.contains(name) {
+                    out.append(name.clone(), value.clone());
+                }
+            }
+            out.insert(header::AUTHORIZATION, authorization.clone());
+            if let Some(cookie) = cookie_header(conn, &tenant.name) {
+                out.insert(header::COOKIE, cookie);
+            }
+            self.counters
+                .upstream_requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let sent = self
+                .client
+                .request(Method::POST, url.clone())
+                .headers(out)
+                .body(body.clone())
+                .timeout(deadline)
+                .send()
+                .await;
+            let rsp = sent.map_err(|e| transport_error(&tenant.name, &url, deadline, &e))?;
+            if !rsp.status().is_redirection() || rsp.status() == StatusCode::NOT_MODIFIED {
+                return Ok(rsp);
+            }
+            let location = rsp
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let next = url
+                .join(&location)
+                .ok()
+                .filter(|u| u.scheme() == "https" || u.scheme() == url.scheme());
+            let Some(next) = next.filter(|_| !location.is_empty()) else {
+                return Err(ProxyError::RedirectRefused {
+                    tenant: tenant.name.clone(),
+                    location,
+                });
+            };
+            if hop == MAX_REDIRECTS {
+                return Err(ProxyError::TooManyRedirects {
+                    tenant: tenant.name.clone(),
+                    limit: MAX_REDIRECTS,
+                    last: strip_query(&next),
+                });
+            }
+            self.counters
+                .redirects
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(tenant = %tenant.name, to = %strip_query(&next), "Exchange redirected: following and pinning");
+            let mut pin = next.clone();
+            pin.set_query(None);
+            self.pins
+                .lock()
+                .expect("pin lock is never poisoned")
+                .insert(tenant.name.clone(), pin);
+            url = next;
+        }
+        unreachable!("the loop returns on its last iteration")
+    }
+}
+
+fn check_usable(route: &Route, token: &AccessToken) -> Result<(), ProxyError> {
+    if let Diagnosis::Unusable(reason) = &token.diagnosis {
+        return Err(ProxyError::TokenUnusable {
+            tenant: route.tenant.name.clone(),
+            reason: reason.clone(),
+        });
+    }
+    if route.tenant.require_directory_role && lacks_directory_role(token) {
+        return Err(ProxyError::DirectoryRoleRequired {
+            tenant: route.tenant.name.clone(),
+            organization: route.tenant.organization.0.clone(),
+            app_id: route.tenant.app_id.clone(),
+        });
+    }
+    Ok(())
+}
+
+fn role_missing(route: &Route) -> ProxyError {
+    ProxyError::DirectoryRoleMissing {
+        tenant: route.tenant.name.clone(),
+        organization: route.tenant.organization.0.clone(),
+        app_id: route.tenant.app_id.clone(),
+    }
+}
+
+fn transport_error(
+    tenant: &TenantName,
+    url: &Url,
+    deadline: Duration,
+    e: &reqwest::Error,
+) -> ProxyError {
+    let url = strip_query(url);
+    if e.is_timeout() {
+        return ProxyError::UpstreamTimeout {
+            tenant: tenant.clone(),
+            url,
+            after: deadline,
+        };
+    }
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    ProxyError::UpstreamUnreachable {
+        tenant: tenant.clone(),
+        url,
+        reason,
+    }
+}
+
+fn strip_query(url: &Url) -> String {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.to_string()
+}
+
+/// `Basic base64("OAuthUser@<tenant_id>:Bearer <token>")`, marked sensitive.
+pub fn upstream_authorization(tenant_id: &str, token: &AccessToken) -> HeaderValue {
+    let raw = format!("OAuthUser@{tenant_id}:Bearer {}", token.token.expose());
+    let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
+    let mut value =
+        HeaderValue::from_str(&format!("Basic {encoded}")).expect("base64 is a valid header value");
+    value.set_sensitive(true);
+    value
+}
+
+/// The upstream query: ours first, then the client's others (raw, in order), without the
+/// keys the proxy owns.
+pub fn upstream_query(route: &Route, query: Option<&str>) -> String {
+    let mut out = format!(
+        "BasicAuthToOAuthConversion=true&email={SYSTEM_MAILBOX}{}",
+        percent_encoding::utf8_percent_encode(
+            route.tenant.organization.as_str(),
+            percent_encoding::NON_ALPHANUMERIC
+        )
+    );
+    for pair in query_pairs(query) {
+        let key = pair.split('=').next().unwrap_or("");
+        let owned = ["delegatedorg", "basicauthtooauthconversion", "email"];
+        if pair.is_empty() || owned.iter().any(|k| key.eq_ignore_ascii_case(k)) {
+            continue;
+        }
+        out.push('&');
+        out.push_str(pair);
+    }
+    out
+}
+
+/// The raw `key=value` pairs of a client query, split on `&` and `;` (reference A.4).
+pub fn query_pairs(query: Option<&str>) -> impl Iterator<Item = &str> {
+    query
+        .unwrap_or("")
+        .split(['&', ';'])
+        .filter(|p| !p.is_empty())
+}
+
+/// The decoded value of the first query parameter named `key` (case-insensitive).
+pub fn query_value(query: Option<&str>, key: &str) -> Option<String> {
+    query_pairs(query).find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        k.eq_ignore_ascii_case(key).then(|| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// Request headers never copied upstream: the proxy sets them itself.
+const DROPPED_REQUEST_HEADERS: [HeaderName; 4] = [
+    header::HOST,
+    header::AUTHORIZATION,
+    header::COOKIE,
+    header::CONTENT_LENGTH,
+];
+
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+        || headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    for name in HOP_BY_HOP.iter().map(|s| (*s).to_owned()).chain(named) {
+        headers.remove(name.as_str());
+    }
+}
+
+fn parse_set_cookie(value: &HeaderValue) -> Option<(String, String)> {
+    let text = value.to_str().ok()?;
+    let pair = text.split(';').next()?;
+    let (name, value) = pair.split_once('=')?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| (name.to_owned(), value.trim().to_owned()))
+}
+
+fn cookie_header(conn: &ConnectionState, tenant: &TenantName) -> Option<HeaderValue> {
+    let jar = conn.cookies.lock().expect("cookie lock is never poisoned");
+    let cookies = jar.get(tenant).filter(|c| !c.is_empty())?;
+    let text = cookies
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut value = HeaderValue::from_str(&text).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// The upstream deadline for this envelope: its OperationTimeout plus a margin.
+pub fn deadline_for(envelope: &[u8]) -> Duration {
+    operation_timeout(envelope).map_or(DEFAULT_DEADLINE, |t| {
+        (t + LONG_POLL_MARGIN).min(MAX_DEADLINE)
+    })
+}
+
+/// `wsman:OperationTimeout` (`PT20S`, `PT180.000S`) from an envelope, if present.
+pub fn operation_timeout(envelope: &[u8]) -> Option<Duration> {
+    let text = std::str::from_utf8(envelope.get(..envelope.len().min(16 * 1024))?).ok()?;
+    let at = text.find("OperationTimeout")?;
+    let open = at + text[at..].find('>')? + 1;
+    let close = open + text[open..].find('<')?;
+    parse_duration(text[open..close].trim())
+}
+
+/// The subset of xs:duration WS-Man uses: `PT[nH][nM][n[.fff]S]`.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let rest = text.strip_prefix("PT")?;
+    let mut total = 0f64;
+    let mut number = String::new();
+    for ch in rest.chars() {
+        match ch {
+            '0'..='9' | '.' => number.push(ch),
+            'H' | 'M' | 'S' => {
+                let n: f64 = number.parse().ok()?;
+                number.clear();
+                total += n * match ch {
+                    'H' => 3600.0,
+                    'M' => 60.0,
+                    _ => 1.0,
+                };
+            }
+            _ => return None,
+        }
+    }
+    (number.is_empty() && total.is_finite() && total >= 0.0)
+        .then(|| Duration::from_secs_f64(total.min(86_400.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Organization, TenantId};
+    use crate::forward::TenantRoute;
+    use crate::secret::Secret;
+
+    fn route() -> Route {
+        Route {
+            user: "reporting".into(),
+            tenant: Arc::new(TenantRoute {
+                name: TenantName("contoso".into()),
+                tenant_id: TenantId("0f9c3b1e-1111-2222-3333-444455556666".into()),
+                organization: Organization("contoso.onmicrosoft.com".into()),
+                app_id: "app".into(),
+                require_directory_role: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn query_keeps_client_params_but_not_delegated_org() {
+        let q = upstream_query(
+            &route(),
+            Some(
+                "DelegatedOrg=fabrikam.onmicrosoft.com&BasicAuthToOAuthConversion=true;PSVersion=5.1.19041.1&HideBannerMessage=true",
+            ),
+        );
+        assert_eq!(
+            q,
+            "BasicAuthToOAuthConversion=true&email=SystemMailbox%7Bbb558c35-97f1-4cb9-8ff7-d53741dc928c%7D%40contoso%2Eonmicrosoft%2Ecom&PSVersion=5.1.19041.1&HideBannerMessage=true"
+        );
+        assert_eq!(
+            query_value(Some("a=1;delegatedorg=x%2Ey"), "DelegatedOrg").as_deref(),
+            Some("x.y")
+        );
+    }
+
+    #[test]
+    fn authorization_is_oauthuser_at_tenant_with_bearer() {
+        let token = AccessToken {
+            token: Secret::new("eyJ.abc".into()),
+            expires_at: std::time::SystemTime::now(),
+            uti: None,
+            diagnosis: Diagnosis::Ready,
+        };
+        let value = upstream_authorization("tid", &token);
+        assert!(value.is_sensitive());
+        let b64 = value.to_str().unwrap().strip_prefix("Basic ").unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        assert_eq!(raw, b"OAuthUser@tid:Bearer eyJ.abc");
+    }
+
+    #[test]
+    fn operation_timeout_sets_the_deadline() {
+        let env = b"<w:OperationTimeout>PT180.000S</w:OperationTimeout>";
+        assert_eq!(operation_timeout(env), Some(Duration::from_secs(180)));
+        assert_eq!(deadline_for(env), Duration::from_secs(210));
+        assert_eq!(
+            deadline_for(b"<w:OperationTimeout>PT20S</w:OperationTimeout>"),
+            Duration::from_secs(50)
+        );
+        assert_eq!(deadline_for(b"<x/>"), DEFAULT_DEADLINE);
+        assert_eq!(parse_duration("PT1M30S"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("P1D"), None);
+        assert_eq!(parse_duration("PT5"), None);
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/soap+xml;charset=UTF-8"),
+        );
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(
+            h[header::CONTENT_TYPE],
+            "application/soap+xml;charset=UTF-8"
+        );
+    }
+}

@@ -1,0 +1,311 @@
+//! The client-facing listener: accept loop, limits, TLS, one hyper HTTP/1.1 connection each.
+//!
+//! Per request: the path must be `/powershell-liveid` (any case, trailing slash optional), the
+//! method POST, the Basic credential a local `[[user]]`; `DelegatedOrg=` in the query picks one
+//! of the user's tenants (by organization domain or local name), else the first. Then the
+//! body is read (bounded) and handed to the configured upstream mode.
+//!
+//! Limits, each with its reason: at most [`MAX_CONNECTIONS`] connections (a permit is taken
+//! before `accept`, so excess clients wait in the kernel backlog rather than costing memory);
+//! a [`HEADER_READ_TIMEOUT`] so a silent client cannot hold a connection; request bodies
+//! capped at [`MAX_BODY`] (WS-Man envelopes are bounded by MaxEnvelopeSize, 500 KiB at most).
+//! No idle timeout shorter than a long-poll Receive: the request in flight decides.
+//!
+//! A client that speaks plain HTTP to the TLS port gets a plain-HTTP 400 that says to use
+//! https, instead of a TLS alert it cannot show.
+
+pub mod basic_auth;
+pub mod tls;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::errors::{self, Body, ProxyError};
+use crate::forward::winrm::{ConnectionState, Winrm, query_value};
+use crate::forward::{RemotingService, Route, TenantRoute, rest_caller};
+use crate::shutdown::Drain;
+use basic_auth::Authenticator;
+use tls::ListenerTls;
+
+/// Open client connections at most.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// A client has this long to send a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Request bodies larger than this are refused (MaxEnvelopeSize is at most 512 000 bytes).
+pub const MAX_BODY: usize = 2 * 1024 * 1024;
+/// A client has this long to send its body once the headers arrived.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// The TLS handshake must finish within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A local user and the tenants it may use (first = default).
+#[derive(Debug)]
+pub struct LocalUser {
+    /// Name.
+    pub name: String,
+    /// Allowed tenants, in config order.
+    pub tenants: Vec<Arc<TenantRoute>>,
+}
+
+/// Where authenticated requests go.
+pub enum Upstream {
+    /// Passthrough to `/PowerShell-LiveID`.
+    Winrm(Box<Winrm>),
+    /// The proxy is the remoting endpoint (REST bridge).
+    Rest(Arc<dyn RemotingService>),
+}
+
+/// Everything a connection needs, shared.
+pub struct Proxy {
+    /// Local users.
+    pub auth: Authenticator,
+    /// Users' tenants, by `UserIndex`.
+    pub users: Vec<LocalUser>,
+    /// The mode.
+    pub upstream: Upstream,
+    /// TLS, or None for `plaintext = true` (loopback only).
+    pub tls: Option<Arc<ListenerTls>>,
+}
+
+impl Proxy {
+    fn mode(&self) -> &'static str {
+        match self.upstream {
+            Upstream::Winrm(_) => "winrm",
+            Upstream::Rest(_) => "rest",
+        }
+    }
+}
+
+/// Accepts connections until the drain begins; each connection is a tracked task.
+pub async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, drain: Drain) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the connection semaphore is never closed"),
+            () = drain.stopping() => break,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = drain.stopping() => break,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                let proxy = proxy.clone();
+                let conn_drain = drain.clone();
+                drain.spawn(async move {
+                    connection(tcp, peer, proxy, conn_drain).await;
+                    drop(permit);
+                });
+            }
+            Err(err) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %err, "accept failed; retrying shortly");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn connection(tcp: TcpStream, peer: SocketAddr, proxy: Arc<Proxy>, drain: Drain) {
+    let Some(tls) = proxy.tls.clone() else {
+        serve_http(tcp, peer, proxy, drain).await;
+        return;
+    };
+    // Plain HTTP on the TLS port: say so in HTTP.
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] != 0x16 => {
+            plaintext_refusal(tcp, peer).await;
+            return;
+        }
+        Ok(Ok(1)) => {}
+        _ => return,
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => serve_http(stream, peer, proxy, drain).await,
+        Ok(Err(err)) => {
+            tracing::info!(client = %peer, error = %err, "TLS handshake failed (does the client trust the listener certificate?)")
+        }
+        Err(_) => tracing::info!(client = %peer, "TLS handshake timed out"),
+    }
+}
+
+async fn plaintext_refusal(mut tcp: TcpStream, peer: SocketAddr) {
+    tracing::info!(client = %peer, "plain HTTP on the TLS port: answered 400");
+    let text = "exo-authproxy listens with TLS: use https:// in -ConnectionUri (and -UseSSL is implied by https)\n";
+    let rsp = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{}: plaintext-on-tls-port\r\nConnection: close\r\n\r\n{text}",
+        text.len(),
+        errors::PROXY_ERROR
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(rsp.as_bytes())).await;
+    let _ = tcp.shutdown().await;
+}
+
+async fn serve_http<S>(stream: S, peer: SocketAddr, proxy: Arc<Proxy>, drain: Drain)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let state = Arc::new(ConnectionState::default());
+    let service = service_fn(move |req| {
+        let proxy = proxy.clone();
+        let state = state.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(&proxy, &state, peer, req).await) }
+    });
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(64 * 1024);
+    let conn = http.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => log_connection_end(peer, result),
+        () = drain.stopping() => {
+            conn.as_mut().graceful_shutdown();
+            log_connection_end(peer, conn.await);
+        }
+    }
+}
+
+fn log_connection_end(peer: SocketAddr, result: Result<(), hyper::Error>) {
+    if let Err(err) = result {
+        tracing::debug!(client = %peer, error = %err, "client connection ended with an error");
+    }
+}
+
+/// One request: route, authenticate, pick the tenant, read the body, forward.
+async fn handle(
+    proxy: &Proxy,
+    state: &ConnectionState,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let mut relates_to = None;
+    let result = route_and_forward(proxy, state, peer.ip(), req, &mut relates_to).await;
+    if let Err(err) = &result {
+        tracing::info!(client = %peer, mode = proxy.mode(), code = err.code(), latency_ms = started.elapsed().as_millis() as u64, "refused");
+    }
+    errors::respond(result, relates_to.as_deref())
+}
+
+async fn route_and_forward(
+    proxy: &Proxy,
+    state: &ConnectionState,
+    client: IpAddr,
+    req: Request<Incoming>,
+    relates_to: &mut Option<String>,
+) -> Result<Response<Body>, ProxyError> {
+    let path = req.uri().path();
+    if !path
+        .trim_end_matches('/')
+        .eq_ignore_ascii_case("/powershell-liveid")
+    {
+        return Err(ProxyError::UnknownPath {
+            path: path.chars().take(200).collect(),
+        });
+    }
+    if req.method() != Method::POST {
+        return Err(ProxyError::MethodNotAllowed {
+            method: req.method().to_string(),
+        });
+    }
+    let user = proxy
+        .auth
+        .authenticate(req.headers().get(http::header::AUTHORIZATION), client)
+        .await?;
+    let user = &proxy.users[user.0];
+    let query = req.uri().query().map(str::to_owned);
+    let tenant = pick_tenant(user, query.as_deref())?;
+    let route = Route {
+        user: user.name.clone(),
+        tenant,
+    };
+    let (parts, body) = req.into_parts();
+    let body = read_body(body).await?;
+    *relates_to = errors::message_id(&body);
+    match &proxy.upstream {
+        Upstream::Winrm(winrm) => {
+            winrm
+                .forward(state, &route, query.as_deref(), &parts.headers, body)
+                .await
+        }
+        Upstream::Rest(endpoint) => {
+            let request = Request::from_parts(parts, body);
+            let rsp = endpoint
+                .handle(&route.user, rest_caller(&route), request)
+                .await;
+            tracing::info!(user = %route.user, tenant = %route.tenant.name, mode = "rest", status = rsp.status().as_u16(), "handled");
+            Ok(rsp.map(errors::full))
+        }
+    }
+}
+
+/// `DelegatedOrg` (organization domain or local tenant name, case-insensitive) or the first.
+///
+/// # Errors
+/// [`ProxyError::TenantNotAllowed`].
+pub fn pick_tenant(user: &LocalUser, query: Option<&str>) -> Result<Arc<TenantRoute>, ProxyError> {
+    let requested = query_value(query, "DelegatedOrg").filter(|v| !v.trim().is_empty());
+    let Some(requested) = requested else {
+        return user
+            .tenants
+            .first()
+            .cloned()
+            .ok_or_else(|| ProxyError::TenantNotAllowed {
+                user: user.name.clone(),
+                requested: String::new(),
+                allowed: "none".into(),
+            });
+    };
+    let wanted = requested.trim();
+    user.tenants
+        .iter()
+        .find(|t| {
+            t.organization.as_str().eq_ignore_ascii_case(wanted)
+                || t.name.as_str().eq_ignore_ascii_case(wanted)
+        })
+        .cloned()
+        .ok_or_else(|| ProxyError::TenantNotAllowed {
+            user: user.name.clone(),
+            requested: requested.chars().take(200).collect(),
+            allowed: user
+                .tenants
+                .iter()
+                .map(|t| t.organization.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+async fn read_body(body: Incoming) -> Result<Bytes, ProxyError> {
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    match tokio::time::timeout(BODY_READ_TIMEOUT, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
+            Err(ProxyError::RequestTooLarge { limit: MAX_BODY })
+        }
+        Ok(Err(err)) => Err(ProxyError::ClientBody {
+            reason: err.to_string(),
+        }),
+        Err(_) => Err(ProxyError::ClientBody {
+            reason: format!("not complete within {BODY_READ_TIMEOUT:?}"),
+        }),
+    }
+}

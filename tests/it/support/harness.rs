@@ -1,0 +1,581 @@
+//! The proxy between its simulators, all in-process on `127.0.0.1:0` over real TLS.
+//!
+//! `Harness::start(options)` writes a real TOML config (parsed by `Config::parse`, so the
+//! config path is exercised too), starts simulated Exchange with the RPS service the test
+//! chooses, and runs the real `serve(...)`. Nothing sleeps: every listener is bound before
+//! its server starts, so a test can connect at once.
+//!
+//! Tokens: until the simulated Entra ID is assembled here, [`SignedTokens`] mints RS256 JWTs
+//! with a key simulated Exchange trusts (signature, aud, exp, roles, wids all real), and
+//! diagnoses them with the token engine's own `claims::diagnose`-equivalent rule (no
+//! supported role → Warning). It counts fetches and refreshes and can play "Entra down".
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use exo_authproxy::config::{Config, TenantName};
+use exo_authproxy::forward::TokenSource;
+use exo_authproxy::listener::basic_auth::Credentials;
+use exo_authproxy::sandbox::AppIdentity;
+use exo_authproxy::sandbox::exchange::{self, ExchangeSim, RpsService, SigningKeys, SimTenant};
+use exo_authproxy::secret::Secret;
+use exo_authproxy::token::{AccessToken, Diagnosis, TokenError};
+use exo_authproxy::{Listeners, Prepared, Services};
+use futures_util::future::BoxFuture;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Exchange Administrator's role template id.
+pub const EXCHANGE_ADMIN: &str = "29232cdf-9323-42fd-ade2-1d097af3e4de";
+/// The demo app's client id.
+pub const APP_ID: &str = "6a8ff8e6-0000-4000-8000-00000000a11c";
+/// The demo user and password.
+pub const USER: &str = "reporting";
+/// The demo password.
+pub const PASSWORD: &str = "sandbox";
+
+/// A simulated tenant and how it is set up.
+#[derive(Debug, Clone)]
+pub struct TenantSpec {
+    /// Local name (also the organization's first label).
+    pub name: &'static str,
+    /// Directory id.
+    pub tenant_id: &'static str,
+    /// Whether the app holds a supported directory role (token `wids`).
+    pub directory_role: bool,
+    /// Whether Exchange has a role assignment for the app (RBAC for applications).
+    pub exchange_role: bool,
+    /// `require_directory_role = true`.
+    pub require_directory_role: bool,
+}
+
+impl TenantSpec {
+    /// The organization domain.
+    pub fn organization(&self) -> String {
+        format!("{}.onmicrosoft.com", self.name)
+    }
+}
+
+/// The demo tenants: contoso (ready), fabrikam (consented, no role), northwind (Exchange RBAC).
+pub fn demo_tenants() -> Vec<TenantSpec> {
+    vec![
+        TenantSpec {
+            name: "contoso",
+            tenant_id: "0f9c3b1e-1111-2222-3333-444455556666",
+            directory_role: true,
+            exchange_role: false,
+            require_directory_role: false,
+        },
+        TenantSpec {
+            name: "fabrikam",
+            tenant_id: "7d2e4f60-aaaa-bbbb-cccc-ddddeeeeffff",
+            directory_role: false,
+            exchange_role: false,
+            require_directory_role: false,
+        },
+        TenantSpec {
+            name: "northwind",
+            tenant_id: "3b8a1c2d-9999-8888-7777-666655554444",
+            directory_role: false,
+            exchange_role: true,
+            require_directory_role: false,
+        },
+    ]
+}
+
+/// What to start.
+pub struct Options {
+    /// Tenants (the demo user may use all of them, first = default).
+    pub tenants: Vec<TenantSpec>,
+    /// The RPS service behind `/PowerShell-LiveID`.
+    pub rps: Arc<dyn RpsService>,
+    /// Shutdown grace period.
+    pub grace: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            tenants: demo_tenants(),
+            rps: Arc::new(Recorder::default()),
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Mints real RS256 tokens trusted by simulated Exchange.
+pub struct SignedTokens {
+    key: EncodingKey,
+    tenants: Vec<TenantSpec>,
+    /// Fetches (first token per tenant).
+    pub fetches: AtomicU64,
+    /// Forced refreshes.
+    pub refreshes: AtomicU64,
+    /// Entra down: every fetch fails.
+    pub down: AtomicBool,
+    /// The tokens handed out (tests assert they never show up in logs).
+    pub issued: Mutex<Vec<String>>,
+    cache: Mutex<std::collections::HashMap<TenantName, AccessToken>>,
+    /// Tenants whose role was assigned after the first token (refresh picks it up).
+    pub role_assigned_later: Mutex<HashSet<String>>,
+}
+
+impl SignedTokens {
+    fn mint(&self, tenant: &TenantName) -> Result<AccessToken, TokenError> {
+        let spec = self
+            .tenants
+            .iter()
+            .find(|t| t.name == tenant.0)
+            .ok_or_else(|| TokenError::UnknownTenant(tenant.clone()))?;
+        if self.down.load(Ordering::SeqCst) {
+            return Err(TokenError::Unavailable {
+                tenant: tenant.clone(),
+                url: format!("https://127.0.0.1:1/{}/oauth2/v2.0/token", spec.tenant_id),
+                status: Some(503),
+                reason: "HTTP 503 Service Unavailable".into(),
+                retry_after: None,
+                attempts: 3,
+            });
+        }
+        let role =
+            spec.directory_role || self.role_assigned_later.lock().unwrap().contains(spec.name);
+        let mut wids = vec![exchange::NOT_A_ROLE];
+        if role {
+            wids.push(EXCHANGE_ADMIN);
+        }
+        let exp = chrono::Utc::now().timestamp() + 3600;
+        let uti = uuid::Uuid::new_v4().to_string();
+        let claims = serde_json::json!({
+            "aud": exchange::EXCHANGE_RESOURCE, "iss": format!("https://sts.windows.net/{}/", spec.tenant_id),
+            "tid": spec.tenant_id, "appid": APP_ID, "roles": ["Exchange.ManageAsApp"], "wids": wids,
+            "exp": exp, "uti": uti, "idtyp": "app",
+        });
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("sim-key".into());
+        let jwt = jsonwebtoken::encode(&header, &claims, &self.key).expect("sign");
+        self.issued.lock().unwrap().push(jwt.clone());
+        let diagnosis = if role {
+            Diagnosis::Ready
+        } else {
+            Diagnosis::Warning(format!(
+                "tenant {}: no supported directory role: assign Exchange Administrator",
+                spec.name
+            ))
+        };
+        Ok(AccessToken {
+            token: Secret::new(jwt),
+            expires_at: SystemTime::now() + Duration::from_secs(3600),
+            uti: Some(uti),
+            diagnosis,
+        })
+    }
+}
+
+impl TokenSource for SignedTokens {
+    fn token<'a>(
+        &'a self,
+        tenant: &'a TenantName,
+    ) -> BoxFuture<'a, Result<AccessToken, TokenError>> {
+        Box::pin(async move {
+            if let Some(t) = self.cache.lock().unwrap().get(tenant) {
+                return Ok(t.clone());
+            }
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            let t = self.mint(tenant)?;
+            self.cache.lock().unwrap().insert(tenant.clone(), t.clone());
+            Ok(t)
+        })
+    }
+    fn refresh<'a>(
+        &'a self,
+        tenant: &'a TenantName,
+    ) -> BoxFuture<'a, Result<AccessToken, TokenError>> {
+        Box::pin(async move {
+            self.refreshes.fetch_add(1, Ordering::SeqCst);
+            let t = self.mint(tenant)?;
+            self.cache.lock().unwrap().insert(tenant.clone(), t.clone());
+            Ok(t)
+        })
+    }
+}
+
+/// One request as simulated Exchange's RPS service saw it (after its token checks).
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Owner key (`tid/appid`).
+    pub owner: String,
+    /// Who the token says.
+    pub app: AppIdentity,
+    /// Path and query.
+    pub uri: String,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// An RPS service that records requests and answers a fixed SOAP body (the body's length in
+/// it), setting an affinity cookie. With `hold` set, the first request waits until released.
+#[derive(Default)]
+pub struct Recorder {
+    /// Everything seen.
+    pub seen: Mutex<Vec<Seen>>,
+    /// When set, each request waits for a permit here before answering (in-flight tests).
+    pub hold: Option<Arc<tokio::sync::Semaphore>>,
+    /// Told when a request arrived.
+    pub arrived: tokio::sync::Notify,
+}
+
+impl RpsService for Recorder {
+    fn handle<'a>(
+        &'a self,
+        owner: &'a str,
+        app: AppIdentity,
+        request: http::Request<Bytes>,
+    ) -> BoxFuture<'a, http::Response<Bytes>> {
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let len = body.len();
+            self.seen.lock().unwrap().push(Seen {
+                owner: owner.to_owned(),
+                app,
+                uri: parts.uri.to_string(),
+                headers: parts.headers,
+                body,
+            });
+            self.arrived.notify_one();
+            if let Some(hold) = &self.hold {
+                let _permit = hold.acquire().await.expect("hold semaphore open");
+            }
+            let mut rsp = http::Response::new(Bytes::from(format!(
+                "<s:Envelope><s:Body>got {len} bytes</s:Body></s:Envelope>"
+            )));
+            rsp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/soap+xml;charset=UTF-8"),
+            );
+            rsp.headers_mut().insert(
+                http::header::SET_COOKIE,
+                http::HeaderValue::from_static("X-BackEndCookie=pod-7; path=/; secure"),
+            );
+            rsp.headers_mut()
+                .insert("request-id", http::HeaderValue::from_static("5e1f-req"));
+            rsp
+        })
+    }
+}
+
+/// A test CA and a server certificate for `localhost`/`127.0.0.1` signed by it.
+pub struct TestPki {
+    /// CA certificate PEM file.
+    pub ca_file: PathBuf,
+    /// The server's rustls config.
+    pub server: Arc<rustls::ServerConfig>,
+}
+
+impl TestPki {
+    /// Generates into `dir`.
+    pub fn generate(dir: &Path) -> Self {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "exo-authproxy test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let ca_file = dir.join("test-ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        Self {
+            ca_file,
+            server: Arc::new(server),
+        }
+    }
+}
+
+/// Captured log output of the current thread (use with a current-thread runtime).
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Installs the capture for this thread; keep the guard alive.
+    pub fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Self::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything running for one test.
+pub struct Harness {
+    /// The proxy's address.
+    pub proxy: SocketAddr,
+    /// `https://127.0.0.1:<port>/powershell-liveid`
+    pub url: String,
+    /// The proxy's listener certificate (self-signed, generated into state_dir).
+    pub listener_cert: PathBuf,
+    /// Simulated Exchange.
+    pub exchange: Arc<ExchangeSim>,
+    /// Its address.
+    pub exchange_addr: SocketAddr,
+    /// The token source.
+    pub tokens: Arc<SignedTokens>,
+    /// The loaded config.
+    pub config: Config,
+    /// Stops the proxy (as SIGTERM would).
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<Result<(), exo_authproxy::ServeError>>>,
+    exchange_stop: CancellationToken,
+    exchange_task: Option<tokio::task::JoinHandle<()>>,
+    /// The state/config directory.
+    pub dir: tempfile::TempDir,
+}
+
+impl Harness {
+    /// Starts simulated Exchange and the proxy (winrm mode).
+    pub async fn start(options: Options) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::generate(dir.path());
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let enc = EncodingKey::from_rsa_pem(pair.serialize_pem().as_bytes()).unwrap();
+        let dec = DecodingKey::from_rsa_pem(pair.public_key_pem().as_bytes()).unwrap();
+        let mut keys = SigningKeys::default();
+        keys.push(Some("sim-key".into()), dec);
+        let sim_tenants = options
+            .tenants
+            .iter()
+            .map(|t| SimTenant {
+                tenant_id: t.tenant_id.into(),
+                organization: t.organization(),
+                exchange_role_apps: if t.exchange_role {
+                    HashSet::from([APP_ID.to_owned()])
+                } else {
+                    HashSet::new()
+                },
+            })
+            .collect();
+        let exchange = Arc::new(ExchangeSim::new(
+            keys,
+            sim_tenants,
+            options.rps.clone(),
+            None,
+        ));
+        let exchange_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let exchange_addr = exchange_listener.local_addr().unwrap();
+        let exchange_stop = CancellationToken::new();
+        let exchange_task = tokio::spawn(exchange::serve(
+            exchange_listener,
+            pki.server.clone(),
+            exchange.clone(),
+            exchange_stop.clone(),
+        ));
+
+        let config = Self::config(dir.path(), &options.tenants, exchange_addr, &pki.ca_file);
+        let tokens = Arc::new(SignedTokens {
+            key: enc,
+            tenants: options.tenants.clone(),
+            fetches: AtomicU64::new(0),
+            refreshes: AtomicU64::new(0),
+            down: AtomicBool::new(false),
+            issued: Mutex::new(Vec::new()),
+            cache: Mutex::new(Default::default()),
+            role_assigned_later: Mutex::new(HashSet::new()),
+        });
+        let prepared = Prepared::new(
+            &config,
+            Services {
+                tokens: tokens.clone(),
+                rest: None,
+            },
+        )
+        .expect("prepare");
+        let listener_cert = prepared.tls().expect("tls on").cert_path().to_path_buf();
+        let proxy_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = proxy_listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(exo_authproxy::serve_with_grace(
+            prepared,
+            Listeners {
+                proxy: proxy_listener,
+            },
+            async move {
+                let _ = stopped.await;
+            },
+            options.grace,
+        ));
+        Self {
+            proxy,
+            url: format!("https://127.0.0.1:{}/powershell-liveid", proxy.port()),
+            listener_cert,
+            exchange,
+            exchange_addr,
+            tokens,
+            config,
+            stop: Some(stop),
+            served: Some(served),
+            exchange_stop,
+            exchange_task: Some(exchange_task),
+            dir,
+        }
+    }
+
+    fn config(dir: &Path, tenants: &[TenantSpec], exchange: SocketAddr, ca: &Path) -> Config {
+        let hash = exo_authproxy::listener::basic_auth::hash_password(PASSWORD).unwrap();
+        let app_cert = dir.join("app.pem");
+        std::fs::write(&app_cert, "unused by SignedTokens").unwrap();
+        let mut toml = format!(
+            r#"state_dir = "{state}"
+
+[listen]
+address = "127.0.0.1:0"
+
+[entra]
+authority = "https://127.0.0.1:1"
+client_id = "{APP_ID}"
+certificate = "{cert}"
+
+[exchange]
+mode = "winrm"
+endpoint = "https://127.0.0.1:{port}"
+ca_file = "{ca}"
+"#,
+            state = dir.join("state").display(),
+            cert = app_cert.display(),
+            port = exchange.port(),
+            ca = ca.display(),
+        );
+        for t in tenants {
+            toml.push_str(&format!(
+                "\n[[tenant]]\nname = \"{}\"\ntenant_id = \"{}\"\norganization = \"{}\"\nrequire_directory_role = {}\n",
+                t.name,
+                t.tenant_id,
+                t.organization(),
+                t.require_directory_role
+            ));
+        }
+        let names: Vec<String> = tenants.iter().map(|t| format!("\"{}\"", t.name)).collect();
+        toml.push_str(&format!(
+            "\n[[user]]\nname = \"{USER}\"\npassword_hash = \"{hash}\"\ntenants = [{}]\n",
+            names.join(", ")
+        ));
+        let path = dir.join("exo-authproxy.toml");
+        std::fs::write(&path, &toml).unwrap();
+        Config::load(&path).unwrap_or_else(|e| panic!("harness config: {e}\n{toml}"))
+    }
+
+    /// A reqwest client trusting the proxy's listener certificate.
+    pub fn client(&self) -> reqwest::Client {
+        let pem = std::fs::read(&self.listener_cert).unwrap();
+        let tls = exo_authproxy::forward::winrm::client_tls(Some(&self.listener_cert)).unwrap();
+        let _ = pem;
+        reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .no_proxy()
+            .build()
+            .unwrap()
+    }
+
+    /// POSTs a WS-Man-like body as `user:password` with `query`.
+    pub async fn post(
+        &self,
+        client: &reqwest::Client,
+        auth: Option<(&str, &str)>,
+        query: &str,
+        body: &str,
+    ) -> reqwest::Response {
+        let url = if query.is_empty() {
+            self.url.clone()
+        } else {
+            format!("{}?{query}", self.url)
+        };
+        let mut req = client
+            .post(url)
+            .header("content-type", "application/soap+xml;charset=UTF-8")
+            .body(body.to_owned());
+        if let Some((u, p)) = auth {
+            req = req.header("authorization", Credentials::encode(u, p));
+        }
+        req.send().await.expect("request to the proxy")
+    }
+
+    /// Stops the proxy (as SIGTERM does) and waits for `serve` to return.
+    pub async fn shutdown(&mut self) -> Result<(), exo_authproxy::ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = match self.served.take() {
+            Some(task) => task.await.expect("serve task"),
+            None => Ok(()),
+        };
+        self.exchange_stop.cancel();
+        result
+    }
+
+    /// Stops simulated Exchange and waits until its port is closed.
+    pub async fn stop_exchange(&mut self) {
+        self.exchange_stop.cancel();
+        if let Some(task) = self.exchange_task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Begins shutdown without waiting.
+    pub fn begin_shutdown(
+        &mut self,
+    ) -> tokio::task::JoinHandle<Result<(), exo_authproxy::ServeError>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.served.take().expect("not yet shut down")
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.exchange_stop.cancel();
+    }
+}
