@@ -50,13 +50,13 @@ pub struct RestCaller {
 const CATALOG_RETRY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The `rest`-mode executor.
-pub struct RestExecutor<T = crate::token::TokenEngine> {
+pub struct RestExecutor<T: ?Sized = crate::token::TokenEngine> {
     client: RestClient<T>,
     builtin: Catalog,
     catalogs: Mutex<HashMap<TenantId, (Instant, Catalog)>>,
 }
 
-impl<T: TokenSource> RestExecutor<T> {
+impl<T: TokenSource + ?Sized> RestExecutor<T> {
     /// An executor calling Exchange with `http` (trust roots for the endpoint configured by
     /// the caller) and tokens from `tokens`.
     pub fn new(http: reqwest::Client, tokens: Arc<T>, settings: RestSettings) -> Self {
@@ -103,7 +103,7 @@ impl<T: TokenSource> RestExecutor<T> {
     }
 }
 
-impl<T: TokenSource> Executor for RestExecutor<T> {
+impl<T: TokenSource + ?Sized> Executor for RestExecutor<T> {
     type Caller = RestCaller;
 
     async fn run(
@@ -124,4 +124,17 @@ impl<T: TokenSource> Executor for RestExecutor<T> {
     ) -> Result<Vec<CommandMetadata>, ErrorRecord> {
         Ok(self.catalog(caller).await.query(&query))
     }
+}
+
+/// The `rest`-mode remoting service the listener serves (`Services::rest`): the remoting
+/// endpoint over a [`RestExecutor`] calling `settings.endpoint` with `http` (whose trust
+/// roots are `[exchange] ca_file` or the system's) and the proxy's token source.
+pub fn service(
+    http: reqwest::Client,
+    tokens: Arc<dyn crate::forward::TokenSource>,
+    settings: RestSettings,
+    remoting: crate::remoting::Settings,
+) -> Arc<dyn crate::forward::RemotingService> {
+    let executor = Arc::new(RestExecutor::new(http, tokens, settings));
+    Arc::new(crate::remoting::Endpoint::new(executor, remoting))
 }

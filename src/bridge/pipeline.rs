@@ -94,7 +94,7 @@ pub trait Backend: Send + Sync {
 }
 
 enum Stop {
-    Failed(ErrorRecord),
+    Failed(Box<ErrorRecord>),
     Closed,
 }
 
@@ -359,7 +359,7 @@ impl<B: Backend> Ctx<'_, B> {
 
     async fn error(&self, common: &CommonParameters, rec: ErrorRecord) -> Result<(), Stop> {
         match common.error_action {
-            Some(ActionPreference::Stop) => Err(Stop::Failed(rec)),
+            Some(ActionPreference::Stop) => Err(Stop::Failed(Box::new(rec))),
             Some(p) if p.is_silent() => Ok(()),
             _ => self.send(Output::Error(rec)).await,
         }
@@ -372,7 +372,9 @@ impl<B: Backend> Ctx<'_, B> {
         text: String,
     ) -> Result<(), Stop> {
         match common.warning_action {
-            Some(ActionPreference::Stop) => Err(Stop::Failed(warning_stop(cmdlet, &text))),
+            Some(ActionPreference::Stop) => {
+                Err(Stop::Failed(Box::new(warning_stop(cmdlet, &text))))
+            }
             Some(p) if p.is_silent() => Ok(()),
             _ => self.send(Output::Warning(text)).await,
         }
@@ -401,7 +403,7 @@ impl<B: Backend> Ctx<'_, B> {
             let cmdlet = stage.entry.metadata.name.as_str();
             let mut parameters = match convert::parameters(&stage.bound) {
                 Ok(p) => p,
-                Err(e) => return Err(Stop::Failed(convert_failure(cmdlet, &e))),
+                Err(e) => return Err(Stop::Failed(Box::new(convert_failure(cmdlet, &e)))),
             };
             if let Some(v) = &input {
                 match convert::identity_of(v) {
@@ -439,7 +441,7 @@ impl<B: Backend> Ctx<'_, B> {
                         self.error(&stage.bound.common, rec).await?;
                         break;
                     }
-                    Err(Failure::Terminating(rec)) => return Err(Stop::Failed(rec)),
+                    Err(Failure::Terminating(rec)) => return Err(Stop::Failed(Box::new(rec))),
                 }
             }
             Ok(Flow::More)
@@ -518,8 +520,9 @@ impl<B: Backend> Ctx<'_, B> {
     }
 }
 
-fn prepare<'c>(
-    catalog: &'c Catalog,
+#[allow(clippy::result_large_err)] // built once per pipeline; the record goes straight to PipelineEnd
+fn prepare(
+    catalog: &Catalog,
     commands: &[crate::remoting::executor::Command],
 ) -> Result<Vec<(Entry, BoundCommand)>, ErrorRecord> {
     let mut out = Vec::with_capacity(commands.len());
@@ -596,7 +599,7 @@ where
         .await;
         match result {
             Ok(()) => {}
-            Err(Stop::Failed(rec)) => return PipelineEnd::Failed(rec),
+            Err(Stop::Failed(rec)) => return PipelineEnd::Failed(*rec),
             Err(Stop::Closed) => return PipelineEnd::Completed,
         }
     }

@@ -72,6 +72,16 @@ pub trait TokenSource: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Secret<String>, String>> + Send;
 }
 
+/// The proxy's token seam (the token engine, or a scripted source in listener tests).
+impl TokenSource for dyn crate::forward::TokenSource {
+    async fn token(&self, tenant: &TenantName) -> Result<Secret<String>, String> {
+        crate::forward::TokenSource::token(self, tenant).await.map(|t| t.token).map_err(|e| e.to_string())
+    }
+    async fn refresh(&self, tenant: &TenantName) -> Result<Secret<String>, String> {
+        crate::forward::TokenSource::refresh(self, tenant).await.map(|t| t.token).map_err(|e| e.to_string())
+    }
+}
+
 impl TokenSource for crate::token::TokenEngine {
     async fn token(&self, tenant: &TenantName) -> Result<Secret<String>, String> {
         crate::token::TokenEngine::token(self, tenant)
@@ -146,7 +156,7 @@ impl RestSettings {
 }
 
 /// The HTTP side of the bridge.
-pub struct RestClient<T> {
+pub struct RestClient<T: ?Sized> {
     http: reqwest::Client,
     settings: RestSettings,
     tokens: Arc<T>,
@@ -197,7 +207,7 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
     })
 }
 
-impl<T: TokenSource> RestClient<T> {
+impl<T: TokenSource + ?Sized> RestClient<T> {
     /// A client over `http` (its trust roots decide which endpoints it accepts).
     pub fn new(http: reqwest::Client, tokens: Arc<T>, settings: RestSettings) -> Self {
         Self {
@@ -487,14 +497,14 @@ struct CallCtx<'a> {
 }
 
 /// One cmdlet invocation in flight: its pages, one per [`Call::next`].
-pub struct RestCall<'a, T> {
+pub struct RestCall<'a, T: ?Sized> {
     client: &'a RestClient<T>,
     ctx: CallCtx<'a>,
     next_url: Option<Url>,
     pages: u32,
 }
 
-impl<T: TokenSource> RestCall<'_, T> {
+impl<T: TokenSource + ?Sized> RestCall<'_, T> {
     async fn page(&mut self) -> Option<Result<Batch, Failure>> {
         let url = self.next_url.take()?;
         let cmdlet = self.ctx.entry.metadata.name.clone();
@@ -573,7 +583,7 @@ impl<T: TokenSource> RestCall<'_, T> {
     }
 }
 
-impl<T: TokenSource> Call for RestCall<'_, T> {
+impl<T: TokenSource + ?Sized> Call for RestCall<'_, T> {
     fn next(&mut self) -> BoxFuture<'_, Option<Result<Batch, Failure>>> {
         Box::pin(self.page())
     }
@@ -593,7 +603,7 @@ fn page_size(settings: &RestSettings, parameters: &Map<String, Json>) -> u32 {
     n.map_or(max, |n| u32::try_from(n).unwrap_or(max).clamp(1, max))
 }
 
-impl<T: TokenSource> Backend for RestClient<T> {
+impl<T: TokenSource + ?Sized> Backend for RestClient<T> {
     type Caller = RestCaller;
 
     fn call<'a>(

@@ -108,6 +108,14 @@ fn host(request: &Request<Bytes>) -> String {
         .unwrap_or_else(|| "outlook.office365.com".into())
 }
 
+/// The admin API as simulated Exchange's handler (`sandbox::exchange::AdminApi`).
+pub fn service(data: std::sync::Arc<ExchangeData>) -> super::exchange::AdminApi {
+    std::sync::Arc::new(move |app: AppIdentity, tenant: String, request: Request<Bytes>| {
+        let data = data.clone();
+        Box::pin(async move { handle(&data, &app, &tenant, request).await })
+    })
+}
+
 /// Answers one admin API request for `app` (already authenticated by the caller).
 /// `tenant_in_path` is the `{tenant}` URL segment. Never panics on client input.
 pub async fn handle(

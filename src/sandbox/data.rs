@@ -242,6 +242,9 @@ pub struct Knobs {
     pub exported_cmdlets: Mutex<Option<Vec<String>>>,
 }
 
+/// A request as received: headers (lower-case names) and JSON body.
+pub type SeenRequest = (Vec<(String, String)>, Json);
+
 /// Counters for tests (requests as received).
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -252,7 +255,7 @@ pub struct Stats {
     /// EXOModuleFile requests.
     pub module_file_requests: AtomicU64,
     /// The last InvokeCommand request: headers (lower-case names) and JSON body.
-    pub last_request: Mutex<Option<(Vec<(String, String)>, Json)>>,
+    pub last_request: Mutex<Option<SeenRequest>>,
     /// Every InvokeCommand body received, in order (bounded to the last 1,000).
     pub bodies: Mutex<Vec<Json>>,
 }

@@ -86,6 +86,15 @@ impl RpsExecutor {
     }
 }
 
+/// Simulated Exchange's `/PowerShell-LiveID` service: the remoting endpoint over an
+/// [`RpsExecutor`] on `data` (`sandbox::exchange::RpsService`).
+pub fn service(data: Arc<ExchangeData>) -> Arc<dyn super::exchange::RpsService> {
+    Arc::new(crate::remoting::Endpoint::new(
+        Arc::new(RpsExecutor::new(data)),
+        crate::remoting::Settings::default(),
+    ))
+}
+
 struct Memory<'a>(&'a ExchangeData);
 
 struct MemCall {
