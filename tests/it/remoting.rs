@@ -1447,7 +1447,7 @@ async fn twenty_thousand_rich_objects_through_full_envelopes() {
         &create_pipeline_xml(&[("Get-Thing", args)], true),
     );
     c.command(pid, &b64(&frag)).await;
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let msgs = c.drain(Some(pid), 0).await;
     let elapsed = started.elapsed();
     let outputs: Vec<&Message> = msgs
