@@ -1,8 +1,8 @@
 //! One integration-test binary; one module per topic (STYLE.md §2.12).
 
+mod bridge;
 mod config;
 mod proxy;
 mod remoting;
 mod support;
-mod bridge;
 mod token;

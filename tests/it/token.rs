@@ -805,28 +805,6 @@ async fn forced_refresh_replaces_the_token_and_tenants_do_not_share() {
     assert_eq!(cache.source().calls(), 3);
 }
 
-#[tokio::test]
-async fn the_sandbox_demo_world_has_a_ready_and_a_roleless_tenant() {
-    use exo_authproxy::sandbox::entra::{DEMO_CLIENT_ID, DEMO_CONTOSO_ID, DEMO_FABRIKAM_ID};
-    let sim = start().await;
-    sim.entra.seed_demo(&sim.app);
-    let mut config = sim.config(
-        sim.pem(),
-        &[
-            ("contoso", DEMO_CONTOSO_ID, ""),
-            ("fabrikam", DEMO_FABRIKAM_ID, ""),
-        ],
-    );
-    config.entra.client_id = DEMO_CLIENT_ID.into();
-    let engine = TokenEngine::new(&config, &env()).unwrap();
-    assert_eq!(
-        engine.token(&contoso()).await.unwrap().diagnosis,
-        Diagnosis::Ready
-    );
-    let fabrikam = engine.token(&"fabrikam".into()).await.unwrap().diagnosis;
-    assert!(matches!(fabrikam, Diagnosis::Warning(_)), "{fabrikam:?}");
-}
-
 /// Posts a hand-built assertion straight to the simulator.
 async fn post_assertion(sim: &Sim, tenant: &str, aud: &str) -> (u16, serde_json::Value, String) {
     use exo_authproxy::config::Credentials;
