@@ -382,7 +382,7 @@ async fn entra_503_and_429_are_retried_and_retry_after_is_honoured() {
     assert_eq!(sim.entra.token_requests(CONTOSO), 2);
 
     sim.entra.throttle_next(1, 1);
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     engine.refresh(&contoso()).await.unwrap();
     assert!(
         started.elapsed() >= Duration::from_secs(1),
