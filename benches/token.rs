@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use exo_authproxy::config::{Config, TenantName};
 use exo_authproxy::sandbox::entra::{App, EntraSim, RegisteredCertificate};

@@ -1,9 +1,9 @@
 //! One integration-test binary; one module per topic (STYLE.md §2.12).
 
+mod bridge;
 mod config;
 mod proxy;
 mod remoting;
 mod sandbox;
 mod support;
-mod bridge;
 mod token;
