@@ -18,7 +18,7 @@ use base64::Engine as _;
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 
-use super::text::{decode_name, parse_datetime, parse_double, parse_duration};
+use super::text::{decode_name, parse_datetime, parse_double, parse_duration, parse_float};
 use super::{ClixmlError, Container, Object, Value};
 
 /// Bounds on a document the parser accepts.
@@ -354,8 +354,8 @@ impl<'a> Parser<'a> {
             b"U64" => number!("U64", U64, u64),
             b"Sg" => {
                 let text = self.text("Sg", empty, false)?;
-                parse_double(&text)
-                    .map(|v| Value::Float(v as f32))
+                parse_float(&text)
+                    .map(Value::Float)
                     .ok_or_else(|| invalid("Sg", &text, "not a number"))
             }
             b"Db" => {

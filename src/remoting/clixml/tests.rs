@@ -458,3 +458,32 @@ proptest! {
         prop_assert_eq!(parse_duration(&format_duration(ticks)), Ok(ticks));
     }
 }
+
+#[test]
+fn floats_keep_their_exact_bits() {
+    for v in [
+        0.1f32,
+        f32::MAX,
+        f32::MIN_POSITIVE,
+        1e-10,
+        -3.4e38,
+        16_777_217.0,
+        1e7,
+        9_999_999.0,
+    ] {
+        let xml = to_xml(&Value::Float(v));
+        assert_eq!(from_xml(&xml), Ok(Value::Float(v)), "{xml}");
+    }
+    for v in [
+        0.1f64,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        5e-324,
+        1e15,
+        999_999_999_999_999.9,
+    ] {
+        let xml = to_xml(&Value::Double(v));
+        assert_eq!(from_xml(&xml), Ok(Value::Double(v)), "{xml}");
+    }
+    assert_eq!(to_xml(&Value::Float(f32::NEG_INFINITY)), "<Sg>-INF</Sg>");
+}

@@ -504,6 +504,16 @@ pub fn format_double(v: f64) -> String {
     out
 }
 
+/// Parses `Sg` text directly as `f32` (no double rounding through `f64`).
+pub(super) fn parse_float(text: &str) -> Option<f32> {
+    let t = text.trim();
+    match t {
+        "INF" | "+INF" => Some(f32::INFINITY),
+        "-INF" => Some(f32::NEG_INFINITY),
+        _ => t.parse().ok(),
+    }
+}
+
 /// Parses `Db`/`Sg` text (`1.5`, `1E+20`, `INF`, `-INF`, `NaN`, also `Infinity`).
 pub(super) fn parse_double(text: &str) -> Option<f64> {
     let t = text.trim();
