@@ -169,7 +169,8 @@ async fn serve(path: &std::path::Path) -> Result<(), Failure> {
     let tokens = Arc::new(tokens);
     let rest = match config.exchange.mode {
         exo_authproxy::config::Mode::Rest => Some(
-            exo_authproxy::rest_endpoint(&config, tokens.clone()).map_err(|e| Failure::Config(e.to_string()))?,
+            exo_authproxy::rest_endpoint(&config, tokens.clone())
+                .map_err(|e| Failure::Config(e.to_string()))?,
         ),
         exo_authproxy::config::Mode::Winrm => None,
     };

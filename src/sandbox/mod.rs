@@ -302,14 +302,22 @@ impl World {
     ///
     /// # Errors
     /// [`SandboxError`].
-    pub fn prepare_for_mode(&self) -> Result<(crate::Prepared, Arc<crate::token::TokenEngine>), SandboxError> {
+    pub fn prepare_for_mode(
+        &self,
+    ) -> Result<(crate::Prepared, Arc<crate::token::TokenEngine>), SandboxError> {
         let env = std::collections::HashMap::<String, String>::new();
         let tokens = Arc::new(crate::token::TokenEngine::new(&self.config, &env)?);
         let rest = match self.config.exchange.mode {
             Mode::Rest => Some(crate::rest_endpoint(&self.config, tokens.clone())?),
             Mode::Winrm => None,
         };
-        let prepared = crate::Prepared::new(&self.config, crate::Services { tokens: tokens.clone(), rest })?;
+        let prepared = crate::Prepared::new(
+            &self.config,
+            crate::Services {
+                tokens: tokens.clone(),
+                rest,
+            },
+        )?;
         Ok((prepared, tokens))
     }
 
@@ -435,7 +443,9 @@ pub const SANDBOX_MAILBOXES: usize = 250;
 
 /// Simulated Exchange's services over one deterministic data set: the RPS endpoint (the
 /// project's remoting endpoint over `RpsExecutor`) and the REST admin API handler.
-pub fn simulated_exchange(mailboxes_per_tenant: usize) -> (Arc<data::ExchangeData>, Arc<dyn RpsService>, AdminApi) {
+pub fn simulated_exchange(
+    mailboxes_per_tenant: usize,
+) -> (Arc<data::ExchangeData>, Arc<dyn RpsService>, AdminApi) {
     let data = Arc::new(data::ExchangeData::new(mailboxes_per_tenant));
     let rps: Arc<dyn RpsService> = Arc::new(crate::remoting::Endpoint::new(
         Arc::new(rps::RpsExecutor::new(data.clone())),

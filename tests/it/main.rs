@@ -1,9 +1,10 @@
 //! One integration-test binary; one module per topic (STYLE.md §2.12).
 
+mod bridge;
+mod cli;
 mod config;
 mod proxy;
 mod remoting;
 mod sandbox;
 mod support;
-mod bridge;
 mod token;

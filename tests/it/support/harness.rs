@@ -631,7 +631,12 @@ impl SandboxedOptions {
     /// The real simulated Exchange (RPS endpoint + REST admin API) with `mailboxes` per tenant.
     pub fn simulated(mode: exo_authproxy::config::Mode, mailboxes: usize) -> Self {
         let (_data, rps, adminapi) = exo_authproxy::sandbox::simulated_exchange(mailboxes);
-        Self { mode, rps, adminapi: Some(adminapi), ..Self::default() }
+        Self {
+            mode,
+            rps,
+            adminapi: Some(adminapi),
+            ..Self::default()
+        }
     }
 }
 
