@@ -94,6 +94,36 @@ pub enum ServeError {
     },
 }
 
+/// `rest` mode's endpoint: the remoting endpoint over the REST bridge, calling
+/// `[exchange] endpoint` with tokens from `tokens`.
+///
+/// # Errors
+/// [`ServeError::Upstream`] for a bad endpoint or CA file.
+pub fn rest_endpoint(
+    config: &Config,
+    tokens: Arc<token::TokenEngine>,
+) -> Result<Arc<dyn RemotingService>, ServeError> {
+    use forward::winrm::UpstreamError;
+    let endpoint =
+        url::Url::parse(&config.exchange.endpoint).map_err(|_| UpstreamError::Endpoint {
+            value: config.exchange.endpoint.clone(),
+        })?;
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(forward::winrm::client_tls(
+            config.exchange.ca_file.as_deref(),
+        )?)
+        .http1_only()
+        .no_proxy()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| UpstreamError::Client(e.to_string()))?;
+    let executor = bridge::RestExecutor::new(http, tokens, bridge::RestSettings::new(endpoint));
+    Ok(Arc::new(remoting::Endpoint::new(
+        Arc::new(executor),
+        remoting::Settings::default(),
+    )))
+}
+
 /// The proxy, fully prepared: every file read and every hash checked, nothing bound.
 pub struct Prepared {
     proxy: Arc<Proxy>,

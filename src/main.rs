@@ -167,7 +167,14 @@ async fn serve(path: &std::path::Path) -> Result<(), Failure> {
     let tokens = exo_authproxy::token::TokenEngine::new(&config, &ProcessEnvironment)
         .map_err(|e| Failure::Credential(e.to_string()))?;
     let tokens = Arc::new(tokens);
-    let services = Services { tokens, rest: None };
+    let rest = match config.exchange.mode {
+        exo_authproxy::config::Mode::Rest => Some(
+            exo_authproxy::rest_endpoint(&config, tokens.clone())
+                .map_err(|e| Failure::Config(e.to_string()))?,
+        ),
+        exo_authproxy::config::Mode::Winrm => None,
+    };
+    let services = Services { tokens, rest };
     let prepared = Prepared::new(&config, services).map_err(|e| match e {
         ServeError::Tls(_) => Failure::Certificate(e.to_string()),
         _ => Failure::Config(e.to_string()),

@@ -298,6 +298,29 @@ impl World {
         Ok((prepared, tokens))
     }
 
+    /// [`World::prepare`] with what the configured mode needs (the REST bridge in rest mode).
+    ///
+    /// # Errors
+    /// [`SandboxError`].
+    pub fn prepare_for_mode(
+        &self,
+    ) -> Result<(crate::Prepared, Arc<crate::token::TokenEngine>), SandboxError> {
+        let env = std::collections::HashMap::<String, String>::new();
+        let tokens = Arc::new(crate::token::TokenEngine::new(&self.config, &env)?);
+        let rest = match self.config.exchange.mode {
+            Mode::Rest => Some(crate::rest_endpoint(&self.config, tokens.clone())?),
+            Mode::Winrm => None,
+        };
+        let prepared = crate::Prepared::new(
+            &self.config,
+            crate::Services {
+                tokens: tokens.clone(),
+                rest,
+            },
+        )?;
+        Ok((prepared, tokens))
+    }
+
     /// Stops simulated Exchange (its port closes once open connections finish).
     pub fn stop_exchange(&self) {
         self.exchange_stop.cancel();
@@ -415,41 +438,25 @@ pub fn banner(
     )
 }
 
-/// The simulated Exchange services for the sandbox (tenant data, RPS endpoint, REST admin API).
-///
-/// WIRING: `sandbox::data::ExchangeData`, `sandbox::rps::RpsExecutor` and
-/// `sandbox::adminapi::handle` (bridge branch) go here.
-fn services() -> (
-    Arc<dyn RpsService>,
-    Option<AdminApi>,
-    Option<Arc<dyn RemotingService>>,
-) {
-    unimplemented_services()
-}
+/// Mailboxes per simulated tenant in the `sandbox` command.
+pub const SANDBOX_MAILBOXES: usize = 250;
 
-fn unimplemented_services() -> (
-    Arc<dyn RpsService>,
-    Option<AdminApi>,
-    Option<Arc<dyn RemotingService>>,
-) {
-    struct Missing;
-    impl RpsService for Missing {
-        fn handle<'a>(
-            &'a self,
-            _: &'a str,
-            _: AppIdentity,
-            _: http::Request<bytes::Bytes>,
-        ) -> futures_util::future::BoxFuture<'a, http::Response<bytes::Bytes>> {
-            Box::pin(async {
-                let mut rsp = http::Response::new(bytes::Bytes::from_static(
-                    b"simulated RPS data not in this build",
-                ));
-                *rsp.status_mut() = http::StatusCode::NOT_IMPLEMENTED;
-                rsp
-            })
-        }
-    }
-    (Arc::new(Missing), None, None)
+/// Simulated Exchange's services over one deterministic data set: the RPS endpoint (the
+/// project's remoting endpoint over `RpsExecutor`) and the REST admin API handler.
+pub fn simulated_exchange(
+    mailboxes_per_tenant: usize,
+) -> (Arc<data::ExchangeData>, Arc<dyn RpsService>, AdminApi) {
+    let data = Arc::new(data::ExchangeData::new(mailboxes_per_tenant));
+    let rps: Arc<dyn RpsService> = Arc::new(crate::remoting::Endpoint::new(
+        Arc::new(rps::RpsExecutor::new(data.clone())),
+        crate::remoting::Settings::default(),
+    ));
+    let for_rest = data.clone();
+    let adminapi: AdminApi = Arc::new(move |app, tenant, request| {
+        let data = for_rest.clone();
+        Box::pin(async move { adminapi::handle(&data, &app, &tenant, request).await })
+    });
+    (data, rps, adminapi)
 }
 
 /// Runs the sandbox on `options.listen` until `shutdown` completes, printing the banner to `out`.
@@ -486,7 +493,7 @@ pub async fn run_on(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), SandboxError> {
     let address = listener.local_addr().map_err(io(dir))?;
-    let (rps, adminapi, rest) = services();
+    let (_data, rps, adminapi) = simulated_exchange(SANDBOX_MAILBOXES);
     let world = World::start(
         dir,
         WorldOptions {
@@ -495,11 +502,11 @@ pub async fn run_on(
             listen: address,
             tenants: demo_tenants(),
             rps,
-            adminapi,
+            adminapi: Some(adminapi),
         },
     )
     .await?;
-    let (prepared, _tokens) = world.prepare(rest)?;
+    let (prepared, _tokens) = world.prepare_for_mode()?;
     let tls = prepared
         .tls()
         .cloned()

@@ -223,3 +223,78 @@ async fn sandbox_binary_prints_the_banner_serves_and_exits_0_on_sigterm() {
         .unwrap();
     assert_eq!(status.code(), Some(0), "SIGTERM exits 0");
 }
+
+async fn pypsrp(h: &Sandboxed, query: &str, extra: &[(&str, &str)]) -> serde_json::Value {
+    let mut env = h.pypsrp_env(query);
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let out = crate::support::python::run_script("proxy_session.py", env).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pypsrp script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pypsrp_session_through_the_proxy_winrm_mode() {
+    let h = Sandboxed::start(SandboxedOptions::simulated(
+        exo_authproxy::config::Mode::Winrm,
+        5000,
+    ))
+    .await;
+    let out = pypsrp(&h, "", &[]).await;
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(out["org_errors"], serde_json::json!([]), "{out}");
+    assert_eq!(out["org"].as_array().map(Vec::len), Some(1), "{out}");
+    assert_eq!(out["mailboxes"], 5000, "{out}");
+    assert_eq!(h.world.entra.token_requests(CONTOSO), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pypsrp_session_through_the_proxy_rest_mode() {
+    let h = Sandboxed::start(SandboxedOptions::simulated(
+        exo_authproxy::config::Mode::Rest,
+        5000,
+    ))
+    .await;
+    let out = pypsrp(&h, "", &[]).await;
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(out["mailboxes"], 5000, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pypsrp_sees_the_role_fault_for_fabrikam_and_a_clean_401_for_a_wrong_password() {
+    let h = Sandboxed::start(SandboxedOptions::simulated(
+        exo_authproxy::config::Mode::Winrm,
+        10,
+    ))
+    .await;
+    let out = pypsrp(
+        &h,
+        "DelegatedOrg=fabrikam.onmicrosoft.com",
+        &[("COMMANDS", "org")],
+    )
+    .await;
+    assert_eq!(out["ok"], false, "{out}");
+    let text = out.to_string();
+    assert!(
+        text.contains("Exchange Administrator") && text.contains("fabrikam"),
+        "{out}"
+    );
+    let out = pypsrp(&h, "", &[("PROXY_PASSWORD", "not-it"), ("COMMANDS", "org")]).await;
+    assert_eq!(out["ok"], false, "{out}");
+    assert!(
+        out.get("auth_error").is_some() || out["status"] == 401,
+        "{out}"
+    );
+    // And it keeps serving.
+    let out = pypsrp(&h, "DelegatedOrg=northwind", &[("COMMANDS", "org")]).await;
+    assert_eq!(out["ok"], true, "{out}");
+}

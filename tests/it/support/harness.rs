@@ -627,6 +627,19 @@ pub fn world_tenants() -> Vec<exo_authproxy::sandbox::WorldTenant> {
     t
 }
 
+impl SandboxedOptions {
+    /// The real simulated Exchange (RPS endpoint + REST admin API) with `mailboxes` per tenant.
+    pub fn simulated(mode: exo_authproxy::config::Mode, mailboxes: usize) -> Self {
+        let (_data, rps, adminapi) = exo_authproxy::sandbox::simulated_exchange(mailboxes);
+        Self {
+            mode,
+            rps,
+            adminapi: Some(adminapi),
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for SandboxedOptions {
     fn default() -> Self {
         Self {
@@ -658,7 +671,11 @@ impl Sandboxed {
         )
         .await
         .expect("sandbox world");
-        let (prepared, tokens) = world.prepare(options.rest).expect("prepare the proxy");
+        let (prepared, tokens) = match options.rest {
+            Some(rest) => world.prepare(Some(rest)),
+            None => world.prepare_for_mode(),
+        }
+        .expect("prepare the proxy");
         let listener_cert = prepared.tls().expect("tls").cert_path().to_path_buf();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn(exo_authproxy::serve_with_grace(
