@@ -1010,6 +1010,23 @@ tenants = ["contoso"]
         );
     }
 
+    proptest::proptest! {
+        /// Any edit of a valid file (a byte dropped or replaced) is parsed or refused with a
+        /// position inside the file, never a panic.
+        #[test]
+        fn damaged_configs_are_refused_with_a_position(at in 0usize..600, with in proptest::char::any()) {
+            let text = base();
+            let at = at % text.len();
+            let mut damaged: String = text.chars().take(at).collect();
+            damaged.push(with);
+            damaged.extend(text.chars().skip(at + 1));
+            if let Err(Error::Parse { line, column, .. } | Error::Invalid { line, column, .. }) = parse(&damaged) {
+                proptest::prop_assert!(line >= 1 && line <= damaged.lines().count() + 1);
+                proptest::prop_assert!(column >= 1);
+            }
+        }
+    }
+
     #[test]
     fn sovereign_resource_follows_the_endpoint() {
         let text = base().replace(

@@ -181,17 +181,16 @@ pub enum MessageError {
 impl Message {
     /// A server→client message whose data is `body` as CLIXML, BOM-prefixed like Windows.
     pub fn to_client(message_type: MessageType, rpid: Uuid, pid: Uuid, body: &Value) -> Self {
-        let mut xml = String::with_capacity(256);
+        // U+FEFF is the BOM's UTF-8 bytes: the text is written straight after it, no copy.
+        let mut xml = String::with_capacity(512);
+        xml.push('\u{FEFF}');
         clixml::write_xml(body, &mut xml);
-        let mut data = Vec::with_capacity(BOM.len() + xml.len());
-        data.extend_from_slice(BOM);
-        data.extend_from_slice(xml.as_bytes());
         Self {
             destination: Destination::Client,
             message_type,
             rpid,
             pid,
-            data,
+            data: xml.into_bytes(),
         }
     }
 

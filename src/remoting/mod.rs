@@ -181,8 +181,10 @@ impl<E: Executor> Endpoint<E> {
         }
     }
 
-    /// Deletes shells that saw no request for `idle_timeout`.
-    fn sweep_idle(&self) {
+    /// Deletes shells that saw no request for `idle_timeout` (and have none in progress).
+    /// Runs at the start of every request; a server that wants idle shells gone even without
+    /// traffic can also call it from a timer.
+    pub fn sweep_idle(&self) {
         let now = Instant::now();
         let limit = self.settings.idle_timeout;
         let idle: Vec<_> = {
@@ -254,14 +256,13 @@ impl<E: Executor> Endpoint<E> {
                 }
                 let shell = self.find_shell(owner, req)?;
                 let _in_flight = shell.enter();
-                let result = match action {
+                match action {
                     wsman::ACTION_DELETE => self.delete(&shell),
                     wsman::ACTION_COMMAND => self.command(&shell, caller, req).await,
                     wsman::ACTION_SEND => self.send(&shell, req).await,
                     wsman::ACTION_RECEIVE => self.receive(&shell, req).await,
                     _ => self.signal(&shell, req),
-                };
-                result
+                }
             }
         }
     }

@@ -891,6 +891,20 @@ impl ErrorRecord {
         }
     }
 
+    /// Why a pool is Broken when a client starts the SecureString key exchange (PUBLIC_KEY):
+    /// this endpoint runs over TLS and does no session-key exchange (reference §5.4), so the
+    /// client learns at once instead of waiting three minutes for ENCRYPTED_SESSION_KEY.
+    pub fn secure_strings_unsupported() -> Self {
+        Self::new(
+            "This endpoint does not support SecureString values (the connection is already \
+             protected by TLS, and no session key is exchanged). Pass the value as a plain \
+             string instead of ConvertTo-SecureString or a PSCredential.",
+            "System.Management.Automation.PSNotSupportedException",
+            "SecureStringNotSupported",
+            ErrorCategory::NotImplemented,
+        )
+    }
+
     /// `ErrorCategory_Message`: `{Category}: ({TargetName}:{TargetType}) [{Activity}], {Reason}`.
     pub fn category_message(&self) -> String {
         format!(

@@ -23,10 +23,10 @@ use super::psrp;
 use super::records;
 use super::wsman::Fault;
 
-/// Largest PSRP message accepted from a client (pipelines with many arguments or big input
-/// objects; Windows' own default MaximumReceivedObjectSize is 200 MiB for EXO, but nothing a
-/// script sends to Exchange comes close to this).
-pub(crate) const MAX_CLIENT_MESSAGE: usize = 16 * 1024 * 1024;
+/// Largest PSRP message accepted from a client. Client messages are commands with their
+/// arguments and single pipeline-input objects (a piped-back mailbox is ~20 KiB), so 4 MiB is
+/// far above need while bounding what half-sent messages can pin per pipeline.
+pub(crate) const MAX_CLIENT_MESSAGE: usize = 4 * 1024 * 1024;
 
 pub(crate) struct PoolState {
     pub defrag: Defragmenter,

@@ -47,6 +47,12 @@ use crate::token::claims::{APP_ONLY_MARKER, MANAGE_AS_APP};
 pub const EXCHANGE_RESOURCE: &str = "https://outlook.office365.com";
 /// The audience a federated assertion must carry (the FIC default).
 pub const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
+/// The sandbox app's client id.
+pub const DEMO_CLIENT_ID: &str = "5a6b7c8d-0000-4000-8000-00000000a991";
+/// The sandbox's ready tenant.
+pub const DEMO_CONTOSO_ID: &str = "0f9c3b1e-1111-2222-3333-444455556666";
+/// The sandbox's tenant without a directory role.
+pub const DEMO_FABRIKAM_ID: &str = "6f1d2c3b-aaaa-bbbb-cccc-111122223333";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// A certificate registered on an app.
@@ -192,6 +198,25 @@ impl EntraSim {
                 seen_jti: Mutex::default(),
             }),
         })
+    }
+
+    /// The demo world of `exo-authproxy sandbox` (DESIGN.md §5): the app [`DEMO_CLIENT_ID`]
+    /// with `certificate` uploaded, tenant `contoso` ([`DEMO_CONTOSO_ID`]) consented with
+    /// Exchange Administrator, tenant `fabrikam` ([`DEMO_FABRIKAM_ID`]) consented with no
+    /// directory role.
+    pub fn seed_demo(&self, certificate: &AppCertificate) {
+        self.register_app(App {
+            client_id: DEMO_CLIENT_ID.into(),
+            display_name: "exo-authproxy sandbox".into(),
+            certificates: vec![RegisteredCertificate::from(certificate)],
+            ..App::default()
+        });
+        self.assign_role(
+            DEMO_CONTOSO_ID,
+            DEMO_CLIENT_ID,
+            crate::token::claims::EXCHANGE_ADMINISTRATOR,
+        );
+        self.consent(DEMO_FABRIKAM_ID, DEMO_CLIENT_ID, true);
     }
 
     /// Registers (or replaces) an app.
@@ -740,7 +765,12 @@ impl EntraSim {
                 "Client assertion must contain a 'jti' claim.",
             ));
         };
-        if !lock(&self.state.seen_jti).insert(format!("{client_id}/{jti}")) {
+        let mut seen = lock(&self.state.seen_jti);
+        if seen.len() >= 100_000 {
+            // Bounded memory; assertions live five minutes, so old ids are long expired.
+            seen.clear();
+        }
+        if !seen.insert(format!("{client_id}/{jti}")) {
             return Err(aadsts(
                 unauthorized,
                 "invalid_client",

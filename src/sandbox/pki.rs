@@ -288,62 +288,11 @@ pub fn write(path: &Path, data: &[u8]) -> Result<(), PkiError> {
         .map_err(err)
 }
 
-/// The `SubjectPublicKeyInfo` of an X.509 certificate's DER, and inside it the key bits
-/// (PKCS#1 `RSAPublicKey` for RSA). A minimal DER walk: enough for certificates we are handed
-/// to register in the simulated Entra; `None` for anything that does not look like X.509.
-pub fn certificate_public_key(der: &[u8]) -> Option<Vec<u8>> {
-    let (cert, _) = der_tlv(der, 0x30)?;
-    let (tbs, _) = der_tlv(cert, 0x30)?;
-    let mut rest = tbs;
-    if rest.first() == Some(&0xa0) {
-        rest = der_tlv(rest, 0xa0)?.1; // [0] version
-    }
-    for tag in [0x02, 0x30, 0x30, 0x30, 0x30] {
-        rest = der_tlv(rest, tag)?.1; // serial, signature, issuer, validity, subject
-    }
-    let (spki, _) = der_tlv(rest, 0x30)?;
-    let (_, after_alg) = der_tlv(spki, 0x30)?;
-    let (bits, _) = der_tlv(after_alg, 0x03)?;
-    let (unused, key) = bits.split_first()?;
-    (*unused == 0).then(|| key.to_vec())
-}
-
-/// One DER TLV with tag `tag` at the start of `input`: (contents, rest).
-fn der_tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    let (&t, rest) = input.split_first()?;
-    if t != tag {
-        return None;
-    }
-    let (&first, mut rest) = rest.split_first()?;
-    let len = if first < 0x80 {
-        usize::from(first)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let (bytes, r) = rest.split_at(n);
-        rest = r;
-        bytes
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
-    };
-    (rest.len() >= len).then(|| rest.split_at(len))
-}
+pub use crate::token::x509::certificate_public_key;
 
 /// The modulus and exponent of a PKCS#1 `RSAPublicKey`, unsigned big-endian (for JWKS).
 pub fn rsa_components(pkcs1: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let (seq, _) = der_tlv(pkcs1, 0x30)?;
-    let (n, rest) = der_tlv(seq, 0x02)?;
-    let (e, _) = der_tlv(rest, 0x02)?;
-    let strip = |v: &[u8]| {
-        let i = v
-            .iter()
-            .position(|b| *b != 0)
-            .unwrap_or(v.len().saturating_sub(1));
-        v[i..].to_vec()
-    };
-    Some((strip(n), strip(e)))
+    crate::token::x509::rsa_public_components(pkcs1)
 }
 
 #[cfg(test)]
@@ -359,7 +308,9 @@ mod tests {
         assert_eq!(e, [1, 0, 1]);
         assert_eq!(app.x5t().len(), 27);
         assert_eq!(app.x5t_s256().len(), 43);
-        assert!(certificate_public_key(b"\x30\x03\x02\x01\x00").is_none());
+        let (kn, ke) =
+            crate::token::x509::rsa_private_key_components(app.key_der.expose()).unwrap();
+        assert_eq!((kn, ke), rsa_components(&app.public_key).unwrap());
     }
 
     #[test]

@@ -170,8 +170,8 @@ impl<S: TokenSource> TokenCache<S> {
     /// The fetch's [`TokenError`] when no usable token is cached.
     ///
     /// # Cancel safety
-    /// Cancelling a caller never cancels the fetch for the others only if it is not the one
-    /// fetching; a cancelled fetcher releases the lock and the next waiter fetches.
+    /// Cancelling a waiting caller affects nobody else. Cancelling the caller that is doing
+    /// the fetch drops that request; the next waiter then starts its own.
     pub async fn acquire(&self, key: &CacheKey) -> Result<AccessToken, TokenError> {
         let slot = self.slot(key).await;
         let seen = {

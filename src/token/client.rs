@@ -112,7 +112,9 @@ impl EntraSource {
             .tls_backend_preconfigured(tls)
             .http1_only()
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
+            // Per attempt; the cache makes up to four, so a dead Entra costs a caller about a
+            // minute at worst, not forever.
+            .timeout(Duration::from_secs(15))
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("exo-authproxy/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -80,8 +80,38 @@ impl std::fmt::Debug for CertificateKey {
 }
 
 impl CertificateKey {
-    /// From a DER certificate and a PKCS#1 or PKCS#8 RSA key (PEM text).
-    fn new(source: &Path, der: Vec<u8>, key_pem: &[u8]) -> Result<Self, CredentialError> {
+    /// From a DER certificate and a PKCS#1 or PKCS#8 RSA key (`key_der`, and as PEM text).
+    fn new(
+        source: &Path,
+        der: Vec<u8>,
+        key_der: &[u8],
+        key_pem: &[u8],
+    ) -> Result<Self, CredentialError> {
+        let cert_key = super::x509::certificate_public_key(&der)
+            .and_then(|k| super::x509::rsa_public_components(&k))
+            .ok_or_else(|| CredentialError::Certificate {
+                path: source.to_owned(),
+                problem: "the certificate has no RSA public key; Entra client assertions here \
+                          are RS256: use an RSA 2048+ certificate"
+                    .into(),
+            })?;
+        if cert_key.0.len() < 256 {
+            return Err(CredentialError::Certificate {
+                path: source.to_owned(),
+                problem: format!(
+                    "the certificate's RSA key has {} bits; use 2048 or more",
+                    cert_key.0.len() * 8
+                ),
+            });
+        }
+        if super::x509::rsa_private_key_components(key_der).is_some_and(|k| k != cert_key) {
+            return Err(CredentialError::Key {
+                path: source.to_owned(),
+                problem: "the private key does not belong to the certificate: configure the \
+                          key that was generated with it"
+                    .into(),
+            });
+        }
         let key =
             jsonwebtoken::EncodingKey::from_rsa_pem(key_pem).map_err(|e| CredentialError::Key {
                 path: source.to_owned(),
@@ -222,7 +252,7 @@ fn from_pem(cert_path: &Path, key_path: Option<&Path>) -> Result<CertificateKey,
         match kind {
             SectionKind::Certificate if cert_der.is_none() => cert_der = Some(der),
             SectionKind::PrivateKey | SectionKind::RsaPrivateKey => {
-                key_pem = Some(pem_wrap(kind, &der));
+                key_pem = Some((pem_wrap(kind, &der), Secret::new(der)));
             }
             _ => {}
         }
@@ -244,7 +274,7 @@ fn from_pem(cert_path: &Path, key_path: Option<&Path>) -> Result<CertificateKey,
                 })?;
                 match kind {
                     SectionKind::PrivateKey | SectionKind::RsaPrivateKey => {
-                        found = Some(pem_wrap(kind, &der));
+                        found = Some((pem_wrap(kind, &der), Secret::new(der)));
                         break;
                     }
                     SectionKind::EcPrivateKey => {
@@ -272,7 +302,8 @@ fn from_pem(cert_path: &Path, key_path: Option<&Path>) -> Result<CertificateKey,
                 .into(),
         })?,
     };
-    CertificateKey::new(cert_path, der, key_pem.expose())
+    let (key_pem, key_der) = key_pem;
+    CertificateKey::new(cert_path, der, key_der.expose(), key_pem.expose())
 }
 
 fn pem_wrap(kind: SectionKind, der: &[u8]) -> Secret<Vec<u8>> {
@@ -318,7 +349,12 @@ fn from_pfx(path: &Path, password: &Secret<String>) -> Result<CertificateKey, Cr
         problem: "the private key has no certificate".into(),
     })?;
     let key_pem = pem_wrap(SectionKind::PrivateKey, chain.key().as_der());
-    CertificateKey::new(path, cert.as_der().to_vec(), key_pem.expose())
+    CertificateKey::new(
+        path,
+        cert.as_der().to_vec(),
+        chain.key().as_der(),
+        key_pem.expose(),
+    )
 }
 
 /// Reads the federated token (fresh on every request).

@@ -10,12 +10,14 @@
 //! - `client`: the token endpoint and its errors.
 //! - `cache`: single flight, refresh ahead, retries.
 //! - `claims`: decoding and the readiness diagnosis.
+//! - `x509`: the few DER fields we read (key/certificate match).
 
 pub mod assertion;
 pub mod cache;
 pub mod claims;
 pub mod client;
 pub mod credential;
+pub mod x509;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -179,6 +181,9 @@ pub struct TokenEngine {
 impl TokenEngine {
     /// Resolves every tenant's credential and builds the HTTPS client (`[entra] authority` and
     /// `ca_file` decide where it goes and whom it trusts: the sandbox sets both).
+    ///
+    /// Reads the credential files synchronously: call it at startup, before serving (or in
+    /// `spawn_blocking`), not on a request path.
     ///
     /// # Errors
     /// [`EngineError`] only for what affects every tenant; a tenant's own credential problem

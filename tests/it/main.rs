@@ -3,6 +3,7 @@
 mod config;
 mod proxy;
 mod remoting;
+mod sandbox;
 mod support;
 mod bridge;
 mod token;

@@ -239,6 +239,7 @@ impl Executor for TestExec {
 // ---------------------------------------------------------------------------------------
 
 async fn pypsrp(scenario: &str, settings: Settings) -> (Json, Arc<TestExec>) {
+    let rss_before = rss_kib();
     let exec = Arc::new(TestExec::default());
     let server = endpoint::serve(exec.clone(), settings, ()).await;
     let out = python::run_script(
@@ -263,6 +264,10 @@ async fn pypsrp(scenario: &str, settings: Settings) -> (Json, Arc<TestExec>) {
         server.endpoint.shell_count(),
         0,
         "pypsrp closed its pools; no shell may remain"
+    );
+    eprintln!(
+        "pypsrp {scenario}: test process VmRSS {rss_before} KiB before, {} KiB after",
+        rss_kib()
     );
     (json, exec)
 }
@@ -1427,5 +1432,37 @@ async fn deleting_a_shell_ends_its_pipelines_and_pending_receives() {
         c.exec.cancelled.load(Ordering::SeqCst),
         1,
         "the running command was dropped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_thousand_rich_objects_through_full_envelopes() {
+    let mut c = Client::new(Settings::default());
+    open_pool(&mut c, false).await;
+    let pid = "0A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D";
+    let args: &[(Option<&str>, &str)] = &[(Some("-Count:"), "<I32 N=\"V\">20000</I32>")];
+    let frag = c.client_fragments(
+        MessageType::CreatePipeline,
+        pid,
+        &create_pipeline_xml(&[("Get-Thing", args)], true),
+    );
+    c.command(pid, &b64(&frag)).await;
+    let started = tokio::time::Instant::now();
+    let msgs = c.drain(Some(pid), 0).await;
+    let elapsed = started.elapsed();
+    let outputs: Vec<&Message> = msgs
+        .iter()
+        .filter(|m| m.message_type == MessageType::PipelineOutput)
+        .collect();
+    assert_eq!(outputs.len(), 20_000);
+    let last = body_of(outputs[19_999]);
+    assert_eq!(prop(&last, "Name").as_str(), Some("thing-19999"));
+    assert_eq!(
+        prop(&body_of(msgs.last().expect("state")), "PipelineState").as_i64(),
+        Some(4)
+    );
+    eprintln!(
+        "20,000 rich objects streamed and decoded client-side in {elapsed:?} ({:.0} objects/s, debug build)",
+        20_000.0 / elapsed.as_secs_f64()
     );
 }

@@ -804,3 +804,127 @@ async fn forced_refresh_replaces_the_token_and_tenants_do_not_share() {
     assert_eq!(name(&cache).await.unwrap(), "b");
     assert_eq!(cache.source().calls(), 3);
 }
+
+#[tokio::test]
+async fn the_sandbox_demo_world_has_a_ready_and_a_roleless_tenant() {
+    use exo_authproxy::sandbox::entra::{DEMO_CLIENT_ID, DEMO_CONTOSO_ID, DEMO_FABRIKAM_ID};
+    let sim = start().await;
+    sim.entra.seed_demo(&sim.app);
+    let mut config = sim.config(
+        sim.pem(),
+        &[
+            ("contoso", DEMO_CONTOSO_ID, ""),
+            ("fabrikam", DEMO_FABRIKAM_ID, ""),
+        ],
+    );
+    config.entra.client_id = DEMO_CLIENT_ID.into();
+    let engine = TokenEngine::new(&config, &env()).unwrap();
+    assert_eq!(
+        engine.token(&contoso()).await.unwrap().diagnosis,
+        Diagnosis::Ready
+    );
+    let fabrikam = engine.token(&"fabrikam".into()).await.unwrap().diagnosis;
+    assert!(matches!(fabrikam, Diagnosis::Warning(_)), "{fabrikam:?}");
+}
+
+/// Posts a hand-built assertion straight to the simulator.
+async fn post_assertion(sim: &Sim, tenant: &str, aud: &str) -> (u16, serde_json::Value, String) {
+    use exo_authproxy::config::Credentials;
+    use exo_authproxy::token::{Credential, assertion, client, credential};
+    let creds = Credentials {
+        certificate: Some(sim.dir.path().join("app.pem")),
+        private_key: Some(sim.dir.path().join("app-key.pem")),
+        ..Credentials::default()
+    };
+    let Credential::Certificate(cert) = credential::resolve(&creds, &env()).unwrap() else {
+        panic!("a certificate credential")
+    };
+    let jwt = assertion::sign(&cert, CLIENT, aud, SystemTime::now()).unwrap();
+    let tls = client::tls_client_config(Some(&sim.dir.path().join("ca.pem"))).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .unwrap();
+    let jwt = jwt.expose().clone();
+    let url = format!("{}/{tenant}/oauth2/v2.0/token", sim.handle.authority);
+    let mut statuses = Vec::new();
+    let mut last = serde_json::Value::Null;
+    // Sent twice: the second time the jti is a replay.
+    for _ in 0..2 {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("client_id", CLIENT),
+                ("scope", "https://outlook.office365.com/.default"),
+                ("grant_type", "client_credentials"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", jwt.as_str()),
+            ])
+            .finish();
+        let rsp = http
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(rsp.status().as_u16());
+        last = rsp.json().await.unwrap();
+    }
+    (statuses[0], last, format!("{statuses:?}"))
+}
+
+#[tokio::test]
+async fn simulated_entra_refuses_replayed_and_misaddressed_assertions() {
+    let sim = start().await;
+    let right = format!("{}/{CONTOSO}/oauth2/v2.0/token", sim.handle.authority);
+    let (first, replay, statuses) = post_assertion(&sim, CONTOSO, &right).await;
+    assert_eq!(first, 200, "{statuses}");
+    assert_eq!(statuses, "[200, 401]");
+    assert_eq!(replay["error_codes"][0], 50012);
+    assert!(
+        replay["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("has already been used (replay)")
+    );
+    for key in ["trace_id", "correlation_id", "timestamp", "error_uri"] {
+        assert!(replay[key].is_string(), "{key} in {replay}");
+    }
+
+    // An assertion addressed to another tenant's token URL is refused.
+    let other = format!("{}/{FABRIKAM}/oauth2/v2.0/token", sim.handle.authority);
+    let (first, body, _) = post_assertion(&sim, CONTOSO, &other).await;
+    assert_eq!(first, 401);
+    assert_eq!(body["error"], "invalid_client");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("AADSTS50012: Client assertion audience claim does not match")
+    );
+}
+
+#[tokio::test]
+async fn a_key_that_does_not_belong_to_the_certificate_is_refused_before_asking_entra() {
+    let sim = start().await;
+    let other = AppCertificate::generate("other").unwrap();
+    other.write_to(sim.dir.path(), "other", "x").unwrap();
+    let config = sim.config(
+        "certificate = \"app.pem\"\nprivate_key = \"other-key.pem\"",
+        &[("contoso", CONTOSO, "")],
+    );
+    let engine = TokenEngine::new(&config, &env()).unwrap();
+    let err = engine.token(&contoso()).await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "tenant contoso: credential: {}: the private key does not belong to the certificate: \
+             configure the key that was generated with it",
+            sim.dir.path().join("app.pem").display()
+        )
+    );
+    assert_eq!(sim.entra.total_token_requests(), 0);
+}

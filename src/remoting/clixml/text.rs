@@ -28,18 +28,45 @@ fn push_unit_escape(out: &mut String, unit: u16) {
     out.push('_');
 }
 
+/// Bytes that may start something to escape: XML specials, `_`, C0 controls and DEL, and
+/// the UTF-8 lead bytes of C1 controls (C2), U+FFFE/U+FFFF (EF) and non-BMP characters
+/// (F0–F4). Every other byte is copied as is.
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[0x7F] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b'&' as usize] = true;
+    t[b'"' as usize] = true;
+    t[b'_' as usize] = true;
+    t[0xC2] = true;
+    t[0xEF] = true;
+    let mut lead = 0xF0;
+    while lead <= 0xF4 {
+        t[lead] = true;
+        lead += 1;
+    }
+    t
+};
+
 /// Appends `s` escaped for element text (`attr` false) or a double-quoted attribute.
 pub(super) fn escape_into(out: &mut String, s: &str, attr: bool) {
     let bytes = s.as_bytes();
     let mut copied = 0;
     let mut i = 0;
     while i < bytes.len() {
-        let b = bytes[i];
-        // Plain ASCII that needs nothing: the common case, one comparison chain.
-        if b >= 0x20 && b < 0x7F && b != b'<' && b != b'>' && b != b'&' && b != b'_' && b != b'"' {
+        // Bytes that never need an escape: the common case, one table lookup each.
+        while i < bytes.len() && !SPECIAL[usize::from(bytes[i])] {
             i += 1;
-            continue;
         }
+        let Some(&b) = bytes.get(i) else {
+            break;
+        };
         let (len, unit_escape): (usize, Option<&[u16]>) = match b {
             b'<' | b'>' | b'&' => (1, None),
             b'"' if attr => (1, None),
@@ -297,7 +324,7 @@ pub(super) fn push_duration(out: &mut String, ticks: i64) {
     if ticks < 0 {
         out.push('-');
     }
-    let t = u64::from(ticks.unsigned_abs());
+    let t = ticks.unsigned_abs();
     let day = TICKS_PER_DAY as u64;
     let (days, rest) = (t / day, t % day);
     let (hours, rest) = (rest / TICKS_PER_HOUR as u64, rest % TICKS_PER_HOUR as u64);

@@ -346,6 +346,16 @@ fn stopped_and_script_refusal_records_match_the_reference() {
         refused.property("ErrorCategory_Category"),
         Some(&Value::I32(17))
     );
+    let broken = runspace_pool_state(
+        RunspacePoolState::Broken,
+        Some(&ErrorRecord::secure_strings_unsupported()),
+    );
+    assert_eq!(broken.property("RunspaceState"), Some(&Value::I32(5)));
+    let rec = broken.property("ExceptionAsErrorRecord").unwrap();
+    assert_eq!(
+        rec.property("FullyQualifiedErrorId").unwrap().as_str(),
+        Some("SecureStringNotSupported")
+    );
     let nf = ErrorRecord::command_not_found("Get-Foo");
     assert_eq!(
         nf.category_message(),

@@ -579,3 +579,168 @@ impl Drop for Harness {
         self.exchange_stop.cancel();
     }
 }
+
+/// The sandbox world (simulated Entra + simulated Exchange, real token engine) with the real
+/// `serve(...)` on 127.0.0.1:0: the end-to-end harness (rest-mode tests reuse it with
+/// `mode` and `rest`).
+pub struct Sandboxed {
+    /// The world: simulators, config, CA.
+    pub world: exo_authproxy::sandbox::World,
+    /// The proxy's address.
+    pub proxy: SocketAddr,
+    /// `https://127.0.0.1:<port>/powershell-liveid`
+    pub url: String,
+    /// The proxy's listener certificate.
+    pub listener_cert: PathBuf,
+    /// The token engine the proxy uses.
+    pub tokens: Arc<exo_authproxy::token::TokenEngine>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<Result<(), exo_authproxy::ServeError>>>,
+    /// Keeps the files.
+    pub dir: tempfile::TempDir,
+}
+
+/// What [`Sandboxed::start`] builds.
+pub struct SandboxedOptions {
+    /// Upstream mode.
+    pub mode: exo_authproxy::config::Mode,
+    /// Tenants.
+    pub tenants: Vec<exo_authproxy::sandbox::WorldTenant>,
+    /// Simulated Exchange's RPS service.
+    pub rps: Arc<dyn RpsService>,
+    /// Simulated REST admin API.
+    pub adminapi: Option<exchange::AdminApi>,
+    /// The proxy's rest-mode endpoint.
+    pub rest: Option<Arc<dyn exo_authproxy::forward::RemotingService>>,
+}
+
+/// contoso (role), fabrikam (none), northwind (Exchange RBAC only).
+pub fn world_tenants() -> Vec<exo_authproxy::sandbox::WorldTenant> {
+    let mut t = exo_authproxy::sandbox::demo_tenants();
+    t.push(exo_authproxy::sandbox::WorldTenant {
+        name: "northwind".into(),
+        tenant_id: "3b8a1c2d-9999-8888-7777-666655554444".into(),
+        directory_role: false,
+        exchange_role: true,
+        require_directory_role: false,
+    });
+    t
+}
+
+impl Default for SandboxedOptions {
+    fn default() -> Self {
+        Self {
+            mode: exo_authproxy::config::Mode::Winrm,
+            tenants: world_tenants(),
+            rps: Arc::new(Recorder::default()),
+            adminapi: None,
+            rest: None,
+        }
+    }
+}
+
+impl Sandboxed {
+    /// Starts the world and the proxy.
+    pub async fn start(options: SandboxedOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = listener.local_addr().unwrap();
+        let world = exo_authproxy::sandbox::World::start(
+            dir.path(),
+            exo_authproxy::sandbox::WorldOptions {
+                mode: options.mode,
+                password: PASSWORD.into(),
+                listen: proxy,
+                tenants: options.tenants,
+                rps: options.rps,
+                adminapi: options.adminapi,
+            },
+        )
+        .await
+        .expect("sandbox world");
+        let (prepared, tokens) = world.prepare(options.rest).expect("prepare the proxy");
+        let listener_cert = prepared.tls().expect("tls").cert_path().to_path_buf();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(exo_authproxy::serve_with_grace(
+            prepared,
+            Listeners { proxy: listener },
+            async move {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(10),
+        ));
+        Self {
+            world,
+            proxy,
+            url: format!("https://127.0.0.1:{}/powershell-liveid", proxy.port()),
+            listener_cert,
+            tokens,
+            stop: Some(stop),
+            served: Some(served),
+            dir,
+        }
+    }
+
+    /// A client trusting the listener certificate.
+    pub fn client(&self) -> reqwest::Client {
+        let tls = exo_authproxy::forward::winrm::client_tls(Some(&self.listener_cert)).unwrap();
+        reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .no_proxy()
+            .build()
+            .unwrap()
+    }
+
+    /// POSTs `body` as the demo user with `query`.
+    pub async fn post(
+        &self,
+        client: &reqwest::Client,
+        query: &str,
+        body: &str,
+    ) -> reqwest::Response {
+        let url = if query.is_empty() {
+            self.url.clone()
+        } else {
+            format!("{}?{query}", self.url)
+        };
+        client
+            .post(url)
+            .header("content-type", "application/soap+xml;charset=UTF-8")
+            .header("authorization", Credentials::encode(USER, PASSWORD))
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request to the proxy")
+    }
+
+    /// The environment for `tests/interop/proxy_session.py`.
+    pub fn pypsrp_env(&self, query: &str) -> Vec<(String, String)> {
+        vec![
+            ("PROXY_HOST".into(), "127.0.0.1".into()),
+            ("PROXY_PORT".into(), self.proxy.port().to_string()),
+            ("PROXY_USER".into(), USER.into()),
+            ("PROXY_PASSWORD".into(), PASSWORD.into()),
+            ("PROXY_CA".into(), self.listener_cert.display().to_string()),
+            ("PROXY_QUERY".into(), query.into()),
+        ]
+    }
+
+    /// Stops the proxy (as SIGTERM) and waits for `serve`.
+    pub async fn shutdown(&mut self) -> Result<(), exo_authproxy::ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.served.take() {
+            Some(task) => task.await.expect("serve task"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Sandboxed {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! End to end with the real token engine against simulated Entra ID (issue #5's tests that
+//! need real tokens): single flight, Entra outages, the directory-role diagnosis and its fix.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use exo_authproxy::errors::PROXY_ERROR;
+use http::StatusCode;
+
+use crate::support::harness::{Recorder, Sandboxed, SandboxedOptions};
+
+const ENVELOPE: &str = r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing"><s:Header><a:MessageID>uuid:0000-1</a:MessageID></s:Header><s:Body/></s:Envelope>"#;
+const CONTOSO: &str = "0f9c3b1e-1111-2222-3333-444455556666";
+const FABRIKAM: &str = "7d2e4f60-aaaa-bbbb-cccc-ddddeeeeffff";
+const NORTHWIND: &str = "3b8a1c2d-9999-8888-7777-666655554444";
+
+fn fault_text(body: &str) -> String {
+    let start = body
+        .find("<f:Message>")
+        .map_or(0, |i| i + "<f:Message>".len());
+    let end = body[start..]
+        .find("</f:Message>")
+        .map_or(body.len(), |i| start + i);
+    body[start..end].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_sessions_of_one_tenant_make_one_token_request() {
+    let rps = Arc::new(Recorder::default());
+    let h = Sandboxed::start(SandboxedOptions {
+        rps: rps.clone(),
+        ..SandboxedOptions::default()
+    })
+    .await;
+    let h = Arc::new(h);
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = h.client(); // a connection per session
+            h.post(&client, "", ENVELOPE).await.status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(
+        h.world.entra.token_requests(CONTOSO),
+        1,
+        "one token request for 50 sessions"
+    );
+    assert_eq!(rps.seen.lock().unwrap().len(), 50);
+}
+
+#[tokio::test]
+async fn entra_down_with_a_cached_token_still_works_and_cold_is_a_clear_fault() {
+    let h = Sandboxed::start(SandboxedOptions::default()).await;
+    let client = h.client();
+    assert_eq!(h.post(&client, "", ENVELOPE).await.status(), StatusCode::OK);
+    h.world
+        .entra
+        .fail_next(1000, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        h.post(&client, "", ENVELOPE).await.status(),
+        StatusCode::OK,
+        "the cached token keeps working"
+    );
+    let rsp = h
+        .post(&client, "DelegatedOrg=northwind.onmicrosoft.com", ENVELOPE)
+        .await;
+    assert_eq!(rsp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(rsp.headers()[PROXY_ERROR], "token-unavailable");
+    let text = fault_text(&rsp.text().await.unwrap());
+    assert!(text.contains("northwind") && text.contains("503"), "{text}");
+    assert!(h.world.entra.token_requests(NORTHWIND) >= 1);
+}
+
+#[tokio::test]
+async fn fabrikam_gets_the_role_fault_and_assigning_the_role_fixes_it_without_restart() {
+    let rps = Arc::new(Recorder::default());
+    let h = Sandboxed::start(SandboxedOptions {
+        rps: rps.clone(),
+        ..SandboxedOptions::default()
+    })
+    .await;
+    let client = h.client();
+    let org = "DelegatedOrg=fabrikam.onmicrosoft.com";
+    let rsp = h.post(&client, org, ENVELOPE).await;
+    assert_eq!(rsp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(rsp.headers()[PROXY_ERROR], "directory-role-missing");
+    let text = fault_text(&rsp.text().await.unwrap());
+    for needle in [
+        "tenant fabrikam",
+        exo_authproxy::sandbox::DEMO_APP_ID,
+        "Exchange Administrator",
+        "Roles and administrators",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    assert_eq!(
+        h.world
+            .exchange
+            .counters
+            .role_refusals
+            .load(Ordering::SeqCst),
+        2,
+        "refused, refreshed once, refused"
+    );
+    assert_eq!(h.world.entra.token_requests(FABRIKAM), 2);
+
+    // The admin follows the text.
+    h.world.entra.assign_role(
+        FABRIKAM,
+        exo_authproxy::sandbox::DEMO_APP_ID,
+        exo_authproxy::token::claims::EXCHANGE_ADMINISTRATOR,
+    );
+    let rsp = h.post(&client, org, ENVELOPE).await;
+    assert_eq!(
+        rsp.status(),
+        StatusCode::OK,
+        "the forced refresh picks up the new role"
+    );
+    assert_eq!(rps.seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn exchange_rbac_tenant_works_with_real_tokens() {
+    let rps = Arc::new(Recorder::default());
+    let h = Sandboxed::start(SandboxedOptions {
+        rps: rps.clone(),
+        ..SandboxedOptions::default()
+    })
+    .await;
+    let client = h.client();
+    for _ in 0..2 {
+        assert_eq!(
+            h.post(&client, "DelegatedOrg=northwind", ENVELOPE)
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        h.world.entra.token_requests(NORTHWIND),
+        1,
+        "no refresh loop for an RBAC-authorized app"
+    );
+}
+
+/// The real binary: `exo-authproxy sandbox --listen 127.0.0.1:0` prints the banner with the
+/// port it got, serves, and exits 0 on SIGTERM.
+#[tokio::test]
+async fn sandbox_binary_prints_the_banner_serves_and_exits_0_on_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_exo-authproxy"))
+        .args(["sandbox", "--listen", "127.0.0.1:0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run the binary");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("Ctrl-C stops the sandbox") {
+            break;
+        }
+    }
+    let url = banner
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("listener")
+                .map(|u| u.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no listener line in:\n{banner}"));
+    let cert = banner
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("certificate")
+                .map(|u| u.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no certificate line in:\n{banner}"));
+    for needle in [
+        "New-PSSession",
+        "-SkipCACheck",
+        "RunspacePool",
+        "SHA-256",
+        "fabrikam",
+    ] {
+        assert!(
+            banner.contains(needle),
+            "{needle} missing from the banner:\n{banner}"
+        );
+    }
+    let tls = exo_authproxy::forward::winrm::client_tls(Some(std::path::Path::new(&cert))).unwrap();
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let rsp = client.post(&url).body(ENVELOPE).send().await.unwrap();
+    assert_eq!(
+        rsp.status(),
+        StatusCode::UNAUTHORIZED,
+        "the sandbox listener answers"
+    );
+    assert_eq!(rsp.headers()[PROXY_ERROR], "missing-credentials");
+
+    let pid = child.id().expect("running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM exits 0");
+}
