@@ -12,7 +12,9 @@
 mod server;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use exo_authproxy::bridge::{RestExecutor, RestSettings};
 use exo_authproxy::remoting::clixml::Value;

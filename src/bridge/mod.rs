@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use crate::config::{Organization, TenantId, TenantName};
 use crate::remoting::executor::{

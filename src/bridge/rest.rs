@@ -75,10 +75,16 @@ pub trait TokenSource: Send + Sync + 'static {
 /// The proxy's token seam (the token engine, or a scripted source in listener tests).
 impl TokenSource for dyn crate::forward::TokenSource {
     async fn token(&self, tenant: &TenantName) -> Result<Secret<String>, String> {
-        crate::forward::TokenSource::token(self, tenant).await.map(|t| t.token).map_err(|e| e.to_string())
+        crate::forward::TokenSource::token(self, tenant)
+            .await
+            .map(|t| t.token)
+            .map_err(|e| e.to_string())
     }
     async fn refresh(&self, tenant: &TenantName) -> Result<Secret<String>, String> {
-        crate::forward::TokenSource::refresh(self, tenant).await.map(|t| t.token).map_err(|e| e.to_string())
+        crate::forward::TokenSource::refresh(self, tenant)
+            .await
+            .map(|t| t.token)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -110,10 +110,12 @@ fn host(request: &Request<Bytes>) -> String {
 
 /// The admin API as simulated Exchange's handler (`sandbox::exchange::AdminApi`).
 pub fn service(data: std::sync::Arc<ExchangeData>) -> super::exchange::AdminApi {
-    std::sync::Arc::new(move |app: AppIdentity, tenant: String, request: Request<Bytes>| {
-        let data = data.clone();
-        Box::pin(async move { handle(&data, &app, &tenant, request).await })
-    })
+    std::sync::Arc::new(
+        move |app: AppIdentity, tenant: String, request: Request<Bytes>| {
+            let data = data.clone();
+            Box::pin(async move { handle(&data, &app, &tenant, request).await })
+        },
+    )
 }
 
 /// Answers one admin API request for `app` (already authenticated by the caller).
