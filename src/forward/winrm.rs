@@ -210,6 +210,7 @@ impl Winrm {
         body: Bytes,
     ) -> Result<Response<Body>, ProxyError> {
         let started = Instant::now();
+        let action = wsman_action(&body);
         let tenant = &route.tenant;
         let mut token =
             self.tokens
@@ -273,13 +274,13 @@ impl Winrm {
                     return Err(role_missing(route));
                 }
                 let rsp = Response::from_parts(parts, crate::errors::full(bytes));
-                return Ok(self.finish(conn, route, rsp, started, &token));
+                return Ok(self.finish(conn, route, rsp, (started, action), &token));
             }
             let rsp = http::Response::from(upstream).map(|b| {
                 b.map_err(|e| Box::new(e) as crate::errors::BoxError)
                     .boxed_unsync()
             });
-            return Ok(self.finish(conn, route, rsp, started, &token));
+            return Ok(self.finish(conn, route, rsp, (started, action), &token));
         }
     }
 
@@ -305,7 +306,7 @@ impl Winrm {
         conn: &ConnectionState,
         route: &Route,
         rsp: Response<Body>,
-        started: Instant,
+        (started, action): (Instant, &'static str),
         token: &AccessToken,
     ) -> Response<Body> {
         let (mut parts, body) = rsp.into_parts();
@@ -353,8 +354,17 @@ impl Winrm {
             latency_ms = started.elapsed().as_millis() as u64,
             upstream_request_id = %request_id,
             token_uti = token.uti.as_deref().unwrap_or("-"),
+            action,
             "forwarded"
         );
+        if parts.status.is_success() && matches!(action, "Create" | "Delete") {
+            let what = if action == "Create" {
+                "client session opened"
+            } else {
+                "client session closed"
+            };
+            tracing::info!(user = %route.user, tenant = %route.tenant.name, mode = "winrm", "{what}");
+        }
         Response::from_parts(parts, body)
     }
 
@@ -633,6 +643,28 @@ fn cookie_header(conn: &ConnectionState, tenant: &TenantName) -> Option<HeaderVa
     let mut value = HeaderValue::from_str(&text).ok()?;
     value.set_sensitive(true);
     Some(value)
+}
+
+/// The WS-Man operation of an envelope, for logs (`Create`, `Command`, `Receive`, …).
+pub fn wsman_action(envelope: &[u8]) -> &'static str {
+    const KNOWN: [&str; 7] = [
+        "Create",
+        "Delete",
+        "Command",
+        "Receive",
+        "Send",
+        "Signal",
+        "Enumerate",
+    ];
+    let head = &envelope[..envelope.len().min(4096)];
+    let Some(at) = head.windows(7).position(|w| w == b"Action>") else {
+        return "-";
+    };
+    let rest = &head[at + 7..];
+    let end = rest.iter().position(|b| *b == b'<').unwrap_or(rest.len());
+    let uri = std::str::from_utf8(&rest[..end]).unwrap_or("");
+    let last = uri.rsplit('/').next().unwrap_or("");
+    KNOWN.iter().find(|k| **k == last).copied().unwrap_or("-")
 }
 
 /// The upstream deadline for this envelope: its OperationTimeout plus a margin.

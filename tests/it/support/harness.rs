@@ -329,7 +329,11 @@ impl Logs {
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
+        let guard = tracing::subscriber::set_default(subscriber);
+        // Other tests in this binary may have registered callsites first; recompute their
+        // interest so this thread's subscriber sees every event.
+        tracing::callsite::rebuild_interest_cache();
+        (logs, guard)
     }
     /// Everything logged so far.
     pub fn text(&self) -> String {
