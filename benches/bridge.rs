@@ -8,7 +8,6 @@
 //! total time, objects/s; median of several runs. Run: `cargo bench --bench bridge`.
 
 #[path = "../tests/it/bridge/server.rs"]
-#[allow(dead_code)]
 mod server;
 
 use std::sync::Arc;

@@ -8,7 +8,7 @@
 //! BENCHMARKS.md section "proxy"; nothing here is asserted.
 
 #[path = "../tests/it/support/harness.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod harness;
 
 use std::time::Instant as WallClock; // a benchmark measures wall time, not tokio's clock
