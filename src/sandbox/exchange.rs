@@ -304,6 +304,12 @@ impl ExchangeSim {
             self.counters.pod_requests.fetch_add(1, Ordering::Relaxed);
         }
         let path = request.uri().path().to_ascii_lowercase();
+        // EXOModuleFile is the one GET: the cmdlet list the bridge trims its catalog to (§10).
+        let expected_method = if path.ends_with("/exomodulefile") {
+            Method::GET
+        } else {
+            Method::POST
+        };
         let api = if path.trim_end_matches('/') == "/powershell-liveid" {
             Api::Rps
         } else if let Some(tenant) = path
@@ -314,10 +320,17 @@ impl ExchangeSim {
             // Keep the original case of the tenant segment.
             let start = "/adminapi/beta/".len();
             Api::Rest(request.uri().path()[start..start + tenant.len()].to_owned())
+        } else if let Some(tenant) = path
+            .strip_prefix("/adminapi/v1.0/")
+            .and_then(|rest| rest.strip_suffix("/exomodulefile"))
+            .filter(|t| !t.contains('/'))
+        {
+            let start = "/adminapi/v1.0/".len();
+            Api::Rest(request.uri().path()[start..start + tenant.len()].to_owned())
         } else {
             return text(StatusCode::NOT_FOUND, "404 - File or directory not found.");
         };
-        if request.method() != Method::POST {
+        if request.method() != expected_method {
             return text(StatusCode::METHOD_NOT_ALLOWED, "405 - method not allowed");
         }
         if matches!(api, Api::Rps) && self.knobs.redirect_to_pod.load(Ordering::Relaxed) && !at_pod
