@@ -312,21 +312,12 @@ impl ExchangeSim {
         };
         let api = if path.trim_end_matches('/') == "/powershell-liveid" {
             Api::Rps
-        } else if let Some(tenant) = path
-            .strip_prefix("/adminapi/beta/")
-            .and_then(|rest| rest.strip_suffix("/invokecommand"))
-            .filter(|t| !t.contains('/'))
+        } else if let Some(tenant) =
+            tenant_segment(request.uri().path(), "/adminapi/beta/", "/invokecommand").or_else(
+                || tenant_segment(request.uri().path(), "/adminapi/v1.0/", "/exomodulefile"),
+            )
         {
-            // Keep the original case of the tenant segment.
-            let start = "/adminapi/beta/".len();
-            Api::Rest(request.uri().path()[start..start + tenant.len()].to_owned())
-        } else if let Some(tenant) = path
-            .strip_prefix("/adminapi/v1.0/")
-            .and_then(|rest| rest.strip_suffix("/exomodulefile"))
-            .filter(|t| !t.contains('/'))
-        {
-            let start = "/adminapi/v1.0/".len();
-            Api::Rest(request.uri().path()[start..start + tenant.len()].to_owned())
+            Api::Rest(tenant)
         } else {
             return text(StatusCode::NOT_FOUND, "404 - File or directory not found.");
         };
@@ -407,6 +398,15 @@ impl ExchangeSim {
             ),
         }
     }
+}
+
+/// The `{tenant}` of `<prefix>{tenant}<suffix>` (prefix and suffix matched case-insensitively),
+/// in its original case.
+fn tenant_segment(path: &str, prefix: &str, suffix: &str) -> Option<String> {
+    let lower = path.to_ascii_lowercase();
+    let tenant = lower.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    (!tenant.is_empty() && !tenant.contains('/'))
+        .then(|| path[prefix.len()..prefix.len() + tenant.len()].to_owned())
 }
 
 /// `Basic base64(user:Bearer <jwt>)` with `BasicAuthToOAuthConversion=true`, else None.
