@@ -4,9 +4,10 @@
 //! the captured text. `check` forces a fresh token per tenant (claims are snapshotted at
 //! issuance: a role assigned a minute ago must show) and prints one row per tenant plus the fix
 //! for each problem. A missing directory role is a warning, not a failure: Exchange-side RBAC
-//! for applications authorizes an app without showing in the token. The live Exchange probe
-//! that settles that case belongs to the proxy (it owns the Exchange client); `check` reports
-//! what the token alone can tell.
+//! for applications authorizes an app without showing in the token. So for such a tenant
+//! `check` asks Exchange itself (one `Get-OrganizationConfig` through the REST admin API, the
+//! API today's Exchange Online serves): accepted → ok, refused → error with the role to
+//! assign; Exchange unreachable → the warning stays, with why the probe failed.
 
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -89,9 +90,16 @@ pub async fn check(
         Some(t) => vec![require(config, t)?.name.clone()],
         None => config.tenants.iter().map(|t| t.name.clone()).collect(),
     };
+    let probe = ExchangeProbe::new(config);
     let mut rows = Vec::new();
     for name in &names {
-        rows.push(status(&engine, name).await);
+        let mut row = status(&engine, name).await;
+        if row.verdict == "warning" {
+            if let (Some(tenant), Ok(token)) = (config.tenant(name), engine.token(name).await) {
+                probe.settle(&mut row, tenant, &token.token).await;
+            }
+        }
+        rows.push(row);
     }
     writeln!(
         out,
@@ -130,6 +138,93 @@ pub async fn check(
         }
     )?;
     Ok(ready)
+}
+
+/// How long the live probe may take per tenant.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The live Exchange probe for tenants whose token carries no supported directory role.
+struct ExchangeProbe {
+    http: Result<reqwest::Client, String>,
+    endpoint: String,
+}
+
+impl ExchangeProbe {
+    fn new(config: &Config) -> Self {
+        let http = crate::token::client::tls_client_config(config.exchange.ca_file.as_deref())
+            .map_err(|e| e.to_string())
+            .and_then(|tls| {
+                reqwest::Client::builder()
+                    .tls_backend_preconfigured(tls)
+                    .timeout(PROBE_TIMEOUT)
+                    .build()
+                    .map_err(|e| e.to_string())
+            });
+        Self {
+            http,
+            endpoint: config.exchange.endpoint.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// Turns the row's directory-role warning into a verdict Exchange gave.
+    async fn settle(
+        &self,
+        row: &mut TenantStatus,
+        tenant: &crate::config::Tenant,
+        token: &crate::secret::Secret<String>,
+    ) {
+        let warning = row.fix.take().unwrap_or_default();
+        let outcome = match &self.http {
+            Err(e) => Err(e.clone()),
+            Ok(http) => http
+                .post(format!(
+                    "{}/adminapi/beta/{}/InvokeCommand",
+                    self.endpoint, tenant.tenant_id
+                ))
+                .bearer_auth(token.expose())
+                .header(
+                    "X-AnchorMailbox",
+                    format!(
+                        "APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{}",
+                        tenant.tenant_id
+                    ),
+                )
+                .json(&serde_json::json!({
+                    "CmdletInput": {"CmdletName": "Get-OrganizationConfig", "Parameters": {}}
+                }))
+                .send()
+                .await
+                .map(|rsp| rsp.status())
+                .map_err(|e| e.to_string()),
+        };
+        match outcome {
+            Ok(status) if status.is_success() => {
+                row.verdict = "ok";
+                row.fix = Some(
+                    "no supported directory role in the token, but Exchange accepts the app \
+                     (an Exchange role assignment, RBAC for applications, authorizes it)"
+                        .into(),
+                );
+            }
+            Ok(status) if status == 401 || status == 403 => {
+                row.verdict = "error";
+                row.fix = Some(format!(
+                    "Exchange refused the app (HTTP {status}): {warning}"
+                ));
+            }
+            Ok(status) => {
+                row.fix = Some(format!(
+                    "{warning} (the live Exchange probe got HTTP {status}, which settles nothing)"
+                ));
+            }
+            Err(why) => {
+                row.fix = Some(format!(
+                    "{warning} (Exchange at {} could not be probed: {why})",
+                    self.endpoint
+                ));
+            }
+        }
+    }
 }
 
 /// The status of one tenant, with a forced token refresh.

@@ -298,3 +298,45 @@ async fn pypsrp_sees_the_role_fault_for_fabrikam_and_a_clean_401_for_a_wrong_pas
     let out = pypsrp(&h, "DelegatedOrg=northwind", &[("COMMANDS", "org")]).await;
     assert_eq!(out["ok"], true, "{out}");
 }
+
+/// `check` settles a missing directory role with Exchange itself: northwind (Exchange RBAC
+/// only) is ok, fabrikam (nothing) is an error naming the role to assign, contoso is ok.
+#[tokio::test]
+async fn check_probes_exchange_for_tenants_without_a_directory_role() {
+    let h = Sandboxed::start(SandboxedOptions::simulated(
+        exo_authproxy::config::Mode::Rest,
+        3,
+    ))
+    .await;
+    let mut out = Vec::new();
+    let ready = exo_authproxy::onboarding::check(
+        &h.world.config,
+        &exo_authproxy::config::ProcessEnvironment,
+        None,
+        &mut out,
+    )
+    .await
+    .expect("check runs");
+    let text = String::from_utf8(out).unwrap();
+    assert!(!ready, "fabrikam is not ready:\n{text}");
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{text}"))
+            .to_owned()
+    };
+    assert!(row("contoso").contains(" ok "), "{text}");
+    assert!(row("northwind").contains(" ok "), "{text}");
+    assert!(row("fabrikam").contains(" error "), "{text}");
+    assert!(
+        text.contains("fabrikam (error): Exchange refused the app (HTTP 401")
+            && text.contains("Exchange Administrator"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "northwind (ok): no supported directory role in the token, but Exchange accepts the app"
+        ),
+        "{text}"
+    );
+}
