@@ -329,29 +329,6 @@ impl Select {
     }
 }
 
-fn measure_info(count: u64) -> Value {
-    Value::Object(Box::new(Object {
-        type_names: vec![
-            "Microsoft.PowerShell.Commands.GenericMeasureInfo".into(),
-            "Microsoft.PowerShell.Commands.MeasureInfo".into(),
-            "System.Object".into(),
-        ],
-        to_string: Some("Microsoft.PowerShell.Commands.GenericMeasureInfo".into()),
-        adapted: vec![
-            (
-                "Count".into(),
-                Value::I32(i32::try_from(count).unwrap_or(i32::MAX)),
-            ),
-            ("Average".into(), Value::Nil),
-            ("Sum".into(), Value::Nil),
-            ("Maximum".into(), Value::Nil),
-            ("Minimum".into(), Value::Nil),
-            ("Property".into(), Value::Nil),
-        ],
-        ..Object::default()
-    }))
-}
-
 impl<B: Backend> Ctx<'_, B> {
     async fn send(&self, out: Output) -> Result<(), Stop> {
         self.output.send(out).await.map_err(|_| Stop::Closed)
@@ -503,7 +480,9 @@ impl<B: Backend> Ctx<'_, B> {
             let (head, rest) = stages.split_at_mut(i + 1);
             let stage = &mut head[i];
             let flushed: Vec<Value> = match &mut stage.local {
-                Local::Measure(n) => vec![measure_info(*n)],
+                Local::Measure(n) => vec![crate::remoting::builtin::measure_info(
+                    i64::try_from(*n).unwrap_or(i64::MAX),
+                )],
                 Local::Select(sel) if sel.last.is_some() => {
                     let buffered: Vec<Value> = sel.buffer.drain(..).collect();
                     buffered.into_iter().flat_map(|v| sel.project(v)).collect()
