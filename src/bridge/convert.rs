@@ -25,6 +25,8 @@
 //! and testable against the simulator; the price is that type names come from our table, so
 //! cmdlets outside the table get `PSCustomObject`-style objects. Revisit with a live capture.
 
+use std::collections::HashMap;
+
 use base64::Engine as _;
 use chrono::{DateTime, FixedOffset, NaiveDateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value as Json};
@@ -298,22 +300,17 @@ pub fn parse_datetime(s: &str) -> Option<DateTime<FixedOffset>> {
 }
 
 /// One JSON property value as CLIXML, using its `@data.type` / `@odata.type` annotations.
-pub fn json_to_value(json: &Json, data_type: Option<&str>, odata_type: Option<&str>) -> Value {
+pub fn json_to_value(json: Json, data_type: Option<&str>, odata_type: Option<&str>) -> Value {
     let dt = data_type.map(|t| t.trim_start_matches('#'));
     match json {
         Json::Null => Value::Nil,
-        Json::Bool(b) => Value::Bool(*b),
+        Json::Bool(b) => Value::Bool(b),
         Json::String(s) => match dt.or(odata_type.map(|t| t.trim_start_matches('#'))) {
-            Some("System.Guid" | "Guid") => s
-                .parse()
-                .map(Value::Guid)
-                .unwrap_or_else(|_| Value::String(s.clone())),
+            Some("System.Guid" | "Guid") => s.parse().map_or(Value::String(s), Value::Guid),
             Some("System.DateTime" | "DateTimeOffset" | "System.DateTimeOffset") => {
-                parse_datetime(s)
-                    .map(Value::DateTime)
-                    .unwrap_or_else(|| Value::String(s.clone()))
+                parse_datetime(&s).map_or(Value::String(s), Value::DateTime)
             }
-            _ => Value::String(s.clone()),
+            _ => Value::String(s),
         },
         Json::Number(n) => {
             let int = n.as_i64();
@@ -361,7 +358,7 @@ pub fn json_to_value(json: &Json, data_type: Option<&str>, odata_type: Option<&s
                 type_names: list_type(),
                 container: Some(Container::List(
                     items
-                        .iter()
+                        .into_iter()
                         .map(|v| json_to_value(v, elem_dt, None))
                         .collect(),
                 )),
@@ -383,13 +380,44 @@ pub fn json_to_value(json: &Json, data_type: Option<&str>, odata_type: Option<&s
 }
 
 /// The data properties of one REST object, annotations applied and dropped, in order.
-pub fn properties(map: &Map<String, Json>) -> Vec<(String, Value)> {
-    map.iter()
-        .filter(|(k, _)| !k.starts_with('@') && !k.contains('@') && k.as_str() != "_clixml")
+///
+/// One pass moves the values out (no copies); annotations (`Name@data.type`,
+/// `Name@odata.type`) are looked up by property name afterwards, as OData allows them
+/// before or after their property.
+pub fn properties(map: Map<String, Json>) -> Vec<(String, Value)> {
+    #[derive(Default)]
+    struct Types {
+        data: Option<String>,
+        odata: Option<String>,
+    }
+    let mut data = Vec::with_capacity(map.len());
+    let mut types: HashMap<String, Types> = HashMap::new();
+    for (mut k, v) in map {
+        match k.find('@') {
+            None if k != "_clixml" => data.push((k, v)),
+            Some(at) if at > 0 => {
+                let Json::String(t) = v else { continue };
+                let is_data = match &k[at..] {
+                    "@data.type" => true,
+                    "@odata.type" => false,
+                    _ => continue,
+                };
+                k.truncate(at);
+                let e = types.entry(k).or_default();
+                *if is_data { &mut e.data } else { &mut e.odata } = Some(t);
+            }
+            _ => {}
+        }
+    }
+    data.into_iter()
         .map(|(k, v)| {
-            let dt = map.get(&format!("{k}@data.type")).and_then(Json::as_str);
-            let ot = map.get(&format!("{k}@odata.type")).and_then(Json::as_str);
-            (k.clone(), json_to_value(v, dt, ot))
+            let t = types.get(&k);
+            let value = json_to_value(
+                v,
+                t.and_then(|t| t.data.as_deref()),
+                t.and_then(|t| t.odata.as_deref()),
+            );
+            (k, value)
         })
         .collect()
 }
@@ -397,7 +425,7 @@ pub fn properties(map: &Map<String, Json>) -> Vec<(String, Value)> {
 /// A REST result object as the CLIXML object RPS would have sent: `type_names` (from the
 /// catalog; empty → a PSCustomObject with the properties as note properties), ToString =
 /// Identity (else Name), data properties under `Props`.
-pub fn object_from_json(map: &Map<String, Json>, type_names: &[String]) -> Value {
+pub fn object_from_json(map: Map<String, Json>, type_names: &[String]) -> Value {
     let props = properties(map);
     let to_string = ["Identity", "Name"].iter().find_map(|n| {
         props
@@ -615,7 +643,7 @@ mod tests {
             "Microsoft.Exchange.Data.Directory.Management.Mailbox".to_string(),
             "System.Object".into(),
         ];
-        let Value::Object(obj) = object_from_json(json.as_object().unwrap(), &types) else {
+        let Value::Object(obj) = object_from_json(json.as_object().unwrap().clone(), &types) else {
             panic!()
         };
         assert_eq!(obj.type_names, types);

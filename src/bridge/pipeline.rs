@@ -9,11 +9,13 @@
 //! RPS endpoint uses this runner too (with an in-memory backend), so both modes share one
 //! definition of pipeline semantics.
 //!
-//! Streaming is pull-based: a backend call yields [`Batch`]es (one per REST page) and each
-//! object is pushed down the rest of the pipeline before the next page is requested, so the
-//! first object reaches the client before the last page is fetched and a slow client slows
-//! the paging (the output sink is bounded). Dropping the future (Ctrl-C) drops the in-flight
-//! call; `Select-Object -First n` stops upstream paging the same way.
+//! Streaming is pull-based with one step of look-ahead: a backend call yields [`Batch`]es
+//! (one per REST page); while a page's objects are pushed down the rest of the pipeline, the
+//! next page is already being requested, and no further one. So the first object reaches
+//! the client before the last page is fetched, conversion overlaps Exchange's time for the
+//! next page (BENCHMARKS.md, bridge), and a slow client still slows the paging, at most one
+//! page ahead (the output sink is bounded). Dropping the future (Ctrl-C) drops the in-flight
+//! request; `Select-Object -First n` stops upstream paging the same way.
 //!
 //! Common parameters act as in PowerShell: `-ErrorAction Stop` turns a cmdlet's error into
 //! a Failed pipeline, `SilentlyContinue`/`Ignore` drop it; `-WarningAction` likewise for
@@ -396,33 +398,69 @@ impl<B: Backend> Ctx<'_, B> {
                     }
                 }
             }
-            let mut call =
-                self.backend
-                    .call(self.caller, stage.entry, parameters, &stage.bound.common);
-            while let Some(step) = call.next().await {
-                match step {
-                    Ok(batch) => {
-                        for obj in batch.objects {
-                            if self.feed(rest, Some(obj)).await? == Flow::Enough {
-                                return Ok(Flow::Enough);
-                            }
-                        }
-                        for e in batch.errors {
-                            self.error(&stage.bound.common, e).await?;
-                        }
-                        for w in batch.warnings {
-                            self.warning(cmdlet, &stage.bound.common, w).await?;
-                        }
-                    }
+            let common = &stage.bound.common;
+            let mut call = self
+                .backend
+                .call(self.caller, stage.entry, parameters, common);
+            let mut step = call.next().await;
+            while let Some(current) = step {
+                let batch = match current {
+                    Ok(batch) => batch,
                     Err(Failure::NonTerminating(rec)) => {
-                        self.error(&stage.bound.common, rec).await?;
+                        self.error(common, rec).await?;
                         break;
                     }
                     Err(Failure::Terminating(rec)) => return Err(Stop::Failed(Box::new(rec))),
+                };
+                // One step ahead: the next page is requested while this one goes downstream,
+                // so conversion and a slow client overlap Exchange's time for the next page.
+                // Only one is ever in flight, and returning early drops (cancels) it.
+                let mut ahead = call.next();
+                let mut arrived = None;
+                let mut feeding = std::pin::pin!(self.feed_batch(rest, cmdlet, common, batch));
+                let flow = loop {
+                    tokio::select! {
+                        biased;
+                        flow = &mut feeding => break flow?,
+                        s = &mut ahead, if arrived.is_none() => arrived = Some(s),
+                    }
+                };
+                if flow == Flow::Enough {
+                    return Ok(Flow::Enough);
                 }
+                step = match arrived {
+                    Some(s) => s,
+                    None => ahead.await,
+                };
             }
             Ok(Flow::More)
         })
+    }
+
+    /// One backend step's objects down the rest of the pipeline, then its errors and
+    /// warnings (in the order Exchange wrote them).
+    async fn feed_batch(
+        &self,
+        rest: &mut [Stage<'_>],
+        cmdlet: &str,
+        common: &CommonParameters,
+        batch: Batch,
+    ) -> Result<Flow, Stop>
+    where
+        B::Caller: Sync,
+    {
+        for obj in batch.objects {
+            if self.feed(rest, Some(obj)).await? == Flow::Enough {
+                return Ok(Flow::Enough);
+            }
+        }
+        for e in batch.errors {
+            self.error(common, e).await?;
+        }
+        for w in batch.warnings {
+            self.warning(cmdlet, common, w).await?;
+        }
+        Ok(Flow::More)
     }
 
     async fn feed_local(

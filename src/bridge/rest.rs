@@ -554,7 +554,7 @@ impl<T: TokenSource + ?Sized> RestCall<'_, T> {
         let objects = page
             .value
             .unwrap_or_default()
-            .iter()
+            .into_iter()
             .map(|o| convert::object_from_json(o, types))
             .collect();
         let last = self.next_url.is_none();

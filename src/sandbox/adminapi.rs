@@ -28,6 +28,16 @@ use crate::bridge::errors::ExchangeError;
 /// Largest page the service returns.
 pub const MAX_PAGE: usize = 1000;
 
+/// Counts a request whose client went away while the simulator was still holding it (its
+/// handler future was dropped); forgotten once the wait is over.
+struct Unanswered<'a>(&'a super::data::Stats);
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        self.0.count(&self.0.abandoned_requests);
+    }
+}
+
 fn take(counter: &std::sync::atomic::AtomicU32) -> bool {
     counter
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -143,9 +153,7 @@ pub async fn handle(
     }
     let path = request.uri().path().to_ascii_lowercase();
     if path.ends_with("/exomodulefile") && request.method() == Method::GET {
-        data.stats
-            .module_file_requests
-            .fetch_add(1, Ordering::SeqCst);
+        data.stats.count(&data.stats.module_file_requests);
         let names = data
             .knobs
             .exported_cmdlets
@@ -180,10 +188,10 @@ pub async fn handle(
         );
         return error_response(StatusCode::METHOD_NOT_ALLOWED, &e, &request_id, &server);
     }
-    data.stats.invoke_requests.fetch_add(1, Ordering::SeqCst);
+    data.stats.count(&data.stats.invoke_requests);
     let skip = skip_token(&request);
     if skip > 0 {
-        data.stats.page_requests.fetch_add(1, Ordering::SeqCst);
+        data.stats.count(&data.stats.page_requests);
     }
     let latency = data.knobs.latency_ms.load(Ordering::SeqCst)
         + if skip > 0 {
@@ -192,7 +200,12 @@ pub async fn handle(
             0
         };
     if latency > 0 {
+        let waiting = Unanswered(&data.stats);
         tokio::time::sleep(Duration::from_millis(latency)).await;
+        std::mem::forget(waiting);
+    }
+    if skip > 0 {
+        data.stats.count(&data.stats.pages_answered);
     }
     if take(&data.knobs.unauthorized_next) {
         let mut rsp = Response::new(Bytes::new());

@@ -252,12 +252,40 @@ pub struct Stats {
     pub invoke_requests: AtomicU64,
     /// Follow-up page requests (`@odata.nextLink`).
     pub page_requests: AtomicU64,
+    /// Follow-up page requests that got past the simulated latency (answered: a page or an error).
+    pub pages_answered: AtomicU64,
+    /// Requests whose client went away while the simulated latency held them.
+    pub abandoned_requests: AtomicU64,
     /// EXOModuleFile requests.
     pub module_file_requests: AtomicU64,
     /// The last InvokeCommand request: headers (lower-case names) and JSON body.
     pub last_request: Mutex<Option<SeenRequest>>,
     /// Every InvokeCommand body received, in order (bounded to the last 1,000).
     pub bodies: Mutex<Vec<Json>>,
+    /// Woken whenever a request counter moves ([`Stats::count`]).
+    changed: tokio::sync::Notify,
+}
+
+impl Stats {
+    /// Adds one to `counter` (one of this struct's) and wakes [`Stats::until`] waiters.
+    pub fn count(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves once `done` holds for the counters: lets a test wait for what the
+    /// simulator saw (a request arriving, a client going away) without sleeping.
+    pub async fn until(&self, done: impl Fn(&Self) -> bool) {
+        loop {
+            let changed = self.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if done(self) {
+                return;
+            }
+            changed.await;
+        }
+    }
 }
 
 /// All tenants' data, knobs and counters.

@@ -792,9 +792,41 @@ async fn unauthorized_refreshes_the_token_once() {
     assert!(rec.message.contains("AADSTS700027"), "{}", rec.message);
 }
 
+/// Waits until the simulator's counters satisfy `done`; a bound (not a measurement) keeps a
+/// regression from hanging the run.
+async fn seen(
+    stats: &exo_authproxy::sandbox::data::Stats,
+    what: &str,
+    done: impl Fn(&exo_authproxy::sandbox::data::Stats) -> bool,
+) {
+    if tokio::time::timeout(Duration::from_secs(60), stats.until(done))
+        .await
+        .is_err()
+    {
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::SeqCst);
+        panic!(
+            "the simulator never saw {what}: {} requests, {} follow-up pages, {} answered, {} abandoned",
+            n(&stats.invoke_requests),
+            n(&stats.page_requests),
+            n(&stats.pages_answered),
+            n(&stats.abandoned_requests)
+        );
+    }
+}
+
+/// Ctrl-C while the client sits on the first page: the one page requested ahead is
+/// cancelled in flight (Exchange never answers it) and nothing is requested after the stop.
 #[tokio::test]
-async fn stopping_during_paging_requests_no_further_pages() {
+async fn stopping_during_paging_cancels_the_page_ahead_and_requests_no_more() {
     let b = bridge(10_000).await;
+    let stats = &b.api.data.stats;
+    // Follow-up pages are held far longer than the test runs: the page ahead is in flight
+    // when the stop comes.
+    b.api
+        .data
+        .knobs
+        .page_latency_ms
+        .store(3_600_000, Ordering::SeqCst);
     let (sink, mut rx) = OutputSink::channel(1);
     let (_tx, input) = tokio::sync::mpsc::channel(1);
     let p = pipeline(vec![cmd(
@@ -810,9 +842,17 @@ async fn stopping_during_paging_requests_no_further_pages() {
             Some(_) = rx.recv() => got += 1,
         }
     }
+    // The client holds the first page (a one-slot sink); the page ahead is requested.
+    tokio::select! {
+        end = &mut run => panic!("ended early: {end:?}"),
+        () = seen(stats, "the page ahead requested", |s| s.page_requests.load(Ordering::SeqCst) == 1) => {}
+    }
     drop(run); // what the endpoint does on Signal ctrl_c
-    let requests = b.api.data.stats.invoke_requests.load(Ordering::SeqCst);
-    assert_eq!(requests, 1, "only the first page was requested");
+    seen(stats, "the page ahead abandoned", |s| {
+        s.abandoned_requests.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(stats.pages_answered.load(Ordering::SeqCst), 0);
     // One more full round trip on the same server: no page request arrived in between.
     let (outs, _) = run_on(
         &b.exec,
@@ -822,8 +862,53 @@ async fn stopping_during_paging_requests_no_further_pages() {
     )
     .await;
     assert_eq!(objects(&outs).len(), 1);
-    assert_eq!(b.api.data.stats.invoke_requests.load(Ordering::SeqCst), 2);
-    assert_eq!(b.api.data.stats.page_requests.load(Ordering::SeqCst), 0);
+    assert_eq!(stats.invoke_requests.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        stats.page_requests.load(Ordering::SeqCst),
+        1,
+        "only the one page ahead"
+    );
+}
+
+/// A slow client slows the paging: the bridge runs at most one page ahead of what the
+/// client has taken.
+#[tokio::test]
+async fn paging_runs_at_most_one_page_ahead_of_a_slow_client() {
+    let b = bridge(5_000).await;
+    let stats = &b.api.data.stats;
+    let (sink, mut rx) = OutputSink::channel(1);
+    let (_tx, input) = tokio::sync::mpsc::channel(1);
+    let p = pipeline(vec![cmd(
+        "Get-Mailbox",
+        &[(Some("ResultSize"), s("Unlimited"))],
+    )]);
+    let caller = caller();
+    let mut run = Box::pin(b.exec.run(&caller, p, input, sink));
+    // Take the first page and one object of the second.
+    let mut got = 0;
+    while got < 1_001 {
+        tokio::select! {
+            end = &mut run => panic!("ended early: {end:?}"),
+            Some(_) = rx.recv() => got += 1,
+        }
+    }
+    // Page 3 is the one ahead; let the bridge run as far as it will without the client.
+    tokio::select! {
+        end = &mut run => panic!("ended early: {end:?}"),
+        () = seen(stats, "page 3 answered", |s| s.pages_answered.load(Ordering::SeqCst) == 2) => {}
+    }
+    for _ in 0..100 {
+        tokio::select! {
+            end = &mut run => panic!("ended early: {end:?}"),
+            () = tokio::task::yield_now() => {}
+        }
+    }
+    assert_eq!(
+        stats.page_requests.load(Ordering::SeqCst),
+        2,
+        "pages 2 and 3 only"
+    );
+    drop(run);
 }
 
 #[tokio::test]
@@ -846,9 +931,9 @@ async fn first_object_arrives_before_the_last_page_is_fetched() {
         let first = rx.recv().await;
         assert!(first.is_some());
         assert_eq!(
-            b.api.data.stats.page_requests.load(Ordering::SeqCst),
+            b.api.data.stats.pages_answered.load(Ordering::SeqCst),
             0,
-            "first object before any next page"
+            "first object before any next page was answered"
         );
         let mut n = 1;
         while rx.recv().await.is_some() {
