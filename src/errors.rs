@@ -32,6 +32,9 @@ pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 /// Marks a response as the proxy's own, with a stable machine-readable code.
 pub const PROXY_ERROR: HeaderName = HeaderName::from_static("x-exo-authproxy-error");
 
+/// The content type of plain-text answers.
+pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+
 /// The Basic challenge the proxy sends (WinRM clients answer it with the credential).
 pub const BASIC_CHALLENGE: &str = r#"Basic realm="exo-authproxy""#;
 
@@ -48,6 +51,15 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed_unsync()
+}
+
+/// A plain-text response (the `Shape::Plain` errors, and the admin listener's answers).
+pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut rsp = Response::new(full(body));
+    *rsp.status_mut() = status;
+    rsp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    rsp
 }
 
 /// Everything the proxy itself can answer instead of relaying Exchange.
@@ -322,15 +334,7 @@ pub fn respond(
             );
             rsp
         }
-        Shape::Plain(status) => {
-            let mut rsp = Response::new(full(text + "\n"));
-            *rsp.status_mut() = status;
-            rsp.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            rsp
-        }
+        Shape::Plain(status) => self::text(status, TEXT_PLAIN, text + "\n"),
         Shape::Fault(code, subcode, wsman_code) => {
             let fault = Fault {
                 code,

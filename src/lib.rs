@@ -9,6 +9,8 @@
 //! - `forward`: where an authenticated request goes; `winrm` passthrough.
 //! - `errors`: every response the proxy makes up itself (WS-Man faults, 401).
 //! - `shutdown`: the one shutdown signal and the drain.
+//! - `metrics`: Prometheus counters, incremented where events happen.
+//! - `admin`: the `[admin]` listener: health probes and `/metrics`.
 //! - `token`: Entra ID app-only tokens: credentials, client assertion, cache, claims diagnosis.
 //! - `remoting`: the PowerShell remoting endpoint (WS-Man + PSRP + CLIXML), used by the REST
 //!   bridge and the sandbox.
@@ -17,12 +19,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod errors;
 pub mod forward;
 pub mod listener;
+pub mod metrics;
 pub mod onboarding;
 pub mod remoting;
 pub mod sandbox;
@@ -47,6 +51,8 @@ use listener::{LocalUser, Proxy, Upstream};
 pub struct Listeners {
     /// The client-facing listener.
     pub proxy: TcpListener,
+    /// `[admin]`: health probes and metrics (None: not configured).
+    pub admin: Option<TcpListener>,
 }
 
 /// What the proxy talks to, built before binding so a bad credential fails startup.
@@ -55,6 +61,34 @@ pub struct Services {
     pub tokens: Arc<dyn TokenSource>,
     /// `rest` mode: the remoting endpoint over the REST bridge.
     pub rest: Option<Arc<dyn RemotingService>>,
+    /// The metrics every component counts into (the token engine and the bridge got their
+    /// handles when they were built: [`TokenEngine::observe`](token::TokenEngine::observe),
+    /// [`rest_endpoint`]).
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+impl Services {
+    /// The services `serve` runs with for `config`: `tokens` counting into a fresh
+    /// [`metrics::Metrics`], and in `rest` mode the REST bridge over the same engine.
+    ///
+    /// # Errors
+    /// As for [`rest_endpoint`].
+    pub fn for_config(
+        config: &Config,
+        tokens: Arc<token::TokenEngine>,
+    ) -> Result<Self, ServeError> {
+        let metrics = Arc::new(metrics::Metrics::new());
+        tokens.observe(metrics.tokens.clone());
+        let rest = match config.exchange.mode {
+            Mode::Rest => Some(rest_endpoint(config, tokens.clone(), &metrics)?),
+            Mode::Winrm => None,
+        };
+        Ok(Self {
+            tokens,
+            rest,
+            metrics,
+        })
+    }
 }
 
 /// Why the proxy cannot start. Each says what to fix.
@@ -102,6 +136,7 @@ pub enum ServeError {
 pub fn rest_endpoint(
     config: &Config,
     tokens: Arc<token::TokenEngine>,
+    metrics: &metrics::Metrics,
 ) -> Result<Arc<dyn RemotingService>, ServeError> {
     use forward::winrm::UpstreamError;
     let endpoint =
@@ -117,7 +152,8 @@ pub fn rest_endpoint(
         .connect_timeout(std::time::Duration::from_secs(10))
         .build()
         .map_err(|e| UpstreamError::Client(e.to_string()))?;
-    let executor = bridge::RestExecutor::new(http, tokens, bridge::RestSettings::new(endpoint));
+    let executor = bridge::RestExecutor::new(http, tokens, bridge::RestSettings::new(endpoint))
+        .with_metrics(metrics.bridge.clone());
     Ok(Arc::new(remoting::Endpoint::new(
         Arc::new(executor),
         remoting::Settings::default(),
@@ -128,6 +164,8 @@ pub fn rest_endpoint(
 pub struct Prepared {
     proxy: Arc<Proxy>,
     listen: SocketAddr,
+    admin: Option<SocketAddr>,
+    tokens: Arc<dyn TokenSource>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -205,7 +243,7 @@ impl Prepared {
             Mode::Winrm => Upstream::Winrm(Box::new(forward::winrm::Winrm::new(
                 &config.exchange.endpoint,
                 config.exchange.ca_file.as_deref(),
-                services.tokens,
+                services.tokens.clone(),
             )?)),
             Mode::Rest => Upstream::Rest(services.rest.ok_or(ServeError::RestBridgeMissing)?),
         };
@@ -215,8 +253,11 @@ impl Prepared {
                 users,
                 upstream,
                 tls,
+                metrics: services.metrics,
             }),
             listen,
+            admin: config.admin.as_ref().map(|a| a.address),
+            tokens: services.tokens,
         })
     }
 
@@ -228,6 +269,11 @@ impl Prepared {
     /// The configured listen address (the caller binds it).
     pub fn listen_address(&self) -> SocketAddr {
         self.listen
+    }
+
+    /// `[admin] address`, if configured (the caller binds it).
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.admin
     }
 
     /// The proxy's shared state (tests read counters through it).
@@ -261,6 +307,7 @@ pub async fn serve_with_grace(
 ) -> Result<(), ServeError> {
     let drain = shutdown::Drain::new(grace);
     let proxy = prepared.proxy;
+    let tokens = prepared.tokens;
     if let Ok(addr) = listeners.proxy.local_addr() {
         let scheme = if proxy.tls.is_some() { "https" } else { "http" };
         tracing::info!(address = %addr, "listening on {scheme}://{addr}/powershell-liveid");
@@ -293,12 +340,27 @@ pub async fn serve_with_grace(
         proxy.clone(),
         drain.clone(),
     ));
+    // After the proxy listener: startup succeeds once the proxy accepts. Not drained: it
+    // answers (readiness 503) until the proxy's drain is over, then it is aborted.
+    let admin = listeners.admin.map(|listener| {
+        tokio::spawn(admin::serve(
+            listener,
+            Arc::new(admin::Admin {
+                metrics: proxy.metrics.clone(),
+                tokens,
+                drain: drain.clone(),
+            }),
+        ))
+    });
     shutdown.await;
     tracing::info!("shutting down: finishing in-flight requests");
     let open = drain.drain().await;
     let _ = accept.await;
     if let Upstream::Rest(endpoint) = &proxy.upstream {
         endpoint.close_all();
+    }
+    if let Some(admin) = admin {
+        admin.abort();
     }
     tracing::info!(still_open = open, "stopped");
     Ok(())

@@ -166,15 +166,8 @@ async fn serve(path: &std::path::Path) -> Result<(), Failure> {
     let config = load_config(path)?;
     let tokens = exo_authproxy::token::TokenEngine::new(&config, &ProcessEnvironment)
         .map_err(|e| Failure::Credential(e.to_string()))?;
-    let tokens = Arc::new(tokens);
-    let rest = match config.exchange.mode {
-        exo_authproxy::config::Mode::Rest => Some(
-            exo_authproxy::rest_endpoint(&config, tokens.clone())
-                .map_err(|e| Failure::Config(e.to_string()))?,
-        ),
-        exo_authproxy::config::Mode::Winrm => None,
-    };
-    let services = Services { tokens, rest };
+    let services = Services::for_config(&config, Arc::new(tokens))
+        .map_err(|e| Failure::Config(e.to_string()))?;
     let prepared = Prepared::new(&config, services).map_err(|e| match e {
         ServeError::Tls(_) => Failure::Certificate(e.to_string()),
         _ => Failure::Config(e.to_string()),
@@ -183,6 +176,14 @@ async fn serve(path: &std::path::Path) -> Result<(), Failure> {
     let proxy = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|source| Failure::Bind { address, source })?;
+    let admin = match prepared.admin_address() {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| Failure::Bind { address, source })?,
+        ),
+        None => None,
+    };
     if let Some(tls) = prepared.tls() {
         if matches!(
             tls.source(),
@@ -196,7 +197,7 @@ async fn serve(path: &std::path::Path) -> Result<(), Failure> {
     }
     exo_authproxy::serve(
         prepared,
-        Listeners { proxy },
+        Listeners { proxy, admin },
         exo_authproxy::shutdown::os_signal(),
     )
     .await

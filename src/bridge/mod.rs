@@ -67,6 +67,13 @@ impl<T: TokenSource + ?Sized> RestExecutor<T> {
         }
     }
 
+    /// Counts cmdlet calls, pages and retries into `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: crate::metrics::BridgeMetrics) -> Self {
+        self.client.metrics = metrics;
+        self
+    }
+
     /// The caller's tenant's catalog: the built-in table trimmed to the cmdlets Exchange
     /// exports to the app (fetched once per tenant and cached), or the whole built-in table
     /// when the lookup is off or fails (logged; retried after a few minutes).
@@ -124,17 +131,4 @@ impl<T: TokenSource + ?Sized> Executor for RestExecutor<T> {
     ) -> Result<Vec<CommandMetadata>, ErrorRecord> {
         Ok(self.catalog(caller).await.query(&query))
     }
-}
-
-/// The `rest`-mode remoting service the listener serves (`Services::rest`): the remoting
-/// endpoint over a [`RestExecutor`] calling `settings.endpoint` with `http` (whose trust
-/// roots are `[exchange] ca_file` or the system's) and the proxy's token source.
-pub fn service(
-    http: reqwest::Client,
-    tokens: Arc<dyn crate::forward::TokenSource>,
-    settings: RestSettings,
-    remoting: crate::remoting::Settings,
-) -> Arc<dyn crate::forward::RemotingService> {
-    let executor = Arc::new(RestExecutor::new(http, tokens, settings));
-    Arc::new(crate::remoting::Endpoint::new(executor, remoting))
 }

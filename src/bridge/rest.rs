@@ -166,6 +166,7 @@ pub struct RestClient<T: ?Sized> {
     http: reqwest::Client,
     settings: RestSettings,
     tokens: Arc<T>,
+    pub(super) metrics: crate::metrics::BridgeMetrics,
 }
 
 #[derive(Deserialize)]
@@ -220,6 +221,7 @@ impl<T: TokenSource + ?Sized> RestClient<T> {
             http,
             settings,
             tokens,
+            metrics: crate::metrics::BridgeMetrics::default(),
         }
     }
 
@@ -308,6 +310,13 @@ impl<T: TokenSource + ?Sized> RestClient<T> {
         )
     }
 
+    fn count_retry(&self, reason: &'static str) {
+        self.metrics
+            .retries
+            .get_or_create(&crate::metrics::RetryLabels { reason })
+            .inc();
+    }
+
     /// POSTs one page request with retries; returns the 200 body.
     async fn post(&self, ctx: &CallCtx<'_>, url: &Url) -> Result<(Bytes, ErrorOrigin), Failure> {
         let cmdlet = ctx.entry.metadata.name.as_str();
@@ -347,6 +356,7 @@ impl<T: TokenSource + ?Sized> RestClient<T> {
                 Ok(r) => r,
                 Err(e) if e.is_connect() && attempt < self.settings.max_retries => {
                     tracing::warn!(%cmdlet, %request_id, error = %e, "Exchange unreachable; retrying");
+                    self.count_retry("connect");
                     tokio::time::sleep(self.backoff(attempt, None)).await;
                     attempt += 1;
                     continue;
@@ -368,6 +378,11 @@ impl<T: TokenSource + ?Sized> RestClient<T> {
                     continue;
                 }
                 429 | 503 | 504 if attempt < self.settings.max_retries => {
+                    self.count_retry(match status {
+                        429 => "429",
+                        503 => "503",
+                        _ => "504",
+                    });
                     let wait = self.backoff(attempt, retry_after(&resp));
                     tracing::info!(%cmdlet, status, wait_ms = wait.as_millis() as u64, attempt, "throttled; waiting");
                     tokio::time::sleep(wait).await;
@@ -383,6 +398,7 @@ impl<T: TokenSource + ?Sized> RestClient<T> {
                 && TRANSIENT.iter().any(|t| e.class.ends_with(t))
                 && attempt < self.settings.max_retries
             {
+                self.count_retry("transient");
                 tokio::time::sleep(self.backoff(attempt, hint)).await;
                 attempt += 1;
                 continue;
@@ -511,7 +527,32 @@ pub struct RestCall<'a, T: ?Sized> {
 }
 
 impl<T: TokenSource + ?Sized> RestCall<'_, T> {
+    /// [`RestCall::fetch_page`], counted: a page received, and the call's result once known.
     async fn page(&mut self) -> Option<Result<Batch, Failure>> {
+        let step = self.fetch_page().await;
+        let m = &self.client.metrics;
+        let result = match &step {
+            Some(Ok(_)) => {
+                m.pages.inc();
+                if self.next_url.is_some() {
+                    return step;
+                }
+                "ok"
+            }
+            Some(Err(Failure::NonTerminating(_))) => "error",
+            Some(Err(Failure::Terminating(_))) => "failed",
+            None => return step,
+        };
+        m.calls
+            .get_or_create(&crate::metrics::CmdletLabels {
+                cmdlet: self.ctx.entry.metadata.name.clone(),
+                result,
+            })
+            .inc();
+        step
+    }
+
+    async fn fetch_page(&mut self) -> Option<Result<Batch, Failure>> {
         let url = self.next_url.take()?;
         let cmdlet = self.ctx.entry.metadata.name.clone();
         let (body, origin) = match self.client.post(&self.ctx, &url).await {

@@ -55,6 +55,11 @@ pub trait TokenSource: Send + Sync + 'static {
         &'a self,
         tenant: &'a TenantName,
     ) -> BoxFuture<'a, Result<AccessToken, TokenError>>;
+    /// Every tenant's token state without fetching (readiness); a source that keeps no
+    /// state reports none.
+    fn health(&self) -> BoxFuture<'_, Vec<(TenantName, crate::token::Health)>> {
+        Box::pin(std::future::ready(Vec::new()))
+    }
 }
 
 impl TokenSource for TokenEngine {
@@ -69,6 +74,9 @@ impl TokenSource for TokenEngine {
         tenant: &'a TenantName,
     ) -> BoxFuture<'a, Result<AccessToken, TokenError>> {
         Box::pin(TokenEngine::refresh(self, tenant))
+    }
+    fn health(&self) -> BoxFuture<'_, Vec<(TenantName, crate::token::Health)>> {
+        Box::pin(TokenEngine::health(self))
     }
 }
 

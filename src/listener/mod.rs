@@ -78,6 +78,8 @@ pub struct Proxy {
     pub upstream: Upstream,
     /// TLS, or None for `plaintext = true` (loopback only).
     pub tls: Option<Arc<ListenerTls>>,
+    /// Counters (requests, latency, connections).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Proxy {
@@ -106,8 +108,12 @@ pub async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, drain: Drain)
                 let _ = tcp.set_nodelay(true);
                 let proxy = proxy.clone();
                 let conn_drain = drain.clone();
+                proxy.metrics.connections.inc();
+                proxy.metrics.connections_open.inc();
                 drain.spawn(async move {
+                    let open = proxy.metrics.connections_open.clone();
                     connection(tcp, peer, proxy, conn_drain).await;
+                    open.dec();
                     drop(permit);
                 });
             }
@@ -199,9 +205,21 @@ async fn handle(
     let started = Instant::now();
     let mut relates_to = None;
     let result = route_and_forward(proxy, state, peer.ip(), req, &mut relates_to).await;
-    if let Err(err) = &result {
-        tracing::info!(client = %peer, mode = proxy.mode(), code = err.code(), latency_ms = started.elapsed().as_millis() as u64, "refused");
-    }
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(err) => {
+            tracing::info!(client = %peer, mode = proxy.mode(), code = err.code(), latency_ms = started.elapsed().as_millis() as u64, "refused");
+            err.code()
+        }
+    };
+    let mode = proxy.mode();
+    let m = &proxy.metrics;
+    m.requests
+        .get_or_create(&crate::metrics::RequestLabels { mode, outcome })
+        .inc();
+    m.request_seconds
+        .get_or_create(&crate::metrics::ModeLabels { mode })
+        .observe(started.elapsed().as_secs_f64());
     errors::respond(result, relates_to.as_deref())
 }
 

@@ -288,11 +288,14 @@ impl World {
     ) -> Result<(crate::Prepared, Arc<crate::token::TokenEngine>), SandboxError> {
         let env = std::collections::HashMap::<String, String>::new();
         let tokens = Arc::new(crate::token::TokenEngine::new(&self.config, &env)?);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        tokens.observe(metrics.tokens.clone());
         let prepared = crate::Prepared::new(
             &self.config,
             crate::Services {
                 tokens: tokens.clone(),
                 rest,
+                metrics,
             },
         )?;
         Ok((prepared, tokens))
@@ -307,17 +310,8 @@ impl World {
     ) -> Result<(crate::Prepared, Arc<crate::token::TokenEngine>), SandboxError> {
         let env = std::collections::HashMap::<String, String>::new();
         let tokens = Arc::new(crate::token::TokenEngine::new(&self.config, &env)?);
-        let rest = match self.config.exchange.mode {
-            Mode::Rest => Some(crate::rest_endpoint(&self.config, tokens.clone())?),
-            Mode::Winrm => None,
-        };
-        let prepared = crate::Prepared::new(
-            &self.config,
-            crate::Services {
-                tokens: tokens.clone(),
-                rest,
-            },
-        )?;
+        let services = crate::Services::for_config(&self.config, tokens.clone())?;
+        let prepared = crate::Prepared::new(&self.config, services)?;
         Ok((prepared, tokens))
     }
 
@@ -529,7 +523,15 @@ pub async fn run_on(
         )
     );
     let _ = out.flush();
-    crate::serve(prepared, crate::Listeners { proxy: listener }, shutdown).await?;
+    crate::serve(
+        prepared,
+        crate::Listeners {
+            proxy: listener,
+            admin: None,
+        },
+        shutdown,
+    )
+    .await?;
     drop(world);
     Ok(())
 }

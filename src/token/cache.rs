@@ -122,6 +122,23 @@ struct Inner<S> {
     source: S,
     settings: Settings,
     slots: moka::future::Cache<CacheKey, Arc<Slot>>,
+    metrics: std::sync::OnceLock<crate::metrics::TokenMetrics>,
+}
+
+/// What a tenant's slot says about its token (readiness, `/metrics`).
+#[derive(Debug, Clone)]
+pub enum Health {
+    /// Never requested: tokens are fetched on first use.
+    NotFetched,
+    /// A token is handed out now, for this much longer at most.
+    Usable {
+        /// Until the expiry margin.
+        usable_for: Duration,
+        /// The last background refresh failed (the token is still served).
+        refresh_failing: bool,
+    },
+    /// No usable token, and the last fetch failed with this.
+    Failing(TokenError),
 }
 
 /// The cache. Cheap to clone (shared state).
@@ -145,6 +162,7 @@ impl<S: TokenSource> TokenCache<S> {
                 source,
                 settings,
                 slots: moka::future::Cache::builder().max_capacity(100_000).build(),
+                metrics: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -152,6 +170,29 @@ impl<S: TokenSource> TokenCache<S> {
     /// The source (tests read its counters).
     pub fn source(&self) -> &S {
         &self.inner.source
+    }
+
+    /// Counts every fetch's outcome into `metrics` from now on (the first call wins).
+    pub fn observe(&self, metrics: crate::metrics::TokenMetrics) {
+        let _ = self.inner.metrics.set(metrics);
+    }
+
+    /// The state of `key`'s token, without fetching.
+    pub async fn health(&self, key: &CacheKey) -> Health {
+        let Some(slot) = self.inner.slots.get(key).await else {
+            return Health::NotFetched;
+        };
+        let st = slot.lock();
+        let now = Instant::now();
+        match (&st.current, &st.last_error) {
+            (Some(entry), _) if now < entry.usable_until => Health::Usable {
+                usable_for: entry.usable_until - now,
+                refresh_failing: st.refresh_failures > 0,
+            },
+            (_, Some(err)) => Health::Failing(err.clone()),
+            // Expired and not fetched again since: the next caller fetches.
+            (Some(_), None) | (None, None) => Health::NotFetched,
+        }
     }
 
     async fn slot(&self, key: &CacheKey) -> Arc<Slot> {
@@ -285,7 +326,24 @@ impl<S: TokenSource> TokenCache<S> {
     }
 }
 
+/// One fetch (with its retries), counted once in the metrics.
 async fn fetch_with_retry<S: TokenSource>(
+    inner: &Inner<S>,
+    key: &CacheKey,
+) -> Result<Entry, TokenError> {
+    let result = fetch_retrying(inner, key).await;
+    if let Some(m) = inner.metrics.get() {
+        m.requests
+            .get_or_create(&crate::metrics::TokenLabels {
+                tenant: key.tenant.0.clone(),
+                result: if result.is_ok() { "ok" } else { "error" },
+            })
+            .inc();
+    }
+    result
+}
+
+async fn fetch_retrying<S: TokenSource>(
     inner: &Inner<S>,
     key: &CacheKey,
 ) -> Result<Entry, TokenError> {

@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 use crate::config::{Config, Environment, TenantName};
 use crate::secret::Secret;
 
-pub use cache::{CacheKey, Fetched, Settings, TokenCache, TokenSource};
+pub use cache::{CacheKey, Fetched, Health, Settings, TokenCache, TokenSource};
 pub use client::{CaFileError, EntraSource, Target};
 pub use credential::{Credential, CredentialError};
 
@@ -257,6 +257,30 @@ impl TokenEngine {
     /// As for [`TokenEngine::token`].
     pub async fn refresh(&self, tenant: &TenantName) -> Result<AccessToken, TokenError> {
         self.cache.refresh(self.key(tenant)?).await
+    }
+
+    /// Counts token requests into `metrics` from now on.
+    pub fn observe(&self, metrics: crate::metrics::TokenMetrics) {
+        self.cache.observe(metrics);
+    }
+
+    /// Every configured tenant's token state, by tenant name, without fetching.
+    pub async fn health(&self) -> Vec<(TenantName, Health)> {
+        let mut out = Vec::with_capacity(self.keys.len());
+        for (tenant, key) in &self.keys {
+            let credential = self.target(tenant).map(|t| t.credential.as_ref());
+            let health = match credential {
+                // Known at startup: no fetch will ever succeed until the config is fixed.
+                Some(Err(error)) => Health::Failing(TokenError::Credential {
+                    tenant: tenant.clone(),
+                    error: error.clone(),
+                }),
+                _ => self.cache.health(key).await,
+            };
+            out.push((tenant.clone(), health));
+        }
+        out.sort_by(|a, b| a.0.0.cmp(&b.0.0));
+        out
     }
 
     /// What the engine knows about `tenant`'s app and credential (for `check` and messages).

@@ -1034,3 +1034,54 @@ async fn rps_and_bridge_produce_equal_objects() {
         }
     }
 }
+
+/// `/metrics` for rest mode: each cmdlet call counted once with its result, every page, and
+/// every wait before a retry.
+#[tokio::test]
+async fn bridge_counts_cmdlet_calls_pages_and_retries() {
+    let metrics = exo_authproxy::metrics::Metrics::new();
+    let Bridge { api, exec, .. } = bridge(2_500).await;
+    let exec = exec.with_metrics(metrics.bridge.clone());
+    let caller = caller();
+    let (outs, end) = run_on(
+        &exec,
+        &caller,
+        pipeline(vec![cmd(
+            "Get-Mailbox",
+            &[(Some("ResultSize"), s("Unlimited"))],
+        )]),
+        vec![],
+    )
+    .await;
+    assert_eq!((end, objects(&outs).len()), (PipelineEnd::Completed, 2_500));
+    let (_, end) = run_on(
+        &exec,
+        &caller,
+        pipeline(vec![cmd(
+            "Get-Mailbox",
+            &[(Some("Identity"), s("nosuchuser"))],
+        )]),
+        vec![],
+    )
+    .await;
+    assert_eq!(end, PipelineEnd::Completed);
+    api.data.knobs.unavailable_next.store(2, Ordering::SeqCst);
+    let (_, end) = run_on(
+        &exec,
+        &caller,
+        pipeline(vec![cmd("Get-Mailbox", &[(None, s("AdeleV"))])]),
+        vec![],
+    )
+    .await;
+    assert_eq!(end, PipelineEnd::Completed);
+    let text = metrics.encode();
+    for line in [
+        "exo_authproxy_rest_cmdlet_calls_total{cmdlet=\"Get-Mailbox\",result=\"ok\"} 2",
+        "exo_authproxy_rest_cmdlet_calls_total{cmdlet=\"Get-Mailbox\",result=\"error\"} 1",
+        // 3 pages of the 2,500, then one for AdeleV.
+        "exo_authproxy_rest_pages_total 4",
+        "exo_authproxy_rest_retries_total{reason=\"503\"} 2",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+}

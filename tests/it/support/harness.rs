@@ -355,6 +355,8 @@ impl std::io::Write for Logs {
 pub struct Harness {
     /// The proxy's address.
     pub proxy: SocketAddr,
+    /// The admin listener's address (health, metrics).
+    pub admin: SocketAddr,
     /// `https://127.0.0.1:<port>/powershell-liveid`
     pub url: String,
     /// The proxy's listener certificate (self-signed, generated into state_dir).
@@ -431,17 +433,21 @@ impl Harness {
             Services {
                 tokens: tokens.clone(),
                 rest: None,
+                metrics: Arc::new(exo_authproxy::metrics::Metrics::new()),
             },
         )
         .expect("prepare");
         let listener_cert = prepared.tls().expect("tls on").cert_path().to_path_buf();
         let proxy_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = proxy_listener.local_addr().unwrap();
+        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = admin_listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn(exo_authproxy::serve_with_grace(
             prepared,
             Listeners {
                 proxy: proxy_listener,
+                admin: Some(admin_listener),
             },
             async move {
                 let _ = stopped.await;
@@ -450,6 +456,7 @@ impl Harness {
         ));
         Self {
             proxy,
+            admin,
             url: format!("https://127.0.0.1:{}/powershell-liveid", proxy.port()),
             listener_cert,
             exchange,
@@ -592,6 +599,8 @@ pub struct Sandboxed {
     pub world: exo_authproxy::sandbox::World,
     /// The proxy's address.
     pub proxy: SocketAddr,
+    /// The admin listener's address (health, metrics).
+    pub admin: SocketAddr,
     /// `https://127.0.0.1:<port>/powershell-liveid`
     pub url: String,
     /// The proxy's listener certificate.
@@ -681,10 +690,15 @@ impl Sandboxed {
         }
         .expect("prepare the proxy");
         let listener_cert = prepared.tls().expect("tls").cert_path().to_path_buf();
+        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = admin_listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn(exo_authproxy::serve_with_grace(
             prepared,
-            Listeners { proxy: listener },
+            Listeners {
+                proxy: listener,
+                admin: Some(admin_listener),
+            },
             async move {
                 let _ = stopped.await;
             },
@@ -693,6 +707,7 @@ impl Sandboxed {
         Self {
             world,
             proxy,
+            admin,
             url: format!("https://127.0.0.1:{}/powershell-liveid", proxy.port()),
             listener_cert,
             tokens,
@@ -700,6 +715,11 @@ impl Sandboxed {
             served: Some(served),
             dir,
         }
+    }
+
+    /// GETs `path` from the admin listener: (status, body).
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        admin_get(self.admin, path).await
     }
 
     /// A client trusting the listener certificate.
@@ -764,4 +784,17 @@ impl Drop for Sandboxed {
             let _ = stop.send(());
         }
     }
+}
+
+/// GETs `path` from an admin listener at `addr`: (status, body).
+pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let rsp = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .expect("admin request");
+    (rsp.status().as_u16(), rsp.text().await.unwrap())
 }
