@@ -399,6 +399,7 @@ pub fn banner(
     fingerprint: &str,
     password: &str,
     mode: Mode,
+    admin: SocketAddr,
 ) -> String {
     let cert = cert.display();
     let mode = match mode {
@@ -412,6 +413,7 @@ pub fn banner(
          \x20 SHA-256       {fingerprint}\n\
          \x20 user          {DEMO_USER} / {password}\n\
          \x20 tenants       contoso (ready, default), fabrikam (no directory role: add ?DelegatedOrg=fabrikam.onmicrosoft.com to see the proxy's diagnosis)\n\
+         \x20 health        http://{admin}/healthz/readiness   metrics http://{admin}/metrics\n\
          \npwsh / Windows PowerShell:\n\n\
          $cred = New-Object System.Management.Automation.PSCredential('{DEMO_USER}', (ConvertTo-SecureString '{password}' -AsPlainText -Force))\n\
          $s = New-PSSession -ConfigurationName Microsoft.Exchange -ConnectionUri https://{url_host}:{port}/powershell-liveid/ -Authentication Basic -Credential $cred -AllowRedirection -SessionOption (New-PSSessionOption -SkipCACheck -SkipCNCheck)\n\
@@ -501,6 +503,8 @@ pub async fn run_on(
     )
     .await?;
     let (prepared, _tokens) = world.prepare_for_mode()?;
+    let admin = TcpListener::bind(("127.0.0.1", 0)).await.map_err(io(dir))?;
+    let admin_address = admin.local_addr().map_err(io(dir))?;
     let tls = prepared
         .tls()
         .cloned()
@@ -519,7 +523,8 @@ pub async fn run_on(
             tls.cert_path(),
             &tls.fingerprint(),
             &options.password,
-            options.mode
+            options.mode,
+            admin_address,
         )
     );
     let _ = out.flush();
@@ -527,7 +532,7 @@ pub async fn run_on(
         prepared,
         crate::Listeners {
             proxy: listener,
-            admin: None,
+            admin: Some(admin),
         },
         shutdown,
     )

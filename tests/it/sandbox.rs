@@ -210,6 +210,21 @@ async fn sandbox_binary_prints_the_banner_serves_and_exits_0_on_sigterm() {
         "the sandbox listener answers"
     );
     assert_eq!(rsp.headers()[PROXY_ERROR], "missing-credentials");
+    let health = banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("health"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no health line in:\n{banner}"));
+    let rsp = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(health)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), StatusCode::OK, "{health}");
+    assert!(rsp.text().await.unwrap().contains("tenant contoso: ready"));
 
     let pid = child.id().expect("running").to_string();
     let killed = std::process::Command::new("kill")
