@@ -78,7 +78,8 @@ impl Drain {
     }
 }
 
-/// Completes on SIGTERM or SIGINT: the production shutdown signal (exit code 0 follows).
+/// Completes on SIGTERM or SIGINT (Windows: Ctrl-C, Ctrl-Break, console close, system
+/// shutdown): the production shutdown signal (exit code 0 follows).
 ///
 /// # Panics
 /// When the signal handlers cannot be installed (no signal support at all).
@@ -92,14 +93,30 @@ pub async fn os_signal() {
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
         }
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        use tokio::signal::windows::{ctrl_break, ctrl_close, ctrl_shutdown};
+        // Console close and system shutdown give the process a few seconds: drain then.
+        let mut close = ctrl_close().expect("install the console-close handler");
+        let mut shutdown = ctrl_shutdown().expect("install the shutdown handler");
+        let mut brk = ctrl_break().expect("install the Ctrl-Break handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: draining"),
+            _ = brk.recv() => tracing::info!("Ctrl-Break: draining"),
+            _ = close.recv() => tracing::info!("console closed: draining"),
+            _ = shutdown.recv() => tracing::info!("system shutdown: draining"),
+        }
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("Ctrl-C: draining");
     }
 }
 
-/// A stream of SIGHUPs (certificate reload). `None` where the platform has no SIGHUP.
+/// A stream of SIGHUPs (certificate reload); `None` if the handler cannot be installed.
+/// Unix only: Windows has no SIGHUP (restart the service to load a new certificate).
+#[cfg(unix)]
 pub fn reload_signal() -> Option<tokio::signal::unix::Signal> {
     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
 }

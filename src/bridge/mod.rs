@@ -29,7 +29,7 @@ pub mod errors;
 pub mod pipeline;
 pub mod rest;
 
-pub use rest::{RestClient, RestSettings, TokenSource};
+pub use rest::{RestClient, RestSettings};
 
 use catalog::Catalog;
 
@@ -56,7 +56,7 @@ pub struct RestExecutor<T: ?Sized = crate::token::TokenEngine> {
     catalogs: Mutex<HashMap<TenantId, (Instant, Catalog)>>,
 }
 
-impl<T: TokenSource + ?Sized> RestExecutor<T> {
+impl<T: crate::forward::TokenSource + ?Sized> RestExecutor<T> {
     /// An executor calling Exchange with `http` (trust roots for the endpoint configured by
     /// the caller) and tokens from `tokens`.
     pub fn new(http: reqwest::Client, tokens: Arc<T>, settings: RestSettings) -> Self {
@@ -110,7 +110,7 @@ impl<T: TokenSource + ?Sized> RestExecutor<T> {
     }
 }
 
-impl<T: TokenSource + ?Sized> Executor for RestExecutor<T> {
+impl<T: crate::forward::TokenSource + ?Sized> Executor for RestExecutor<T> {
     type Caller = RestCaller;
 
     async fn run(

@@ -21,7 +21,6 @@
 //! 960 s, longer for a few cmdlets); running out of it is a clear error saying what to do.
 //! Response bodies are read up to `max_page_bytes`.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,9 +37,9 @@ use super::convert;
 use super::errors::{ErrorOrigin, ExchangeError, bridge_record};
 use super::pipeline::{Backend, Batch, Call, Failure};
 use crate::config::TenantName;
+use crate::forward::TokenSource;
 use crate::remoting::binding::CommonParameters;
 use crate::remoting::executor::ErrorCategory;
-use crate::secret::Secret;
 
 /// The system mailbox app-only requests anchor on.
 pub const ANCHOR_MAILBOX: &str = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}";
@@ -57,51 +56,6 @@ const TRANSIENT: &[&str] = &[
     "ADServerSettingsChangedException",
     "StorageTransientException",
 ];
-
-/// Where the bridge gets tokens: the token engine in the proxy, anything in tests.
-pub trait TokenSource: Send + Sync + 'static {
-    /// A valid token for `tenant`.
-    fn token(
-        &self,
-        tenant: &TenantName,
-    ) -> impl Future<Output = Result<Secret<String>, String>> + Send;
-    /// A fresh token after Exchange refused the cached one.
-    fn refresh(
-        &self,
-        tenant: &TenantName,
-    ) -> impl Future<Output = Result<Secret<String>, String>> + Send;
-}
-
-/// The proxy's token seam (the token engine, or a scripted source in listener tests).
-impl TokenSource for dyn crate::forward::TokenSource {
-    async fn token(&self, tenant: &TenantName) -> Result<Secret<String>, String> {
-        crate::forward::TokenSource::token(self, tenant)
-            .await
-            .map(|t| t.token)
-            .map_err(|e| e.to_string())
-    }
-    async fn refresh(&self, tenant: &TenantName) -> Result<Secret<String>, String> {
-        crate::forward::TokenSource::refresh(self, tenant)
-            .await
-            .map(|t| t.token)
-            .map_err(|e| e.to_string())
-    }
-}
-
-impl TokenSource for crate::token::TokenEngine {
-    async fn token(&self, tenant: &TenantName) -> Result<Secret<String>, String> {
-        crate::token::TokenEngine::token(self, tenant)
-            .await
-            .map(|t| t.token)
-            .map_err(|e| e.to_string())
-    }
-    async fn refresh(&self, tenant: &TenantName) -> Result<Secret<String>, String> {
-        crate::token::TokenEngine::refresh(self, tenant)
-            .await
-            .map(|t| t.token)
-            .map_err(|e| e.to_string())
-    }
-}
 
 /// Limits and behaviour of the REST client. Defaults are the module's (§11.1).
 #[derive(Debug, Clone)]
@@ -327,7 +281,8 @@ impl<T: TokenSource + ?Sized> RestClient<T> {
             .tokens
             .token(tenant)
             .await
-            .map_err(|e| token_failure(cmdlet, tenant, &e))?;
+            .map_err(|e| token_failure(cmdlet, tenant, &e))?
+            .token;
         loop {
             let request_id = Uuid::new_v4();
             let mut req = self
@@ -374,7 +329,8 @@ impl<T: TokenSource + ?Sized> RestClient<T> {
                         .tokens
                         .refresh(tenant)
                         .await
-                        .map_err(|e| token_failure(cmdlet, tenant, &e))?;
+                        .map_err(|e| token_failure(cmdlet, tenant, &e))?
+                        .token;
                     continue;
                 }
                 429 | 503 | 504 if attempt < self.settings.max_retries => {
@@ -459,7 +415,12 @@ impl<T: TokenSource + ?Sized> RestClient<T> {
     /// # Errors
     /// A text saying what failed.
     pub async fn exported_cmdlets(&self, caller: &RestCaller) -> Result<Vec<String>, String> {
-        let token = self.tokens.token(&caller.tenant).await?;
+        let token = self
+            .tokens
+            .token(&caller.tenant)
+            .await
+            .map_err(|e| e.to_string())?
+            .token;
         let mut url = self.settings.endpoint.clone();
         url.set_path(&format!(
             "{}/adminapi/v1.0/{}/EXOModuleFile",
@@ -500,7 +461,7 @@ impl<T: TokenSource + ?Sized> RestClient<T> {
     }
 }
 
-fn token_failure(cmdlet: &str, tenant: &TenantName, e: &str) -> Failure {
+fn token_failure(cmdlet: &str, tenant: &TenantName, e: &crate::token::TokenError) -> Failure {
     Failure::Terminating(bridge_record(
         cmdlet,
         "TokenUnavailable",

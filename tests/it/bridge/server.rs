@@ -9,11 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
-use exo_authproxy::bridge::{RestCaller, TokenSource};
+use exo_authproxy::bridge::RestCaller;
 use exo_authproxy::config::{Organization, TenantId, TenantName};
+use exo_authproxy::forward::TokenSource;
 use exo_authproxy::sandbox::AppIdentity;
 use exo_authproxy::sandbox::data::ExchangeData;
 use exo_authproxy::secret::Secret;
+use exo_authproxy::token::{AccessToken, Diagnosis, TokenError};
+use futures_util::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -47,22 +50,37 @@ pub struct TestTokens {
     pub fail: std::sync::atomic::AtomicBool,
 }
 
-impl TokenSource for TestTokens {
-    async fn token(&self, tenant: &TenantName) -> Result<Secret<String>, String> {
+impl TestTokens {
+    fn issue(&self, tenant: &TenantName) -> Result<AccessToken, TokenError> {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         if self.fail.load(Ordering::SeqCst) {
-            return Err(format!(
-                "tenant {tenant}: Entra ID rejected the certificate (AADSTS700027)"
-            ));
+            return Err(TokenError::Malformed {
+                tenant: tenant.clone(),
+                detail: "Entra ID rejected the certificate (AADSTS700027)".into(),
+            });
         }
-        Ok(Secret::new(format!(
-            "tok-{}",
-            self.refreshes.load(Ordering::SeqCst)
-        )))
+        Ok(AccessToken {
+            token: Secret::new(format!("tok-{}", self.refreshes.load(Ordering::SeqCst))),
+            expires_at: std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+            uti: None,
+            diagnosis: Diagnosis::Ready,
+        })
     }
-    async fn refresh(&self, tenant: &TenantName) -> Result<Secret<String>, String> {
+}
+
+impl TokenSource for TestTokens {
+    fn token<'a>(
+        &'a self,
+        tenant: &'a TenantName,
+    ) -> BoxFuture<'a, Result<AccessToken, TokenError>> {
+        Box::pin(std::future::ready(self.issue(tenant)))
+    }
+    fn refresh<'a>(
+        &'a self,
+        tenant: &'a TenantName,
+    ) -> BoxFuture<'a, Result<AccessToken, TokenError>> {
         self.refreshes.fetch_add(1, Ordering::SeqCst);
-        self.token(tenant).await
+        Box::pin(std::future::ready(self.issue(tenant)))
     }
 }
 
