@@ -25,7 +25,6 @@ use super::executor::{
     Command, CommandMetadata, ErrorRecord, Executor, InputStream, Output, OutputSink,
     ParameterMetadata, Pipeline, PipelineEnd, Statement,
 };
-use super::psrp;
 use super::records;
 
 /// What a built-in does in a statement.
@@ -196,12 +195,12 @@ impl Filter {
         Ok(if cmd.name.eq_ignore_ascii_case("Measure-Object") {
             Self::Measure { count: 0 }
         } else if cmd.name.eq_ignore_ascii_case("Select-Object") {
-            let int = |n: &str| value(n).and_then(psrp::as_i64);
+            let int = |n: &str| value(n).and_then(Value::as_i64);
             let properties = value("Property")
                 .map(|v| {
-                    psrp::as_list(v)
+                    v.elements()
                         .into_iter()
-                        .filter_map(psrp::as_str)
+                        .filter_map(Value::as_text)
                         .map(str::to_owned)
                         .collect()
                 })
@@ -580,10 +579,7 @@ mod tests {
         assert!(out.is_empty());
         let fin = finish(&mut filters);
         assert_eq!(fin.len(), 1);
-        assert_eq!(
-            psrp::member(&fin[0], "Count").and_then(psrp::as_i64),
-            Some(2)
-        );
+        assert_eq!(fin[0].property("Count").and_then(Value::as_i64), Some(2));
 
         let mut sel = vec![
             Filter::new(&cmd(
