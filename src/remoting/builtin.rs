@@ -9,76 +9,163 @@
 //! default formatting), `Measure-Object` counts, `Select-Object` picks properties/first/last,
 //! `Out-Default`/`Out-Null` and `Exit-PSSession` are accepted. Everything else goes to the
 //! executor; a trailing run of local filters is applied to the executor's output.
+//!
+//! The built-ins' arguments go through the same binder as every other command's
+//! ([`binding`]), with metadata written from Windows PowerShell 5.1's parameter sets: a
+//! second, metadata-free pairing of names and values would disagree with it on exactly the
+//! ambiguous cases (`-First 5` against `-Unique`) the binder exists to settle.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::mpsc;
 
+use super::binding::{self, BindingError, BoundCommand, BoundValue};
 use super::clixml::{Object, Value};
 use super::executor::{
-    Argument, Command, ErrorRecord, Executor, InputStream, Output, OutputSink, Pipeline,
-    PipelineEnd, Statement,
+    Command, CommandMetadata, ErrorRecord, Executor, InputStream, Output, OutputSink,
+    ParameterMetadata, Pipeline, PipelineEnd, Statement,
 };
-use super::psrp;
 use super::records;
 
-/// Commands the endpoint runs itself.
-const LOCAL_SOURCES: &[&str] = &["Get-FormatData", "Exit-PSSession"];
-/// Commands applied locally to the output of what precedes them.
-const LOCAL_FILTERS: &[&str] = &["Measure-Object", "Select-Object", "Out-Default", "Out-Null"];
-
-fn is_one_of(name: &str, list: &[&str]) -> bool {
-    list.iter().any(|n| n.eq_ignore_ascii_case(name))
+/// What a built-in does in a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Runs instead of the executor, alone in its statement (`Get-FormatData`).
+    Source,
+    /// Applied locally to the output of what precedes it (`Select-Object`).
+    Filter,
 }
 
-/// A parameter name as sent (`-Identity:`, `Identity`, `-Identity: `) → `Identity`.
-pub fn normalize_parameter_name(raw: &str) -> &str {
-    let t = raw.trim();
-    let t = t.strip_prefix('-').unwrap_or(t);
-    let t = t.trim_end();
-    t.strip_suffix(':').unwrap_or(t).trim()
+/// A switch parameter's type.
+const SWITCH: &str = "System.Management.Automation.SwitchParameter";
+
+/// A built-in's parameter: name, .NET type, position.
+type Parameter = (&'static str, &'static str, Option<u32>);
+
+/// The built-ins with their parameters as Windows PowerShell 5.1 declares them (name, .NET
+/// type, position), so the shared binder treats their arguments as PowerShell's would:
+/// `-First 5` takes the next value, `-Unique` does not, `Select-Object Name` binds `Property`
+/// by position, and a parameter the command does not have is PowerShell's binding error.
+/// Every parameter is accepted even where the endpoint ignores it (`-Sum`, `-Unique`, `-Wait`):
+/// refusing what PowerShell accepts would break scripts that ran against RPS.
+const BUILTINS: &[(&str, &str, Role, &[Parameter])] = &[
+    (
+        "Get-FormatData",
+        "Microsoft.PowerShell.Utility",
+        Role::Source,
+        &[
+            ("TypeName", "System.String[]", Some(0)),
+            ("PowerShellVersion", "System.Version", None),
+        ],
+    ),
+    (
+        "Exit-PSSession",
+        "Microsoft.PowerShell.Core",
+        Role::Source,
+        &[],
+    ),
+    (
+        "Measure-Object",
+        "Microsoft.PowerShell.Utility",
+        Role::Filter,
+        &[
+            ("InputObject", "System.Management.Automation.PSObject", None),
+            ("Property", "System.String[]", Some(0)),
+            ("Sum", SWITCH, None),
+            ("Average", SWITCH, None),
+            ("Maximum", SWITCH, None),
+            ("Minimum", SWITCH, None),
+            ("Line", SWITCH, None),
+            ("Word", SWITCH, None),
+            ("Character", SWITCH, None),
+            ("IgnoreWhiteSpace", SWITCH, None),
+        ],
+    ),
+    (
+        "Select-Object",
+        "Microsoft.PowerShell.Utility",
+        Role::Filter,
+        &[
+            ("InputObject", "System.Management.Automation.PSObject", None),
+            ("Property", "System.Object[]", Some(0)),
+            ("ExcludeProperty", "System.String[]", None),
+            ("ExpandProperty", "System.String", None),
+            ("Unique", SWITCH, None),
+            ("Last", "System.Int32", None),
+            ("First", "System.Int32", None),
+            ("Skip", "System.Int32", None),
+            ("SkipLast", "System.Int32", None),
+            ("Wait", SWITCH, None),
+            ("Index", "System.Int32[]", None),
+        ],
+    ),
+    (
+        "Out-Default",
+        "Microsoft.PowerShell.Core",
+        Role::Filter,
+        &[
+            ("Transcript", SWITCH, None),
+            ("InputObject", "System.Management.Automation.PSObject", None),
+        ],
+    ),
+    (
+        "Out-Null",
+        "Microsoft.PowerShell.Core",
+        Role::Filter,
+        &[("InputObject", "System.Management.Automation.PSObject", None)],
+    ),
+];
+
+/// One built-in: what it does and the metadata the binder binds its arguments with.
+struct Builtin {
+    role: Role,
+    metadata: CommandMetadata,
 }
 
-/// Arguments bound as PowerShell's binder would pair them: named (name, value) in order, and
-/// the positional values left over. A bare `-Name` token whose name is not in `switches`
-/// takes the next positional value (`-First 5` arrives as `[-First, Nil]`, `[Nil, 5]`).
-pub fn bind_arguments(args: &[Argument], switches: &[&str]) -> (Vec<(String, Value)>, Vec<Value>) {
-    let mut named = Vec::new();
-    let mut positional = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        let a = &args[i];
-        match &a.name {
-            None => positional.push(a.value.clone()),
-            Some(raw) => {
-                let name = normalize_parameter_name(raw).to_owned();
-                let bare_token = raw.trim().starts_with('-') && !raw.trim_end().ends_with(':');
-                let is_switch = switches.iter().any(|s| s.eq_ignore_ascii_case(&name));
-                if bare_token && matches!(a.value, Value::Nil) && !is_switch {
-                    if let Some(next) = args.get(i + 1).filter(|n| n.name.is_none()) {
-                        named.push((name, next.value.clone()));
-                        i += 2;
-                        continue;
-                    }
-                }
-                let value = if matches!(a.value, Value::Nil) && (is_switch || bare_token) {
-                    Value::Bool(true)
-                } else {
-                    a.value.clone()
-                };
-                named.push((name, value));
-            }
-        }
-        i += 1;
-    }
-    (named, positional)
+/// The built-in called `name` (case-insensitive), if it is one.
+fn builtin(name: &str) -> Option<&'static Builtin> {
+    static ALL: OnceLock<Vec<Builtin>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        BUILTINS
+            .iter()
+            .map(|(name, namespace, role, parameters)| Builtin {
+                role: *role,
+                metadata: CommandMetadata {
+                    name: (*name).into(),
+                    namespace: (*namespace).into(),
+                    command_type: 8,
+                    resolved_command_name: None,
+                    parameters: parameters
+                        .iter()
+                        .map(|(name, ty, position)| ParameterMetadata {
+                            name: (*name).into(),
+                            parameter_type: (*ty).into(),
+                            aliases: Vec::new(),
+                            is_switch: *ty == SWITCH,
+                            position: *position,
+                        })
+                        .collect(),
+                    supports_should_process: false,
+                },
+            })
+            .collect()
+    })
+    .iter()
+    .find(|b| b.metadata.name.eq_ignore_ascii_case(name))
 }
 
-fn get<'a>(named: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
-    named
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
+fn has_role(name: &str, role: Role) -> bool {
+    builtin(name).is_some_and(|b| b.role == role)
+}
+
+/// Binds a built-in's arguments through the shared binder.
+///
+/// # Errors
+/// [`BindingError`] with PowerShell's text, as for any other command.
+fn bind(cmd: &Command) -> Result<Option<BoundCommand>, BindingError> {
+    builtin(&cmd.name)
+        .map(|b| binding::bind(&b.metadata, &cmd.args))
+        .transpose()
 }
 
 /// A local filter over output objects.
@@ -99,18 +186,21 @@ enum Filter {
 }
 
 impl Filter {
-    fn new(cmd: &Command) -> Self {
-        let (named, positional) = bind_arguments(&cmd.args, &[]);
-        if cmd.name.eq_ignore_ascii_case("Measure-Object") {
+    fn new(cmd: &Command) -> Result<Self, BindingError> {
+        let bound = bind(cmd)?.unwrap_or_default();
+        let value = |n: &str| match bound.get(n) {
+            Some(BoundValue::Value(v)) => Some(v),
+            _ => None,
+        };
+        Ok(if cmd.name.eq_ignore_ascii_case("Measure-Object") {
             Self::Measure { count: 0 }
         } else if cmd.name.eq_ignore_ascii_case("Select-Object") {
-            let int = |n: &str| get(&named, n).and_then(psrp::as_i64);
-            let props_value = get(&named, "Property").or_else(|| positional.first());
-            let properties = props_value
+            let int = |n: &str| value(n).and_then(Value::as_i64);
+            let properties = value("Property")
                 .map(|v| {
-                    psrp::as_list(v)
+                    v.elements()
                         .into_iter()
-                        .filter_map(psrp::as_str)
+                        .filter_map(Value::as_text)
                         .map(str::to_owned)
                         .collect()
                 })
@@ -127,7 +217,7 @@ impl Filter {
             Self::Discard
         } else {
             Self::PassThrough
-        }
+        })
     }
 
     fn select(properties: &[String], v: Value) -> Value {
@@ -287,6 +377,18 @@ fn finish(filters: &mut [Filter]) -> Vec<Value> {
     values
 }
 
+/// Binds a statement's built-ins (its local source, if any, then its filters) before anything
+/// runs, as PowerShell binds a pipeline's arguments before running it.
+fn bind_builtins(
+    source: Option<&Command>,
+    filters: &[Command],
+) -> Result<Vec<Filter>, BindingError> {
+    if let Some(cmd) = source {
+        bind(cmd)?;
+    }
+    filters.iter().map(Filter::new).collect()
+}
+
 async fn run_statement<E: Executor>(
     executor: &E,
     caller: &E::Caller,
@@ -298,14 +400,18 @@ async fn run_statement<E: Executor>(
     let split = statement
         .commands
         .iter()
-        .rposition(|c| !is_one_of(&c.name, LOCAL_FILTERS))
+        .rposition(|c| !has_role(&c.name, Role::Filter))
         .map_or(0, |i| i + 1);
     let mut commands = statement.commands;
     let filter_cmds = commands.split_off(split);
     let merge_errors = commands.iter().any(|c| c.merge_errors_into_output);
-    let mut filters: Vec<Filter> = filter_cmds.iter().map(Filter::new).collect();
 
-    let local_source = commands.len() == 1 && is_one_of(&commands[0].name, LOCAL_SOURCES);
+    let local_source = commands.len() == 1 && has_role(&commands[0].name, Role::Source);
+    let source = if local_source { commands.first() } else { None };
+    let mut filters = match bind_builtins(source, &filter_cmds) {
+        Ok(filters) => filters,
+        Err(e) => return PipelineEnd::Failed(e.to_error_record()),
+    };
     if commands.is_empty() || local_source {
         // Input objects (if any) are the source of a filters-only statement; Get-FormatData
         // and Exit-PSSession produce nothing.
@@ -381,6 +487,7 @@ pub async fn run<E: Executor>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remoting::executor::Argument;
 
     fn arg(n: Option<&str>, v: Value) -> Argument {
         Argument {
@@ -391,26 +498,51 @@ mod tests {
 
     #[test]
     fn binds_like_powershell() {
-        let args = vec![
-            arg(Some("-ResultSize"), Value::Nil),
-            arg(None, Value::I32(10)),
-            arg(Some("-Identity:"), Value::String("AdeleV".into())),
-            arg(Some("-Force"), Value::Nil),
-            arg(Some("Confirm"), Value::Bool(false)),
-            arg(None, Value::String("pos".into())),
-        ];
-        let (named, positional) = bind_arguments(&args, &["Force"]);
+        // The token forms Invoke-Command and Import-PSSession proxies send, bound with the
+        // built-in's metadata by the shared binder.
+        let cmd = Command {
+            name: "select-object".into(),
+            is_script: false,
+            args: vec![
+                arg(Some("-First"), Value::Nil),
+                arg(None, Value::I32(10)),
+                arg(Some("-ExpandProperty:"), Value::String("AdeleV".into())),
+                arg(Some("-Unique"), Value::Nil),
+                arg(Some("Wait"), Value::Bool(false)),
+                arg(Some("-Skip: "), Value::I32(1)),
+                arg(None, Value::String("pos".into())),
+            ],
+            merge_errors_into_output: false,
+        };
+        let bound = bind(&cmd).unwrap().unwrap();
         assert_eq!(
-            named,
+            bound.parameters,
             vec![
-                ("ResultSize".into(), Value::I32(10)),
-                ("Identity".into(), Value::String("AdeleV".into())),
-                ("Force".into(), Value::Bool(true)),
-                ("Confirm".into(), Value::Bool(false)),
+                ("First".into(), BoundValue::Value(Value::I32(10))),
+                (
+                    "ExpandProperty".into(),
+                    BoundValue::Value(Value::String("AdeleV".into()))
+                ),
+                ("Unique".into(), BoundValue::Switch(true)),
+                ("Wait".into(), BoundValue::Switch(false)),
+                ("Skip".into(), BoundValue::Value(Value::I32(1))),
+                (
+                    "Property".into(),
+                    BoundValue::Value(Value::String("pos".into()))
+                ),
             ]
         );
-        assert_eq!(positional, vec![Value::String("pos".into())]);
-        assert_eq!(normalize_parameter_name("-Name: "), "Name");
+        let unknown = Command {
+            args: vec![arg(Some("-Bogus:"), Value::I32(1))],
+            ..cmd
+        };
+        let Err(err) = Filter::new(&unknown) else {
+            panic!("-Bogus bound")
+        };
+        assert_eq!(
+            err.to_error_record().fully_qualified_error_id,
+            "NamedParameterNotFound,Select-Object"
+        );
     }
 
     #[test]
@@ -436,8 +568,9 @@ mod tests {
                     arg(None, Value::I32(2)),
                     arg(None, Value::String("Name".into())),
                 ],
-            )),
-            Filter::new(&cmd("Measure-Object", vec![])),
+            ))
+            .unwrap(),
+            Filter::new(&cmd("Measure-Object", vec![])).unwrap(),
         ];
         let mut out = Vec::new();
         for i in 0..5 {
@@ -446,18 +579,18 @@ mod tests {
         assert!(out.is_empty());
         let fin = finish(&mut filters);
         assert_eq!(fin.len(), 1);
-        assert_eq!(
-            psrp::member(&fin[0], "Count").and_then(psrp::as_i64),
-            Some(2)
-        );
+        assert_eq!(fin[0].property("Count").and_then(Value::as_i64), Some(2));
 
-        let mut sel = vec![Filter::new(&cmd(
-            "Select-Object",
-            vec![
-                arg(Some("Last"), Value::I32(1)),
-                arg(Some("Property"), Value::String("Name".into())),
-            ],
-        ))];
+        let mut sel = vec![
+            Filter::new(&cmd(
+                "Select-Object",
+                vec![
+                    arg(Some("Last"), Value::I32(1)),
+                    arg(Some("Property"), Value::String("Name".into())),
+                ],
+            ))
+            .unwrap(),
+        ];
         for i in 0..3 {
             assert!(through(&mut sel, vec![obj(i)]).is_empty());
         }

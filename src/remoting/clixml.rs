@@ -502,6 +502,20 @@ impl Value {
         }
     }
 
+    /// The text of `S`, or of an `Obj`: its string primitive, else its `<ToString>`. How a name
+    /// sent as an object reads (a deserialized string, an enum); unlike [`Value::as_str`], the
+    /// other string-bodied tags (`URI`, `Version`, `SBK`, `XD`) are not names and give None.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Self::String(s) => Some(s),
+            Self::Object(o) => match &o.primitive {
+                Some(Self::String(s)) => Some(s),
+                _ => o.to_string.as_deref(),
+            },
+            _ => None,
+        }
+    }
+
     /// The boolean of `B` (also inside an `Obj`, and a `SwitchParameter`'s `IsPresent`).
     pub fn as_bool(&self) -> Option<bool> {
         match self {
@@ -582,6 +596,28 @@ impl Value {
     /// The items of an `Obj` with an `LST`/`IE`/`STK`/`QUE` body.
     pub fn as_list(&self) -> Option<&[Value]> {
         self.as_object()?.items()
+    }
+
+    /// The elements PowerShell would enumerate: a list-bodied `Obj`'s items, `Nil` none, a
+    /// wrapped primitive itself, and any other value (a dictionary included) as one element.
+    pub fn elements(&self) -> Vec<&Value> {
+        match self {
+            Self::Nil => Vec::new(),
+            Self::Object(o) => match &o.container {
+                Some(
+                    Container::List(l)
+                    | Container::Enumerable(l)
+                    | Container::Stack(l)
+                    | Container::Queue(l),
+                ) => l.iter().collect(),
+                Some(Container::Dictionary(_)) => vec![self],
+                None => match &o.primitive {
+                    Some(p) => vec![p],
+                    None => vec![self],
+                },
+            },
+            other => vec![other],
+        }
     }
 
     /// The entries of an `Obj` with a `DCT` body.

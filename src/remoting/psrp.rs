@@ -9,7 +9,7 @@
 
 use uuid::Uuid;
 
-use super::clixml::{Container, Value};
+use super::clixml::Value;
 use super::executor::{ErrorCategory, ErrorRecord, MetadataQuery, Pipeline};
 use super::message::{BOM, Message, MessageType};
 use super::records;
@@ -47,76 +47,6 @@ pub fn decode_value(what: &'static str, data: &[u8]) -> Result<Value, BodyError>
 /// A server→client message with `value` as data (BOM-prefixed like Windows).
 pub fn message(message_type: MessageType, rpid: Uuid, pid: Uuid, value: &Value) -> Message {
     Message::to_client(message_type, rpid, pid, value)
-}
-
-// ---- small value helpers -------------------------------------------------------------------
-
-/// Looks a member up in an object (MS first, then Props), case-insensitively.
-pub fn member<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    let Value::Object(o) = v else { return None };
-    o.extended
-        .iter()
-        .chain(o.adapted.iter())
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
-}
-
-/// The string of a `<S>` (or an object's ToString), if any.
-pub fn as_str(v: &Value) -> Option<&str> {
-    match v {
-        Value::String(s) => Some(s),
-        Value::Object(o) => match &o.primitive {
-            Some(Value::String(s)) => Some(s),
-            _ => o.to_string.as_deref(),
-        },
-        _ => None,
-    }
-}
-
-/// An integer (any width, or an enum object's I32).
-pub fn as_i64(v: &Value) -> Option<i64> {
-    match v {
-        Value::I8(n) => Some(i64::from(*n)),
-        Value::U8(n) => Some(i64::from(*n)),
-        Value::I16(n) => Some(i64::from(*n)),
-        Value::U16(n) => Some(i64::from(*n)),
-        Value::I32(n) => Some(i64::from(*n)),
-        Value::U32(n) => Some(i64::from(*n)),
-        Value::I64(n) => Some(*n),
-        Value::U64(n) => i64::try_from(*n).ok(),
-        Value::Object(o) => o.primitive.as_ref().and_then(as_i64),
-        _ => None,
-    }
-}
-
-/// A boolean (`<B>`).
-pub fn as_bool(v: &Value) -> Option<bool> {
-    match v {
-        Value::Bool(b) => Some(*b),
-        Value::Object(o) => o.primitive.as_ref().and_then(as_bool),
-        _ => None,
-    }
-}
-
-/// The elements of a list-like value (an Obj with LST/IE/…; a bare scalar is one element).
-pub fn as_list(v: &Value) -> Vec<&Value> {
-    match v {
-        Value::Nil => Vec::new(),
-        Value::Object(o) => match &o.container {
-            Some(
-                Container::List(l)
-                | Container::Enumerable(l)
-                | Container::Stack(l)
-                | Container::Queue(l),
-            ) => l.iter().collect(),
-            Some(Container::Dictionary(_)) => vec![v],
-            None => match &o.primitive {
-                Some(p) => vec![p],
-                None => vec![v],
-            },
-        },
-        other => vec![other],
-    }
 }
 
 /// The `Hash` the endpoint reports in `ImplicitRemoting` (stable: modules exported from a

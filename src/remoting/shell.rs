@@ -168,7 +168,7 @@ impl<C> Shell<C> {
             MessageType::SessionCapability => {
                 let v = psrp::decode_value("SESSION_CAPABILITY", &msg.data)
                     .map_err(|e| bad_data(&e.to_string()))?;
-                if let Some(p) = psrp::member(&v, "protocolversion").and_then(version_text) {
+                if let Some(p) = v.property("protocolversion").and_then(version_text) {
                     s.protocol_version = p;
                 }
                 if msg.rpid != Uuid::nil() {
@@ -184,8 +184,9 @@ impl<C> Shell<C> {
             MessageType::InitRunspacePool => {
                 let v = psrp::decode_value("INIT_RUNSPACEPOOL", &msg.data)
                     .map_err(|e| bad_data(&e.to_string()))?;
-                s.max_runspaces = psrp::member(&v, "MaxRunspaces")
-                    .and_then(psrp::as_i64)
+                s.max_runspaces = v
+                    .property("MaxRunspaces")
+                    .and_then(clixml_value::Value::as_i64)
                     .unwrap_or(1)
                     .max(1);
                 s.rpid = msg.rpid;
@@ -216,7 +217,10 @@ impl<C> Shell<C> {
                         records::runspace_availability_count(ci, s.max_runspaces)
                     }
                     MessageType::SetMaxRunspaces => {
-                        if let Some(n) = psrp::member(&v, "MaxRunspaces").and_then(psrp::as_i64) {
+                        if let Some(n) = v
+                            .property("MaxRunspaces")
+                            .and_then(clixml_value::Value::as_i64)
+                        {
                             s.max_runspaces = n.max(1);
                         }
                         records::runspace_availability(ci, true)

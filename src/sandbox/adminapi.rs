@@ -7,7 +7,7 @@
 //! `Prefer: odata.maxpagesize`, `@adminapi.warnings` with the last page, OData error bodies
 //! with `details[0].message` = `ErrorId|Class|Message`, and `request-id` /
 //! `X-CalculatedBETarget` headers. All cmdlets run on the same tenant data as the simulated
-//! RPS endpoint (`data.rs`).
+//! RPS endpoint (`data/`).
 //!
 //! Test knobs live in [`ExchangeData::knobs`](super::data::Knobs): 429 with `Retry-After`,
 //! 503, 401, latency (all requests, or follow-up pages only); counters in

@@ -1,7 +1,7 @@
 //! Simulated Entra ID and Exchange Online (DESIGN.md §5), for `exo-authproxy sandbox` and tests.
 //!
 //! Ownership: `entra.rs` and `pki.rs` (#3), `exchange.rs` (HTTP, token checks, routing; #5),
-//! `data.rs`, `rps.rs`, `adminapi.rs` (tenant data and cmdlets; #6). This file holds the
+//! `data/`, `rps.rs`, `adminapi.rs` (tenant data and cmdlets; #6). This file holds the
 //! `sandbox` command: the real proxy between the two simulators, all on loopback.
 //!
 //! [`World`] assembles everything but the proxy's own socket: a test CA, the simulated Entra ID

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use chrono::TimeZone as _;
 use serde_json::Value as Json;
 
-use exo_authproxy::remoting::builtin::bind_arguments;
+use exo_authproxy::remoting::binding::{self, BoundValue};
 use exo_authproxy::remoting::clixml::{self, Object, Value};
 use exo_authproxy::remoting::executor::{
     CommandMetadata, ErrorCategory, ErrorRecord, Executor, InputStream, MetadataQuery, Output,
@@ -102,12 +102,27 @@ impl Executor for TestExec {
     ) -> PipelineEnd {
         *self.last.lock().expect("lock") = Some(pipeline.clone());
         let cmd = &pipeline.statements[0].commands[0];
-        let (named, positional) = bind_arguments(&cmd.args, &[]);
-        let get = |n: &str| {
-            named
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(n))
-                .map(|(_, v)| v.clone())
+        // Bound as the endpoint's other executors bind: with the command's metadata (a
+        // command without any takes no parameters).
+        let metadata = test_commands()
+            .into_iter()
+            .find(|m| m.name.eq_ignore_ascii_case(&cmd.name))
+            .unwrap_or_else(|| CommandMetadata {
+                name: cmd.name.clone(),
+                namespace: "tmp_exo".into(),
+                command_type: 8,
+                resolved_command_name: None,
+                parameters: vec![],
+                supports_should_process: false,
+            });
+        let bound = match binding::bind(&metadata, &cmd.args) {
+            Ok(bound) => bound,
+            Err(e) => return PipelineEnd::Failed(e.to_error_record()),
+        };
+        let get = |n: &str| match bound.get(n) {
+            Some(BoundValue::Value(v)) => Some(v.clone()),
+            Some(BoundValue::Switch(b)) => Some(Value::Bool(*b)),
+            None => None,
         };
         match cmd.name.to_ascii_lowercase().as_str() {
             "get-thing" => {
@@ -161,9 +176,7 @@ impl Executor for TestExec {
                 PipelineEnd::Completed
             }
             "get-mailbox" => {
-                let identity = get("Identity")
-                    .or_else(|| positional.first().cloned())
-                    .unwrap_or(Value::Nil);
+                let identity = get("Identity").unwrap_or(Value::Nil);
                 let name = identity.as_str().unwrap_or("?").to_owned();
                 let _ = output
                     .send(Output::Object(
@@ -187,51 +200,54 @@ impl Executor for TestExec {
         _caller: &(),
         _query: MetadataQuery,
     ) -> impl Future<Output = Result<Vec<CommandMetadata>, ErrorRecord>> + Send {
-        let param = |name: &str, ty: &str, switch: bool| ParameterMetadata {
-            name: name.into(),
-            parameter_type: ty.into(),
-            aliases: vec![],
-            is_switch: switch,
-            position: None,
-        };
-        let commands = vec![
-            CommandMetadata {
-                name: "Get-Thing".into(),
-                namespace: "tmp_exo".into(),
-                command_type: 8,
-                resolved_command_name: None,
-                parameters: vec![
-                    param("Count", "System.Int32", false),
-                    param("Name", "System.String", false),
-                ],
-                supports_should_process: false,
-            },
-            CommandMetadata {
-                name: "Set-Thing".into(),
-                namespace: "tmp_exo".into(),
-                command_type: 8,
-                resolved_command_name: None,
-                parameters: vec![
-                    param("Identity", "System.String", false),
-                    param(
-                        "Force",
-                        "System.Management.Automation.SwitchParameter",
-                        true,
-                    ),
-                ],
-                supports_should_process: true,
-            },
-            CommandMetadata {
-                name: "Get-Mailbox".into(),
-                namespace: "tmp_exo".into(),
-                command_type: 8,
-                resolved_command_name: None,
-                parameters: vec![param("Identity", "System.String", false)],
-                supports_should_process: false,
-            },
-        ];
+        let commands = test_commands();
         async move { Ok(commands) }
     }
+}
+
+/// The commands [`TestExec`] publishes metadata for (and binds with).
+fn test_commands() -> Vec<CommandMetadata> {
+    let param = |name: &str, ty: &str, switch: bool, position: Option<u32>| ParameterMetadata {
+        name: name.into(),
+        parameter_type: ty.into(),
+        aliases: vec![],
+        is_switch: switch,
+        position,
+    };
+    const SWITCH: &str = "System.Management.Automation.SwitchParameter";
+    vec![
+        CommandMetadata {
+            name: "Get-Thing".into(),
+            namespace: "tmp_exo".into(),
+            command_type: 8,
+            resolved_command_name: None,
+            parameters: vec![
+                param("Count", "System.Int32", false, None),
+                param("Name", "System.String", false, None),
+                param("Light", SWITCH, true, None),
+            ],
+            supports_should_process: false,
+        },
+        CommandMetadata {
+            name: "Set-Thing".into(),
+            namespace: "tmp_exo".into(),
+            command_type: 8,
+            resolved_command_name: None,
+            parameters: vec![
+                param("Identity", "System.String", false, None),
+                param("Force", SWITCH, true, None),
+            ],
+            supports_should_process: true,
+        },
+        CommandMetadata {
+            name: "Get-Mailbox".into(),
+            namespace: "tmp_exo".into(),
+            command_type: 8,
+            resolved_command_name: None,
+            parameters: vec![param("Identity", "System.String", false, Some(0))],
+            supports_should_process: false,
+        },
+    ]
 }
 
 // ---------------------------------------------------------------------------------------

@@ -56,6 +56,29 @@ fn primitives_encode_like_windows() {
 }
 
 #[test]
+fn text_and_elements_read_names_and_lists_as_powershell_enumerates_them() {
+    assert_eq!(Value::from("Name").as_text(), Some("Name"));
+    assert_eq!(
+        Object::new(["System.String"])
+            .with_primitive("Name")
+            .into_value()
+            .as_text(),
+        Some("Name")
+    );
+    let enum_obj = Value::enum_of("System.Management.Automation.ActionPreference", "Stop", 1);
+    assert_eq!(enum_obj.as_text(), Some("Stop"));
+    assert_eq!(Value::Version("5.1".into()).as_text(), None);
+    assert_eq!(Value::Version("5.1".into()).as_str(), Some("5.1"));
+
+    assert!(Value::Nil.elements().is_empty());
+    assert_eq!(Value::I32(3).elements(), vec![&Value::I32(3)]);
+    let list = Value::string_array(["a", "b"]);
+    assert_eq!(list.elements(), vec![&Value::from("a"), &Value::from("b")]);
+    let table = Value::hashtable([("k", Value::I32(1))]);
+    assert_eq!(table.elements(), vec![&table]);
+}
+
+#[test]
 fn objects_number_refids_and_reuse_type_names() {
     let inner = || Value::array_list(["a", "b"]);
     let value = Object::new(["My.Type", "System.Object"])

@@ -7,7 +7,10 @@ use uuid::Uuid;
 
 use super::*;
 use crate::remoting::clixml::{from_xml, to_xml};
-use crate::remoting::executor::{ErrorCategory, ErrorRecord};
+use crate::remoting::executor::{
+    Argument, Command, CommandMetadata, ErrorCategory, ErrorRecord, MetadataQuery,
+    ParameterMetadata, Pipeline, PipelineEnd, Statement,
+};
 use crate::remoting::fragment::{Defragmenter, fragment};
 use crate::remoting::message::{Destination, Message, MessageType};
 

@@ -1,0 +1,291 @@
+//! The structs the configuration file deserializes into, one per table.
+//!
+//! Every struct denies unknown keys; nothing is flattened (see the module docs of
+//! [`crate::config`] for why).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::is_loopback_host;
+
+/// Our local label for a tenant ("contoso"): config, logs, metrics, `[[user]].tenants`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(transparent)]
+pub struct TenantName(pub String);
+
+/// Entra's directory id (a GUID): part of the token URL and of the REST admin API URL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(transparent)]
+pub struct TenantId(pub String);
+
+/// The tenant's organization domain ("contoso.onmicrosoft.com"): DelegatedOrg and the RPS URL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(transparent)]
+pub struct Organization(pub String);
+
+macro_rules! display_newtype {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl $t {
+            /// The value as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    )*};
+}
+display_newtype!(TenantName, TenantId, Organization);
+
+impl From<&str> for TenantName {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the generated listener certificate and other state live.
+    pub state_dir: PathBuf,
+    /// The client-facing listener.
+    pub listen: Listen,
+    /// Defaults for every tenant's Entra credentials.
+    pub entra: Entra,
+    /// The upstream.
+    pub exchange: Exchange,
+    /// Optional health and metrics listener.
+    #[serde(default)]
+    pub admin: Option<Admin>,
+    /// `[[tenant]]` tables.
+    #[serde(rename = "tenant", default)]
+    pub tenants: Vec<Tenant>,
+    /// `[[user]]` tables.
+    #[serde(rename = "user", default)]
+    pub users: Vec<User>,
+}
+
+/// `[listen]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Loopback by default: a proxy that turns passwords into admin tokens should not be
+    /// reachable from the network unless someone decided so.
+    pub address: SocketAddr,
+    /// PEM chain replacing the self-signed certificate.
+    pub certificate: Option<PathBuf>,
+    /// Its private key.
+    pub private_key: Option<PathBuf>,
+    /// No TLS; refused on non-loopback addresses (Basic credentials would cross the network
+    /// in clear).
+    #[serde(default)]
+    pub plaintext: bool,
+}
+
+/// App credentials; `[entra]` holds the defaults and `[[tenant]]` may override them.
+///
+/// Exactly one kind is configured: `certificate` (+ `private_key` unless the certificate file
+/// holds the key too), `pfx` (+ `pfx_password_env`), `client_secret_env`, or
+/// `federated_token_file`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// Certificate PEM (may also hold the key).
+    pub certificate: Option<PathBuf>,
+    /// Private key PEM.
+    pub private_key: Option<PathBuf>,
+    /// PKCS#12 file.
+    pub pfx: Option<PathBuf>,
+    /// Environment variable holding the PFX password.
+    pub pfx_password_env: Option<String>,
+    /// Environment variable holding a client secret.
+    pub client_secret_env: Option<String>,
+    /// File holding a federated JWT (re-read on each use).
+    pub federated_token_file: Option<PathBuf>,
+}
+
+impl Credentials {
+    /// Whether any credential key is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// `[entra]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entra {
+    /// `https://login.microsoftonline.com` unless a sovereign cloud or a test overrides it.
+    #[serde(default = "default_authority")]
+    pub authority: String,
+    /// The app registration's client id.
+    pub client_id: String,
+    /// Certificate PEM (may also hold the key).
+    pub certificate: Option<PathBuf>,
+    /// Private key PEM.
+    pub private_key: Option<PathBuf>,
+    /// PKCS#12 file.
+    pub pfx: Option<PathBuf>,
+    /// Environment variable holding the PFX password.
+    pub pfx_password_env: Option<String>,
+    /// Environment variable holding a client secret.
+    pub client_secret_env: Option<String>,
+    /// File holding a federated JWT (re-read on each use).
+    pub federated_token_file: Option<PathBuf>,
+    /// Extra trust roots for the authority.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Entra {
+    /// The default credentials as one value.
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            certificate: self.certificate.clone(),
+            private_key: self.private_key.clone(),
+            pfx: self.pfx.clone(),
+            pfx_password_env: self.pfx_password_env.clone(),
+            client_secret_env: self.client_secret_env.clone(),
+            federated_token_file: self.federated_token_file.clone(),
+        }
+    }
+}
+
+fn default_authority() -> String {
+    "https://login.microsoftonline.com".into()
+}
+
+/// `[exchange] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// WS-Man passthrough to `/PowerShell-LiveID`.
+    #[default]
+    Winrm,
+    /// The proxy is the remoting endpoint and calls the REST admin API.
+    Rest,
+}
+
+/// `[exchange]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exchange {
+    /// winrm or rest.
+    #[serde(default)]
+    pub mode: Mode,
+    /// `https://outlook.office365.com` unless overridden.
+    #[serde(default = "default_endpoint")]
+    pub endpoint: String,
+    /// Extra trust roots for the endpoint.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Exchange {
+    /// The resource the tokens are for, which is also their expected `aud`.
+    ///
+    /// The scope follows the Exchange host of the cloud (`outlook.office365.us`,
+    /// `partner.outlook.cn`, …; entra-client-credentials.md §8). A loopback endpoint is the
+    /// sandbox or a test, which simulates worldwide Exchange Online.
+    pub fn resource(&self) -> String {
+        match url::Url::parse(&self.endpoint) {
+            Ok(url) if url.host_str().is_some_and(|h| !is_loopback_host(h)) => {
+                format!("https://{}", url.host_str().unwrap_or_default())
+            }
+            _ => "https://outlook.office365.com".into(),
+        }
+    }
+}
+
+fn default_endpoint() -> String {
+    "https://outlook.office365.com".into()
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Loopback by default.
+    pub address: SocketAddr,
+}
+
+/// `[[tenant]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    /// Local name.
+    pub name: TenantName,
+    /// Directory id.
+    pub tenant_id: TenantId,
+    /// Organization domain.
+    pub organization: Organization,
+    /// Refuse up front when the token has no supported directory role.
+    #[serde(default)]
+    pub require_directory_role: bool,
+    /// Overrides `[entra] client_id`.
+    pub client_id: Option<String>,
+    /// Overrides `[entra]` credentials (all of them: credential keys are not mixed).
+    pub certificate: Option<PathBuf>,
+    /// Private key PEM.
+    pub private_key: Option<PathBuf>,
+    /// PKCS#12 file.
+    pub pfx: Option<PathBuf>,
+    /// Environment variable holding the PFX password.
+    pub pfx_password_env: Option<String>,
+    /// Environment variable holding a client secret.
+    pub client_secret_env: Option<String>,
+    /// File holding a federated JWT (re-read on each use).
+    pub federated_token_file: Option<PathBuf>,
+}
+
+impl Tenant {
+    /// This tenant's own credential keys (empty when it uses `[entra]`'s).
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            certificate: self.certificate.clone(),
+            private_key: self.private_key.clone(),
+            pfx: self.pfx.clone(),
+            pfx_password_env: self.pfx_password_env.clone(),
+            client_secret_env: self.client_secret_env.clone(),
+            federated_token_file: self.federated_token_file.clone(),
+        }
+    }
+}
+
+/// `[[user]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Basic-auth user name.
+    pub name: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Allowed tenants; the first is the default.
+    pub tenants: Vec<TenantName>,
+}
+
+impl Config {
+    /// The tenant called `name`.
+    pub fn tenant(&self, name: &TenantName) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| &t.name == name)
+    }
+
+    /// The credentials `tenant` uses: its own when it sets any credential key, else `[entra]`'s.
+    pub fn credentials_for(&self, tenant: &Tenant) -> Credentials {
+        let own = tenant.credentials();
+        if own.is_empty() {
+            self.entra.credentials()
+        } else {
+            own
+        }
+    }
+
+    /// The client id `tenant` uses.
+    pub fn client_id_for<'a>(&'a self, tenant: &'a Tenant) -> &'a str {
+        tenant.client_id.as_deref().unwrap_or(&self.entra.client_id)
+    }
+}

@@ -1,0 +1,49 @@
+//! The simulated Exchange Online's tenant data and cmdlets.
+//!
+//! One deterministic in-memory data set per tenant id (mailboxes — as many as configured,
+//! e.g. 10,000 for paging tests — recipients, organization config, accepted domains), made
+//! on first use from the tenant id and organization alone, so every run and both upstream
+//! modes see the same objects. Both simulated endpoints run their commands here: the RPS
+//! endpoint (`rps.rs`, winrm mode) and the REST admin API (`adminapi.rs`, rest mode) — which
+//! is what makes the compatibility test (same script, same objects through either mode)
+//! meaningful. State changes (`Set-Mailbox`) are visible to later `Get-*`s of either.
+//!
+//! Cmdlets take REST-style parameters (a JSON object, reference exo-rest-adminapi.md §5);
+//! the RPS side binds its CLIXML arguments with the shared binder and converts them with the
+//! bridge's converter first. Results are [`Item`]s (cheap `Arc` snapshots) that become
+//! [`ExObject`]s only when a page is written, so paging 10,000 mailboxes stays linear.
+//! Errors and warnings use Exchange's own texts.
+//!
+//! Layout: `tenant` holds the store (one [`Tenant`] per directory id, made on first use, its
+//! state behind an `RwLock`) and `mailbox` the state it is generated from; `cmdlets` runs
+//! commands against that state (with `filter` for `-Filter`), `object` shapes the results as
+//! Exchange serializes them, and `knobs` holds what tests set and read while the simulator
+//! runs.
+
+use std::sync::OnceLock;
+
+use crate::bridge::catalog::Catalog;
+
+mod cmdlets;
+mod filter;
+mod knobs;
+mod mailbox;
+mod object;
+mod tenant;
+#[cfg(test)]
+mod tests;
+
+pub use cmdlets::{Item, Outcome};
+pub use knobs::{Knobs, SeenRequest, Stats, load};
+pub use mailbox::{Mailbox, OrgConfig};
+pub use object::{ExObject, Prop};
+pub use tenant::{ExchangeData, Tenant};
+
+/// The pagination warning.
+pub use crate::bridge::rest::MORE_RESULTS;
+
+/// The bridge's cmdlet catalog (parameter names, output types), built once.
+fn catalog() -> &'static Catalog {
+    static C: OnceLock<Catalog> = OnceLock::new();
+    C.get_or_init(Catalog::builtin)
+}
