@@ -13,6 +13,7 @@
 //! real token checks) and the client run in this process for all three; nginx gets one
 //! worker process and HAProxy one thread, the proxy runs on this process's 2-thread runtime.
 //! Figures go into BENCHMARKS.md section "peers"; nothing here is asserted.
+#![allow(clippy::disallowed_methods)] // wall-clock timing is the point of a benchmark
 
 #[path = "../tests/it/support/harness.rs"]
 #[allow(unused_imports)]

@@ -6,6 +6,7 @@
 //! baseline, so the difference is what the proxy adds (TLS termination, cached Basic check,
 //! cached token, rewrite, a second TLS hop on a pooled connection). Figures go into
 //! BENCHMARKS.md section "proxy"; nothing here is asserted.
+#![allow(clippy::disallowed_methods)] // wall-clock timing is the point of a benchmark
 
 #[path = "../tests/it/support/harness.rs"]
 #[allow(unused_imports)]

@@ -9,6 +9,9 @@ use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+#[cfg(windows)]
+mod service;
+
 use clap::Parser;
 use exo_authproxy::cli::{Cli, Command, LogFormat};
 use exo_authproxy::config::{Config, ProcessEnvironment, TenantName};
@@ -50,7 +53,16 @@ impl Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse(); // usage errors: clap prints and exits 2
-    init_tracing(cli.log_format);
+    #[cfg(windows)]
+    if let Command::Serve { config } = &cli.command
+        && let Some(code) = service::run_if_started_by_scm(config, cli.log_format)
+    {
+        return ExitCode::from(code);
+    }
+    init_tracing(
+        cli.log_format,
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {
@@ -65,12 +77,12 @@ fn main() -> ExitCode {
     ExitCode::from(err.exit_code())
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, writer: tracing_subscriber::fmt::writer::BoxMakeWriter) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EXO_AUTHPROXY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -79,7 +91,7 @@ fn init_tracing(format: LogFormat) {
 
 async fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Serve { config } => serve(&config).await,
+        Command::Serve { config } => serve(&config, exo_authproxy::shutdown::os_signal()).await,
         Command::Sandbox {
             listen,
             mode,
@@ -162,7 +174,10 @@ fn onboarding_failure(err: onboarding::Error) -> Failure {
     }
 }
 
-async fn serve(path: &std::path::Path) -> Result<(), Failure> {
+async fn serve(
+    path: &std::path::Path,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Failure> {
     let config = load_config(path)?;
     let tokens = exo_authproxy::token::TokenEngine::new(&config, &ProcessEnvironment)
         .map_err(|e| Failure::Credential(e.to_string()))?;
@@ -195,13 +210,9 @@ async fn serve(path: &std::path::Path) -> Result<(), Failure> {
             );
         }
     }
-    exo_authproxy::serve(
-        prepared,
-        Listeners { proxy, admin },
-        exo_authproxy::shutdown::os_signal(),
-    )
-    .await
-    .map_err(|e| Failure::Runtime(e.to_string()))
+    exo_authproxy::serve(prepared, Listeners { proxy, admin }, shutdown)
+        .await
+        .map_err(|e| Failure::Runtime(e.to_string()))
 }
 
 fn hash_password() -> Result<(), Failure> {
