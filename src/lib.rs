@@ -11,6 +11,7 @@
 //! - `shutdown`: the one shutdown signal and the drain.
 //! - `metrics`: Prometheus counters, incremented where events happen.
 //! - `admin`: the `[admin]` listener: health probes and `/metrics`.
+//! - `audit`: the audit trail (logins refused, sessions, rest-mode commands).
 //! - `token`: Entra ID app-only tokens: credentials, client assertion, cache, claims diagnosis.
 //! - `remoting`: the PowerShell remoting endpoint (WS-Man + PSRP + CLIXML), used by the REST
 //!   bridge and the sandbox.
@@ -20,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod audit;
 pub mod bridge;
 pub mod cli;
 pub mod config;

@@ -473,6 +473,8 @@ fn token_failure(cmdlet: &str, tenant: &TenantName, e: &crate::token::TokenError
 struct CallCtx<'a> {
     caller: &'a RestCaller,
     entry: &'a Entry,
+    /// The parameters' names (the audit trail records names, never values).
+    parameter_names: Vec<String>,
     body: Bytes,
     page_size: u32,
     connection_id: Uuid,
@@ -485,16 +487,52 @@ pub struct RestCall<'a, T: ?Sized> {
     ctx: CallCtx<'a>,
     next_url: Option<Url>,
     pages: u32,
+    objects: u64,
+    /// The result is counted and audited (else dropping the call records `stopped`).
+    settled: bool,
+}
+
+impl<T: ?Sized> RestCall<'_, T> {
+    /// Counts and audits the call's result, once.
+    fn settle(&mut self, result: &'static str) {
+        if std::mem::replace(&mut self.settled, true) {
+            return;
+        }
+        let cmdlet = &self.ctx.entry.metadata.name;
+        self.client
+            .metrics
+            .calls
+            .get_or_create(&crate::metrics::CmdletLabels {
+                cmdlet: cmdlet.clone(),
+                result,
+            })
+            .inc();
+        crate::audit::command(
+            &self.ctx.caller.user,
+            &self.ctx.caller.tenant,
+            cmdlet,
+            &self.ctx.parameter_names,
+            result,
+            self.objects,
+        );
+    }
+}
+
+impl<T: ?Sized> Drop for RestCall<'_, T> {
+    fn drop(&mut self) {
+        // Ctrl-C, Select-Object -First n, or the pipeline failing downstream.
+        self.settle("stopped");
+    }
 }
 
 impl<T: TokenSource + ?Sized> RestCall<'_, T> {
     /// [`RestCall::fetch_page`], counted: a page received, and the call's result once known.
     async fn page(&mut self) -> Option<Result<Batch, Failure>> {
         let step = self.fetch_page().await;
-        let m = &self.client.metrics;
         let result = match &step {
-            Some(Ok(_)) => {
-                m.pages.inc();
+            Some(Ok(batch)) => {
+                self.client.metrics.pages.inc();
+                self.objects += batch.objects.len() as u64;
                 if self.next_url.is_some() {
                     return step;
                 }
@@ -504,12 +542,7 @@ impl<T: TokenSource + ?Sized> RestCall<'_, T> {
             Some(Err(Failure::Terminating(_))) => "failed",
             None => return step,
         };
-        m.calls
-            .get_or_create(&crate::metrics::CmdletLabels {
-                cmdlet: self.ctx.entry.metadata.name.clone(),
-                result,
-            })
-            .inc();
+        self.settle(result);
         step
     }
 
@@ -622,6 +655,7 @@ impl<T: TokenSource + ?Sized> Backend for RestClient<T> {
         common: &'a CommonParameters,
     ) -> Box<dyn Call + 'a> {
         let page_size = page_size(&self.settings, &parameters);
+        let parameter_names = parameters.keys().cloned().collect();
         let body = serde_json::json!({
             "CmdletInput": { "CmdletName": entry.metadata.name, "Parameters": Json::Object(parameters) }
         });
@@ -630,6 +664,7 @@ impl<T: TokenSource + ?Sized> Backend for RestClient<T> {
             ctx: CallCtx {
                 caller,
                 entry,
+                parameter_names,
                 body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
                 page_size,
                 connection_id: Uuid::new_v4(),
@@ -637,6 +672,8 @@ impl<T: TokenSource + ?Sized> Backend for RestClient<T> {
             },
             next_url: Some(self.invoke_url(caller)),
             pages: 0,
+            objects: 0,
+            settled: false,
         })
     }
 }

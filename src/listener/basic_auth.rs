@@ -233,7 +233,7 @@ impl Authenticator {
             }
             None => {
                 self.record_failure(client, now);
-                tracing::info!(user = %creds.user, %client, "local authentication failed");
+                crate::audit::login_failed(&creds.user, client);
                 Err(ProxyError::BadCredentials)
             }
         }

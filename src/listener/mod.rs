@@ -258,11 +258,12 @@ async fn route_and_forward(
     let (parts, body) = req.into_parts();
     let body = read_body(body).await?;
     *relates_to = errors::message_id(&body);
-    match &proxy.upstream {
+    let session_change = crate::remoting::wsman::session_action(&body);
+    let rsp = match &proxy.upstream {
         Upstream::Winrm(winrm) => {
             winrm
                 .forward(state, &route, query.as_deref(), &parts.headers, body)
-                .await
+                .await?
         }
         Upstream::Rest(endpoint) => {
             let request = Request::from_parts(parts, body);
@@ -270,9 +271,21 @@ async fn route_and_forward(
                 .handle(&route.user, rest_caller(&route), request)
                 .await;
             tracing::info!(user = %route.user, tenant = %route.tenant.name, mode = "rest", status = rsp.status().as_u16(), "handled");
-            Ok(rsp.map(errors::full))
+            rsp.map(errors::full)
         }
+    };
+    if let Some(opened) = session_change
+        && rsp.status().is_success()
+    {
+        crate::audit::session(
+            opened,
+            &route.user,
+            &route.tenant.name,
+            client,
+            proxy.mode(),
+        );
     }
+    Ok(rsp)
 }
 
 /// `DelegatedOrg` (organization domain or local tenant name, case-insensitive) or the first.

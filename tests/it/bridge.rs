@@ -1085,3 +1085,80 @@ async fn bridge_counts_cmdlet_calls_pages_and_retries() {
         assert!(text.contains(line), "{line} missing from\n{text}");
     }
 }
+
+/// The audit trail in rest mode: each cmdlet with the local user, tenant, parameter names
+/// (never values), result and object count; a call stopped mid-way says so.
+#[test]
+fn audit_records_each_cmdlet_with_parameter_names_only() {
+    let (logs, _guard) = crate::support::harness::Logs::capture();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let b = bridge(2_500).await;
+        let caller = caller();
+        let (_, end) = run_on(
+            &b.exec,
+            &caller,
+            pipeline(vec![cmd(
+                "Set-Mailbox",
+                &[
+                    (Some("Identity"), s("AdeleV")),
+                    (Some("CustomAttribute1"), s("secret-value-42")),
+                ],
+            )]),
+            vec![],
+        )
+        .await;
+        assert_eq!(end, PipelineEnd::Completed);
+        let (outs, end) = run_on(
+            &b.exec,
+            &caller,
+            pipeline(vec![
+                cmd("Get-Mailbox", &[(Some("ResultSize"), s("Unlimited"))]),
+                cmd("Select-Object", &[(Some("First"), Value::I32(3))]),
+            ]),
+            vec![],
+        )
+        .await;
+        assert_eq!((end, objects(&outs).len()), (PipelineEnd::Completed, 3));
+    });
+    let text = logs.text();
+    let audit: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(exo_authproxy::audit::TARGET))
+        .collect();
+    assert_eq!(audit.len(), 2, "{}", audit.join("\n"));
+    for (line, fields) in [
+        (
+            audit[0],
+            &[
+                "event=\"command\"",
+                "cmdlet=\"Set-Mailbox\"",
+                "parameters=Identity,CustomAttribute1",
+                "result=\"ok\"",
+                "objects=0",
+            ][..],
+        ),
+        (
+            audit[1],
+            &[
+                "cmdlet=\"Get-Mailbox\"",
+                "parameters=ResultSize",
+                "result=\"stopped\"",
+            ][..],
+        ),
+    ] {
+        for field in fields
+            .iter()
+            .chain(&["user=\"reporting\"", "tenant=contoso"])
+        {
+            assert!(line.contains(field), "{field} missing: {line}");
+        }
+    }
+    assert!(
+        !text.contains("secret-value-42"),
+        "a parameter value was logged"
+    );
+}

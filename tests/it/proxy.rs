@@ -600,3 +600,76 @@ fn no_secret_reaches_the_logs() {
         assert!(!text.contains(secret), "{secret:?} in the logs:\n{text}");
     }
 }
+
+/// The audit trail: refused logins and sessions opened/closed, on the audit target, with the
+/// local user and tenant and never a secret.
+#[test]
+fn audit_records_refused_logins_and_sessions_without_secrets() {
+    let (logs, _guard) = harness::Logs::capture();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut h = start_with(recorder()).await;
+        let client = h.client();
+        let ok = h.post(&client, Some((USER, PASSWORD)), "", ENVELOPE).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        let delete = ENVELOPE.replace("transfer/Create", "transfer/Delete");
+        let ok = h.post(&client, Some((USER, PASSWORD)), "", &delete).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        let send = ENVELOPE.replace(
+            "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create",
+            "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Send",
+        );
+        let _ = h.post(&client, Some((USER, PASSWORD)), "", &send).await;
+        let refused = h
+            .post(
+                &client,
+                Some(("reporting\nforged", "hunter2-wrong")),
+                "",
+                ENVELOPE,
+            )
+            .await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        h.shutdown().await.unwrap();
+    });
+    let text = logs.text();
+    let audit: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(exo_authproxy::audit::TARGET))
+        .collect();
+    assert_eq!(
+        audit.len(),
+        3,
+        "opened, closed, refused:\n{}",
+        audit.join("\n")
+    );
+    assert!(
+        audit[0].contains("event=\"session-opened\""),
+        "{}",
+        audit[0]
+    );
+    assert!(
+        audit[1].contains("event=\"session-closed\""),
+        "{}",
+        audit[1]
+    );
+    for line in &audit[..2] {
+        for field in [
+            "user=\"reporting\"",
+            "tenant=contoso",
+            "client=127.0.0.1",
+            "mode=\"winrm\"",
+        ] {
+            assert!(line.contains(field), "{field} missing: {line}");
+        }
+    }
+    assert!(audit[2].contains("event=\"login-failed\""), "{}", audit[2]);
+    assert!(
+        audit[2].contains(r#"user="reporting\nforged""#),
+        "the claimed name, escaped onto one line: {}",
+        audit[2]
+    );
+    assert!(!text.contains("hunter2-wrong"));
+}
