@@ -9,22 +9,29 @@
 //! to simulated Exchange, verifying its certificate, on a pooled upstream connection.
 //! nginx and HAProxy are given the token as a static header (they cannot get one); the
 //! proxy also checks the client's Basic credential (cached after the first argon2 check) and
-//! reads its token cache, so it does strictly more per request. Simulated Exchange (real TLS,
-//! real token checks) and the client run in this process for all three; nginx gets one
-//! worker process and HAProxy one thread, the proxy runs on this process's 2-thread runtime.
-//! Figures go into BENCHMARKS.md section "peers"; nothing here is asserted.
-#![allow(clippy::disallowed_methods)] // wall-clock timing is the point of a benchmark
+//! reads its token cache (tokens from simulated Entra), so it does strictly more per request.
+//!
+//! All three run as their own process (`exo-authproxy serve` is the release binary with the
+//! sandbox world's config), with the same listener certificate: nginx with one worker,
+//! HAProxy with one thread, the proxy with its default runtime. Simulated Entra, simulated
+//! Exchange (real TLS, real token checks, a fixed 200 answer) and the client run in this
+//! process. Reported: sequential latency, concurrent throughput, and each process's RSS
+//! growth with 100 open client connections. Figures go into BENCHMARKS.md section "peers";
+//! nothing here is asserted.
 
-#[path = "../tests/it/support/harness.rs"]
-#[allow(unused_imports)]
-mod harness;
+#![allow(clippy::disallowed_methods)] // wall-clock timing is the point of a benchmark
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant as WallClock};
 
 use base64::Engine;
-use harness::{Harness, Options, PASSWORD, USER};
+use bytes::Bytes;
+use exo_authproxy::sandbox::exchange::RpsService;
+use exo_authproxy::sandbox::{AppIdentity, DEMO_USER, World, WorldOptions};
+use futures_util::future::BoxFuture;
+
+const PASSWORD: &str = "bench";
 
 const ENVELOPE: &str = r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Header><a:MessageID xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing">uuid:1</a:MessageID><w:OperationTimeout xmlns:w="x">PT20S</w:OperationTimeout></s:Header><s:Body/></s:Envelope>"#;
 const QUERY: &str = "BasicAuthToOAuthConversion=true&email=SystemMailbox%7Bbb558c35-97f1-4cb9-8ff7-d53741dc928c%7D%40contoso.onmicrosoft.com";
@@ -34,6 +41,51 @@ const PER_CLIENT: usize = 250;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Simulated Exchange's `/PowerShell-LiveID` answering every authorized request with a fixed
+/// small SOAP envelope (the tokens are still checked by the simulator in front of it).
+struct Fixed;
+
+impl RpsService for Fixed {
+    fn handle<'a>(
+        &'a self,
+        _owner: &'a str,
+        _app: AppIdentity,
+        _request: http::Request<Bytes>,
+    ) -> BoxFuture<'a, http::Response<Bytes>> {
+        Box::pin(async {
+            let mut rsp = http::Response::new(Bytes::from_static(ENVELOPE.as_bytes()));
+            rsp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/soap+xml;charset=UTF-8"),
+            );
+            rsp
+        })
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// RSS of `pid` and its children (nginx's worker, HAProxy's master-less single process).
+fn tree_rss_kib(pid: u32) -> u64 {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    rss_kib(pid)
+        + children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+            .map(rss_kib)
+            .sum::<u64>()
 }
 
 fn free_port() -> u16 {
@@ -224,6 +276,15 @@ async fn concurrent(make: &dyn Fn() -> reqwest::Client, url: &str, auth: &str) -
     (CONCURRENT_CLIENTS * PER_CLIENT) as f64 / start.elapsed().as_secs_f64()
 }
 
+fn client_trusting(cert: &Path) -> reqwest::Client {
+    let tls = exo_authproxy::forward::winrm::client_tls(Some(cert)).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -231,10 +292,25 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let h = Harness::start(Options::default()).await;
-        use exo_authproxy::forward::TokenSource;
-        let token = h
-            .tokens
+        let dir = tempfile::tempdir().unwrap();
+        let proxy_port = free_port();
+        let world = World::start(
+            dir.path(),
+            WorldOptions {
+                mode: exo_authproxy::config::Mode::Winrm,
+                password: PASSWORD.into(),
+                listen: format!("127.0.0.1:{proxy_port}").parse().unwrap(),
+                tenants: exo_authproxy::sandbox::demo_tenants(),
+                rps: std::sync::Arc::new(Fixed),
+                adminapi: None,
+            },
+        )
+        .await
+        .unwrap();
+        // The token nginx and HAProxy send as a static header.
+        let env = std::collections::HashMap::<String, String>::new();
+        let engine = exo_authproxy::token::TokenEngine::new(&world.config, &env).unwrap();
+        let token = engine
             .token(&exo_authproxy::config::TenantName("contoso".into()))
             .await
             .unwrap();
@@ -247,28 +323,49 @@ fn main() {
         );
         let local = format!(
             "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+            base64::engine::general_purpose::STANDARD.encode(format!("{DEMO_USER}:{PASSWORD}"))
         );
-        let ca = h.config.exchange.ca_file.clone().expect("the harness trusts its CA");
-        let cert = h.listener_cert.clone();
+        let proxy = Peer(
+            Command::new(env!("CARGO_BIN_EXE_exo-authproxy"))
+                .arg("serve")
+                .arg("--config")
+                .arg(&world.config_path)
+                .env("EXO_AUTHPROXY_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start exo-authproxy serve"),
+        );
+        wait_listening(proxy_port).await;
+        let cert = world
+            .config
+            .state_dir
+            .join(exo_authproxy::listener::tls::GENERATED_CERT);
         let key = cert.with_file_name(exo_authproxy::listener::tls::GENERATED_KEY);
-        let exchange = h.exchange_addr.port();
-        let direct = {
-            let tls = exo_authproxy::forward::winrm::client_tls(Some(&ca)).unwrap();
-            reqwest::Client::builder().use_preconfigured_tls(tls).no_proxy().build().unwrap()
-        };
+        let ca = world.ca_file.clone();
+        let exchange = world.exchange_addr.port();
+        let direct = client_trusting(&ca);
         let direct_url = format!("https://127.0.0.1:{exchange}/PowerShell-LiveID?{QUERY}");
 
         let mut paths: Vec<(String, String, String, Option<Peer>)> = vec![
             ("direct to simulated Exchange".into(), direct_url.clone(), basic.clone(), None),
-            ("exo-authproxy".into(), h.url.clone(), local.clone(), None),
+            (
+                "exo-authproxy serve".into(),
+                format!("https://127.0.0.1:{proxy_port}/powershell-liveid"),
+                local.clone(),
+                Some(proxy),
+            ),
         ];
-        let dir = h.dir.path();
+        let dir = dir.path();
         if on_path("nginx") {
             let port = free_port();
             let peer = nginx(dir, port, exchange, &basic, &cert, &key, &ca);
             wait_listening(port).await;
-            paths.push(("nginx (static token)".into(), format!("https://127.0.0.1:{port}/powershell-liveid"), local.clone(), Some(peer)));
+            paths.push((
+                "nginx (static token)".into(),
+                format!("https://127.0.0.1:{port}/powershell-liveid"),
+                local.clone(),
+                Some(peer),
+            ));
         } else {
             println!("nginx not on PATH: skipped");
         }
@@ -276,27 +373,50 @@ fn main() {
             let port = free_port();
             let peer = haproxy(dir, port, exchange, &basic, &cert, &key, &ca);
             wait_listening(port).await;
-            paths.push(("HAProxy (static token)".into(), format!("https://127.0.0.1:{port}/powershell-liveid"), local.clone(), Some(peer)));
+            paths.push((
+                "HAProxy (static token)".into(),
+                format!("https://127.0.0.1:{port}/powershell-liveid"),
+                local.clone(),
+                Some(peer),
+            ));
         } else {
             println!("haproxy not on PATH: skipped");
         }
 
         println!(
-            "sequential: {SEQUENTIAL} requests on one keep-alive connection; concurrent: {CONCURRENT_CLIENTS} clients × {PER_CLIENT} requests"
+            "sequential: {SEQUENTIAL} requests on one keep-alive connection; concurrent: {CONCURRENT_CLIENTS} clients × {PER_CLIENT} requests; memory: 100 open connections"
         );
         let mut base_p50 = 0.0;
-        for (name, url, auth, _) in &paths {
-            let client = if url == &direct_url { direct.clone() } else { h.client() };
+        for (name, url, auth, peer) in &paths {
+            let make = || if url == &direct_url { direct.clone() } else { client_trusting(&cert) };
+            let client = make();
             let _ = sequential(&client, url, auth, 100).await; // warm: TLS, pools, caches
             let v = sequential(&client, url, auth, SEQUENTIAL).await;
-            let make = || if url == &direct_url { direct.clone() } else { h.client() };
             let rps = concurrent(&make, url, auth).await;
             let p50 = percentile(&v, 0.5);
             if url == &direct_url {
                 base_p50 = p50;
             }
+            let memory = match peer {
+                Some(Peer(child)) => {
+                    let before = tree_rss_kib(child.id());
+                    let mut open = Vec::new();
+                    for _ in 0..100 {
+                        let c = make();
+                        let _ = sequential(&c, url, auth, 1).await;
+                        open.push(c);
+                    }
+                    let after = tree_rss_kib(child.id());
+                    drop(open);
+                    format!(
+                        "RSS {before} KiB, +{} KiB with 100 connections",
+                        after.saturating_sub(before)
+                    )
+                }
+                None => String::new(),
+            };
             println!(
-                "{name:30} p50 {:6.0} µs  p90 {:6.0} µs  p99 {:6.0} µs  added p50 {:+6.0} µs  concurrent {:7.0} req/s",
+                "{name:30} p50 {:6.0} µs  p90 {:6.0} µs  p99 {:6.0} µs  added p50 {:+6.0} µs  concurrent {:7.0} req/s  {memory}",
                 p50,
                 percentile(&v, 0.9),
                 percentile(&v, 0.99),
@@ -304,5 +424,6 @@ fn main() {
                 rps
             );
         }
+        drop(world);
     });
 }
