@@ -208,9 +208,9 @@ impl Winrm {
         query: Option<&str>,
         headers: &HeaderMap,
         body: Bytes,
+        action: &'static str,
     ) -> Result<Response<Body>, ProxyError> {
         let started = Instant::now();
-        let action = wsman_action(&body);
         let tenant = &route.tenant;
         let mut token =
             self.tokens
@@ -357,14 +357,6 @@ impl Winrm {
             action,
             "forwarded"
         );
-        if parts.status.is_success() && matches!(action, "Create" | "Delete") {
-            let what = if action == "Create" {
-                "client session opened"
-            } else {
-                "client session closed"
-            };
-            tracing::info!(user = %route.user, tenant = %route.tenant.name, mode = "winrm", "{what}");
-        }
         Response::from_parts(parts, body)
     }
 
@@ -643,28 +635,6 @@ fn cookie_header(conn: &ConnectionState, tenant: &TenantName) -> Option<HeaderVa
     let mut value = HeaderValue::from_str(&text).ok()?;
     value.set_sensitive(true);
     Some(value)
-}
-
-/// The WS-Man operation of an envelope, for logs (`Create`, `Command`, `Receive`, …).
-pub fn wsman_action(envelope: &[u8]) -> &'static str {
-    const KNOWN: [&str; 7] = [
-        "Create",
-        "Delete",
-        "Command",
-        "Receive",
-        "Send",
-        "Signal",
-        "Enumerate",
-    ];
-    let head = &envelope[..envelope.len().min(4096)];
-    let Some(at) = head.windows(7).position(|w| w == b"Action>") else {
-        return "-";
-    };
-    let rest = &head[at + 7..];
-    let end = rest.iter().position(|b| *b == b'<').unwrap_or(rest.len());
-    let uri = std::str::from_utf8(&rest[..end]).unwrap_or("");
-    let last = uri.rsplit('/').next().unwrap_or("");
-    KNOWN.iter().find(|k| **k == last).copied().unwrap_or("-")
 }
 
 /// The upstream deadline for this envelope: its OperationTimeout plus a margin.

@@ -258,11 +258,18 @@ async fn route_and_forward(
     let (parts, body) = req.into_parts();
     let body = read_body(body).await?;
     *relates_to = errors::message_id(&body);
-    let session_change = crate::remoting::wsman::session_action(&body);
+    let action = crate::remoting::wsman::action_name(&body);
     let rsp = match &proxy.upstream {
         Upstream::Winrm(winrm) => {
             winrm
-                .forward(state, &route, query.as_deref(), &parts.headers, body)
+                .forward(
+                    state,
+                    &route,
+                    query.as_deref(),
+                    &parts.headers,
+                    body,
+                    action,
+                )
                 .await?
         }
         Upstream::Rest(endpoint) => {
@@ -274,9 +281,8 @@ async fn route_and_forward(
             rsp.map(errors::full)
         }
     };
-    if let Some(opened) = session_change
-        && rsp.status().is_success()
-    {
+    if matches!(action, "Create" | "Delete") && rsp.status().is_success() {
+        let opened = action == "Create";
         crate::audit::session(
             opened,
             &route.user,

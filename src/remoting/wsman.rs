@@ -375,22 +375,29 @@ impl ParseError {
     }
 }
 
-/// Whether `envelope` is a Create (`Some(true)`) or Delete (`Some(false)`) of a shell, read
-/// from the SOAP header without parsing the message: the listener audits sessions in both
-/// modes, and in `winrm` mode it does not parse what it relays.
-pub fn session_action(envelope: &[u8]) -> Option<bool> {
-    let head = &envelope[..envelope.len().min(16 * 1024)];
-    // The cut may split a multi-byte character: keep what is valid (the header is ASCII).
-    let head = std::str::from_utf8(head)
-        .unwrap_or_else(|e| std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default());
-    let head = head.split("Body").next().unwrap_or(head);
-    if head.contains(ACTION_CREATE) {
-        Some(true)
-    } else if head.contains(ACTION_DELETE) {
-        Some(false)
-    } else {
-        None
-    }
+/// The WS-Man operation of `envelope` (`Create`, `Delete`, `Command`, `Receive`, `Send`,
+/// `Signal`, `Enumerate`, or `-`), read from the `Action` header without parsing the message:
+/// the listener audits sessions and logs operations in both modes, and in `winrm` mode it
+/// does not parse what it relays.
+pub fn action_name(envelope: &[u8]) -> &'static str {
+    const KNOWN: [&str; 7] = [
+        "Create",
+        "Delete",
+        "Command",
+        "Receive",
+        "Send",
+        "Signal",
+        "Enumerate",
+    ];
+    let head = &envelope[..envelope.len().min(4096)];
+    let Some(at) = head.windows(7).position(|w| w == b"Action>") else {
+        return "-";
+    };
+    let rest = &head[at + 7..];
+    let end = rest.iter().position(|b| *b == b'<').unwrap_or(rest.len());
+    let uri = std::str::from_utf8(&rest[..end]).unwrap_or("");
+    let last = uri.rsplit('/').next().unwrap_or("");
+    KNOWN.iter().find(|k| **k == last).copied().unwrap_or("-")
 }
 
 /// Parses an xs:duration such as `PT20S`, `PT180.000S`, `P0DT0H3M0S`. Years/months are refused.
