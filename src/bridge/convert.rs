@@ -187,6 +187,7 @@ pub fn value_to_json(parameter: &str, value: &Value) -> Result<Json, ConvertErro
                 .unwrap_or_else(|_| Json::from(s.as_str())),
         },
         Value::DateTime(d) => Json::from(datetime_to_rest(d)),
+        Value::UtcDateTime(d) => Json::from(datetime_to_rest(&d.fixed_offset())),
         Value::Duration(t) => Json::from(ticks_to_timespan(*t)),
         Value::Guid(g) => Json::from(g.to_string()),
         Value::Bytes(b) => serde_json::json!({
@@ -308,7 +309,12 @@ pub fn json_to_value(json: Json, data_type: Option<&str>, odata_type: Option<&st
         Json::String(s) => match dt.or(odata_type.map(|t| t.trim_start_matches('#'))) {
             Some("System.Guid" | "Guid") => s.parse().map_or(Value::String(s), Value::Guid),
             Some("System.DateTime" | "DateTimeOffset" | "System.DateTimeOffset") => {
-                parse_datetime(&s).map_or(Value::String(s), Value::DateTime)
+                // `Z` marks Exchange's UTC-kind values (`WhenChangedUTC`); keep the kind.
+                match parse_datetime(&s) {
+                    Some(d) if s.ends_with(['Z', 'z']) => Value::UtcDateTime(d.to_utc()),
+                    Some(d) => Value::DateTime(d),
+                    None => Value::String(s),
+                }
             }
             _ => Value::String(s),
         },
@@ -671,7 +677,8 @@ mod tests {
             get("Guid"),
             Value::Guid("8c2f1a5e-6b1d-4f0e-9a77-2d3c4b5a6f70".parse().unwrap())
         );
-        let Value::DateTime(d) = get("WhenCreatedUTC") else {
+        // `Z` stays UTC-kind (PowerShell shows it as UTC); the offset form stays local-kind.
+        let Value::UtcDateTime(d) = get("WhenCreatedUTC") else {
             panic!()
         };
         assert_eq!(d.timestamp_subsec_nanos(), 123_456_700);

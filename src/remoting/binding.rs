@@ -544,6 +544,7 @@ pub fn display_value(value: &Value) -> String {
         Value::Float(n) => n.to_string(),
         Value::Double(n) => n.to_string(),
         Value::DateTime(d) => d.to_rfc3339(),
+        Value::UtcDateTime(d) => d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         Value::Duration(t) => format!("{t} ticks"),
         Value::Guid(g) => g.to_string(),
         Value::Bytes(b) => format!("System.Byte[{}]", b.len()),

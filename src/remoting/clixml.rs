@@ -64,8 +64,13 @@ pub enum Value {
     Double(f64),
     /// `<D>`: kept as its decimal text to avoid losing precision.
     Decimal(String),
-    /// `<DT>`: 7 fractional digits and an offset on the wire.
+    /// `<DT>` with an offset: 7 fractional digits and `±hh:mm` on the wire; PowerShell reads
+    /// it as a local-kind `DateTime` (converted to the client's time zone).
     DateTime(DateTime<FixedOffset>),
+    /// `<DT>` ending in `Z`: PowerShell reads it as a UTC-kind `DateTime` (shown as is). RPS
+    /// sent Exchange's `…UTC` properties this way (psrp-protocol.md §8.4); keeping the kind
+    /// apart keeps `WhenChangedUTC` in UTC on a client in another time zone.
+    UtcDateTime(DateTime<Utc>),
     /// `<TS>`: an xs:duration on the wire; kept as ticks (100 ns).
     Duration(i64),
     /// `<G>`
@@ -563,6 +568,7 @@ impl Value {
     pub fn as_datetime(&self) -> Option<DateTime<FixedOffset>> {
         match self {
             Self::DateTime(d) => Some(*d),
+            Self::UtcDateTime(d) => Some(d.fixed_offset()),
             Self::Object(o) => o.primitive.as_ref()?.as_datetime(),
             _ => None,
         }
@@ -648,7 +654,7 @@ impl Value {
             Self::Float(_) => "Sg",
             Self::Double(_) => "Db",
             Self::Decimal(_) => "D",
-            Self::DateTime(_) => "DT",
+            Self::DateTime(_) | Self::UtcDateTime(_) => "DT",
             Self::Duration(_) => "TS",
             Self::Guid(_) => "G",
             Self::Bytes(_) => "BA",
@@ -718,7 +724,7 @@ impl From<DateTime<FixedOffset>> for Value {
 }
 impl From<DateTime<Utc>> for Value {
     fn from(v: DateTime<Utc>) -> Self {
-        Self::DateTime(v.fixed_offset())
+        Self::UtcDateTime(v)
     }
 }
 impl From<Object> for Value {

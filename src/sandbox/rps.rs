@@ -43,7 +43,8 @@ pub fn to_clixml(obj: &ExObject) -> Value {
         Prop::I32(n) => Value::I32(*n),
         Prop::I64(n) => Value::I64(*n),
         Prop::Guid(g) => Value::Guid(*g),
-        Prop::Date(d, _) => Value::DateTime(*d),
+        Prop::Date(d, false) => Value::DateTime(*d),
+        Prop::Date(d, true) => Value::UtcDateTime(d.to_utc()),
         Prop::Multi(v) => Value::Object(Box::new(Object {
             type_names: list_type(),
             container: Some(Container::List(

@@ -188,6 +188,8 @@ async fn get_mailbox_one_object_looks_as_rps_did() {
     assert_eq!(prop(m, "DisplayName"), &s("Adele Vance"));
     assert!(matches!(prop(m, "Guid"), Value::Guid(_)));
     assert!(matches!(prop(m, "WhenCreated"), Value::DateTime(_)));
+    // `…UTC` properties keep their UTC kind (`Z` on the wire), as RPS sent them.
+    assert!(matches!(prop(m, "WhenChangedUTC"), Value::UtcDateTime(_)));
     assert_eq!(prop(m, "PitrCopyIntervalInSeconds"), &Value::I16(0));
     assert_eq!(
         prop(m, "ProhibitSendQuota"),

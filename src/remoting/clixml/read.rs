@@ -379,8 +379,15 @@ impl<'a> Parser<'a> {
             }
             b"DT" => {
                 let text = self.text("DT", empty, false)?;
+                let utc = text.trim_end().ends_with(['Z', 'z']);
                 parse_datetime(&text)
-                    .map(Value::DateTime)
+                    .map(|d| {
+                        if utc {
+                            Value::UtcDateTime(d.to_utc())
+                        } else {
+                            Value::DateTime(d)
+                        }
+                    })
                     .map_err(|reason| invalid("DT", &text, reason))
             }
             b"TS" => {

@@ -32,6 +32,10 @@ fn primitives_encode_like_windows() {
             Value::DateTime(dt("2024-05-21T14:03:11.1234567+02:00")),
             "<DT>2024-05-21T14:03:11.1234567+02:00</DT>",
         ),
+        (
+            Value::UtcDateTime(dt("2024-04-10T08:56:22Z").to_utc()),
+            "<DT>2024-04-10T08:56:22.0000000Z</DT>",
+        ),
         (Value::Duration(90_269_026), "<TS>PT9.0269026S</TS>"),
         (
             Value::Guid("8C2F1A5E-6B1D-4F0E-9A77-2D3C4B5A6F70".parse().unwrap()),
@@ -396,6 +400,7 @@ fn arb_primitive() -> impl Strategy<Value = Value> {
             .prop_map(Value::Double),
         "-?[0-9]{1,28}(\\.[0-9]{1,10})?".prop_map(Value::Decimal),
         arb_datetime().prop_map(Value::DateTime),
+        arb_datetime().prop_map(|d| Value::UtcDateTime(d.to_utc())),
         any::<i64>().prop_map(Value::Duration),
         any::<u128>().prop_map(|u| Value::Guid(uuid::Uuid::from_u128(u))),
         proptest::collection::vec(any::<u8>(), 0..20).prop_map(Value::Bytes),

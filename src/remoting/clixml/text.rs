@@ -221,8 +221,9 @@ fn push_padded(out: &mut String, value: u32, width: usize) {
     out.push_str(std::str::from_utf8(&buf[10 - n..]).expect("ASCII digits"));
 }
 
-/// Appends a `DT` value: `yyyy-MM-ddTHH:mm:ss.fffffff±hh:mm` (7 fractional digits, offset).
-pub(super) fn push_datetime(out: &mut String, dt: &DateTime<FixedOffset>) {
+/// Appends a `DT` value: `yyyy-MM-ddTHH:mm:ss.fffffff` (7 fractional digits), then `Z` when
+/// `utc` (a UTC-kind value; `dt` is then at offset 0) or the offset `±hh:mm`.
+pub(super) fn push_datetime(out: &mut String, dt: &DateTime<FixedOffset>, utc: bool) {
     let local = dt.naive_local();
     let year = local.year();
     if year < 0 {
@@ -241,6 +242,10 @@ pub(super) fn push_datetime(out: &mut String, dt: &DateTime<FixedOffset>) {
     push_padded(out, local.second(), 2);
     out.push('.');
     push_padded(out, (local.nanosecond() % 1_000_000_000) / 100, 7);
+    if utc {
+        out.push('Z');
+        return;
+    }
     let offset = dt.offset().local_minus_utc();
     out.push(if offset < 0 { '-' } else { '+' });
     let minutes = offset.unsigned_abs() / 60;
@@ -252,7 +257,7 @@ pub(super) fn push_datetime(out: &mut String, dt: &DateTime<FixedOffset>) {
 /// A `DT` value's text.
 pub fn format_datetime(dt: &DateTime<FixedOffset>) -> String {
     let mut out = String::with_capacity(33);
-    push_datetime(&mut out, dt);
+    push_datetime(&mut out, dt, false);
     out
 }
 

@@ -151,7 +151,12 @@ impl<'v> Writer<'_, 'v> {
             }
             Value::DateTime(dt) => {
                 self.open(tag, name);
-                push_datetime(self.out, dt);
+                push_datetime(self.out, dt, false);
+                self.close(tag);
+            }
+            Value::UtcDateTime(dt) => {
+                self.open(tag, name);
+                push_datetime(self.out, &dt.fixed_offset(), true);
                 self.close(tag);
             }
             Value::Duration(ticks) => {
