@@ -816,6 +816,41 @@ async fn seen(
     }
 }
 
+/// `Get-Mailbox -ResultSize Unlimited` started into a one-slot output sink (a client that
+/// takes one object at a time): the running pipeline and what it writes.
+fn unlimited_into_one_slot<'a>(
+    exec: &'a RestExecutor<TestTokens>,
+    caller: &'a exo_authproxy::bridge::RestCaller,
+) -> (
+    std::pin::Pin<Box<impl Future<Output = PipelineEnd> + 'a>>,
+    tokio::sync::mpsc::Receiver<Output>,
+) {
+    let (sink, rx) = OutputSink::channel(1);
+    let (_tx, input) = tokio::sync::mpsc::channel(1);
+    let p = pipeline(vec![cmd(
+        "Get-Mailbox",
+        &[(Some("ResultSize"), s("Unlimited"))],
+    )]);
+    (Box::pin(exec.run(caller, p, input, sink)), rx)
+}
+
+/// Drives `until` while the pipeline keeps running; the pipeline ending first is a failure.
+async fn while_running(
+    run: &mut std::pin::Pin<Box<impl Future<Output = PipelineEnd>>>,
+    until: impl Future<Output = ()>,
+) {
+    tokio::select! {
+        end = run => panic!("the pipeline ended early: {end:?}"),
+        () = until => {}
+    }
+}
+
+async fn take(rx: &mut tokio::sync::mpsc::Receiver<Output>, n: usize) {
+    for _ in 0..n {
+        rx.recv().await.expect("an object");
+    }
+}
+
 /// Ctrl-C while the client sits on the first page: the one page requested ahead is
 /// cancelled in flight (Exchange never answers it) and nothing is requested after the stop.
 #[tokio::test]
@@ -829,26 +864,17 @@ async fn stopping_during_paging_cancels_the_page_ahead_and_requests_no_more() {
         .knobs
         .page_latency_ms
         .store(3_600_000, Ordering::SeqCst);
-    let (sink, mut rx) = OutputSink::channel(1);
-    let (_tx, input) = tokio::sync::mpsc::channel(1);
-    let p = pipeline(vec![cmd(
-        "Get-Mailbox",
-        &[(Some("ResultSize"), s("Unlimited"))],
-    )]);
     let caller = caller();
-    let mut run = Box::pin(b.exec.run(&caller, p, input, sink));
-    let mut got = 0;
-    while got < 5 {
-        tokio::select! {
-            end = &mut run => panic!("ended early: {end:?}"),
-            Some(_) = rx.recv() => got += 1,
-        }
-    }
-    // The client holds the first page (a one-slot sink); the page ahead is requested.
-    tokio::select! {
-        end = &mut run => panic!("ended early: {end:?}"),
-        () = seen(stats, "the page ahead requested", |s| s.page_requests.load(Ordering::SeqCst) == 1) => {}
-    }
+    let (mut run, mut rx) = unlimited_into_one_slot(&b.exec, &caller);
+    while_running(&mut run, take(&mut rx, 5)).await;
+    // The client holds the first page; the page ahead is requested.
+    while_running(
+        &mut run,
+        seen(stats, "the page ahead requested", |s| {
+            s.page_requests.load(Ordering::SeqCst) == 1
+        }),
+    )
+    .await;
     drop(run); // what the endpoint does on Signal ctrl_c
     seen(stats, "the page ahead abandoned", |s| {
         s.abandoned_requests.load(Ordering::SeqCst) == 1
@@ -878,33 +904,24 @@ async fn stopping_during_paging_cancels_the_page_ahead_and_requests_no_more() {
 async fn paging_runs_at_most_one_page_ahead_of_a_slow_client() {
     let b = bridge(5_000).await;
     let stats = &b.api.data.stats;
-    let (sink, mut rx) = OutputSink::channel(1);
-    let (_tx, input) = tokio::sync::mpsc::channel(1);
-    let p = pipeline(vec![cmd(
-        "Get-Mailbox",
-        &[(Some("ResultSize"), s("Unlimited"))],
-    )]);
     let caller = caller();
-    let mut run = Box::pin(b.exec.run(&caller, p, input, sink));
+    let (mut run, mut rx) = unlimited_into_one_slot(&b.exec, &caller);
     // Take the first page and one object of the second.
-    let mut got = 0;
-    while got < 1_001 {
-        tokio::select! {
-            end = &mut run => panic!("ended early: {end:?}"),
-            Some(_) = rx.recv() => got += 1,
-        }
-    }
+    while_running(&mut run, take(&mut rx, 1_001)).await;
     // Page 3 is the one ahead; let the bridge run as far as it will without the client.
-    tokio::select! {
-        end = &mut run => panic!("ended early: {end:?}"),
-        () = seen(stats, "page 3 answered", |s| s.pages_answered.load(Ordering::SeqCst) == 2) => {}
-    }
-    for _ in 0..100 {
-        tokio::select! {
-            end = &mut run => panic!("ended early: {end:?}"),
-            () = tokio::task::yield_now() => {}
+    while_running(
+        &mut run,
+        seen(stats, "page 3 answered", |s| {
+            s.pages_answered.load(Ordering::SeqCst) == 2
+        }),
+    )
+    .await;
+    while_running(&mut run, async {
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
         }
-    }
+    })
+    .await;
     assert_eq!(
         stats.page_requests.load(Ordering::SeqCst),
         2,
