@@ -76,6 +76,25 @@ fn plaintext_is_refused_off_loopback() {
 }
 
 #[test]
+fn admin_on_the_proxy_port_is_refused_before_anything_binds() {
+    let text = base().replace(
+        "[exchange]",
+        "[admin]\naddress = \"0.0.0.0:8443\"\n[exchange]",
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains(":9:11: admin.address: 0.0.0.0:8443 is the proxy's own [listen] address"),
+        "{err}"
+    );
+    assert!(err.contains("127.0.0.1:9090"), "{err}");
+    let fine = base().replace(
+        "[exchange]",
+        "[admin]\naddress = \"127.0.0.1:9090\"\n[exchange]",
+    );
+    assert!(parse(&fine).is_ok());
+}
+
+#[test]
 fn bad_phc_is_refused() {
     let text = base().replace(HASH, "hunter2");
     let err = parse(&text).unwrap_err().to_string();

@@ -43,6 +43,25 @@ impl Config {
                 "remove plaintext, or remove certificate and private_key",
             ));
         }
+        // [admin]
+        if let Some(admin) = &self.admin {
+            let clash = admin.address.port() == l.address.port()
+                && admin.address.port() != 0
+                && (admin.address.ip() == l.address.ip()
+                    || admin.address.ip().is_unspecified()
+                    || l.address.ip().is_unspecified());
+            if clash {
+                return Err(check.invalid(
+                    &[Key("admin"), Key("address")],
+                    "admin.address",
+                    format!(
+                        "{} is the proxy's own [listen] address: health and metrics need a port of their own",
+                        admin.address
+                    ),
+                    "address = \"127.0.0.1:9090\"",
+                ));
+            }
+        }
         // [entra]
         check_url(
             check,
