@@ -328,15 +328,21 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("Get-RoleGroupMember", "Identity@0 ResultSize", "recipient"),
 ];
 
-/// Restricted built-ins (reference psrp-protocol.md §10.1), run by the executor itself.
-const LOCAL: &[(&str, &str)] = &[
-    ("Get-FormatData", "TypeName@0 PowerShellVersion"),
-    ("Measure-Object", "InputObject Property@0"),
-    (
-        "Select-Object",
-        "Property@0 First Last Skip ExpandProperty InputObject Unique!",
-    ),
-];
+/// Restricted built-ins (reference psrp-protocol.md §10.1), run by the executor itself,
+/// with the parameters `remoting::builtin` declares for them (one definition for both modes).
+const LOCAL: &[&str] = &["Get-FormatData", "Measure-Object", "Select-Object"];
+
+fn local_entry(name: &str) -> Entry {
+    let mut metadata = crate::remoting::builtin::metadata(name)
+        .unwrap_or_else(|| panic!("{name} is a remoting built-in"));
+    metadata.namespace = NAMESPACE.into();
+    Entry {
+        metadata,
+        kind: Kind::Local,
+        output_types: Vec::new(),
+        known: true,
+    }
+}
 
 fn output_types(spec: &str) -> Vec<String> {
     let table = match spec {
@@ -453,11 +459,7 @@ impl Catalog {
             .iter()
             .map(|(n, t, o)| entry(n, t, o, Kind::Exchange, true))
             .collect();
-        entries.extend(
-            LOCAL
-                .iter()
-                .map(|(n, t)| entry(n, t, "", Kind::Local, true)),
-        );
+        entries.extend(LOCAL.iter().map(|n| local_entry(n)));
         Self {
             entries: Arc::new(entries),
         }

@@ -154,6 +154,12 @@ fn builtin(name: &str) -> Option<&'static Builtin> {
     .find(|b| b.metadata.name.eq_ignore_ascii_case(name))
 }
 
+/// The parameters a built-in declares (Windows PowerShell 5.1's), for executors that run
+/// the built-ins themselves (the REST bridge) and must bind them the same way.
+pub fn metadata(name: &str) -> Option<CommandMetadata> {
+    builtin(name).map(|b| b.metadata.clone())
+}
+
 fn has_role(name: &str, role: Role) -> bool {
     builtin(name).is_some_and(|b| b.role == role)
 }

@@ -1181,3 +1181,39 @@ fn audit_records_each_cmdlet_with_parameter_names_only() {
         "a parameter value was logged"
     );
 }
+
+/// The bridge binds the built-ins with the same parameters as the remoting endpoint
+/// (Windows PowerShell 5.1's): what PowerShell accepts is not a binding error in rest mode.
+#[tokio::test]
+async fn built_ins_take_every_parameter_powershell_declares() {
+    let b = bridge(5).await;
+    let (outs, end) = run(
+        &b,
+        pipeline(vec![
+            cmd("Get-Mailbox", &[]),
+            cmd(
+                "Measure-Object",
+                &[(Some("Sum"), Value::Nil), (Some("Property"), s("Name"))],
+            ),
+        ]),
+    )
+    .await;
+    assert_eq!(end, PipelineEnd::Completed, "{outs:?}");
+    assert_eq!(objects(&outs).len(), 1, "one GenericMeasureInfo: {outs:?}");
+    let (outs, end) = run(
+        &b,
+        pipeline(vec![
+            cmd("Get-Mailbox", &[]),
+            cmd(
+                "Select-Object",
+                &[
+                    (Some("First"), Value::I32(2)),
+                    (Some("ExcludeProperty"), s("Guid")),
+                ],
+            ),
+        ]),
+    )
+    .await;
+    assert_eq!(end, PipelineEnd::Completed, "{outs:?}");
+    assert_eq!(objects(&outs).len(), 2);
+}
