@@ -58,6 +58,8 @@ pub struct RegisteredCertificate {
     pub x5t_s256: String,
     /// PKCS#1 RSA public key.
     pub public_key: Vec<u8>,
+    /// The certificate's `notAfter`: Entra refuses assertions from an expired certificate.
+    pub not_after: Option<std::time::SystemTime>,
 }
 
 impl RegisteredCertificate {
@@ -73,6 +75,7 @@ impl RegisteredCertificate {
             x5t: URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(der)),
             x5t_s256: URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der)),
             public_key,
+            not_after: crate::token::x509::certificate_validity(der).map(|(_, until)| until),
         })
     }
 }
@@ -83,6 +86,7 @@ impl From<&AppCertificate> for RegisteredCertificate {
             x5t: c.x5t(),
             x5t_s256: c.x5t_s256(),
             public_key: c.public_key.clone(),
+            not_after: crate::token::x509::certificate_validity(&c.der).map(|(_, until)| until),
         }
     }
 }
@@ -687,6 +691,18 @@ impl EntraSim {
                 ),
             ));
         };
+        if key
+            .not_after
+            .is_some_and(|until| until < std::time::SystemTime::now())
+        {
+            return Err(aadsts(
+                unauthorized,
+                "invalid_client",
+                700027,
+                "The certificate with identifier used to sign the client assertion is expired on \
+                 application. [Reason - The key used is expired.]",
+            ));
+        }
         let data = jsonwebtoken::decode::<Value>(
             assertion,
             &jsonwebtoken::DecodingKey::from_rsa_der(&key.public_key),

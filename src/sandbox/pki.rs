@@ -152,6 +152,9 @@ impl ServerCertificate {
     }
 }
 
+/// A calendar date: (year, month, day).
+pub type Ymd = (i32, u8, u8);
+
 /// An app registration's certificate: RSA-2048, self-signed like the ones people make with
 /// `New-SelfSignedCertificate` for Exchange app-only auth.
 pub struct AppCertificate {
@@ -173,9 +176,25 @@ impl AppCertificate {
     /// # Errors
     /// [`PkiError::Generate`].
     pub fn generate(common_name: &str) -> Result<Self, PkiError> {
+        Self::generate_valid(common_name, None)
+    }
+
+    /// As [`AppCertificate::generate`], valid from `validity.0` to `validity.1`
+    /// (`(year, month, day)`, UTC midnight) when given: tests make expired certificates.
+    ///
+    /// # Errors
+    /// [`PkiError`].
+    pub fn generate_valid(
+        common_name: &str,
+        validity: Option<(Ymd, Ymd)>,
+    ) -> Result<Self, PkiError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(generate("RSA key"))?;
         let mut params =
             CertificateParams::new(Vec::<String>::new()).map_err(generate("app certificate"))?;
+        if let Some(((y0, m0, d0), (y1, m1, d1))) = validity {
+            params.not_before = rcgen::date_time_ymd(y0, m0, d0);
+            params.not_after = rcgen::date_time_ymd(y1, m1, d1);
+        }
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;

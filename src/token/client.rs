@@ -150,6 +150,12 @@ impl EntraSource {
         const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
         match cred {
             Credential::Certificate(cert) => {
+                // Entra would answer AADSTS700027; the local check names the date and the fix.
+                cert.check_validity(SystemTime::now())
+                    .map_err(|error| TokenError::Credential {
+                        tenant: t.tenant.clone(),
+                        error,
+                    })?;
                 let assertion =
                     super::assertion::sign(cert, &t.client_id, &t.token_url, SystemTime::now())
                         .map_err(|e| TokenError::Malformed {

@@ -65,6 +65,9 @@ pub struct CertificateKey {
     pub x5t: String,
     /// base64url SHA-256 of the DER (`x5t#S256`).
     pub x5t_s256: String,
+    /// The certificate's `notAfter` (None if it cannot be read): Entra refuses assertions
+    /// signed with an expired certificate (AADSTS700027), so the proxy says so first.
+    pub not_after: Option<std::time::SystemTime>,
     /// The signing key.
     pub(crate) key: Secret<jsonwebtoken::EncodingKey>,
 }
@@ -80,6 +83,23 @@ impl std::fmt::Debug for CertificateKey {
 }
 
 impl CertificateKey {
+    /// [`CredentialError::Expired`] when `now` is past the certificate's `notAfter`.
+    ///
+    /// # Errors
+    /// That one.
+    pub fn check_validity(&self, now: std::time::SystemTime) -> Result<(), CredentialError> {
+        match self.not_after {
+            Some(until) if until < now => Err(CredentialError::Expired {
+                path: self.source.clone(),
+                thumbprint: self.thumbprint.clone(),
+                expired: chrono::DateTime::<chrono::Utc>::from(until)
+                    .format("%Y-%m-%d %H:%M UTC")
+                    .to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// From a DER certificate and a PKCS#1 or PKCS#8 RSA key (`key_der`, and as PEM text).
     fn new(
         source: &Path,
@@ -119,8 +139,10 @@ impl CertificateKey {
             })?;
         let sha1 = sha1::Sha1::digest(&der);
         let sha256 = sha2::Sha256::digest(&der);
+        let not_after = super::x509::certificate_validity(&der).map(|(_, until)| until);
         Ok(Self {
             source: source.to_owned(),
+            not_after,
             thumbprint: hex::encode_upper(sha1),
             x5t: URL_SAFE_NO_PAD.encode(sha1),
             x5t_s256: URL_SAFE_NO_PAD.encode(sha256),
@@ -150,6 +172,19 @@ pub enum CredentialError {
         path: PathBuf,
         /// What is wrong and what to do.
         problem: String,
+    },
+    /// The certificate's validity ended: Entra refuses assertions it signs.
+    #[error(
+        "{}: the certificate (thumbprint {thumbprint}) expired on {expired}: create a new certificate, upload its public part (.cer) to the app registration (App registrations → Certificates & secrets → Certificates) and configure it here",
+        path.display()
+    )]
+    Expired {
+        /// The file.
+        path: PathBuf,
+        /// Hex SHA-1, as the portal shows it.
+        thumbprint: String,
+        /// `notAfter`, as `YYYY-MM-DD HH:MM UTC`.
+        expired: String,
     },
     /// The key is missing or not an RSA key.
     #[error("{}: {problem}", path.display())]

@@ -172,6 +172,22 @@ pub enum EngineError {
     CaFile(#[from] CaFileError),
 }
 
+/// How long before a certificate's expiry startup starts warning.
+const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
+
+/// Logs an expired certificate, or one expiring within [`EXPIRY_WARNING`], at startup.
+fn warn_on_expiry(tenant: &TenantName, cert: &credential::CertificateKey) {
+    let now = SystemTime::now();
+    if let Err(e) = cert.check_validity(now) {
+        tracing::error!(%tenant, error = %e, "tenant certificate expired; other tenants are unaffected");
+    } else if let Some(left) = cert.not_after.and_then(|t| t.duration_since(now).ok())
+        && left < EXPIRY_WARNING
+    {
+        tracing::warn!(%tenant, thumbprint = %cert.thumbprint, days_left = left.as_secs() / 86_400,
+            "the app certificate expires soon: upload a new one to the app registration and configure it");
+    }
+}
+
 /// Certificate-based app-only tokens, cached per tenant, refreshed ahead of expiry.
 pub struct TokenEngine {
     cache: TokenCache<EntraSource>,
@@ -208,8 +224,12 @@ impl TokenEngine {
         for t in &config.tenants {
             let client_id = config.client_id_for(t).to_owned();
             let credential = credential::resolve(&config.credentials_for(t), env);
-            if let Err(e) = &credential {
-                tracing::error!(tenant = %t.name, error = %e, "tenant credential unusable; other tenants are unaffected");
+            match &credential {
+                Err(e) => {
+                    tracing::error!(tenant = %t.name, error = %e, "tenant credential unusable; other tenants are unaffected");
+                }
+                Ok(Credential::Certificate(cert)) => warn_on_expiry(&t.name, cert),
+                Ok(_) => {}
             }
             keys.insert(
                 t.name.clone(),

@@ -47,6 +47,43 @@ pub fn certificate_public_key(der: &[u8]) -> Option<Vec<u8>> {
     (*unused == 0).then(|| key.to_vec())
 }
 
+/// `notBefore` and `notAfter` of an X.509 certificate.
+pub fn certificate_validity(der: &[u8]) -> Option<(std::time::SystemTime, std::time::SystemTime)> {
+    let (cert, _) = tlv(der, 0x30)?;
+    let (tbs, _) = tlv(cert, 0x30)?;
+    let mut rest = tbs;
+    if rest.first() == Some(&0xa0) {
+        rest = tlv(rest, 0xa0)?.1; // [0] version
+    }
+    for tag in [0x02, 0x30, 0x30] {
+        rest = tlv(rest, tag)?.1; // serial, signature, issuer
+    }
+    let (validity, _) = tlv(rest, 0x30)?;
+    let (not_before, rest) = asn1_time(validity)?;
+    let (not_after, _) = asn1_time(rest)?;
+    Some((not_before, not_after))
+}
+
+/// A UTCTime (`YYMMDDHHMMSSZ`, years 1950–2049) or GeneralizedTime (`YYYYMMDDHHMMSSZ`).
+fn asn1_time(input: &[u8]) -> Option<(std::time::SystemTime, &[u8])> {
+    let (&tag, _) = input.split_first()?;
+    let (text, rest) = tlv(input, tag)?;
+    let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
+    let (year, text) = match tag {
+        0x17 => {
+            let yy: i32 = text.get(..2)?.parse().ok()?;
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, &text[2..])
+        }
+        0x18 => (text.get(..4)?.parse().ok()?, &text[4..]),
+        _ => return None,
+    };
+    let field = |i: usize| -> Option<u32> { text.get(i..i + 2)?.parse().ok() };
+    let at = chrono::NaiveDate::from_ymd_opt(year, field(0)?, field(2)?)?
+        .and_hms_opt(field(4)?, field(6)?, field(8)?)?
+        .and_utc();
+    Some((at.into(), rest))
+}
+
 fn unsigned(v: &[u8]) -> Vec<u8> {
     let i = v
         .iter()
@@ -103,5 +140,23 @@ mod tests {
             let _ = rsa_private_key_components(&bytes);
             let _ = rsa_public_components(&bytes);
         }
+    }
+
+    #[test]
+    fn validity_is_read_from_utc_and_generalized_time() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 2, 29);
+        params.not_after = rcgen::date_time_ymd(2051, 12, 31); // past 2049: GeneralizedTime
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        let (from, until) = certificate_validity(&der).unwrap();
+        let day = |t: std::time::SystemTime| {
+            chrono::DateTime::<chrono::Utc>::from(t)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        };
+        assert_eq!(day(from), "2020-02-29 00:00:00");
+        assert_eq!(day(until), "2051-12-31 00:00:00");
+        assert_eq!(certificate_validity(b"not a certificate"), None);
     }
 }

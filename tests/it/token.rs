@@ -807,11 +807,21 @@ async fn forced_refresh_replaces_the_token_and_tenants_do_not_share() {
 
 /// Posts a hand-built assertion straight to the simulator.
 async fn post_assertion(sim: &Sim, tenant: &str, aud: &str) -> (u16, serde_json::Value, String) {
+    post_assertion_signed_by(sim, tenant, aud, "app").await
+}
+
+/// As [`post_assertion`], signed with the certificate written as `<stem>.pem`.
+async fn post_assertion_signed_by(
+    sim: &Sim,
+    tenant: &str,
+    aud: &str,
+    stem: &str,
+) -> (u16, serde_json::Value, String) {
     use exo_authproxy::config::Credentials;
     use exo_authproxy::token::{Credential, assertion, client, credential};
     let creds = Credentials {
-        certificate: Some(sim.dir.path().join("app.pem")),
-        private_key: Some(sim.dir.path().join("app-key.pem")),
+        certificate: Some(sim.dir.path().join(format!("{stem}.pem"))),
+        private_key: Some(sim.dir.path().join(format!("{stem}-key.pem"))),
         ..Credentials::default()
     };
     let Credential::Certificate(cert) = credential::resolve(&creds, &env()).unwrap() else {
@@ -905,4 +915,53 @@ async fn a_key_that_does_not_belong_to_the_certificate_is_refused_before_asking_
         )
     );
     assert_eq!(sim.entra.total_token_requests(), 0);
+}
+
+/// An expired app certificate: the proxy says so (date, thumbprint, fix) without asking
+/// Entra, and simulated Entra refuses an assertion it signs, as Entra does (AADSTS700027).
+#[tokio::test]
+async fn an_expired_certificate_names_its_date_and_the_fix_before_asking_entra() {
+    let sim = start().await;
+    let expired =
+        AppCertificate::generate_valid("expired", Some(((2020, 1, 1), (2021, 1, 1)))).unwrap();
+    let files = expired.write_to(sim.dir.path(), "expired", "x").unwrap();
+    sim.entra.register_app(App {
+        client_id: CLIENT.into(),
+        display_name: "test app".into(),
+        certificates: vec![
+            RegisteredCertificate::from(&sim.app),
+            RegisteredCertificate::from(&expired),
+        ],
+        secrets: vec![],
+        federated: vec![],
+    });
+    let config = sim.config(
+        "certificate = \"expired.pem\"\nprivate_key = \"expired-key.pem\"",
+        &[("contoso", CONTOSO, "")],
+    );
+    let engine = TokenEngine::new(&config, &env()).unwrap();
+    let err = engine.token(&contoso()).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, TokenError::Credential { .. }), "{text}");
+    for needle in [
+        files.certificate.display().to_string(),
+        format!("thumbprint {}", expired.thumbprint()),
+        "expired on 2021-01-01 00:00 UTC".into(),
+        "upload its public part (.cer) to the app registration".into(),
+    ] {
+        assert!(text.contains(&needle), "{needle} missing from {text}");
+    }
+    assert_eq!(sim.entra.token_requests(CONTOSO), 0, "Entra was not asked");
+
+    let url = format!("{}/{CONTOSO}/oauth2/v2.0/token", sim.handle.authority);
+    let (first, body, _) = post_assertion_signed_by(&sim, CONTOSO, &url, "expired").await;
+    assert_eq!(first, 401);
+    assert_eq!(body["error_codes"][0], 700027);
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("is expired"),
+        "{body}"
+    );
 }
