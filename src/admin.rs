@@ -28,7 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::errors::{self, Body, TEXT_PLAIN};
-use crate::forward::TokenSource;
+use crate::forward::{RemotingService, TokenSource};
 use crate::metrics::{Metrics, TenantLabels};
 use crate::shutdown::Drain;
 use crate::token::Health;
@@ -48,6 +48,8 @@ pub struct Admin {
     pub tokens: Arc<dyn TokenSource>,
     /// Shutdown state (readiness turns 503 as soon as the drain begins).
     pub drain: Drain,
+    /// rest mode: the remoting endpoint, whose open sessions `/metrics` reports.
+    pub sessions: Option<Arc<dyn RemotingService>>,
 }
 
 /// Serves `listener` until the task is dropped (serve aborts it after the drain).
@@ -100,6 +102,10 @@ async fn answer(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
         "/healthz/readiness" => readiness(admin).await,
         "/metrics" => {
             sample_tokens(admin).await;
+            if let Some(s) = &admin.sessions {
+                let open = i64::try_from(s.open_sessions()).unwrap_or(i64::MAX);
+                admin.metrics.sessions_open.set(open);
+            }
             errors::text(StatusCode::OK, OPENMETRICS, admin.metrics.encode())
         }
         _ => errors::text(

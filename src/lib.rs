@@ -351,6 +351,10 @@ pub async fn serve_with_grace(
                 metrics: proxy.metrics.clone(),
                 tokens,
                 drain: drain.clone(),
+                sessions: match &proxy.upstream {
+                    Upstream::Rest(endpoint) => Some(endpoint.clone()),
+                    Upstream::Winrm(_) => None,
+                },
             }),
         ))
     });

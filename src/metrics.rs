@@ -100,6 +100,8 @@ pub struct Metrics {
     pub connections: Counter,
     /// Client connections open now.
     pub connections_open: Gauge,
+    /// rest mode: remote PowerShell sessions the proxy hosts now (sampled at scrape).
+    pub sessions_open: Gauge,
     /// Token engine.
     pub tokens: TokenMetrics,
     /// REST bridge.
@@ -143,6 +145,12 @@ impl Metrics {
             "Client connections open now",
             connections_open.clone(),
         );
+        let sessions_open = Gauge::default();
+        registry.register(
+            "sessions_open",
+            "rest mode: remote PowerShell sessions the proxy hosts now",
+            sessions_open.clone(),
+        );
         let tokens = TokenMetrics::default();
         registry.register(
             "token_requests",
@@ -181,6 +189,7 @@ impl Metrics {
             request_seconds,
             connections,
             connections_open,
+            sessions_open,
             tokens,
             bridge,
         }

@@ -97,6 +97,9 @@ pub trait RemotingService: Send + Sync + 'static {
 
     /// Stops every pipeline (shutdown).
     fn close_all(&self);
+
+    /// Remote PowerShell sessions open now (`/metrics`).
+    fn open_sessions(&self) -> usize;
 }
 
 impl<E: Executor<Caller = RestCaller>> RemotingService for Endpoint<E> {
@@ -111,6 +114,10 @@ impl<E: Executor<Caller = RestCaller>> RemotingService for Endpoint<E> {
 
     fn close_all(&self) {
         Endpoint::close_all(self);
+    }
+
+    fn open_sessions(&self) -> usize {
+        self.shell_count()
     }
 }
 

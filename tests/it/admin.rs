@@ -142,6 +142,7 @@ async fn readiness_turns_503_when_the_drain_begins_and_liveness_stays_200() {
             metrics: Arc::new(Metrics::new()),
             tokens: h.tokens.clone(),
             drain: drain.clone(),
+            sessions: None,
         }),
     ));
     assert_eq!(admin_get(addr, "/healthz/readiness").await.0, 200);
@@ -151,4 +152,47 @@ async fn readiness_turns_503_when_the_drain_begins_and_liveness_stays_200() {
     assert!(body.contains("shutting down"), "{body}");
     assert_eq!(admin_get(addr, "/healthz/liveness").await.0, 200);
     served.abort();
+}
+
+/// rest mode: `/metrics` reports the remote PowerShell sessions the proxy hosts, from a real
+/// WS-Man Create (as Windows PowerShell sends it) through the proxy to its Delete.
+#[tokio::test]
+async fn sessions_open_follows_create_and_delete_in_rest_mode() {
+    use crate::remoting::{CREATION_XML, SHELL_ID, envelope};
+    use exo_authproxy::remoting::wsman;
+    let h = Sandboxed::start(SandboxedOptions::simulated(
+        exo_authproxy::config::Mode::Rest,
+        5,
+    ))
+    .await;
+    let open = async || {
+        let (_, text) = h.admin_get("/metrics").await;
+        sample(&text, "exo_authproxy_sessions_open").unwrap_or_else(|| panic!("{text}"))
+    };
+    assert_eq!(open().await, 0.0);
+    let client = h.client();
+    let create = envelope(
+        wsman::ACTION_CREATE,
+        None,
+        "<w:OptionSet s:mustUnderstand=\"true\"><w:Option Name=\"protocolversion\" MustComply=\"true\">2.3</w:Option></w:OptionSet>\
+         <w:OperationTimeout>PT180.000S</w:OperationTimeout>",
+        &format!(
+            "<rsp:Shell ShellId=\"{SHELL_ID}\"><rsp:InputStreams>stdin pr</rsp:InputStreams>\
+             <rsp:OutputStreams>stdout</rsp:OutputStreams>\
+             <creationXml xmlns=\"http://schemas.microsoft.com/powershell\">{}</creationXml></rsp:Shell>",
+            CREATION_XML.trim()
+        ),
+        "uuid:0B9D2C4E-1A3F-4E5D-8C7B-6A5F4E3D2C1B",
+    );
+    let rsp = h.post(&client, "", &create).await;
+    assert_eq!(
+        rsp.status(),
+        StatusCode::OK,
+        "{}",
+        rsp.text().await.unwrap()
+    );
+    assert_eq!(open().await, 1.0);
+    let delete = envelope(wsman::ACTION_DELETE, Some(SHELL_ID), "", "", "uuid:DDDD");
+    assert_eq!(h.post(&client, "", &delete).await.status(), StatusCode::OK);
+    assert_eq!(open().await, 0.0);
 }

@@ -425,10 +425,10 @@ async fn pypsrp_two_pools_concurrently() {
 // Crafted requests (Windows PowerShell's forms, reference §11 / §2.11)
 // ---------------------------------------------------------------------------------------
 
-const SHELL_ID: &str = "1F0B3C2A-5D4E-4F60-8A7B-9C0D1E2F3A4B";
+pub(crate) const SHELL_ID: &str = "1F0B3C2A-5D4E-4F60-8A7B-9C0D1E2F3A4B";
 const RPID: &str = "1F0B3C2A-5D4E-4F60-8A7B-9C0D1E2F3A4B";
 /// creationXml of reference §11.1 (Windows PowerShell 5.1 style).
-const CREATION_XML: &str = include_str!("vectors/creation_xml_11_1.b64");
+pub(crate) const CREATION_XML: &str = include_str!("vectors/creation_xml_11_1.b64");
 /// rsp:Arguments of reference §11.4 (`Get-Mailbox -Identity:AdeleV`).
 const GET_MAILBOX_ARGS: &str = include_str!("vectors/get_mailbox_arguments_11_4.b64");
 
@@ -512,7 +512,7 @@ impl Reply {
     }
 }
 
-fn envelope(
+pub(crate) fn envelope(
     action: &str,
     shell: Option<&str>,
     headers: &str,
