@@ -128,6 +128,16 @@ pub async fn check(
         }
         ready &= r.verdict != "error";
     }
+    // Not a failure yet: the tenant works today, and the notice says until when.
+    for name in &names {
+        if let Some(Ok(crate::token::Credential::Certificate(cert))) =
+            engine.target(name).map(|t| &t.credential)
+            && let Some(notice) =
+                cert.expiry_notice(std::time::SystemTime::now(), crate::token::EXPIRY_WARNING)
+        {
+            writeln!(out, "\n{name} (note): {notice}")?;
+        }
+    }
     writeln!(
         out,
         "\n{}",

@@ -100,6 +100,27 @@ impl CertificateKey {
         }
     }
 
+    /// A notice when the certificate is still valid but ends within `window` of `now`: the
+    /// date, the days left and what to do (startup log, `check`).
+    pub fn expiry_notice(
+        &self,
+        now: std::time::SystemTime,
+        window: std::time::Duration,
+    ) -> Option<String> {
+        let until = self.not_after?;
+        let left = until.duration_since(now).ok()?;
+        (left < window).then(|| {
+            format!(
+                "the app certificate {} (thumbprint {}) expires on {}, in {} days: upload a new \
+                 certificate to the app registration and configure it before then",
+                self.source.display(),
+                self.thumbprint,
+                chrono::DateTime::<chrono::Utc>::from(until).format("%Y-%m-%d %H:%M UTC"),
+                left.as_secs() / 86_400
+            )
+        })
+    }
+
     /// From a DER certificate and a PKCS#1 or PKCS#8 RSA key (`key_der`, and as PEM text).
     fn new(
         source: &Path,

@@ -172,19 +172,16 @@ pub enum EngineError {
     CaFile(#[from] CaFileError),
 }
 
-/// How long before a certificate's expiry startup starts warning.
-const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
+/// How long before a certificate's expiry startup and `check` start warning.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
 
 /// Logs an expired certificate, or one expiring within [`EXPIRY_WARNING`], at startup.
 fn warn_on_expiry(tenant: &TenantName, cert: &credential::CertificateKey) {
     let now = SystemTime::now();
     if let Err(e) = cert.check_validity(now) {
         tracing::error!(%tenant, error = %e, "tenant certificate expired; other tenants are unaffected");
-    } else if let Some(left) = cert.not_after.and_then(|t| t.duration_since(now).ok())
-        && left < EXPIRY_WARNING
-    {
-        tracing::warn!(%tenant, thumbprint = %cert.thumbprint, days_left = left.as_secs() / 86_400,
-            "the app certificate expires soon: upload a new one to the app registration and configure it");
+    } else if let Some(notice) = cert.expiry_notice(now, EXPIRY_WARNING) {
+        tracing::warn!(%tenant, "{notice}");
     }
 }
 

@@ -965,3 +965,43 @@ async fn an_expired_certificate_names_its_date_and_the_fix_before_asking_entra()
         "{body}"
     );
 }
+
+/// A certificate ending within 30 days still works, and `check` says until when and what
+/// to do, without calling the tenant not ready.
+#[tokio::test]
+async fn check_notes_a_certificate_that_expires_soon() {
+    use chrono::Datelike;
+    let sim = start().await;
+    let soon = chrono::Utc::now().date_naive() + chrono::Days::new(10);
+    let ymd = |d: chrono::NaiveDate| (d.year(), d.month() as u8, d.day() as u8);
+    let cert = AppCertificate::generate_valid(
+        "expiring",
+        Some((ymd(soon - chrono::Days::new(365)), ymd(soon))),
+    )
+    .unwrap();
+    cert.write_to(sim.dir.path(), "expiring", "x").unwrap();
+    sim.entra.register_app(App {
+        client_id: CLIENT.into(),
+        display_name: "test app".into(),
+        certificates: vec![RegisteredCertificate::from(&cert)],
+        secrets: vec![],
+        federated: vec![],
+    });
+    let config = sim.config(
+        "certificate = \"expiring.pem\"\nprivate_key = \"expiring-key.pem\"",
+        &[("contoso", CONTOSO, "")],
+    );
+    let mut out = Vec::new();
+    let ready = onboarding::check(&config, &env(), None, &mut out)
+        .await
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(ready, "{out}");
+    let expected = format!(
+        "contoso (note): the app certificate {} (thumbprint {}) expires on {} 00:00 UTC, in 9 days: upload a new certificate",
+        sim.dir.path().join("expiring.pem").display(),
+        cert.thumbprint(),
+        soon.format("%Y-%m-%d")
+    );
+    assert!(out.contains(&expected), "{expected}\nnot in\n{out}");
+}
