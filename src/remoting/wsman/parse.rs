@@ -1,0 +1,319 @@
+//! The request parser: a namespace-resolving streaming reader, bounded in depth and size.
+//!
+//! Separate because this state machine (which element is the leaf being read, which selector
+//! names the shell) is the only code that touches quick-xml's reader.
+
+use quick_xml::NsReader;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::ResolveResult;
+
+use super::*;
+
+/// Deepest element nesting accepted in an envelope (real ones are < 10 deep).
+pub(super) const MAX_DEPTH: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leaf {
+    None,
+    Action,
+    To,
+    ResourceUri,
+    MessageId,
+    ReplyToAddress,
+    MaxEnvelopeSize,
+    OperationTimeout,
+    ShellSelector,
+    Option,
+    CompressionType,
+    InputStreams,
+    OutputStreams,
+    IdleTimeOut,
+    CreationXml,
+    Command,
+    Arguments,
+    SendStream,
+    DesiredStream,
+    SignalCode,
+}
+
+fn ns_of<'a>(r: &'a ResolveResult<'_>) -> &'a [u8] {
+    match r {
+        ResolveResult::Bound(ns) => ns.as_ref(),
+        _ => b"",
+    }
+}
+
+fn attr(
+    reader: &NsReader<&[u8]>,
+    e: &BytesStart<'_>,
+    name: &str,
+) -> Result<Option<String>, ParseError> {
+    for a in e.attributes().with_checks(false) {
+        let a = a.map_err(|e| ParseError::Malformed(e.to_string()))?;
+        let (ns, local) = reader.resolve_attribute(a.key);
+        let unprefixed_or_ns =
+            matches!(ns, ResolveResult::Unbound) || ns_of(&ns) == NS_SHELL.as_bytes();
+        if local.as_ref() == name.as_bytes() && unprefixed_or_ns {
+            let v = a
+                .unescape_value()
+                .map_err(|e| ParseError::Malformed(e.to_string()))?;
+            return Ok(Some(v.into_owned()));
+        }
+    }
+    Ok(None)
+}
+
+/// Parses a request envelope (`body` already read by the HTTP layer), refusing more than
+/// `limit` bytes.
+///
+/// # Errors
+/// [`ParseError`] for anything that is not a WS-Man request we can read.
+pub fn parse_request(body: &[u8], limit: usize) -> Result<Request, ParseError> {
+    if body.len() > limit {
+        return Err(ParseError::TooLarge {
+            size: body.len(),
+            limit,
+        });
+    }
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let mut reader = NsReader::from_reader(body);
+    reader.config_mut().trim_text(false);
+    reader.config_mut().check_end_names = true;
+
+    let mut req = Request::default();
+    // Stack of (namespace, local name) of open elements.
+    let mut stack: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(16);
+    let mut leaf = Leaf::None;
+    let mut text = String::new();
+    let mut option_name = String::new();
+    let mut selector_is_shell = false;
+    let mut saw_envelope = false;
+    let mut body_kind_set = false;
+
+    loop {
+        let position = reader.buffer_position();
+        let (resolved, event) = reader
+            .read_resolved_event()
+            .map_err(|e| ParseError::Malformed(format!("{e} (near byte {position})")))?;
+        let ns = ns_of(&resolved).to_vec();
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let is_empty = matches!(event, Event::Empty(_));
+                let local = e.local_name().as_ref().to_vec();
+                if stack.is_empty() {
+                    if ns != NS_SOAP.as_bytes() || local != b"Envelope" {
+                        return Err(ParseError::NotEnvelope(
+                            String::from_utf8_lossy(&local).into_owned(),
+                        ));
+                    }
+                    saw_envelope = true;
+                }
+                let depth = stack.len();
+                if depth >= MAX_DEPTH {
+                    return Err(ParseError::TooDeep);
+                }
+                let in_header =
+                    depth >= 2 && stack[1].1 == b"Header" && stack[1].0 == NS_SOAP.as_bytes();
+                let in_body =
+                    depth >= 2 && stack[1].1 == b"Body" && stack[1].0 == NS_SOAP.as_bytes();
+                leaf = Leaf::None;
+                text.clear();
+                let nsb = ns.as_slice();
+                if in_header {
+                    if depth == 2 {
+                        leaf = match (nsb, local.as_slice()) {
+                            (n, b"Action") if n == NS_ADDRESSING.as_bytes() => Leaf::Action,
+                            (n, b"To") if n == NS_ADDRESSING.as_bytes() => Leaf::To,
+                            (n, b"MessageID") if n == NS_ADDRESSING.as_bytes() => Leaf::MessageId,
+                            (n, b"ResourceURI") if n == NS_WSMAN.as_bytes() => Leaf::ResourceUri,
+                            (n, b"MaxEnvelopeSize") if n == NS_WSMAN.as_bytes() => {
+                                Leaf::MaxEnvelopeSize
+                            }
+                            (n, b"OperationTimeout") if n == NS_WSMAN.as_bytes() => {
+                                Leaf::OperationTimeout
+                            }
+                            (n, b"CompressionType") if n == NS_SHELL.as_bytes() => {
+                                Leaf::CompressionType
+                            }
+                            _ => Leaf::None,
+                        };
+                    } else if depth == 3 {
+                        let parent = &stack[2];
+                        if parent.0 == NS_ADDRESSING.as_bytes()
+                            && parent.1 == b"ReplyTo"
+                            && local == b"Address"
+                        {
+                            leaf = Leaf::ReplyToAddress;
+                        } else if parent.0 == NS_WSMAN.as_bytes()
+                            && parent.1 == b"SelectorSet"
+                            && local == b"Selector"
+                        {
+                            selector_is_shell =
+                                attr(&reader, e, "Name")?.as_deref() == Some("ShellId");
+                            leaf = Leaf::ShellSelector;
+                        } else if parent.0 == NS_WSMAN.as_bytes()
+                            && parent.1 == b"OptionSet"
+                            && local == b"Option"
+                        {
+                            option_name = attr(&reader, e, "Name")?.unwrap_or_default();
+                            leaf = Leaf::Option;
+                        }
+                    }
+                } else if in_body && depth == 2 && !body_kind_set {
+                    body_kind_set = true;
+                    let is_shell_ns = nsb == NS_SHELL.as_bytes();
+                    req.body = match local.as_slice() {
+                        b"Shell" if is_shell_ns => Body::Shell(ShellBody {
+                            shell_id: attr(&reader, e, "ShellId")?,
+                            name: attr(&reader, e, "Name")?,
+                            ..ShellBody::default()
+                        }),
+                        b"CommandLine" if is_shell_ns => Body::CommandLine(CommandLineBody {
+                            command_id: attr(&reader, e, "CommandId")?,
+                            ..CommandLineBody::default()
+                        }),
+                        b"Send" if is_shell_ns => Body::Send(Vec::new()),
+                        b"Receive" if is_shell_ns => Body::Receive(ReceiveBody::default()),
+                        b"Signal" if is_shell_ns => Body::Signal(SignalBody {
+                            command_id: attr(&reader, e, "CommandId")?,
+                            ..SignalBody::default()
+                        }),
+                        other => Body::Other(String::from_utf8_lossy(other).into_owned()),
+                    };
+                } else if in_body && depth == 3 {
+                    let is_shell_ns = nsb == NS_SHELL.as_bytes();
+                    leaf = match (&mut req.body, local.as_slice()) {
+                        (Body::Shell(_), b"InputStreams") if is_shell_ns => Leaf::InputStreams,
+                        (Body::Shell(_), b"OutputStreams") if is_shell_ns => Leaf::OutputStreams,
+                        (Body::Shell(_), b"IdleTimeOut") if is_shell_ns => Leaf::IdleTimeOut,
+                        (Body::Shell(_), b"creationXml") if nsb == NS_POWERSHELL.as_bytes() => {
+                            Leaf::CreationXml
+                        }
+                        (Body::CommandLine(_), b"Command") if is_shell_ns => Leaf::Command,
+                        (Body::CommandLine(_), b"Arguments") if is_shell_ns => Leaf::Arguments,
+                        (Body::Send(streams), b"Stream") if is_shell_ns => {
+                            streams.push(SendStream {
+                                name: attr(&reader, e, "Name")?.unwrap_or_default(),
+                                command_id: attr(&reader, e, "CommandId")?,
+                                end: attr(&reader, e, "End")?
+                                    .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+                                data: String::new(),
+                            });
+                            Leaf::SendStream
+                        }
+                        (Body::Receive(r), b"DesiredStream") if is_shell_ns => {
+                            r.command_id = attr(&reader, e, "CommandId")?;
+                            Leaf::DesiredStream
+                        }
+                        (Body::Signal(_), b"Code") if is_shell_ns => Leaf::SignalCode,
+                        _ => Leaf::None,
+                    };
+                }
+                if is_empty {
+                    finish_leaf(&mut req, leaf, "", &option_name, selector_is_shell);
+                    leaf = Leaf::None;
+                } else {
+                    stack.push((ns, local));
+                }
+            }
+            Event::Text(t) if leaf != Leaf::None => {
+                let s = t
+                    .unescape()
+                    .map_err(|e| ParseError::Malformed(e.to_string()))?;
+                text.push_str(&s);
+            }
+            Event::CData(t) if leaf != Leaf::None => {
+                text.push_str(
+                    std::str::from_utf8(&t).map_err(|e| ParseError::Malformed(e.to_string()))?,
+                );
+            }
+            Event::End(_) => {
+                if leaf != Leaf::None {
+                    finish_leaf(&mut req, leaf, &text, &option_name, selector_is_shell);
+                    leaf = Leaf::None;
+                    text.clear();
+                }
+                stack.pop();
+            }
+            Event::Eof => break,
+            Event::DocType(_) => {
+                return Err(ParseError::Malformed("DOCTYPE is not allowed".into()));
+            }
+            _ => {}
+        }
+    }
+    if !saw_envelope {
+        return Err(ParseError::Malformed("empty document".into()));
+    }
+    if !stack.is_empty() {
+        return Err(ParseError::Malformed("the envelope is cut short".into()));
+    }
+    if req.action.is_empty() {
+        return Err(ParseError::NoAction);
+    }
+    Ok(req)
+}
+
+fn finish_leaf(
+    req: &mut Request,
+    leaf: Leaf,
+    text: &str,
+    option_name: &str,
+    selector_is_shell: bool,
+) {
+    let t = text.trim();
+    match leaf {
+        Leaf::None => {}
+        Leaf::Action => req.action = t.to_owned(),
+        Leaf::To => req.to = Some(t.to_owned()),
+        Leaf::ResourceUri => req.resource_uri = Some(t.to_owned()),
+        Leaf::MessageId => req.message_id = Some(t.to_owned()),
+        Leaf::ReplyToAddress => req.reply_to = Some(t.to_owned()),
+        Leaf::MaxEnvelopeSize => req.max_envelope_size = t.parse().ok(),
+        Leaf::OperationTimeout => req.operation_timeout = parse_duration(t),
+        Leaf::ShellSelector => {
+            if selector_is_shell {
+                req.shell_id = Some(t.to_owned());
+            }
+        }
+        Leaf::Option => req.options.push((option_name.to_owned(), t.to_owned())),
+        Leaf::CompressionType => req.compression_type = Some(t.to_owned()),
+        Leaf::InputStreams => set_shell(req, |s| s.input_streams = Some(t.to_owned())),
+        Leaf::OutputStreams => set_shell(req, |s| s.output_streams = Some(t.to_owned())),
+        Leaf::IdleTimeOut => set_shell(req, |s| s.idle_timeout = parse_duration(t)),
+        Leaf::CreationXml => set_shell(req, |s| s.creation_xml = Some(t.to_owned())),
+        Leaf::Command => {
+            if let Body::CommandLine(c) = &mut req.body {
+                c.command = Some(text.to_owned());
+            }
+        }
+        Leaf::Arguments => {
+            if let Body::CommandLine(c) = &mut req.body {
+                c.arguments.push(t.to_owned());
+            }
+        }
+        Leaf::SendStream => {
+            if let Body::Send(streams) = &mut req.body {
+                if let Some(last) = streams.last_mut() {
+                    last.data = t.to_owned();
+                }
+            }
+        }
+        Leaf::DesiredStream => {
+            if let Body::Receive(r) = &mut req.body {
+                r.desired_stream = Some(t.to_owned());
+            }
+        }
+        Leaf::SignalCode => {
+            if let Body::Signal(s) = &mut req.body {
+                s.code = t.to_owned();
+            }
+        }
+    }
+}
+
+fn set_shell(req: &mut Request, f: impl FnOnce(&mut ShellBody)) {
+    if let Body::Shell(s) = &mut req.body {
+        f(s);
+    }
+}
