@@ -1,6 +1,7 @@
 //! One integration-test binary; one module per topic (STYLE.md §2.12).
 
 mod admin;
+mod architecture;
 mod bridge;
 mod cli;
 mod config;
