@@ -17,6 +17,8 @@
 //!   number of objects returned. Parameter values are not recorded: they hold passwords
 //!   (`New-Mailbox -Password`) and personal data.
 
+pub mod file;
+
 use std::net::IpAddr;
 
 use crate::config::TenantName;

@@ -97,6 +97,24 @@ pub enum Command {
     },
     /// Read a password from stdin (no echo on a terminal) and print its argon2id PHC string.
     HashPassword,
+    /// The migration report from audit files: per local user/script what ran, how often, and how it moves to ExchangeOnlineManagement v3.
+    Report {
+        /// Audit files (`[audit] file`; rotated and .gz files too).
+        #[arg(long = "audit", value_name = "FILE", required = true, num_args = 1..)]
+        audit: Vec<PathBuf>,
+        /// Only events at or after this date (2026-12-01 or an RFC 3339 instant).
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// Only events before this date.
+        #[arg(long, value_name = "DATE")]
+        until: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = crate::report::Format::Html)]
+        format: crate::report::Format,
+        /// Write here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! - `remoting`: the PowerShell remoting endpoint (WS-Man + PSRP + CLIXML), used by the REST
 //!   bridge and the sandbox.
 //! - `bridge`: `rest` mode: runs remoting pipelines through the REST admin API.
+//! - `report`: `exo-authproxy report`: the migration report read from audit files.
 //! - `sandbox`: simulated Entra ID and Exchange Online for `exo-authproxy sandbox` and tests.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -31,6 +32,7 @@ pub mod listener;
 pub mod metrics;
 pub mod onboarding;
 pub mod remoting;
+pub mod report;
 pub mod sandbox;
 pub mod secret;
 pub mod shutdown;

@@ -36,12 +36,15 @@ enum Failure {
     NotReady(String),
     #[error("{0}")]
     Runtime(String),
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl Failure {
     fn exit_code(&self) -> u8 {
         match self {
             Self::Runtime(_) => 1,
+            Self::Usage(_) => 2,
             Self::Config(_) => 64,
             Self::Credential(_) => 65,
             Self::Certificate(_) => 66,
@@ -157,7 +160,46 @@ async fn run(command: Command) -> Result<(), Failure> {
             .map_err(onboarding_failure)
         }
         Command::HashPassword => hash_password(),
+        Command::Report {
+            audit,
+            since,
+            until,
+            format,
+            output,
+        } => report(audit, since, until, format, output),
     }
+}
+
+fn report(
+    files: Vec<std::path::PathBuf>,
+    since: Option<String>,
+    until: Option<String>,
+    format: exo_authproxy::report::Format,
+    output: Option<std::path::PathBuf>,
+) -> Result<(), Failure> {
+    use exo_authproxy::report;
+    let usage = |e: report::ReportError| Failure::Usage(e.to_string());
+    let options = report::Options {
+        files,
+        since: since
+            .map(|v| report::parse_date("--since", &v))
+            .transpose()
+            .map_err(usage)?,
+        until: until
+            .map(|v| report::parse_date("--until", &v))
+            .transpose()
+            .map_err(usage)?,
+        format,
+    };
+    let result = match output {
+        Some(path) => {
+            let file = std::fs::File::create(&path)
+                .map_err(|e| Failure::Runtime(format!("cannot create {}: {e}", path.display())))?;
+            report::run(&options, &mut std::io::BufWriter::new(file))
+        }
+        None => report::run(&options, &mut std::io::stdout().lock()),
+    };
+    result.map_err(|e| Failure::Runtime(e.to_string()))
 }
 
 fn load_config(path: &std::path::Path) -> Result<Config, Failure> {

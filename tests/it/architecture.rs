@@ -130,7 +130,12 @@ fn top_level_modules_form_a_dag() {
     if let Some(cycle) = find_cycle(&graph) {
         let edges: Vec<String> = graph
             .iter()
-            .map(|(k, v)| format!("{k} -> {}", v.iter().cloned().collect::<Vec<_>>().join(", ")))
+            .map(|(k, v)| {
+                format!(
+                    "{k} -> {}",
+                    v.iter().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })
             .collect();
         panic!(
             "module cycle: {}\n\nthe graph:\n{}",
@@ -154,7 +159,10 @@ fn the_checker_sees_a_cycle() {
         crate_paths("use crate::{forward::Route, errors, token::AccessToken};"),
         vec!["forward", "errors", "token"]
     );
-    assert_eq!(crate_paths("crate::serve(x); crate::bridge::rest::X"), vec!["bridge"]);
+    assert_eq!(
+        crate_paths("crate::serve(x); crate::bridge::rest::X"),
+        vec!["bridge"]
+    );
 }
 
 #[test]
@@ -180,7 +188,10 @@ fn simulators_share_no_logic_with_what_they_check() {
             if code.starts_with("//") {
                 continue;
             }
-            if crate_paths(code).iter().any(|d| checked.contains(&d.as_str())) {
+            if crate_paths(code)
+                .iter()
+                .any(|d| checked.contains(&d.as_str()))
+            {
                 offenders.push(format!("src/sandbox/{name}:{}: {}", n + 1, line.trim()));
             }
         }
