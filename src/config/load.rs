@@ -127,6 +127,9 @@ impl Config {
             fix_opt(p);
         }
         fix_opt(&mut self.exchange.ca_file);
+        if let Some(audit) = &mut self.audit {
+            fix(&mut audit.file);
+        }
         for t in &mut self.tenants {
             for p in [
                 &mut t.certificate,

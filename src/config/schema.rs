@@ -63,6 +63,9 @@ pub struct Config {
     /// Optional health and metrics listener.
     #[serde(default)]
     pub admin: Option<Admin>,
+    /// Optional JSON-lines audit file.
+    #[serde(default)]
+    pub audit: Option<Audit>,
     /// `[[tenant]]` tables.
     #[serde(rename = "tenant", default)]
     pub tenants: Vec<Tenant>,
@@ -211,6 +214,15 @@ fn default_endpoint() -> String {
 pub struct Admin {
     /// Loopback by default.
     pub address: SocketAddr,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    /// JSON lines appended here (0600; reopened on SIGHUP for logrotate). Relative to the
+    /// config file.
+    pub file: PathBuf,
 }
 
 /// `[[tenant]]`.
