@@ -391,3 +391,446 @@ async fn row_get_cmdlets_windows_typed_values() {
     assert!(matches!(prop(&stats.outputs[0], "MailboxGuid"), Value::Guid(_)));
     assert!(matches!(prop(&stats.outputs[0], "ItemCount"), Value::I32(_) | Value::I64(_)));
 }
+
+// ---------------------------------------------------------------------------------------
+// Row: `Set-Mailbox x -CustomAttribute1 y`, `-Force`, `-Confirm:$false`, `-WhatIf` —
+// `-WhatIf`/`-Confirm` forwarded to Exchange.
+// ---------------------------------------------------------------------------------------
+
+/// The Set-Mailbox body whose `key` is `value`.
+fn set_body(data: &ExchangeData, key: &str, value: &str) -> Json {
+    bodies(data, "Set-Mailbox")
+        .into_iter()
+        .find(|p| p[key] == value)
+        .unwrap_or_else(|| panic!("no Set-Mailbox with {key}={value}: {:?}", bodies(data, "Set-Mailbox")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_set_mailbox_then_get_whatif_confirm_force_pypsrp() {
+    let (h, data) = start(20).await;
+    let r = pypsrp(&h, "set").await;
+    for key in ["set", "whatif", "confirm_false", "force"] {
+        assert_eq!(r[key]["state"], 4, "{key}: {}", r[key]);
+        assert_eq!(r[key]["errors"], serde_json::json!([]), "{key}: {}", r[key]);
+    }
+    assert_eq!(r["after_set"]["CustomAttribute1"], "via-table", "{}", r["after_set"]);
+    assert_eq!(
+        r["after_whatif"]["CustomAttribute1"], "via-table",
+        "-WhatIf changes nothing"
+    );
+    assert_eq!(set_body(&data, "CustomAttribute1", "what-if")["WhatIf"], true);
+    assert_eq!(r["after_confirm"]["CustomAttribute4"], "confirmed");
+    assert_eq!(set_body(&data, "CustomAttribute4", "confirmed")["Confirm"], false);
+    assert_eq!(r["after_force"]["CustomAttribute5"], "forced");
+    assert_eq!(set_body(&data, "CustomAttribute5", "forced")["Force"], true);
+    assert_eq!(
+        r["no_change"]["warnings"],
+        serde_json::json!([
+            "The command completed successfully but no settings of 'AlexW' have been modified."
+        ]),
+        "Exchange's warning becomes a warning"
+    );
+}
+
+/// What Import-PSSession proxies send: `-Confirm:` / `-WhatIf:` as splatted SwitchParameter
+/// objects, `-Force` as a bare token, a positional Identity with `-Name value` pairs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_set_mailbox_switches_as_windows_splats_them() {
+    let (h, data) = start(20).await;
+    let (mut w, _) = Wire::open(&h, true).await;
+    let get = |name: &str| Cmd::new("Get-Mailbox", [colon("Identity", s(name))]);
+
+    let r = w
+        .run(
+            &[Cmd::new(
+                "Set-Mailbox",
+                [
+                    colon("Identity", s("AlexW")),
+                    colon("CustomAttribute1", s("win-confirm")),
+                    colon("Confirm", V::Switch(false)),
+                ],
+            )],
+            None,
+        )
+        .await;
+    assert_eq!(r.state, state::COMPLETED, "{:?}", r.state_error);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(set_body(&data, "CustomAttribute1", "win-confirm")["Confirm"], false);
+    let after = w.run(&[get("AlexW")], None).await;
+    assert_eq!(text(prop(&after.outputs[0], "CustomAttribute1")), "win-confirm");
+
+    let r = w
+        .run(
+            &[Cmd::new(
+                "Set-Mailbox",
+                [
+                    colon("Identity", s("AlexW")),
+                    colon("CustomAttribute1", s("win-whatif")),
+                    colon("WhatIf", V::Switch(true)),
+                ],
+            )],
+            None,
+        )
+        .await;
+    assert_eq!(r.state, state::COMPLETED, "{:?}", r.state_error);
+    assert_eq!(set_body(&data, "CustomAttribute1", "win-whatif")["WhatIf"], true);
+    let after = w.run(&[get("AlexW")], None).await;
+    assert_eq!(
+        text(prop(&after.outputs[0], "CustomAttribute1")),
+        "win-confirm",
+        "-WhatIf: changes nothing"
+    );
+
+    // `Invoke-Command { Set-Mailbox GradyA -CustomAttribute9 pos -Force }`.
+    let mut args = vec![positional(s("GradyA"))];
+    args.extend(spaced("CustomAttribute9", s("pos")));
+    args.push(token("Force"));
+    let r = w.run(&[Cmd::new("Set-Mailbox", args)], None).await;
+    assert_eq!(r.state, state::COMPLETED, "{:?}", r.state_error);
+    let body = set_body(&data, "CustomAttribute9", "pos");
+    assert_eq!((&body["Identity"], &body["Force"]), (&Json::from("GradyA"), &Json::from(true)));
+    let after = w.run(&[get("GradyA")], None).await;
+    assert_eq!(text(prop(&after.outputs[0], "CustomAttribute9")), "pos");
+}
+
+// ---------------------------------------------------------------------------------------
+// Row: `-EmailAddresses @{Add='a';Remove='b'}`, arrays, `$true`/`$false`, DateTimes, `$null`
+// — typed JSON.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_typed_values_hashtable_array_bool_null_pypsrp() {
+    let (h, data) = start(20).await;
+    let r = pypsrp(&h, "values").await;
+    for key in ["hashtable", "false", "null"] {
+        assert_eq!(r[key]["state"], 4, "{key}: {}", r[key]);
+        assert_eq!(r[key]["errors"], serde_json::json!([]), "{key}: {}", r[key]);
+    }
+    let after = &r["after_hashtable"];
+    let addrs: Vec<&str> = after["EmailAddresses"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(Json::as_str)
+        .collect();
+    assert!(addrs.contains(&"smtp:diego2@contoso.com"), "{addrs:?}");
+    assert!(!addrs.contains(&"smtp:DiegoS@contoso.onmicrosoft.com"), "{addrs:?}");
+    assert_eq!(after["Languages"], serde_json::json!(["en-US", "fr-FR"]));
+    assert_eq!(after["HiddenFromAddressListsEnabled"], true);
+    assert_eq!(r["after_false"]["HiddenFromAddressListsEnabled"], false);
+
+    let sent = bodies(&data, "Set-Mailbox");
+    let ht = sent
+        .iter()
+        .find(|p| p.get("EmailAddresses").is_some())
+        .expect("hashtable call");
+    assert_eq!(ht["EmailAddresses"]["@odata.type"], "#Exchange.GenericHashTable", "{ht}");
+    assert_eq!(ht["EmailAddresses"]["Add"], "smtp:diego2@contoso.com", "{ht}");
+    assert_eq!(ht["EmailAddresses"]["Remove"], "smtp:DiegoS@contoso.onmicrosoft.com");
+    assert_eq!(ht["Languages"], serde_json::json!(["en-US", "fr-FR"]));
+    assert_eq!(ht["HiddenFromAddressListsEnabled"], true, "a JSON boolean");
+    assert!(
+        sent.iter().any(|p| p["HiddenFromAddressListsEnabled"] == false),
+        "$false as a JSON boolean: {sent:?}"
+    );
+
+    assert_eq!(
+        r["before_null"]["ForwardingSmtpAddress"], "smtp:archive@contoso.com",
+        "{}",
+        r["before_null"]
+    );
+    assert_eq!(r["after_null"]["ForwardingSmtpAddress"], Json::Null, "{}", r["after_null"]);
+    let null = sent
+        .iter()
+        .find(|p| p.get("ForwardingSmtpAddress").is_some())
+        .expect("$null call");
+    assert_eq!(null["ForwardingSmtpAddress"], Json::Null, "{null}");
+}
+
+/// Windows' serialized forms: a Hashtable Obj whose Add is an Object[], `<DT>` with a local
+/// offset (sent in UTC), `<Nil/>` after `-Name:`, `<B>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_typed_values_windows_forms() {
+    let (h, data) = start(20).await;
+    let (mut w, _) = Wire::open(&h, true).await;
+    let r = w
+        .run(
+            &[Cmd::new(
+                "Set-Mailbox",
+                [
+                    colon("Identity", s("DiegoS")),
+                    colon(
+                        "EmailAddresses",
+                        V::Hash(vec![
+                            (
+                                "Add".into(),
+                                V::Array(vec![s("smtp:d.one@contoso.com"), s("smtp:d.two@contoso.com")]),
+                            ),
+                            ("Remove".into(), s("smtp:DiegoS@contoso.onmicrosoft.com")),
+                        ]),
+                    ),
+                    colon("Languages", V::Array(vec![s("de-DE"), s("en-GB")])),
+                    colon("HiddenFromAddressListsEnabled", V::B(true)),
+                ],
+            )],
+            None,
+        )
+        .await;
+    assert_eq!(r.state, state::COMPLETED, "{:?}", r.state_error);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let body = set_body(&data, "Identity", "DiegoS");
+    assert_eq!(
+        body["EmailAddresses"]["Add"],
+        serde_json::json!(["smtp:d.one@contoso.com", "smtp:d.two@contoso.com"]),
+        "{body}"
+    );
+    assert_eq!(body["Languages"], serde_json::json!(["de-DE", "en-GB"]));
+    assert_eq!(body["HiddenFromAddressListsEnabled"], true);
+    let after = w
+        .run(&[Cmd::new("Get-Mailbox", [colon("Identity", s("DiegoS"))])], None)
+        .await;
+    let addrs = strings(prop(&after.outputs[0], "EmailAddresses"));
+    assert!(addrs.contains(&"smtp:d.two@contoso.com".to_owned()), "{addrs:?}");
+    assert!(!addrs.contains(&"smtp:DiegoS@contoso.onmicrosoft.com".to_owned()));
+    assert_eq!(strings(prop(&after.outputs[0], "Languages")), ["de-DE", "en-GB"]);
+
+    // $null after a -Name: token.
+    let r = w
+        .run(
+            &[Cmd::new(
+                "Set-Mailbox",
+                [
+                    colon("Identity", s("JohannaL")),
+                    colon("ForwardingSmtpAddress", V::Nil),
+                ],
+            )],
+            None,
+        )
+        .await;
+    assert_eq!(r.state, state::COMPLETED, "{:?}", r.state_error);
+    assert_eq!(set_body(&data, "Identity", "JohannaL")["ForwardingSmtpAddress"], Json::Null);
+    let after = w
+        .run(&[Cmd::new("Get-Mailbox", [colon("Identity", s("JohannaL"))])], None)
+        .await;
+    assert!(prop(&after.outputs[0], "ForwardingSmtpAddress").is_nil());
+
+    // A DateTime with a local offset arrives at Exchange in UTC.
+    let r = w
+        .run(
+            &[Cmd::new(
+                "Set-MailboxAutoReplyConfiguration",
+                [
+                    colon("Identity", s("AdeleV")),
+                    colon("AutoReplyState", s("Scheduled")),
+                    colon("StartTime", V::Dt("2026-07-01T08:30:00.5000000+02:00".into())),
+                    colon("EndTime", V::Dt("2026-07-15T18:00:00-05:00".into())),
+                ],
+            )],
+            None,
+        )
+        .await;
+    assert_eq!(r.state, state::COMPLETED, "{:?}", r.state_error);
+    let sent = bodies(&data, "Set-MailboxAutoReplyConfiguration");
+    let body = sent.last().expect("sent");
+    let utc = |k: &str| {
+        let t = body[k].as_str().unwrap_or_else(|| panic!("{k} not a string: {body}"));
+        assert!(t.ends_with('Z') || t.ends_with("+00:00"), "{k} in UTC: {t}");
+        chrono::DateTime::parse_from_rfc3339(t)
+            .unwrap_or_else(|e| panic!("{k} {t}: {e}"))
+            .with_timezone(&chrono::Utc)
+            .to_rfc3339()
+    };
+    assert_eq!(utc("StartTime"), "2026-07-01T06:30:00.500+00:00");
+    assert_eq!(utc("EndTime"), "2026-07-15T23:00:00+00:00");
+}
+
+// ---------------------------------------------------------------------------------------
+// Row: `Get-Mailbox -ResultSize 10 | Set-Mailbox -X y` inside one `Invoke-Command` — the
+// second cmdlet runs once per object, bound to its Identity.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_two_cmdlet_pipeline_pypsrp() {
+    let (h, data) = start(20).await;
+    let r = pypsrp(&h, "pipeline").await;
+    assert_eq!(r["pipeline"]["state"], 4, "{}", r["pipeline"]);
+    assert_eq!(r["pipeline"]["errors"], serde_json::json!([]));
+    assert_eq!(r["check"]["count"], 10, "{}", r["check"]);
+    let sets = bodies(&data, "Set-Mailbox");
+    assert_eq!(sets.len(), 10, "one Set-Mailbox per object: {sets:?}");
+    assert!(sets.iter().all(|p| p["CustomAttribute2"] == "piped" && p["Identity"].is_string()));
+}
+
+/// `Invoke-Command $s { Get-Mailbox -ResultSize 10 | Set-Mailbox -CustomAttribute2 y }` as
+/// the converter sends it: two Cmds, each parameter a bare token followed by its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_two_cmdlet_pipeline_windows() {
+    let (h, data) = start(20).await;
+    let (mut w, _) = Wire::open(&h, true).await;
+    let r = w
+        .run(
+            &[
+                Cmd::new("Get-Mailbox", spaced("ResultSize", V::I32(10))),
+                Cmd::new("Set-Mailbox", spaced("CustomAttribute2", s("win-piped"))),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.state, state::COMPLETED, "{:?}", r.state_error);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(r.outputs.is_empty(), "Set-Mailbox returns nothing");
+    assert_eq!(bodies(&data, "Set-Mailbox").len(), 10);
+    let check = w
+        .run(
+            &[Cmd::new(
+                "Get-Mailbox",
+                [
+                    colon("Filter", s("CustomAttribute2 -eq 'win-piped'")),
+                    colon("ResultSize", s("Unlimited")),
+                ],
+            )],
+            None,
+        )
+        .await;
+    assert_eq!(check.outputs.len(), 10);
+}
+
+// ---------------------------------------------------------------------------------------
+// Row: `$list | Set-Mailbox -X y` through an Import-PSSession proxy (pipeline input) — one
+// REST call per input object; strings and deserialized objects.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_pipeline_input_strings_and_objects_pypsrp() {
+    let (h, data) = start(20).await;
+    let r = pypsrp(&h, "input").await;
+    assert_eq!(r["strings"]["state"], 4, "{}", r["strings"]);
+    assert_eq!(r["strings"]["errors"], serde_json::json!([]));
+    assert_eq!(r["strings_check"]["count"], 2);
+    let sent = r["objects_sent"].as_array().expect("objects").len();
+    assert!(sent >= 3, "{}", r["objects_sent"]);
+    assert_eq!(r["objects"]["state"], 4, "{}", r["objects"]);
+    assert_eq!(r["objects"]["errors"], serde_json::json!([]), "{}", r["objects"]);
+    assert_eq!(
+        r["objects_check"]["count"].as_u64(),
+        Some(sent as u64),
+        "every piped mailbox object was set: {}",
+        r["objects_check"]
+    );
+    let per_object = bodies(&data, "Set-Mailbox")
+        .into_iter()
+        .filter(|p| p["CustomAttribute5"] == "from-objects")
+        .count();
+    assert_eq!(per_object, sent, "one REST call per input object");
+}
+
+/// A Windows-serialized deserialized mailbox (what `Get-Mailbox … | Set-Mailbox …` through
+/// Import-PSSession proxies sends back): `Deserialized.` type names, adapted properties and
+/// the note properties Invoke-Command added.
+fn windows_mailbox(name: &str, guid: &str) -> String {
+    format!(
+        "<Obj RefId=\"0\"><TN RefId=\"0\"><T>Deserialized.{MAILBOX}</T>\
+         <T>Deserialized.Microsoft.Exchange.Data.Directory.Management.MailEnabledOrgPerson</T>\
+         <T>Deserialized.Microsoft.Exchange.Data.Directory.ADPresentationObject</T>\
+         <T>Deserialized.System.Object</T></TN><ToString>{name}</ToString><Props>\
+         <S N=\"Name\">{name}</S><S N=\"Alias\">{name}</S><S N=\"Identity\">{name}</S>\
+         <G N=\"Guid\">{guid}</G><S N=\"PrimarySmtpAddress\">{name}@contoso.com</S>\
+         <Obj N=\"EmailAddresses\" RefId=\"1\"><TN RefId=\"1\"><T>Deserialized.Microsoft.Exchange.Data.ProxyAddressCollection</T>\
+         <T>Deserialized.System.Object</T></TN><LST><S>SMTP:{name}@contoso.com</S></LST></Obj>\
+         <DT N=\"WhenCreated\">2024-01-01T01:00:00+01:00</DT></Props>\
+         <MS><S N=\"PSComputerName\">outlook.office365.com</S><G N=\"RunspaceId\">5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9</G>\
+         <B N=\"PSShowComputerName\">false</B></MS></Obj>"
+    )
+}
+
+/// `$mailboxes | Set-Mailbox -CustomAttribute10 x`: PIPELINE_INPUT of deserialized objects in
+/// a compressed Send — one of them exactly the Windows-made Xpress chunk of
+/// xpress-vectors.md §3 (a mailbox `user00000` this tenant does not have: Exchange's
+/// not-found error, non-terminating), the others compressed by the test's encoder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_pipeline_input_deserialized_objects_windows() {
+    let (h, data) = start(20).await;
+    let (mut w, _) = Wire::open(&h, true).await;
+    let pid = w
+        .start(
+            &[Cmd::new("Set-Mailbox", [colon("CustomAttribute10", s("win-input"))])],
+            false,
+        )
+        .await;
+    let get = w
+        .run(&[Cmd::new("Get-Mailbox", [colon("Identity", s("MeganB"))])], None)
+        .await;
+    let megan_guid = prop(&get.outputs[0], "Guid").as_guid().expect("guid").to_string();
+    // Two objects compressed by the test's encoder, then the Windows-made chunk.
+    w.input_objects(
+        &pid,
+        &[
+            windows_mailbox("MeganB", &megan_guid),
+            windows_mailbox("LeeG", "00000000-0000-4000-8000-000000000001"),
+        ],
+        true,
+    )
+    .await;
+    let r = wire::Run::collect(w.drain(Some(&pid), 0).await);
+    assert_eq!(r.state, state::COMPLETED, "{:?}", r.state_error);
+    assert_eq!(r.errors.len(), 1, "user00000 is not found: {:?}", r.errors);
+    assert!(
+        r.errors[0].message.contains("user00000"),
+        "{}",
+        r.errors[0].message
+    );
+    let sets: Vec<Json> = bodies(&data, "Set-Mailbox")
+        .into_iter()
+        .filter(|p| p["CustomAttribute10"] == "win-input")
+        .collect();
+    let ids: Vec<String> = sets
+        .iter()
+        .map(|p| p["Identity"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(sets.len(), 3, "one REST call per input object: {sets:?}");
+    assert!(ids.iter().any(|i| i == "user00000"), "{ids:?}");
+    let check = w
+        .run(
+            &[Cmd::new(
+                "Get-Mailbox",
+                [colon("Filter", s("CustomAttribute10 -eq 'win-input'"))],
+            )],
+            None,
+        )
+        .await;
+    let mut got = check.names();
+    got.sort();
+    assert_eq!(got, ["LeeG", "MeganB"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Row: `Invoke-Command $s { Get-Mailbox -ResultSize 10 }` (plain commands) — converted to
+// commands by PowerShell, then bound as above.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_invoke_command_plain_commands_windows() {
+    let (h, data) = start(20).await;
+    let (mut w, _) = Wire::open(&h, true).await;
+    let r = w
+        .run(&[Cmd::new("Get-Mailbox", spaced("ResultSize", V::I32(10)))], None)
+        .await;
+    assert_eq!(r.state, state::COMPLETED, "{:?}", r.state_error);
+    assert_eq!(r.outputs.len(), 10);
+    assert_eq!(r.names()[..3], ["AdeleV", "AlexW", "DiegoS"]);
+    assert_eq!(
+        r.warnings,
+        [exo_authproxy::sandbox::data::MORE_RESULTS],
+        "Exchange's 'more results' warning"
+    );
+    assert_eq!(bodies(&data, "Get-Mailbox").last().unwrap()["ResultSize"], 10);
+    // `{ Get-Mailbox DiegoS }` and `{ Get-Recipient -ResultSize 3 }`.
+    let r = w
+        .run(&[Cmd::new("Get-Mailbox", [positional(s("DiegoS"))])], None)
+        .await;
+    assert_eq!(r.names(), ["DiegoS"]);
+    let r = w
+        .run(&[Cmd::new("Get-Recipient", spaced("ResultSize", V::I32(3)))], None)
+        .await;
+    assert_eq!(r.names(), ["AdeleV", "AlexW", "DiegoS"]);
+}

@@ -641,7 +641,8 @@ pub struct Run {
 }
 
 impl Run {
-    fn from_messages(messages: Vec<Message>) -> Self {
+    /// Sorts a pipeline's messages into outputs, records and the final state.
+    pub fn collect(messages: Vec<Message>) -> Self {
         let mut run = Run {
             outputs: Vec::new(),
             errors: Vec::new(),
@@ -964,13 +965,67 @@ impl<'a> Wire<'a> {
         assert_eq!(r.status, 200, "Send: {r:?}");
     }
 
+    /// Sends `objects` (CLIXML each) as PIPELINE_INPUT in one Send — compressed by the
+    /// test's encoder when the shell is — then, with `windows_vector`, one more object whose
+    /// first 398 bytes are the Windows-made Xpress chunk of xpress-vectors.md §3 (a
+    /// deserialized mailbox `user00000`), then END_OF_PIPELINE_INPUT.
+    pub async fn input_objects(&mut self, pid: &str, objects: &[String], windows_vector: bool) {
+        let mut raw = Vec::new();
+        for o in objects {
+            raw.extend(self.fragments(MessageType::PipelineInput, pid, o, 32 * 1024).concat());
+        }
+        let mut stream = self.wire_data(&raw);
+        if self.compression {
+            assert!(
+                Compressor::compressed_chunks(&stream) >= 1,
+                "the objects travel in real Xpress-Huffman chunks"
+            );
+        }
+        if windows_vector {
+            assert!(self.compression, "the vector is compressed data");
+            let plain = vector_plain();
+            let tail = b"yName\">User Zero</S></Props></Obj>";
+            let header = Message {
+                destination: Destination::Server,
+                message_type: MessageType::PipelineInput,
+                rpid: uuid(RPID),
+                pid: uuid(pid),
+                data: Vec::new(),
+            }
+            .encode();
+            self.object_id += 1;
+            let blob_len = header.len() + plain.len() + tail.len();
+            let mut head = Vec::new();
+            head.extend_from_slice(&self.object_id.to_be_bytes());
+            head.extend_from_slice(&0u64.to_be_bytes());
+            head.push(0x03);
+            head.extend_from_slice(&u32::try_from(blob_len).unwrap().to_be_bytes());
+            head.extend_from_slice(&header);
+            stream.extend(stored(&head));
+            stream.extend(vector_chunk());
+            stream.extend(stored(tail));
+        }
+        let end = Message {
+            destination: Destination::Server,
+            message_type: MessageType::EndOfPipelineInput,
+            rpid: uuid(RPID),
+            pid: uuid(pid),
+            data: Vec::new(),
+        };
+        self.object_id += 1;
+        let end = fragment(self.object_id, &end.encode(), 32 * 1024).concat();
+        stream.extend(if self.compression { stored(&end) } else { end });
+        let r = self.send_raw(Some(pid), &stream).await;
+        assert_eq!(r.status, 200, "Send: {r:?}");
+    }
+
     /// Runs a pipeline to its end (with `input`, when given) and collects what it produced.
     pub async fn run(&mut self, cmds: &[Cmd], input: Option<&[String]>) -> Run {
         let pid = self.start(cmds, input.is_none()).await;
         if let Some(inputs) = input {
             self.input(&pid, inputs).await;
         }
-        Run::from_messages(self.drain(Some(&pid), 0).await)
+        Run::collect(self.drain(Some(&pid), 0).await)
     }
 
     /// Runs a pipeline whose CREATE_PIPELINE is split: the first fragment in rsp:Arguments,
@@ -990,7 +1045,7 @@ impl<'a> Wire<'a> {
         }
         let r = self.send_raw(Some(&pid), &rest).await;
         assert_eq!(r.status, 200, "Send: {r:?}");
-        Run::from_messages(self.drain(Some(&pid), 0).await)
+        Run::collect(self.drain(Some(&pid), 0).await)
     }
 
     /// Import-PSSession's GET_COMMAND_METADATA for `pattern`: the output bodies and the state.
@@ -1003,7 +1058,7 @@ impl<'a> Wire<'a> {
             32 * 1024,
         );
         self.command(&pid, &frags.concat()).await;
-        Run::from_messages(self.drain(Some(&pid), 0).await)
+        Run::collect(self.drain(Some(&pid), 0).await)
     }
 
     /// Sends a pool-level message (no CommandId), e.g. PUBLIC_KEY.
