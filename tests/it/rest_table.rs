@@ -23,7 +23,7 @@ use serde_json::Value as Json;
 use crate::support::harness::{Sandboxed, SandboxedOptions};
 use crate::support::python;
 use crate::support::wire::{
-    self, Cmd, Compressor, V, Wire, colon, positional, prop, s, spaced, state, token,
+    self, Cmd, V, Wire, colon, positional, prop, s, spaced, state, token,
 };
 
 /// The type names Exchange serializes for a mailbox, most derived first (without the
@@ -833,4 +833,347 @@ async fn row_invoke_command_plain_commands_windows() {
         .run(&[Cmd::new("Get-Recipient", spaced("ResultSize", V::I32(3)))], None)
         .await;
     assert_eq!(r.names(), ["AdeleV", "AlexW", "DiegoS"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Row: `-ErrorAction Stop/SilentlyContinue`, `-WarningAction SilentlyContinue` — as
+// PowerShell applies them.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_error_and_warning_actions_pypsrp() {
+    let (h, _data) = start(20).await;
+    let r = pypsrp(&h, "errors").await;
+
+    // One unknown identity in a list does not stop the rest.
+    let c = &r["continue"];
+    assert_eq!(c["state"], 4, "Completed: {c}");
+    assert_eq!(c["errors"].as_array().map(Vec::len), Some(1), "{c}");
+    let msg = c["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.starts_with(
+            "The operation couldn't be performed because object 'nosuchuser' couldn't be found on"
+        ),
+        "Exchange's message: {c}"
+    );
+    assert!(
+        c["errors"][0]["fq_error"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(",Microsoft.Exchange.Management.RecipientTasks.SetMailbox"),
+        "{c}"
+    );
+    assert_eq!(r["continue_check"]["count"], 2, "{}", r["continue_check"]);
+
+    // -ErrorAction Stop: the pipeline terminates at the unknown identity.
+    let st = &r["stop"];
+    assert_eq!(st["state"], 5, "Failed: {st}");
+    assert_eq!(
+        r["stop_check"]["count"], 1,
+        "GradyA before the error was set, IsaiahL after it was not: {}",
+        r["stop_check"]
+    );
+    assert_eq!(r["get_stop"]["state"], 5, "{}", r["get_stop"]);
+
+    // SilentlyContinue: no error record, Completed.
+    let si = &r["silently"];
+    assert_eq!((si["state"].as_u64(), si["count"].as_u64()), (Some(4), Some(0)), "{si}");
+    assert_eq!(si["errors"], serde_json::json!([]), "{si}");
+
+    // -WarningAction SilentlyContinue drops Exchange's warning.
+    assert_eq!(
+        r["warning"]["warnings"],
+        serde_json::json!([exo_authproxy::sandbox::data::MORE_RESULTS]),
+        "{}",
+        r["warning"]
+    );
+    let ws = &r["warning_silent"];
+    assert_eq!(ws["count"], 2, "{ws}");
+    assert_eq!(ws["warnings"], serde_json::json!([]), "{ws}");
+}
+
+/// `System.Management.Automation.ActionPreference` as Import-PSSession proxies splat it from
+/// `$PSBoundParameters` (an enum Obj, not a string).
+fn action(name: &str, value: i32) -> V {
+    V::Raw(format!(
+        "<Obj{{N}} RefId=\"{{R}}\"><TN RefId=\"90\"><T>System.Management.Automation.ActionPreference</T>\
+         <T>System.Enum</T><T>System.ValueType</T><T>System.Object</T></TN><ToString>{name}</ToString>\
+         <I32>{value}</I32></Obj>"
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_error_and_warning_actions_windows_enums() {
+    let (h, _data) = start(20).await;
+    let (mut w, _) = Wire::open(&h, true).await;
+    let get = |extra: Vec<wire::Arg>| {
+        let mut args = vec![colon("Identity", s("nosuchuser"))];
+        args.extend(extra);
+        vec![Cmd::new("Get-Mailbox", args)]
+    };
+    let plain = w.run(&get(vec![]), None).await;
+    assert_eq!(plain.state, state::COMPLETED, "non-terminating by default");
+    assert_eq!(plain.errors.len(), 1);
+    assert!(plain.errors[0].fq_error.ends_with(",Microsoft.Exchange.Management.RecipientTasks.GetMailbox"));
+
+    let stop = w
+        .run(&get(vec![colon("ErrorAction", action("Stop", 1))]), None)
+        .await;
+    assert_eq!(stop.state, state::FAILED, "terminating under Stop");
+    let e = stop.state_error.as_ref().expect("the error in the Failed state");
+    assert!(e.message.contains("nosuchuser"), "{e:?}");
+
+    let silent = w
+        .run(
+            &get(vec![colon("ErrorAction", action("SilentlyContinue", 0))]),
+            None,
+        )
+        .await;
+    assert_eq!(silent.state, state::COMPLETED);
+    assert!(silent.errors.is_empty(), "{:?}", silent.errors);
+
+    let warn = w
+        .run(
+            &[Cmd::new(
+                "Get-Mailbox",
+                [
+                    colon("ResultSize", V::I32(2)),
+                    colon("WarningAction", action("SilentlyContinue", 0)),
+                ],
+            )],
+            None,
+        )
+        .await;
+    assert_eq!(warn.outputs.len(), 2);
+    assert!(warn.warnings.is_empty(), "{:?}", warn.warnings);
+}
+
+// ---------------------------------------------------------------------------------------
+// Row: Ctrl-C during a long `Get-*` — no further pages are requested.
+// ---------------------------------------------------------------------------------------
+
+/// Windows' `crtl_c` (sic) while the proxy waits for a follow-up page: the pipeline ends
+/// Stopped, the request in flight is abandoned, and no later page is requested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_ctrl_c_stops_paging_windows() {
+    let (h, data) = start(10_000).await;
+    // Follow-up pages hang until the client goes away (far longer than this test runs).
+    data.knobs.page_latency_ms.store(600_000, Ordering::SeqCst);
+    let (mut w, _) = Wire::open(&h, true).await;
+    let pid = w
+        .start(
+            &[Cmd::new("Get-Mailbox", [colon("ResultSize", s("Unlimited"))])],
+            true,
+        )
+        .await;
+    // The first page streams to the client while the second is being fetched.
+    let mut defrag = exo_authproxy::remoting::fragment::Defragmenter::new(64 << 20);
+    let mut outputs = 0;
+    while outputs == 0 {
+        let r = w.receive(Some(&pid), "PT5S").await;
+        assert_eq!(r.status, 200, "{r:?}");
+        outputs += w
+            .messages(&r, &mut defrag)
+            .iter()
+            .filter(|m| m.message_type == MessageType::PipelineOutput)
+            .count();
+    }
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        data.stats.until(|s| s.page_requests.load(Ordering::SeqCst) >= 1),
+    )
+    .await
+    .expect("the proxy asks for the second page");
+    let r = w
+        .signal(&pid, "powershell/signal/crtl_c")
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut end = Vec::new();
+    for _ in 0..1_000 {
+        let r = w.receive(Some(&pid), "PT5S").await;
+        assert_eq!(r.status, 200, "{r:?}");
+        end.extend(w.messages(&r, &mut defrag));
+        if r.command_state().as_deref() == Some(exo_authproxy::remoting::wsman::COMMAND_STATE_DONE) {
+            break;
+        }
+    }
+    let stopped = wire::Run::collect(end);
+    assert_eq!(stopped.state, state::STOPPED, "{:?}", stopped.state_error);
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        data.stats.until(|s| s.abandoned_requests.load(Ordering::SeqCst) >= 1),
+    )
+    .await
+    .expect("the page request in flight is cancelled");
+    let pages = data.stats.page_requests.load(Ordering::SeqCst);
+    // The session goes on, and paging of the stopped command does not.
+    let after = w
+        .run(&[Cmd::new("Get-Mailbox", [colon("Identity", s("AdeleV"))])], None)
+        .await;
+    assert_eq!(after.names(), ["AdeleV"]);
+    assert_eq!(data.stats.page_requests.load(Ordering::SeqCst), pages, "no further pages");
+    assert_eq!(data.stats.pages_answered.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_ctrl_c_stops_paging_pypsrp() {
+    let (h, data) = start(10_000).await;
+    data.knobs.page_latency_ms.store(300, Ordering::SeqCst);
+    let r = pypsrp(&h, "ctrlc").await;
+    assert!(r["before_stop"].as_u64().unwrap_or_default() >= 1, "{r}");
+    assert_eq!(r["state_after_stop"], 3, "Stopped: {r}");
+    assert_eq!(r["after"]["count"], 1, "the pool keeps working: {r}");
+    let pages = data.stats.page_requests.load(Ordering::SeqCst);
+    assert!(pages < 9, "paging stopped early ({pages} follow-up pages of 9)");
+    // A page still in flight at the stop would have been requested before 'after' ran.
+    assert_eq!(data.stats.page_requests.load(Ordering::SeqCst), pages);
+}
+
+// ---------------------------------------------------------------------------------------
+// Row: `Get-FormatData` (Import-PSSession) — no format data: default formatting. (The
+// Windows sequence is in `row_import_pssession_…`; this is pypsrp's plain call.)
+// Rows: script blocks, SecureString parameters, `Enter-PSSession`, `Get-EXO*` — refused.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_refusals_and_get_formatdata_pypsrp() {
+    let (h, data) = start(20).await;
+    let r = pypsrp(&h, "refusals").await;
+    for key in ["where", "assign", "foreach"] {
+        let v = &r[key];
+        assert_eq!(v["state"], 5, "{key} fails: {v}");
+        assert_eq!(v["errors"][0]["fq_error"], "ScriptsNotAllowed", "{key}: {v}");
+        let msg = v["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("no-language mode"), "{key}: {msg}");
+    }
+    let exo = &r["exo"];
+    assert_eq!(exo["state"], 5, "{exo}");
+    assert_eq!(exo["errors"][0]["fq_error"], "CommandNotFoundException", "{exo}");
+    assert!(
+        exo["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("'Get-EXOMailbox' is not recognized"),
+        "{exo}"
+    );
+    let fmt = &r["format"];
+    assert_eq!((fmt["state"].as_u64(), fmt["count"].as_u64()), (Some(4), Some(0)), "{fmt}");
+    assert_eq!(fmt["errors"], serde_json::json!([]));
+    assert_eq!(r["after"]["count"], 1, "the session goes on: {}", r["after"]);
+    assert!(bodies(&data, "Get-EXOMailbox").is_empty(), "never sent to Exchange");
+}
+
+/// What Windows sends for the refused rows: script text from `Invoke-Command { $m = … }`,
+/// an interactive `Enter-PSSession` line (nested, script) and its `prompt` call, a
+/// `<SS>` SecureString argument, the SecureString key exchange, and `Get-EXOMailbox`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_refusals_windows_forms() {
+    let (h, data) = start(20).await;
+    let (mut w, _) = Wire::open(&h, true).await;
+
+    let r = w.run(&[Cmd::script("$m = Get-Mailbox; $m | Where-Object { $_.Name -like 'a*' }")], None).await;
+    assert_eq!(r.state, state::FAILED);
+    assert_eq!(r.state_error.as_ref().map(|e| e.fq_error.as_str()), Some("ScriptsNotAllowed"));
+
+    // Enter-PSSession: each typed line is a nested script pipeline, and the prompt function.
+    let pid = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let xml = wire::create_pipeline(&[Cmd::script("Get-Mailbox -Identity AdeleV")], true, true);
+    let r = w.run_xml(&pid, &xml).await;
+    assert_eq!(r.state, state::FAILED, "an interactive line is refused");
+    assert_eq!(r.state_error.as_ref().map(|e| e.fq_error.as_str()), Some("ScriptsNotAllowed"));
+    let r = w.run(&[Cmd::new("prompt", [])], None).await;
+    assert_eq!(r.state, state::FAILED);
+    assert_eq!(
+        r.state_error.as_ref().map(|e| e.fq_error.as_str()),
+        Some("CommandNotFoundException")
+    );
+
+    // Get-EXOMailbox: not an RPS cmdlet.
+    let r = w
+        .run(&[Cmd::new("Get-EXOMailbox", spaced("ResultSize", V::I32(10)))], None)
+        .await;
+    assert_eq!(r.state, state::FAILED);
+    let e = r.state_error.as_ref().expect("error");
+    assert_eq!(e.fq_error, "CommandNotFoundException");
+    assert!(e.message.contains("'Get-EXOMailbox' is not recognized"), "{e:?}");
+
+    // `-Password (ConvertTo-SecureString …)` serialized as <SS>: a clear error, nothing sent.
+    let r = w
+        .run(
+            &[Cmd::new(
+                "Set-Mailbox",
+                [
+                    colon("Identity", s("AdeleV")),
+                    colon("Password", V::Raw("<SS{N}>AQAAANCMnd8BFdERjHoAwE/Cl+sBAAAA</SS>".into())),
+                ],
+            )],
+            None,
+        )
+        .await;
+    assert_eq!(r.state, state::FAILED, "{:?}", r.messages);
+    let e = r.state_error.as_ref().expect("error");
+    assert!(e.message.contains("SecureString"), "{e:?}");
+    assert!(bodies(&data, "Set-Mailbox").is_empty(), "nothing reached Exchange");
+
+    // The session still works.
+    let r = w
+        .run(&[Cmd::new("Get-Mailbox", [colon("Identity", s("AdeleV"))])], None)
+        .await;
+    assert_eq!(r.names(), ["AdeleV"]);
+
+    // Windows starts the key exchange (PUBLIC_KEY) before it serializes a SecureString: the
+    // pool breaks at once with the reason, instead of the client waiting for a key.
+    let r = w
+        .send_pool(
+            MessageType::PublicKey,
+            "<Obj RefId=\"0\"><MS><S N=\"PublicKey\">BgIAAACkAABSU0ExAAgAAAEAAQ==</S></MS></Obj>",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let msgs = w.drain(None, 1).await;
+    let broken = msgs
+        .iter()
+        .find(|m| m.message_type == MessageType::RunspacePoolState)
+        .unwrap_or_else(|| panic!("a pool state: {msgs:?}"));
+    let b = wire::body_of(broken);
+    assert_eq!(prop(&b, "RunspaceState").as_i64(), Some(5), "Broken");
+    let why = format!("{b:?}");
+    assert!(why.contains("SecureString"), "{why}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Windows wire form: an Xpress-compressed Send carrying a command's arguments with `-Name:`
+// tokens (the CREATE_PIPELINE's later fragments travel in Send, compressed).
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_xpress_send_carries_colon_arguments_windows() {
+    let (h, data) = start(20).await;
+    let (mut w, _) = Wire::open(&h, true).await;
+    let display = "Megan Bowen (Marketing & Sales <EMEA>)";
+    let r = w
+        .run_split(
+            &[Cmd::new(
+                "Set-Mailbox",
+                [
+                    colon("Identity", s("MeganB")),
+                    colon("CustomAttribute8", s("xpress-colon")),
+                    colon("DisplayName", s(display)),
+                    colon("Confirm", V::Switch(false)),
+                ],
+            )],
+            600,
+        )
+        .await;
+    assert_eq!(r.state, state::COMPLETED, "{:?}", r.state_error);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let body = set_body(&data, "CustomAttribute8", "xpress-colon");
+    assert_eq!(body["Identity"], "MeganB", "{body}");
+    assert_eq!(body["DisplayName"], display);
+    assert_eq!(body["Confirm"], false);
+    let after = w
+        .run(&[Cmd::new("Get-Mailbox", [colon("Identity", s("MeganB"))])], None)
+        .await;
+    assert_eq!(text(prop(&after.outputs[0], "CustomAttribute8")), "xpress-colon");
+    assert_eq!(text(prop(&after.outputs[0], "DisplayName")), display);
 }

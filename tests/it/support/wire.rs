@@ -1048,6 +1048,13 @@ impl<'a> Wire<'a> {
         Run::collect(self.drain(Some(&pid), 0).await)
     }
 
+    /// Runs a CREATE_PIPELINE body given as XML (no input) under pipeline id `pid`.
+    pub async fn run_xml(&mut self, pid: &str, xml: &str) -> Run {
+        let frags = self.fragments(MessageType::CreatePipeline, pid, xml, 32 * 1024);
+        self.command(pid, &frags.concat()).await;
+        Run::collect(self.drain(Some(pid), 0).await)
+    }
+
     /// Import-PSSession's GET_COMMAND_METADATA for `pattern`: the output bodies and the state.
     pub async fn command_metadata(&mut self, pattern: &str) -> Run {
         let pid = uuid::Uuid::new_v4().to_string().to_uppercase();
