@@ -22,9 +22,7 @@ use serde_json::Value as Json;
 
 use crate::support::harness::{Sandboxed, SandboxedOptions};
 use crate::support::python;
-use crate::support::wire::{
-    self, Cmd, V, Wire, colon, positional, prop, s, spaced, state, token,
-};
+use crate::support::wire::{self, Cmd, V, Wire, colon, positional, prop, s, spaced, state, token};
 
 /// The type names Exchange serializes for a mailbox, most derived first (without the
 /// `Deserialized.` prefix the client adds when it deserializes).
@@ -186,12 +184,20 @@ async fn row_import_pssession_then_get_mailbox_unlimited_windows() {
         )
     };
     let measured = w.run(&[fmt(), Cmd::new("Measure-Object", [])], None).await;
-    assert_eq!(measured.state, state::COMPLETED, "{:?}", measured.state_error);
+    assert_eq!(
+        measured.state,
+        state::COMPLETED,
+        "{:?}",
+        measured.state_error
+    );
     assert_eq!(measured.outputs.len(), 1, "one GenericMeasureInfo");
     assert_eq!(prop(&measured.outputs[0], "Count").as_i64(), Some(0));
     let alone = w.run(&[fmt()], None).await;
     assert_eq!(alone.state, state::COMPLETED, "{:?}", alone.state_error);
-    assert!(alone.outputs.is_empty(), "no format data: default formatting");
+    assert!(
+        alone.outputs.is_empty(),
+        "no format data: default formatting"
+    );
     assert!(alone.errors.is_empty(), "{:?}", alone.errors);
     assert!(
         bodies(&data, "Get-FormatData").is_empty(),
@@ -202,7 +208,10 @@ async fn row_import_pssession_then_get_mailbox_unlimited_windows() {
     let before = data.stats.page_requests.load(Ordering::SeqCst);
     let all = w
         .run(
-            &[Cmd::new("Get-Mailbox", [colon("ResultSize", s("Unlimited"))])],
+            &[Cmd::new(
+                "Get-Mailbox",
+                [colon("ResultSize", s("Unlimited"))],
+            )],
             None,
         )
         .await;
@@ -214,7 +223,10 @@ async fn row_import_pssession_then_get_mailbox_unlimited_windows() {
     assert_eq!(names[2_499], "user02499");
     let first = all.outputs[0].as_object().expect("object");
     assert_eq!(first.type_names[0], MAILBOX, "{:?}", first.type_names);
-    assert!(all.warnings.is_empty(), "Unlimited: no 'more results' warning");
+    assert!(
+        all.warnings.is_empty(),
+        "Unlimited: no 'more results' warning"
+    );
     assert_eq!(
         data.stats.page_requests.load(Ordering::SeqCst) - before,
         2,
@@ -233,7 +245,9 @@ fn assert_types(obj: &Json, first: &str) {
     let types = obj["types"].as_array().expect("types");
     assert_eq!(types[0], first, "{obj}");
     assert!(
-        types.iter().all(|t| !t.as_str().unwrap_or_default().starts_with("Deserialized.")),
+        types
+            .iter()
+            .all(|t| !t.as_str().unwrap_or_default().starts_with("Deserialized.")),
         "the wire carries the real type names; the client adds Deserialized.: {obj}"
     );
 }
@@ -244,7 +258,11 @@ async fn row_get_cmdlets_pypsrp_objects_and_types() {
     let r = pypsrp(&h, "reads").await;
 
     let m = &r["mailbox"];
-    assert_eq!((m["count"].as_u64(), m["state"].as_u64()), (Some(1), Some(4)), "{m}");
+    assert_eq!(
+        (m["count"].as_u64(), m["state"].as_u64()),
+        (Some(1), Some(4)),
+        "{m}"
+    );
     let mbx = &m["output"][0];
     assert_types(mbx, MAILBOX);
     assert_eq!(mbx["to_string"], "AdeleV");
@@ -256,7 +274,10 @@ async fn row_get_cmdlets_pypsrp_objects_and_types() {
     assert_eq!(a["PrimarySmtpAddress"], "AdeleV@contoso.com");
     assert_eq!(
         a["EmailAddresses"],
-        serde_json::json!(["SMTP:AdeleV@contoso.com", "smtp:AdeleV@contoso.onmicrosoft.com"]),
+        serde_json::json!([
+            "SMTP:AdeleV@contoso.com",
+            "smtp:AdeleV@contoso.onmicrosoft.com"
+        ]),
         "multi-valued properties are lists"
     );
     assert_eq!(a["HiddenFromAddressListsEnabled"], false);
@@ -282,7 +303,11 @@ async fn row_get_cmdlets_pypsrp_objects_and_types() {
         names(rec),
         ["AdeleV", "AlexW", "DiegoS", "GradyA", "IsaiahL"]
     );
-    assert_eq!(rec["warnings"].as_array().map(Vec::len), Some(1), "more results: {rec}");
+    assert_eq!(
+        rec["warnings"].as_array().map(Vec::len),
+        Some(1),
+        "more results: {rec}"
+    );
 
     let org = &r["org"];
     assert_eq!(org["count"], 1, "{org}");
@@ -290,8 +315,14 @@ async fn row_get_cmdlets_pypsrp_objects_and_types() {
         &org["output"][0],
         "Microsoft.Exchange.Data.Directory.Management.OrganizationConfig",
     );
-    assert_eq!(org["output"][0]["adapted"]["Name"], "contoso.onmicrosoft.com");
-    assert_eq!(org["output"][0]["py_types"]["OAuth2ClientProfileEnabled"], "bool");
+    assert_eq!(
+        org["output"][0]["adapted"]["Name"],
+        "contoso.onmicrosoft.com"
+    );
+    assert_eq!(
+        org["output"][0]["py_types"]["OAuth2ClientProfileEnabled"],
+        "bool"
+    );
 
     let dom = &r["domains"];
     assert_eq!(dom["count"], 2, "{dom}");
@@ -322,7 +353,10 @@ async fn row_get_cmdlets_windows_typed_values() {
     let (h, _data) = start(20).await;
     let (mut w, _) = Wire::open(&h, true).await;
     let one = w
-        .run(&[Cmd::new("Get-Mailbox", [colon("Identity", s("AdeleV"))])], None)
+        .run(
+            &[Cmd::new("Get-Mailbox", [colon("Identity", s("AdeleV"))])],
+            None,
+        )
         .await;
     assert_eq!(one.state, state::COMPLETED, "{:?}", one.state_error);
     assert_eq!(one.outputs.len(), 1);
@@ -351,10 +385,16 @@ async fn row_get_cmdlets_windows_typed_values() {
         "{:?}",
         prop(o, "WhenChangedUTC")
     );
-    assert_eq!(prop(o, "HiddenFromAddressListsEnabled").as_bool(), Some(false));
+    assert_eq!(
+        prop(o, "HiddenFromAddressListsEnabled").as_bool(),
+        Some(false)
+    );
     assert_eq!(
         strings(prop(o, "EmailAddresses")),
-        ["SMTP:AdeleV@contoso.com", "smtp:AdeleV@contoso.onmicrosoft.com"]
+        [
+            "SMTP:AdeleV@contoso.com",
+            "smtp:AdeleV@contoso.onmicrosoft.com"
+        ]
     );
 
     for (cmd, args, ty) in [
@@ -386,10 +426,22 @@ async fn row_get_cmdlets_windows_typed_values() {
         assert_eq!(t[0], ty, "{cmd}: {t:?}");
     }
     let stats = w
-        .run(&[Cmd::new("Get-MailboxStatistics", [colon("Identity", s("LeeG"))])], None)
+        .run(
+            &[Cmd::new(
+                "Get-MailboxStatistics",
+                [colon("Identity", s("LeeG"))],
+            )],
+            None,
+        )
         .await;
-    assert!(matches!(prop(&stats.outputs[0], "MailboxGuid"), Value::Guid(_)));
-    assert!(matches!(prop(&stats.outputs[0], "ItemCount"), Value::I32(_) | Value::I64(_)));
+    assert!(matches!(
+        prop(&stats.outputs[0], "MailboxGuid"),
+        Value::Guid(_)
+    ));
+    assert!(matches!(
+        prop(&stats.outputs[0], "ItemCount"),
+        Value::I32(_) | Value::I64(_)
+    ));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -402,7 +454,12 @@ fn set_body(data: &ExchangeData, key: &str, value: &str) -> Json {
     bodies(data, "Set-Mailbox")
         .into_iter()
         .find(|p| p[key] == value)
-        .unwrap_or_else(|| panic!("no Set-Mailbox with {key}={value}: {:?}", bodies(data, "Set-Mailbox")))
+        .unwrap_or_else(|| {
+            panic!(
+                "no Set-Mailbox with {key}={value}: {:?}",
+                bodies(data, "Set-Mailbox")
+            )
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,14 +470,24 @@ async fn row_set_mailbox_then_get_whatif_confirm_force_pypsrp() {
         assert_eq!(r[key]["state"], 4, "{key}: {}", r[key]);
         assert_eq!(r[key]["errors"], serde_json::json!([]), "{key}: {}", r[key]);
     }
-    assert_eq!(r["after_set"]["CustomAttribute1"], "via-table", "{}", r["after_set"]);
+    assert_eq!(
+        r["after_set"]["CustomAttribute1"], "via-table",
+        "{}",
+        r["after_set"]
+    );
     assert_eq!(
         r["after_whatif"]["CustomAttribute1"], "via-table",
         "-WhatIf changes nothing"
     );
-    assert_eq!(set_body(&data, "CustomAttribute1", "what-if")["WhatIf"], true);
+    assert_eq!(
+        set_body(&data, "CustomAttribute1", "what-if")["WhatIf"],
+        true
+    );
     assert_eq!(r["after_confirm"]["CustomAttribute4"], "confirmed");
-    assert_eq!(set_body(&data, "CustomAttribute4", "confirmed")["Confirm"], false);
+    assert_eq!(
+        set_body(&data, "CustomAttribute4", "confirmed")["Confirm"],
+        false
+    );
     assert_eq!(r["after_force"]["CustomAttribute5"], "forced");
     assert_eq!(set_body(&data, "CustomAttribute5", "forced")["Force"], true);
     assert_eq!(
@@ -455,9 +522,15 @@ async fn row_set_mailbox_switches_as_windows_splats_them() {
         .await;
     assert_eq!(r.state, state::COMPLETED, "{:?}", r.state_error);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
-    assert_eq!(set_body(&data, "CustomAttribute1", "win-confirm")["Confirm"], false);
+    assert_eq!(
+        set_body(&data, "CustomAttribute1", "win-confirm")["Confirm"],
+        false
+    );
     let after = w.run(&[get("AlexW")], None).await;
-    assert_eq!(text(prop(&after.outputs[0], "CustomAttribute1")), "win-confirm");
+    assert_eq!(
+        text(prop(&after.outputs[0], "CustomAttribute1")),
+        "win-confirm"
+    );
 
     let r = w
         .run(
@@ -473,7 +546,10 @@ async fn row_set_mailbox_switches_as_windows_splats_them() {
         )
         .await;
     assert_eq!(r.state, state::COMPLETED, "{:?}", r.state_error);
-    assert_eq!(set_body(&data, "CustomAttribute1", "win-whatif")["WhatIf"], true);
+    assert_eq!(
+        set_body(&data, "CustomAttribute1", "win-whatif")["WhatIf"],
+        true
+    );
     let after = w.run(&[get("AlexW")], None).await;
     assert_eq!(
         text(prop(&after.outputs[0], "CustomAttribute1")),
@@ -488,7 +564,10 @@ async fn row_set_mailbox_switches_as_windows_splats_them() {
     let r = w.run(&[Cmd::new("Set-Mailbox", args)], None).await;
     assert_eq!(r.state, state::COMPLETED, "{:?}", r.state_error);
     let body = set_body(&data, "CustomAttribute9", "pos");
-    assert_eq!((&body["Identity"], &body["Force"]), (&Json::from("GradyA"), &Json::from(true)));
+    assert_eq!(
+        (&body["Identity"], &body["Force"]),
+        (&Json::from("GradyA"), &Json::from(true))
+    );
     let after = w.run(&[get("GradyA")], None).await;
     assert_eq!(text(prop(&after.outputs[0], "CustomAttribute9")), "pos");
 }
@@ -514,7 +593,10 @@ async fn row_typed_values_hashtable_array_bool_null_pypsrp() {
         .filter_map(Json::as_str)
         .collect();
     assert!(addrs.contains(&"smtp:diego2@contoso.com"), "{addrs:?}");
-    assert!(!addrs.contains(&"smtp:DiegoS@contoso.onmicrosoft.com"), "{addrs:?}");
+    assert!(
+        !addrs.contains(&"smtp:DiegoS@contoso.onmicrosoft.com"),
+        "{addrs:?}"
+    );
     assert_eq!(after["Languages"], serde_json::json!(["en-US", "fr-FR"]));
     assert_eq!(after["HiddenFromAddressListsEnabled"], true);
     assert_eq!(r["after_false"]["HiddenFromAddressListsEnabled"], false);
@@ -524,13 +606,23 @@ async fn row_typed_values_hashtable_array_bool_null_pypsrp() {
         .iter()
         .find(|p| p.get("EmailAddresses").is_some())
         .expect("hashtable call");
-    assert_eq!(ht["EmailAddresses"]["@odata.type"], "#Exchange.GenericHashTable", "{ht}");
-    assert_eq!(ht["EmailAddresses"]["Add"], "smtp:diego2@contoso.com", "{ht}");
-    assert_eq!(ht["EmailAddresses"]["Remove"], "smtp:DiegoS@contoso.onmicrosoft.com");
+    assert_eq!(
+        ht["EmailAddresses"]["@odata.type"], "#Exchange.GenericHashTable",
+        "{ht}"
+    );
+    assert_eq!(
+        ht["EmailAddresses"]["Add"], "smtp:diego2@contoso.com",
+        "{ht}"
+    );
+    assert_eq!(
+        ht["EmailAddresses"]["Remove"],
+        "smtp:DiegoS@contoso.onmicrosoft.com"
+    );
     assert_eq!(ht["Languages"], serde_json::json!(["en-US", "fr-FR"]));
     assert_eq!(ht["HiddenFromAddressListsEnabled"], true, "a JSON boolean");
     assert!(
-        sent.iter().any(|p| p["HiddenFromAddressListsEnabled"] == false),
+        sent.iter()
+            .any(|p| p["HiddenFromAddressListsEnabled"] == false),
         "$false as a JSON boolean: {sent:?}"
     );
 
@@ -539,7 +631,12 @@ async fn row_typed_values_hashtable_array_bool_null_pypsrp() {
         "{}",
         r["before_null"]
     );
-    assert_eq!(r["after_null"]["ForwardingSmtpAddress"], Json::Null, "{}", r["after_null"]);
+    assert_eq!(
+        r["after_null"]["ForwardingSmtpAddress"],
+        Json::Null,
+        "{}",
+        r["after_null"]
+    );
     let null = sent
         .iter()
         .find(|p| p.get("ForwardingSmtpAddress").is_some())
@@ -564,7 +661,10 @@ async fn row_typed_values_windows_forms() {
                         V::Hash(vec![
                             (
                                 "Add".into(),
-                                V::Array(vec![s("smtp:d.one@contoso.com"), s("smtp:d.two@contoso.com")]),
+                                V::Array(vec![
+                                    s("smtp:d.one@contoso.com"),
+                                    s("smtp:d.two@contoso.com"),
+                                ]),
                             ),
                             ("Remove".into(), s("smtp:DiegoS@contoso.onmicrosoft.com")),
                         ]),
@@ -587,12 +687,21 @@ async fn row_typed_values_windows_forms() {
     assert_eq!(body["Languages"], serde_json::json!(["de-DE", "en-GB"]));
     assert_eq!(body["HiddenFromAddressListsEnabled"], true);
     let after = w
-        .run(&[Cmd::new("Get-Mailbox", [colon("Identity", s("DiegoS"))])], None)
+        .run(
+            &[Cmd::new("Get-Mailbox", [colon("Identity", s("DiegoS"))])],
+            None,
+        )
         .await;
     let addrs = strings(prop(&after.outputs[0], "EmailAddresses"));
-    assert!(addrs.contains(&"smtp:d.two@contoso.com".to_owned()), "{addrs:?}");
+    assert!(
+        addrs.contains(&"smtp:d.two@contoso.com".to_owned()),
+        "{addrs:?}"
+    );
     assert!(!addrs.contains(&"smtp:DiegoS@contoso.onmicrosoft.com".to_owned()));
-    assert_eq!(strings(prop(&after.outputs[0], "Languages")), ["de-DE", "en-GB"]);
+    assert_eq!(
+        strings(prop(&after.outputs[0], "Languages")),
+        ["de-DE", "en-GB"]
+    );
 
     // $null after a -Name: token.
     let r = w
@@ -608,9 +717,15 @@ async fn row_typed_values_windows_forms() {
         )
         .await;
     assert_eq!(r.state, state::COMPLETED, "{:?}", r.state_error);
-    assert_eq!(set_body(&data, "Identity", "JohannaL")["ForwardingSmtpAddress"], Json::Null);
+    assert_eq!(
+        set_body(&data, "Identity", "JohannaL")["ForwardingSmtpAddress"],
+        Json::Null
+    );
     let after = w
-        .run(&[Cmd::new("Get-Mailbox", [colon("Identity", s("JohannaL"))])], None)
+        .run(
+            &[Cmd::new("Get-Mailbox", [colon("Identity", s("JohannaL"))])],
+            None,
+        )
         .await;
     assert!(prop(&after.outputs[0], "ForwardingSmtpAddress").is_nil());
 
@@ -622,7 +737,10 @@ async fn row_typed_values_windows_forms() {
                 [
                     colon("Identity", s("AdeleV")),
                     colon("AutoReplyState", s("Scheduled")),
-                    colon("StartTime", V::Dt("2026-07-01T08:30:00.5000000+02:00".into())),
+                    colon(
+                        "StartTime",
+                        V::Dt("2026-07-01T08:30:00.5000000+02:00".into()),
+                    ),
                     colon("EndTime", V::Dt("2026-07-15T18:00:00-05:00".into())),
                 ],
             )],
@@ -633,7 +751,9 @@ async fn row_typed_values_windows_forms() {
     let sent = bodies(&data, "Set-MailboxAutoReplyConfiguration");
     let body = sent.last().expect("sent");
     let utc = |k: &str| {
-        let t = body[k].as_str().unwrap_or_else(|| panic!("{k} not a string: {body}"));
+        let t = body[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("{k} not a string: {body}"));
         assert!(t.ends_with('Z') || t.ends_with("+00:00"), "{k} in UTC: {t}");
         chrono::DateTime::parse_from_rfc3339(t)
             .unwrap_or_else(|e| panic!("{k} {t}: {e}"))
@@ -658,7 +778,10 @@ async fn row_two_cmdlet_pipeline_pypsrp() {
     assert_eq!(r["check"]["count"], 10, "{}", r["check"]);
     let sets = bodies(&data, "Set-Mailbox");
     assert_eq!(sets.len(), 10, "one Set-Mailbox per object: {sets:?}");
-    assert!(sets.iter().all(|p| p["CustomAttribute2"] == "piped" && p["Identity"].is_string()));
+    assert!(
+        sets.iter()
+            .all(|p| p["CustomAttribute2"] == "piped" && p["Identity"].is_string())
+    );
 }
 
 /// `Invoke-Command $s { Get-Mailbox -ResultSize 10 | Set-Mailbox -CustomAttribute2 y }` as
@@ -710,7 +833,12 @@ async fn row_pipeline_input_strings_and_objects_pypsrp() {
     let sent = r["objects_sent"].as_array().expect("objects").len();
     assert!(sent >= 3, "{}", r["objects_sent"]);
     assert_eq!(r["objects"]["state"], 4, "{}", r["objects"]);
-    assert_eq!(r["objects"]["errors"], serde_json::json!([]), "{}", r["objects"]);
+    assert_eq!(
+        r["objects"]["errors"],
+        serde_json::json!([]),
+        "{}",
+        r["objects"]
+    );
     assert_eq!(
         r["objects_check"]["count"].as_u64(),
         Some(sent as u64),
@@ -753,14 +881,23 @@ async fn row_pipeline_input_deserialized_objects_windows() {
     let (mut w, _) = Wire::open(&h, true).await;
     let pid = w
         .start(
-            &[Cmd::new("Set-Mailbox", [colon("CustomAttribute10", s("win-input"))])],
+            &[Cmd::new(
+                "Set-Mailbox",
+                [colon("CustomAttribute10", s("win-input"))],
+            )],
             false,
         )
         .await;
     let get = w
-        .run(&[Cmd::new("Get-Mailbox", [colon("Identity", s("MeganB"))])], None)
+        .run(
+            &[Cmd::new("Get-Mailbox", [colon("Identity", s("MeganB"))])],
+            None,
+        )
         .await;
-    let megan_guid = prop(&get.outputs[0], "Guid").as_guid().expect("guid").to_string();
+    let megan_guid = prop(&get.outputs[0], "Guid")
+        .as_guid()
+        .expect("guid")
+        .to_string();
     // Two objects compressed by the test's encoder, then the Windows-made chunk.
     w.input_objects(
         &pid,
@@ -813,7 +950,10 @@ async fn row_invoke_command_plain_commands_windows() {
     let (h, data) = start(20).await;
     let (mut w, _) = Wire::open(&h, true).await;
     let r = w
-        .run(&[Cmd::new("Get-Mailbox", spaced("ResultSize", V::I32(10)))], None)
+        .run(
+            &[Cmd::new("Get-Mailbox", spaced("ResultSize", V::I32(10)))],
+            None,
+        )
         .await;
     assert_eq!(r.state, state::COMPLETED, "{:?}", r.state_error);
     assert_eq!(r.outputs.len(), 10);
@@ -823,14 +963,20 @@ async fn row_invoke_command_plain_commands_windows() {
         [exo_authproxy::sandbox::data::MORE_RESULTS],
         "Exchange's 'more results' warning"
     );
-    assert_eq!(bodies(&data, "Get-Mailbox").last().unwrap()["ResultSize"], 10);
+    assert_eq!(
+        bodies(&data, "Get-Mailbox").last().unwrap()["ResultSize"],
+        10
+    );
     // `{ Get-Mailbox DiegoS }` and `{ Get-Recipient -ResultSize 3 }`.
     let r = w
         .run(&[Cmd::new("Get-Mailbox", [positional(s("DiegoS"))])], None)
         .await;
     assert_eq!(r.names(), ["DiegoS"]);
     let r = w
-        .run(&[Cmd::new("Get-Recipient", spaced("ResultSize", V::I32(3)))], None)
+        .run(
+            &[Cmd::new("Get-Recipient", spaced("ResultSize", V::I32(3)))],
+            None,
+        )
         .await;
     assert_eq!(r.names(), ["AdeleV", "AlexW", "DiegoS"]);
 }
@@ -877,7 +1023,11 @@ async fn row_error_and_warning_actions_pypsrp() {
 
     // SilentlyContinue: no error record, Completed.
     let si = &r["silently"];
-    assert_eq!((si["state"].as_u64(), si["count"].as_u64()), (Some(4), Some(0)), "{si}");
+    assert_eq!(
+        (si["state"].as_u64(), si["count"].as_u64()),
+        (Some(4), Some(0)),
+        "{si}"
+    );
     assert_eq!(si["errors"], serde_json::json!([]), "{si}");
 
     // -WarningAction SilentlyContinue drops Exchange's warning.
@@ -914,13 +1064,20 @@ async fn row_error_and_warning_actions_windows_enums() {
     let plain = w.run(&get(vec![]), None).await;
     assert_eq!(plain.state, state::COMPLETED, "non-terminating by default");
     assert_eq!(plain.errors.len(), 1);
-    assert!(plain.errors[0].fq_error.ends_with(",Microsoft.Exchange.Management.RecipientTasks.GetMailbox"));
+    assert!(
+        plain.errors[0]
+            .fq_error
+            .ends_with(",Microsoft.Exchange.Management.RecipientTasks.GetMailbox")
+    );
 
     let stop = w
         .run(&get(vec![colon("ErrorAction", action("Stop", 1))]), None)
         .await;
     assert_eq!(stop.state, state::FAILED, "terminating under Stop");
-    let e = stop.state_error.as_ref().expect("the error in the Failed state");
+    let e = stop
+        .state_error
+        .as_ref()
+        .expect("the error in the Failed state");
     assert!(e.message.contains("nosuchuser"), "{e:?}");
 
     let silent = w
@@ -962,7 +1119,10 @@ async fn row_ctrl_c_stops_paging_windows() {
     let (mut w, _) = Wire::open(&h, true).await;
     let pid = w
         .start(
-            &[Cmd::new("Get-Mailbox", [colon("ResultSize", s("Unlimited"))])],
+            &[Cmd::new(
+                "Get-Mailbox",
+                [colon("ResultSize", s("Unlimited"))],
+            )],
             true,
         )
         .await;
@@ -980,20 +1140,20 @@ async fn row_ctrl_c_stops_paging_windows() {
     }
     tokio::time::timeout(
         Duration::from_secs(60),
-        data.stats.until(|s| s.page_requests.load(Ordering::SeqCst) >= 1),
+        data.stats
+            .until(|s| s.page_requests.load(Ordering::SeqCst) >= 1),
     )
     .await
     .expect("the proxy asks for the second page");
-    let r = w
-        .signal(&pid, "powershell/signal/crtl_c")
-        .await;
+    let r = w.signal(&pid, "powershell/signal/crtl_c").await;
     assert_eq!(r.status, 200, "{r:?}");
     let mut end = Vec::new();
     for _ in 0..1_000 {
         let r = w.receive(Some(&pid), "PT5S").await;
         assert_eq!(r.status, 200, "{r:?}");
         end.extend(w.messages(&r, &mut defrag));
-        if r.command_state().as_deref() == Some(exo_authproxy::remoting::wsman::COMMAND_STATE_DONE) {
+        if r.command_state().as_deref() == Some(exo_authproxy::remoting::wsman::COMMAND_STATE_DONE)
+        {
             break;
         }
     }
@@ -1001,17 +1161,25 @@ async fn row_ctrl_c_stops_paging_windows() {
     assert_eq!(stopped.state, state::STOPPED, "{:?}", stopped.state_error);
     tokio::time::timeout(
         Duration::from_secs(60),
-        data.stats.until(|s| s.abandoned_requests.load(Ordering::SeqCst) >= 1),
+        data.stats
+            .until(|s| s.abandoned_requests.load(Ordering::SeqCst) >= 1),
     )
     .await
     .expect("the page request in flight is cancelled");
     let pages = data.stats.page_requests.load(Ordering::SeqCst);
     // The session goes on, and paging of the stopped command does not.
     let after = w
-        .run(&[Cmd::new("Get-Mailbox", [colon("Identity", s("AdeleV"))])], None)
+        .run(
+            &[Cmd::new("Get-Mailbox", [colon("Identity", s("AdeleV"))])],
+            None,
+        )
         .await;
     assert_eq!(after.names(), ["AdeleV"]);
-    assert_eq!(data.stats.page_requests.load(Ordering::SeqCst), pages, "no further pages");
+    assert_eq!(
+        data.stats.page_requests.load(Ordering::SeqCst),
+        pages,
+        "no further pages"
+    );
     assert_eq!(data.stats.pages_answered.load(Ordering::SeqCst), 0);
 }
 
@@ -1024,7 +1192,10 @@ async fn row_ctrl_c_stops_paging_pypsrp() {
     assert_eq!(r["state_after_stop"], 3, "Stopped: {r}");
     assert_eq!(r["after"]["count"], 1, "the pool keeps working: {r}");
     let pages = data.stats.page_requests.load(Ordering::SeqCst);
-    assert!(pages < 9, "paging stopped early ({pages} follow-up pages of 9)");
+    assert!(
+        pages < 9,
+        "paging stopped early ({pages} follow-up pages of 9)"
+    );
     // A page still in flight at the stop would have been requested before 'after' ran.
     assert_eq!(data.stats.page_requests.load(Ordering::SeqCst), pages);
 }
@@ -1042,13 +1213,19 @@ async fn row_refusals_and_get_formatdata_pypsrp() {
     for key in ["where", "assign", "foreach"] {
         let v = &r[key];
         assert_eq!(v["state"], 5, "{key} fails: {v}");
-        assert_eq!(v["errors"][0]["fq_error"], "ScriptsNotAllowed", "{key}: {v}");
+        assert_eq!(
+            v["errors"][0]["fq_error"], "ScriptsNotAllowed",
+            "{key}: {v}"
+        );
         let msg = v["errors"][0]["message"].as_str().unwrap_or_default();
         assert!(msg.contains("no-language mode"), "{key}: {msg}");
     }
     let exo = &r["exo"];
     assert_eq!(exo["state"], 5, "{exo}");
-    assert_eq!(exo["errors"][0]["fq_error"], "CommandNotFoundException", "{exo}");
+    assert_eq!(
+        exo["errors"][0]["fq_error"], "CommandNotFoundException",
+        "{exo}"
+    );
     assert!(
         exo["errors"][0]["message"]
             .as_str()
@@ -1057,10 +1234,21 @@ async fn row_refusals_and_get_formatdata_pypsrp() {
         "{exo}"
     );
     let fmt = &r["format"];
-    assert_eq!((fmt["state"].as_u64(), fmt["count"].as_u64()), (Some(4), Some(0)), "{fmt}");
+    assert_eq!(
+        (fmt["state"].as_u64(), fmt["count"].as_u64()),
+        (Some(4), Some(0)),
+        "{fmt}"
+    );
     assert_eq!(fmt["errors"], serde_json::json!([]));
-    assert_eq!(r["after"]["count"], 1, "the session goes on: {}", r["after"]);
-    assert!(bodies(&data, "Get-EXOMailbox").is_empty(), "never sent to Exchange");
+    assert_eq!(
+        r["after"]["count"], 1,
+        "the session goes on: {}",
+        r["after"]
+    );
+    assert!(
+        bodies(&data, "Get-EXOMailbox").is_empty(),
+        "never sent to Exchange"
+    );
 }
 
 /// What Windows sends for the refused rows: script text from `Invoke-Command { $m = … }`,
@@ -1071,16 +1259,29 @@ async fn row_refusals_windows_forms() {
     let (h, data) = start(20).await;
     let (mut w, _) = Wire::open(&h, true).await;
 
-    let r = w.run(&[Cmd::script("$m = Get-Mailbox; $m | Where-Object { $_.Name -like 'a*' }")], None).await;
+    let r = w
+        .run(
+            &[Cmd::script(
+                "$m = Get-Mailbox; $m | Where-Object { $_.Name -like 'a*' }",
+            )],
+            None,
+        )
+        .await;
     assert_eq!(r.state, state::FAILED);
-    assert_eq!(r.state_error.as_ref().map(|e| e.fq_error.as_str()), Some("ScriptsNotAllowed"));
+    assert_eq!(
+        r.state_error.as_ref().map(|e| e.fq_error.as_str()),
+        Some("ScriptsNotAllowed")
+    );
 
     // Enter-PSSession: each typed line is a nested script pipeline, and the prompt function.
     let pid = uuid::Uuid::new_v4().to_string().to_uppercase();
     let xml = wire::create_pipeline(&[Cmd::script("Get-Mailbox -Identity AdeleV")], true, true);
     let r = w.run_xml(&pid, &xml).await;
     assert_eq!(r.state, state::FAILED, "an interactive line is refused");
-    assert_eq!(r.state_error.as_ref().map(|e| e.fq_error.as_str()), Some("ScriptsNotAllowed"));
+    assert_eq!(
+        r.state_error.as_ref().map(|e| e.fq_error.as_str()),
+        Some("ScriptsNotAllowed")
+    );
     let r = w.run(&[Cmd::new("prompt", [])], None).await;
     assert_eq!(r.state, state::FAILED);
     assert_eq!(
@@ -1090,12 +1291,18 @@ async fn row_refusals_windows_forms() {
 
     // Get-EXOMailbox: not an RPS cmdlet.
     let r = w
-        .run(&[Cmd::new("Get-EXOMailbox", spaced("ResultSize", V::I32(10)))], None)
+        .run(
+            &[Cmd::new("Get-EXOMailbox", spaced("ResultSize", V::I32(10)))],
+            None,
+        )
         .await;
     assert_eq!(r.state, state::FAILED);
     let e = r.state_error.as_ref().expect("error");
     assert_eq!(e.fq_error, "CommandNotFoundException");
-    assert!(e.message.contains("'Get-EXOMailbox' is not recognized"), "{e:?}");
+    assert!(
+        e.message.contains("'Get-EXOMailbox' is not recognized"),
+        "{e:?}"
+    );
 
     // `-Password (ConvertTo-SecureString …)` serialized as <SS>: a clear error, nothing sent.
     let r = w
@@ -1104,7 +1311,10 @@ async fn row_refusals_windows_forms() {
                 "Set-Mailbox",
                 [
                     colon("Identity", s("AdeleV")),
-                    colon("Password", V::Raw("<SS{N}>AQAAANCMnd8BFdERjHoAwE/Cl+sBAAAA</SS>".into())),
+                    colon(
+                        "Password",
+                        V::Raw("<SS{N}>AQAAANCMnd8BFdERjHoAwE/Cl+sBAAAA</SS>".into()),
+                    ),
                 ],
             )],
             None,
@@ -1113,11 +1323,17 @@ async fn row_refusals_windows_forms() {
     assert_eq!(r.state, state::FAILED, "{:?}", r.messages);
     let e = r.state_error.as_ref().expect("error");
     assert!(e.message.contains("SecureString"), "{e:?}");
-    assert!(bodies(&data, "Set-Mailbox").is_empty(), "nothing reached Exchange");
+    assert!(
+        bodies(&data, "Set-Mailbox").is_empty(),
+        "nothing reached Exchange"
+    );
 
     // The session still works.
     let r = w
-        .run(&[Cmd::new("Get-Mailbox", [colon("Identity", s("AdeleV"))])], None)
+        .run(
+            &[Cmd::new("Get-Mailbox", [colon("Identity", s("AdeleV"))])],
+            None,
+        )
         .await;
     assert_eq!(r.names(), ["AdeleV"]);
 
@@ -1172,8 +1388,14 @@ async fn row_xpress_send_carries_colon_arguments_windows() {
     assert_eq!(body["DisplayName"], display);
     assert_eq!(body["Confirm"], false);
     let after = w
-        .run(&[Cmd::new("Get-Mailbox", [colon("Identity", s("MeganB"))])], None)
+        .run(
+            &[Cmd::new("Get-Mailbox", [colon("Identity", s("MeganB"))])],
+            None,
+        )
         .await;
-    assert_eq!(text(prop(&after.outputs[0], "CustomAttribute8")), "xpress-colon");
+    assert_eq!(
+        text(prop(&after.outputs[0], "CustomAttribute8")),
+        "xpress-colon"
+    );
     assert_eq!(text(prop(&after.outputs[0], "DisplayName")), display);
 }

@@ -532,7 +532,9 @@ impl Reply {
                         .map(|a| {
                             (
                                 String::from_utf8_lossy(a.key.local_name().as_ref()).into_owned(),
-                                a.unescape_value().map(|v| v.into_owned()).unwrap_or_default(),
+                                a.unescape_value()
+                                    .map(|v| v.into_owned())
+                                    .unwrap_or_default(),
                             )
                         })
                         .collect();
@@ -861,7 +863,13 @@ impl<'a> Wire<'a> {
         panic!("no end after 100000 receives");
     }
 
-    fn fragments(&mut self, message_type: MessageType, pid: &str, data: &str, max: usize) -> Vec<Vec<u8>> {
+    fn fragments(
+        &mut self,
+        message_type: MessageType,
+        pid: &str,
+        data: &str,
+        max: usize,
+    ) -> Vec<Vec<u8>> {
         let msg = Message {
             destination: Destination::Server,
             message_type,
@@ -950,7 +958,10 @@ impl<'a> Wire<'a> {
     pub async fn input(&mut self, pid: &str, inputs: &[String]) {
         let mut raw = Vec::new();
         for i in inputs {
-            raw.extend(self.fragments(MessageType::PipelineInput, pid, i, 32 * 1024).concat());
+            raw.extend(
+                self.fragments(MessageType::PipelineInput, pid, i, 32 * 1024)
+                    .concat(),
+            );
         }
         let end = Message {
             destination: Destination::Server,
@@ -972,7 +983,10 @@ impl<'a> Wire<'a> {
     pub async fn input_objects(&mut self, pid: &str, objects: &[String], windows_vector: bool) {
         let mut raw = Vec::new();
         for o in objects {
-            raw.extend(self.fragments(MessageType::PipelineInput, pid, o, 32 * 1024).concat());
+            raw.extend(
+                self.fragments(MessageType::PipelineInput, pid, o, 32 * 1024)
+                    .concat(),
+            );
         }
         let mut stream = self.wire_data(&raw);
         if self.compression {
