@@ -380,11 +380,24 @@ async fn row_get_cmdlets_windows_typed_values() {
         created.with_timezone(&chrono::Utc).to_rfc3339(),
         "2024-01-01T00:00:00+00:00"
     );
+    // `…UTC` properties stay UTC (`Z`: DateTimeKind.Utc); the others carry an offset
+    // (DateTimeKind.Local: the client shows them in its own time zone), as RPS sent them.
     assert!(
-        prop(o, "WhenChangedUTC").as_datetime().is_some(),
+        matches!(prop(o, "WhenChangedUTC"), Value::UtcDateTime(_)),
         "{:?}",
         prop(o, "WhenChangedUTC")
     );
+    assert!(
+        matches!(prop(o, "WhenCreated"), Value::DateTime(_)),
+        "{:?}",
+        prop(o, "WhenCreated")
+    );
+    // Sizes, quotas and TimeSpans as the strings Exchange writes.
+    assert_eq!(
+        prop(o, "ProhibitSendQuota").as_str(),
+        Some("99 GB (106,300,440,576 bytes)")
+    );
+    assert_eq!(prop(o, "RetainDeletedItemsFor").as_str(), Some("14.00:00:00"));
     assert_eq!(
         prop(o, "HiddenFromAddressListsEnabled").as_bool(),
         Some(false)
@@ -778,6 +791,13 @@ async fn row_two_cmdlet_pipeline_pypsrp() {
     assert_eq!(r["check"]["count"], 10, "{}", r["check"]);
     let sets = bodies(&data, "Set-Mailbox");
     assert_eq!(sets.len(), 10, "one Set-Mailbox per object: {sets:?}");
+    let mut ids: Vec<String> = sets
+        .iter()
+        .map(|p| p["Identity"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 10, "each run bound to its own object's Identity: {ids:?}");
     assert!(
         sets.iter()
             .all(|p| p["CustomAttribute2"] == "piped" && p["Identity"].is_string())
@@ -1398,4 +1418,39 @@ async fn row_xpress_send_carries_colon_arguments_windows() {
         "xpress-colon"
     );
     assert_eq!(text(prop(&after.outputs[0], "DisplayName")), display);
+}
+
+// ---------------------------------------------------------------------------------------
+// Row: `Set-Mailbox -Instance $mbx` / modifying returned objects and sending them back — not
+// supported (REST results are not live objects): an error, and nothing changes.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_set_mailbox_instance_not_supported_windows() {
+    let (h, data) = start(20).await;
+    let (mut w, _) = Wire::open(&h, true).await;
+    let modified = windows_mailbox("AdeleV", "00000000-0000-4000-8000-000000000002")
+        .replace("<Obj RefId=\"0\">", "<Obj{N} RefId=\"{R}\">")
+        .replace(
+            "</Props>",
+            "<S N=\"CustomAttribute1\">edited-locally</S></Props>",
+        );
+    let r = w
+        .run(
+            &[Cmd::new("Set-Mailbox", [colon("Instance", V::Raw(modified))])],
+            None,
+        )
+        .await;
+    let refused = r.state == state::FAILED || !r.errors.is_empty();
+    assert!(refused, "-Instance is refused: {:?}", r.messages);
+    let after = w
+        .run(&[Cmd::new("Get-Mailbox", [colon("Identity", s("AdeleV"))])], None)
+        .await;
+    assert_eq!(text(prop(&after.outputs[0], "CustomAttribute1")), "Sales");
+    assert!(
+        bodies(&data, "Set-Mailbox")
+            .iter()
+            .all(|p| p.get("Instance").is_none()),
+        "no live object is sent to Exchange"
+    );
 }
