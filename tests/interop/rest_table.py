@@ -4,8 +4,9 @@ listener (TLS + Basic auth), driven by tests/it/rest_table.rs.
 Environment: PROXY_HOST, PROXY_PORT, PROXY_USER, PROXY_PASSWORD, PROXY_CA (the listener
 certificate to trust), optional PROXY_QUERY, and SCENARIO (one of the scenario_* functions).
 Prints one JSON object on stdout; any exception as {"exception": ...} with exit code 1.
-Values are reported with their Python type (pypsrp's deserialized type), so the Rust side can
-assert that DateTimes arrive as DateTimes and GUIDs as GUIDs, not as strings.
+Object properties are reported with their Python type (pypsrp's deserialized type), so the
+Rust side can assert that GUIDs arrive as GUIDs and booleans as booleans. pypsrp keeps a <DT>'s
+text as a str, so DateTime typing is asserted with the Windows-form client instead.
 """
 
 import json
@@ -119,6 +120,10 @@ def scenario_reads():
         r["domains"] = run(p, [("Get-AcceptedDomain", {}, [])], keep=5)
         r["stats"] = run(p, [("Get-MailboxStatistics", {"Identity": "LeeG"}, [])])
         r["positional"] = run(p, [("Get-Mailbox", {}, ["DiegoS"])])
+        meta = p.get_command_metadata("Get-Mailbox*")
+        r["metadata"] = [
+            {"name": m.name, "parameters": sorted((m.parameters or {}).keys())} for m in meta
+        ]
     return r
 
 

@@ -344,6 +344,26 @@ async fn row_get_cmdlets_pypsrp_objects_and_types() {
     assert_eq!(st["output"][0]["py_types"]["MailboxGuid"], "UUID");
 
     assert_eq!(names(&r["positional"]), ["DiegoS"], "positional Identity");
+
+    // pypsrp's GET_COMMAND_METADATA (what Import-PSSession builds its proxies from).
+    let meta = r["metadata"].as_array().expect("metadata");
+    let gm = meta
+        .iter()
+        .find(|m| m["name"] == "Get-Mailbox")
+        .unwrap_or_else(|| panic!("Get-Mailbox in {meta:?}"));
+    for p in ["Identity", "ResultSize", "Filter", "ErrorAction"] {
+        assert!(
+            gm["parameters"].as_array().unwrap().iter().any(|x| x == p),
+            "{p}: {gm}"
+        );
+    }
+    assert!(meta.iter().any(|m| m["name"] == "Get-MailboxStatistics"));
+    assert!(meta.iter().all(|m| {
+        m["name"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Get-Mailbox")
+    }));
 }
 
 /// The same reads as Windows sends them (`-Identity:` splats), checking the CLIXML tags the
@@ -397,7 +417,10 @@ async fn row_get_cmdlets_windows_typed_values() {
         prop(o, "ProhibitSendQuota").as_str(),
         Some("99 GB (106,300,440,576 bytes)")
     );
-    assert_eq!(prop(o, "RetainDeletedItemsFor").as_str(), Some("14.00:00:00"));
+    assert_eq!(
+        prop(o, "RetainDeletedItemsFor").as_str(),
+        Some("14.00:00:00")
+    );
     assert_eq!(
         prop(o, "HiddenFromAddressListsEnabled").as_bool(),
         Some(false)
@@ -568,6 +591,29 @@ async fn row_set_mailbox_switches_as_windows_splats_them() {
         text(prop(&after.outputs[0], "CustomAttribute1")),
         "win-confirm",
         "-WhatIf: changes nothing"
+    );
+
+    // `-Name: value` from the parser (colon, then a space) and an exact name that is also a
+    // prefix of others (`-CustomAttribute1` vs `-CustomAttribute10`…`15`).
+    let r = w
+        .run(
+            &[Cmd::new(
+                "Set-Mailbox",
+                [
+                    wire::Arg {
+                        n: Some("-Identity: ".into()),
+                        v: s("IsaiahL"),
+                    },
+                    colon("CustomAttribute1", s("exact-1")),
+                ],
+            )],
+            None,
+        )
+        .await;
+    assert_eq!(r.state, state::COMPLETED, "{:?}", r.state_error);
+    assert_eq!(
+        set_body(&data, "CustomAttribute1", "exact-1")["Identity"],
+        "IsaiahL"
     );
 
     // `Invoke-Command { Set-Mailbox GradyA -CustomAttribute9 pos -Force }`.
@@ -797,7 +843,11 @@ async fn row_two_cmdlet_pipeline_pypsrp() {
         .collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), 10, "each run bound to its own object's Identity: {ids:?}");
+    assert_eq!(
+        ids.len(),
+        10,
+        "each run bound to its own object's Identity: {ids:?}"
+    );
     assert!(
         sets.iter()
             .all(|p| p["CustomAttribute2"] == "piped" && p["Identity"].is_string())
@@ -987,6 +1037,15 @@ async fn row_invoke_command_plain_commands_windows() {
         bodies(&data, "Get-Mailbox").last().unwrap()["ResultSize"],
         10
     );
+    // A unique prefix binds (`-ResultS 3`), as PowerShell's binder does.
+    let r = w
+        .run(
+            &[Cmd::new("Get-Mailbox", spaced("ResultS", V::I32(3)))],
+            None,
+        )
+        .await;
+    assert_eq!(r.state, state::COMPLETED, "{:?}", r.state_error);
+    assert_eq!(r.outputs.len(), 3);
     // `{ Get-Mailbox DiegoS }` and `{ Get-Recipient -ResultSize 3 }`.
     let r = w
         .run(&[Cmd::new("Get-Mailbox", [positional(s("DiegoS"))])], None)
@@ -1437,14 +1496,20 @@ async fn row_set_mailbox_instance_not_supported_windows() {
         );
     let r = w
         .run(
-            &[Cmd::new("Set-Mailbox", [colon("Instance", V::Raw(modified))])],
+            &[Cmd::new(
+                "Set-Mailbox",
+                [colon("Instance", V::Raw(modified))],
+            )],
             None,
         )
         .await;
     let refused = r.state == state::FAILED || !r.errors.is_empty();
     assert!(refused, "-Instance is refused: {:?}", r.messages);
     let after = w
-        .run(&[Cmd::new("Get-Mailbox", [colon("Identity", s("AdeleV"))])], None)
+        .run(
+            &[Cmd::new("Get-Mailbox", [colon("Identity", s("AdeleV"))])],
+            None,
+        )
         .await;
     assert_eq!(text(prop(&after.outputs[0], "CustomAttribute1")), "Sales");
     assert!(
