@@ -566,6 +566,15 @@ impl Reply {
         self.texts(local).into_iter().next().map(|(_, t)| t)
     }
 
+    /// A `w:TimedOut` fault: the Receive long poll ended with nothing to deliver.
+    pub fn timed_out(&self) -> bool {
+        self.status == 500
+            && self
+                .texts("Value")
+                .iter()
+                .any(|(_, t)| t.trim().ends_with(":TimedOut"))
+    }
+
     /// `CommandState`'s `State` attribute.
     pub fn command_state(&self) -> Option<String> {
         self.texts("CommandState")
@@ -853,6 +862,9 @@ impl<'a> Wire<'a> {
         let mut msgs = Vec::new();
         for _ in 0..100_000 {
             let r = self.receive(command_id, "PT5S").await;
+            if r.timed_out() {
+                continue; // the long poll's normal end: ask again, as WinRM does (§2.6)
+            }
             assert_eq!(r.status, 200, "Receive: {r:?}");
             msgs.extend(self.messages(&r, &mut defrag));
             let done = r.command_state().as_deref() == Some(wsman::COMMAND_STATE_DONE);
@@ -989,7 +1001,7 @@ impl<'a> Wire<'a> {
             );
         }
         let mut stream = self.wire_data(&raw);
-        if self.compression {
+        if self.compression && !objects.is_empty() {
             assert!(
                 Compressor::compressed_chunks(&stream) >= 1,
                 "the objects travel in real Xpress-Huffman chunks"
@@ -1029,6 +1041,17 @@ impl<'a> Wire<'a> {
         self.object_id += 1;
         let end = fragment(self.object_id, &end.encode(), 32 * 1024).concat();
         stream.extend(if self.compression { stored(&end) } else { end });
+        let r = self.send_raw(Some(pid), &stream).await;
+        assert_eq!(r.status, 200, "Send: {r:?}");
+    }
+
+    /// Sends `objects` as PIPELINE_INPUT in one Send, without ending the input.
+    pub async fn input_some(&mut self, pid: &str, objects: &[String]) {
+        let mut raw = Vec::new();
+        for o in objects {
+            raw.extend(self.fragments(MessageType::PipelineInput, pid, o, 32 * 1024).concat());
+        }
+        let stream = self.wire_data(&raw);
         let r = self.send_raw(Some(pid), &stream).await;
         assert_eq!(r.status, 200, "Send: {r:?}");
     }
