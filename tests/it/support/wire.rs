@@ -1049,7 +1049,10 @@ impl<'a> Wire<'a> {
     pub async fn input_some(&mut self, pid: &str, objects: &[String]) {
         let mut raw = Vec::new();
         for o in objects {
-            raw.extend(self.fragments(MessageType::PipelineInput, pid, o, 32 * 1024).concat());
+            raw.extend(
+                self.fragments(MessageType::PipelineInput, pid, o, 32 * 1024)
+                    .concat(),
+            );
         }
         let stream = self.wire_data(&raw);
         let r = self.send_raw(Some(pid), &stream).await;
