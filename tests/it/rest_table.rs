@@ -1683,3 +1683,48 @@ async fn row_get_with_an_object_as_identity_windows() {
     let sent = bodies(&data, "Get-MailboxStatistics");
     assert!(sent.last().unwrap()["Identity"].is_string(), "{sent:?}");
 }
+
+/// Row 2's note, "any cmdlet Exchange exports to the app": the cmdlet list comes from what
+/// Exchange publishes for the app (RBAC-trimmed); a cmdlet it does not export is not found,
+/// and Import-PSSession's metadata does not offer it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_get_cmdlets_are_those_exchange_exports_windows() {
+    let (h, data) = start(20).await;
+    *data.knobs.exported_cmdlets.lock().unwrap() =
+        Some(vec!["Get-Mailbox".into(), "Get-Recipient".into()]);
+    let (mut w, _) = Wire::open(&h, true).await;
+    let meta = w.command_metadata("Get-*").await;
+    assert_eq!(meta.state, state::COMPLETED, "{:?}", meta.state_error);
+    let offered: Vec<String> = meta.outputs[1..]
+        .iter()
+        .map(|o| text(prop(o, "Name")).to_owned())
+        .collect();
+    assert!(offered.contains(&"Get-Mailbox".to_owned()), "{offered:?}");
+    assert!(offered.contains(&"Get-Recipient".to_owned()), "{offered:?}");
+    assert!(
+        !offered.contains(&"Get-MailboxStatistics".to_owned()),
+        "not exported: {offered:?}"
+    );
+    let r = w
+        .run(
+            &[Cmd::new(
+                "Get-MailboxStatistics",
+                [colon("Identity", s("LeeG"))],
+            )],
+            None,
+        )
+        .await;
+    assert_eq!(r.state, state::FAILED);
+    assert_eq!(
+        r.state_error.as_ref().map(|e| e.fq_error.as_str()),
+        Some("CommandNotFoundException")
+    );
+    assert!(bodies(&data, "Get-MailboxStatistics").is_empty());
+    let r = w
+        .run(
+            &[Cmd::new("Get-Recipient", [colon("ResultSize", V::I32(2))])],
+            None,
+        )
+        .await;
+    assert_eq!(r.names(), ["AdeleV", "AlexW"]);
+}
