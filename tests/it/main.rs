@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod proxy;
 mod remoting;
+mod rest_table;
 mod sandbox;
 mod support;
 mod token;

@@ -6,3 +6,4 @@
 pub mod endpoint;
 pub mod harness;
 pub mod python;
+pub mod wire;
