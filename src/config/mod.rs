@@ -31,7 +31,7 @@ mod validate;
 pub use environment::{Environment, ProcessEnvironment};
 pub use load::Error;
 pub use schema::{
-    Admin, Audit, Config, Credentials, Entra, Exchange, Listen, Mode, Organization, Tenant, TenantId,
-    TenantName, User,
+    Admin, Audit, Config, Credentials, Entra, Exchange, Listen, Mode, Organization, Tenant,
+    TenantId, TenantName, User,
 };
 pub use validate::is_loopback_host;
