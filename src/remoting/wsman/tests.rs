@@ -195,7 +195,10 @@ fn durations() {
     assert_eq!(parse_duration("PT180.000S"), Some(Duration::from_secs(180)));
     assert_eq!(parse_duration("P0DT0H3M0S"), Some(Duration::from_secs(180)));
     assert_eq!(parse_duration("PT0.5S"), Some(Duration::from_millis(500)));
-    assert_eq!(parse_duration("P1Y"), None);
+    assert_eq!(parse_duration("PT1M30S"), Some(Duration::from_secs(90)));
+    assert_eq!(parse_duration("P1D"), Some(Duration::from_secs(86_400)));
+    assert_eq!(parse_duration("-PT5S"), None);
+    assert_eq!(parse_duration("PT5"), None);
     assert_eq!(parse_duration("20"), None);
     assert_eq!(parse_duration("PTxS"), None);
     assert_eq!(
