@@ -405,6 +405,49 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Issue 12: fragments without the end bit pinned memory until the process died. They are
+    /// charged to the owner's budget, refused past it, and released when the messages end or
+    /// the defragmenter is dropped.
+    #[test]
+    fn half_received_messages_are_charged_and_released_issue_12() {
+        use crate::remoting::memory::MemoryBudget;
+        let budget = MemoryBudget::new("ops", 100_000);
+        let start = |id: u64, len: usize| {
+            let mut out = Vec::new();
+            Fragment {
+                object_id: id,
+                fragment_id: 0,
+                start: true,
+                end: false,
+                blob: &vec![7; len],
+            }
+            .encode_into(&mut out);
+            out
+        };
+        let mut d = Defragmenter::with_charge(1 << 20, budget.empty());
+        d.push(&start(1, 40_000)).unwrap();
+        d.push(&start(2, 40_000)).unwrap();
+        assert_eq!(budget.used(), 80_000);
+        let err = d.push(&start(3, 40_000)).unwrap_err();
+        assert!(matches!(err, FragmentError::OverBudget(_)), "{err}");
+        assert!(err.to_string().contains("Remove-PSSession"), "{err}");
+        assert_eq!(d.pending(), 2);
+        // Finishing message 1 hands it out and releases its bytes.
+        let mut end = Vec::new();
+        Fragment {
+            object_id: 1,
+            fragment_id: 1,
+            start: false,
+            end: true,
+            blob: b"!",
+        }
+        .encode_into(&mut end);
+        assert_eq!(d.push(&end).unwrap()[0].len(), 40_001);
+        assert_eq!(budget.used(), 40_000);
+        drop(d);
+        assert_eq!(budget.used(), 0);
+    }
+
     #[test]
     fn single_fragment_layout_matches_reference_11_5() {
         let msg = vec![0xAB; 103];
