@@ -366,7 +366,11 @@ fn ref_copies_cost_the_bytes_they_copy_issue_12() {
     assert!(size >= 5 * 64 * 1024, "{size}");
     assert!(size < 6 * 64 * 1024, "{size}");
     let big = "x".repeat(64 * 1024);
-    assert_eq!(format!("{value:?}").matches(&big).count(), 5, "the string and 4 copies");
+    assert_eq!(
+        format!("{value:?}").matches(&big).count(),
+        5,
+        "the string and 4 copies"
+    );
     // The default limits refuse the table's 256 KiB × 26,000 shape (scaled to 5,000).
     assert_eq!(
         from_xml(&ref_copies(256 * 1024, 5_000)),
