@@ -188,3 +188,130 @@ fn decode_body(msg: &Message, level: Level) -> Decoded {
         _ => Decoded::Unread,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remoting::fragment::fragment;
+    use crate::remoting::memory::MemoryBudget;
+
+    fn blob(object_id: u64, message_type: MessageType, xml: &str) -> String {
+        let msg = Message {
+            destination: Destination::Server,
+            message_type,
+            rpid: uuid::Uuid::nil(),
+            pid: uuid::Uuid::nil(),
+            data: xml.as_bytes().to_vec(),
+        };
+        base64::engine::general_purpose::STANDARD
+            .encode(fragment(object_id, &msg.encode(), 32 * 1024).concat())
+    }
+
+    fn reassembler(budget: &Arc<MemoryBudget>) -> Reassembler {
+        Arc::new(tokio::sync::Mutex::new(Defragmenter::with_charge(
+            MAX_CLIENT_MESSAGE,
+            budget.empty(),
+        )))
+    }
+
+    const PIPELINE: Source = Source {
+        element: "rsp:Stream",
+        compressed: false,
+    };
+
+    /// A large input is decoded on the blocking pool: on a single-threaded runtime another
+    /// task runs while it is decoded (inline decoding would finish before it got a turn).
+    #[tokio::test(flavor = "current_thread")]
+    async fn large_input_is_decoded_off_the_async_worker() {
+        let budget = MemoryBudget::new("ops", 64 << 20);
+        let r = reassembler(&budget);
+        let xml = format!("<S>{}</S>", "y".repeat(600 * 1024));
+        let data = blob(1, MessageType::PipelineInput, &xml);
+        assert!(data.len() > OFFLOAD_THRESHOLD);
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let _ = tx.send(());
+        });
+        let got = decode(&r, &data, PIPELINE, Level::Pipeline).await.unwrap();
+        assert!(
+            rx.try_recv().is_ok(),
+            "the other task ran during the decode"
+        );
+        let [
+            Inbound {
+                msg,
+                body: Decoded::Value(Ok((value, size))),
+            },
+        ] = &got[..]
+        else {
+            panic!("{got:?}");
+        };
+        assert_eq!(msg.message_type, MessageType::PipelineInput);
+        assert!(msg.data.is_empty(), "the raw bytes are not kept");
+        assert_eq!(value, &Value::String("y".repeat(600 * 1024)));
+        assert!(*size >= 600 * 1024);
+        assert_eq!(budget.used(), 0, "nothing half-received is left");
+
+        // Small inputs stay inline: the other task has not run yet when the decode returns.
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let _ = tx.send(());
+        });
+        let small = blob(2, MessageType::PipelineInput, "<S>z</S>");
+        decode(&r, &small, PIPELINE, Level::Pipeline).await.unwrap();
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_a_fault_that_says_what() {
+        let budget = MemoryBudget::new("ops", 1 << 20);
+        let r = reassembler(&budget);
+        let err = decode(&r, "not base64!", PIPELINE, Level::Pipeline)
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.contains("rsp:Stream is not base64"),
+            "{}",
+            err.message
+        );
+        assert_eq!(err.proxy_code.0, "bad-request-data");
+        // A half-received message over the owner's budget: the memory fault.
+        let mut frag = Vec::new();
+        crate::remoting::fragment::Fragment {
+            object_id: 9,
+            fragment_id: 0,
+            start: true,
+            end: false,
+            blob: &vec![1; 2 << 20],
+        }
+        .encode_into(&mut frag);
+        let data = base64::engine::general_purpose::STANDARD.encode(frag);
+        let err = decode(&r, &data, PIPELINE, Level::Pipeline)
+            .await
+            .unwrap_err();
+        assert_eq!(err.proxy_code.0, "memory-budget", "{}", err.message);
+        assert!(
+            err.message.contains("more than the 1 MiB"),
+            "{}",
+            err.message
+        );
+        // A message addressed to the client.
+        let mut msg = Message::to_client(
+            MessageType::PipelineInput,
+            uuid::Uuid::nil(),
+            uuid::Uuid::nil(),
+            &Value::Nil,
+        );
+        msg.destination = Destination::Client;
+        let data = base64::engine::general_purpose::STANDARD
+            .encode(fragment(3, &msg.encode(), 32 * 1024).concat());
+        let err = decode(&r, &data, PIPELINE, Level::Pipeline)
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.contains("addressed to the client"),
+            "{}",
+            err.message
+        );
+    }
+}

@@ -205,6 +205,14 @@ impl Proxy {
             .unwrap_or_else(|e| panic!("{e}: {stdout}"))
     }
 
+    /// The admin liveness probe, asked repeatedly while the hostile requests are served.
+    async fn liveness_meanwhile(&self) {
+        for _ in 0..10 {
+            assert_eq!(admin_get(self.admin, "/healthz/liveness").await.0, 200);
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// The other user's session worked and the admin probe answers.
     async fn assert_others_served(&self, session: serde_json::Value) {
         assert_eq!(session["ok"], true, "{session}");
@@ -351,7 +359,7 @@ async fn ref_copies_are_refused_issue_12_row_1() {
         assert_eq!(p.delete(SHELL_ID).await.0, 200);
         assert_eq!(p.endpoint.memory_in_use(USER), 0);
     };
-    let (_, session) = tokio::join!(hostile, p.other_users_session());
+    let (_, session, ()) = tokio::join!(hostile, p.other_users_session(), p.liveness_meanwhile());
     p.assert_others_served(session).await;
 }
 
@@ -423,7 +431,7 @@ async fn unfinished_messages_hit_the_memory_budget_and_delete_frees_it_issue_12_
         assert_eq!(p.endpoint.memory_in_use(USER), 0);
         assert_eq!(p.endpoint.shell_count(), 0);
     };
-    let (_, session) = tokio::join!(hostile, p.other_users_session());
+    let (_, session, ()) = tokio::join!(hostile, p.other_users_session(), p.liveness_meanwhile());
     p.assert_others_served(session).await;
 }
 
