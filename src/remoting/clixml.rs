@@ -110,7 +110,7 @@ pub struct Object {
 /// A container body of an [`Object`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Container {
-    /// `<LST>` (IList: arrays, List<T>)
+    /// `<LST>` (IList: arrays, `List<T>`)
     List(Vec<Value>),
     /// `<IE>` (other enumerables)
     Enumerable(Vec<Value>),

@@ -9,7 +9,8 @@
 //! (PSRP messages), `clixml` (objects), `xpress` (WinRM stream compression), `psrp` (the
 //! message bodies this endpoint sends and reads), `shell` (a shell = a runspace pool),
 //! `pipeline` (one command, its executor task and output queue), `builtin` (the restricted
-//! runspace's own commands and the NoLanguage rule), `executor` (the seam).
+//! runspace's own commands and the NoLanguage rule), `executor` (the seam), `inbound`
+//! (client data decoded off the async workers), `memory` (the per-user memory budget).
 //!
 //! Concurrency: a Windows client keeps a shell-level Receive open for the whole session while
 //! it runs commands on other connections, so requests for one shell run concurrently; shell

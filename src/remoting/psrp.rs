@@ -32,7 +32,7 @@ fn body_err(what: &'static str, why: impl Into<String>) -> BodyError {
 }
 
 /// Bounds on the CLIXML of one client message. A message is at most
-/// [`MAX_CLIENT_MESSAGE`](super::shell::MAX_CLIENT_MESSAGE) bytes; decoded it may take at most
+/// `MAX_CLIENT_MESSAGE` (4 MiB) bytes; decoded it may take at most
 /// [`CLIENT_DECODED_LIMIT`], `<Ref>` copies counted in full (the copy limit a document of
 /// refs to one large string runs into).
 pub const CLIENT_CLIXML: Limits = Limits {
