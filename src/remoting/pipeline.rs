@@ -569,6 +569,28 @@ impl PoolOutbox {
 mod tests {
     use super::*;
 
+    /// Queued pipeline input holds its charge until the executor takes it, and a pipeline
+    /// whose executor is gone releases everything still queued.
+    #[tokio::test]
+    async fn queued_input_is_charged_until_delivered() {
+        let budget = MemoryBudget::new("ops", 1 << 20);
+        let (tx, mut stream) = input_queue(4);
+        for i in 0..3 {
+            let charge = budget.charge(1000, "pipeline input").unwrap();
+            tx.send((Value::I32(i), charge)).await.unwrap();
+        }
+        assert_eq!(stream.recv().await, Some(Value::I32(0)));
+        // One object is in the executor's channel (delivered), one held by the pump.
+        tokio::task::yield_now().await;
+        assert!(budget.used() <= 2000, "{}", budget.used());
+        drop(stream);
+        drop(tx);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(budget.used(), 0);
+    }
+
     #[test]
     fn budget_fits_envelope() {
         for env in [8_192usize, 32_768, 153_600, 512_000] {
