@@ -185,6 +185,11 @@ impl<E: Executor> Endpoint<E> {
         lock(&self.budgets).get(owner).map_or(0, |b| b.used())
     }
 
+    /// Bytes all owners' shells hold now (metrics).
+    pub fn memory_in_use_total(&self) -> usize {
+        lock(&self.budgets).values().map(|b| b.used()).sum()
+    }
+
     fn shells(&self) -> MutexGuard<'_, Shells<E::Caller>> {
         lock(&self.shells)
     }

@@ -9,6 +9,10 @@
 //!
 //! `Fault` and `fault_response` are used by `errors.rs` for every proxy-made WS-Man fault, so
 //! the text PowerShell shows is built in one place.
+//!
+//! [`peek`] is the same parser stopped at `s:Body`: the one way the rest of the proxy (the
+//! listener's logging, audit and `RelatesTo`; `winrm` mode's deadlines) reads a request's
+//! Action, MessageID and OperationTimeout.
 
 mod duration;
 mod fault;
