@@ -71,6 +71,13 @@ pub fn command(
     );
 }
 
+/// The remoting endpoint closed a user's idle session to make room for a new one (the shell
+/// quota was reached): a `session-closed` event with `reason = "reclaimed"`. There is no
+/// client address: no request of that session caused it.
+pub fn session_reclaimed(user: &str, tenant: &str, shell: &str, idle: std::time::Duration) {
+    tracing::info!(target: TARGET, event = "session-closed", user, tenant, shell, reason = "reclaimed", idle_secs = idle.as_secs(), "session-closed");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use crate::config::TenantName;
-use crate::remoting::wsman::{self, Fault, FaultCode};
+use crate::remoting::wsman::{self, Fault, SoapCode as FaultCode};
 use crate::token::TokenError;
 
 /// The boxed error type of streamed bodies.
@@ -341,6 +341,7 @@ pub fn respond(
                 subcode,
                 wsman_code,
                 message: text,
+                proxy_code: wsman::FaultCode(err.code()),
             };
             wsman::fault_response(&fault, relates_to).map(full)
         }
@@ -350,14 +351,10 @@ pub fn respond(
     rsp
 }
 
-/// Extracts `wsa:MessageID` from a request envelope (best effort, for `RelatesTo`).
+/// Extracts `wsa:MessageID` from a request envelope (for `RelatesTo`): the SOAP header as
+/// [`wsman::peek`] reads it.
 pub fn message_id(envelope: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(envelope.get(..envelope.len().min(16 * 1024))?).ok()?;
-    let start = text.find("MessageID")?;
-    let open = start + text[start..].find('>')? + 1;
-    let close = open + text[open..].find('<')?;
-    let id = text[open..close].trim();
-    (!id.is_empty() && id.len() < 200).then(|| id.to_owned())
+    wsman::peek(envelope).message_id
 }
 
 #[cfg(test)]
@@ -422,7 +419,7 @@ mod tests {
 
     #[test]
     fn message_id_is_found_in_an_envelope() {
-        let env = br#"<s:Envelope><s:Header><a:MessageID>uuid:1234-AB</a:MessageID></s:Header></s:Envelope>"#;
+        let env = br#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing"><s:Header><a:MessageID s:mustUnderstand="true">uuid:1234-AB</a:MessageID></s:Header></s:Envelope>"#;
         assert_eq!(message_id(env).as_deref(), Some("uuid:1234-AB"));
         assert_eq!(message_id(b"garbage"), None);
     }

@@ -113,6 +113,10 @@ impl<T: crate::forward::TokenSource + ?Sized> RestExecutor<T> {
 impl<T: crate::forward::TokenSource + ?Sized> Executor for RestExecutor<T> {
     type Caller = RestCaller;
 
+    fn tenant(caller: &RestCaller) -> Option<String> {
+        Some(caller.organization.to_string())
+    }
+
     async fn run(
         &self,
         caller: &RestCaller,

@@ -24,7 +24,7 @@ mod read;
 mod text;
 mod write;
 
-pub use read::{Limits, from_xml, from_xml_document, from_xml_with};
+pub use read::{Limits, VALUE_COST, from_xml, from_xml_document, from_xml_sized, from_xml_with};
 pub use text::{
     decode_name, encode_name, format_datetime, format_double, format_duration, parse_datetime,
     parse_duration,
@@ -110,7 +110,7 @@ pub struct Object {
 /// A container body of an [`Object`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Container {
-    /// `<LST>` (IList: arrays, List<T>)
+    /// `<LST>` (IList: arrays, `List<T>`)
     List(Vec<Value>),
     /// `<IE>` (other enumerables)
     Enumerable(Vec<Value>),
@@ -151,6 +151,15 @@ pub enum ClixmlError {
     #[error("CLIXML document holds more than {limit} values (counting <Ref> copies)")]
     TooManyValues {
         /// The limit.
+        limit: usize,
+    },
+    /// The decoded values (counting `<Ref>` copies in full) take more bytes than the limit.
+    #[error(
+        "CLIXML document decodes to more than {limit} bytes (each <Ref> copy counts in full); \
+         send large data once, not as many references to it"
+    )]
+    TooExpanded {
+        /// The limit ([`Limits::max_bytes`]).
         limit: usize,
     },
     /// There is no element at all.

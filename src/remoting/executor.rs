@@ -8,7 +8,9 @@
 //! cancels any in-flight request, and reports the pipeline Stopped itself.
 //!
 //! The executor is generic over `Caller`: whatever the HTTP layer learned about who opened the
-//! shell (local user + tenant in the proxy; app + tenant from the token in the sandbox).
+//! shell (local user + tenant in the proxy; app + tenant from the token in the sandbox). The
+//! endpoint compares callers (`PartialEq`) so that a shell serves only the caller that opened
+//! it: one session never mixes tenants.
 
 use std::future::Future;
 
@@ -218,8 +220,17 @@ pub struct ParameterMetadata {
 
 /// What runs the commands behind the remoting endpoint.
 pub trait Executor: Send + Sync + 'static {
-    /// Who opened the shell, as the HTTP layer established it.
-    type Caller: Clone + Send + Sync + 'static;
+    /// Who opened the shell, as the HTTP layer established it. Compared on every request for
+    /// an existing shell: a shell only serves the caller (user and tenant) that opened it.
+    type Caller: Clone + PartialEq + Send + Sync + 'static;
+
+    /// The tenant `caller` acts for, as the user names it (`DelegatedOrg`), for the fault that
+    /// refuses a request naming another tenant than its shell's and for the audit trail.
+    /// `None` when the caller has no tenant to name.
+    fn tenant(caller: &Self::Caller) -> Option<String> {
+        let _ = caller;
+        None
+    }
 
     /// Runs one pipeline to its end, streaming outputs into `output`.
     ///

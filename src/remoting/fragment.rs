@@ -11,9 +11,13 @@
 //! the reassembled bytes ambiguous (a fragment out of order, a start fragment with a non-zero
 //! id, a continuation with no start) is a typed error rather than a guess. Memory is bounded:
 //! each message by `max_message_size`, and the number of half-received messages by
-//! [`MAX_PENDING`].
+//! [`MAX_PENDING`], and, when the defragmenter is given a [`Charge`], the bytes it buffers
+//! count against its owner's memory budget (released as messages complete or the
+//! defragmenter is dropped).
 
 use std::collections::HashMap;
+
+use super::memory::{Charge, OverBudget};
 
 /// Length of the fixed fragment header.
 pub const HEADER_LEN: usize = 21;
@@ -102,6 +106,9 @@ pub enum FragmentError {
         /// The configured limit.
         limit: usize,
     },
+    /// Buffering the fragment would take the owner over their memory budget.
+    #[error(transparent)]
+    OverBudget(#[from] OverBudget),
     /// Too many messages are half-received at once.
     #[error(
         "more than {limit} PSRP messages are incomplete at once (object {object_id} would be \
@@ -235,6 +242,7 @@ struct Partial {
 pub struct Defragmenter {
     max_message_size: usize,
     pending: HashMap<u64, Partial>,
+    charge: Option<Charge>,
 }
 
 impl Default for Defragmenter {
@@ -250,7 +258,37 @@ impl Defragmenter {
         Self {
             max_message_size,
             pending: HashMap::new(),
+            charge: None,
         }
+    }
+
+    /// A defragmenter whose buffered bytes are charged to `charge`'s budget.
+    pub fn with_charge(max_message_size: usize, charge: Charge) -> Self {
+        Self {
+            charge: Some(charge),
+            ..Self::new(max_message_size)
+        }
+    }
+
+    /// Bytes buffered in half-received messages.
+    pub fn buffered(&self) -> usize {
+        self.pending.values().map(|p| p.data.len()).sum()
+    }
+
+    fn charge(&mut self, bytes: usize) -> Result<(), FragmentError> {
+        match &mut self.charge {
+            Some(c) => Ok(c.grow(bytes, "a half-received PSRP message")?),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops a half-received message and releases its bytes.
+    fn forget(&mut self, object_id: u64) -> Option<Vec<u8>> {
+        let partial = self.pending.remove(&object_id)?;
+        if let Some(c) = &mut self.charge {
+            c.shrink(partial.data.len());
+        }
+        Some(partial.data)
     }
 
     /// Feeds one decoded blob (one or more fragments); returns the messages it completed.
@@ -311,6 +349,7 @@ impl Defragmenter {
                     limit: MAX_PENDING,
                 });
             }
+            self.charge(blob.len())?;
             self.pending.insert(
                 object_id,
                 Partial {
@@ -320,38 +359,42 @@ impl Defragmenter {
             );
             return Ok(None);
         }
-        let Some(partial) = self.pending.get_mut(&object_id) else {
+        let Some(partial) = self.pending.get(&object_id) else {
             return Err(FragmentError::NoStart {
                 object_id,
                 fragment_id,
             });
         };
-        if fragment_id != partial.next_fragment_id {
-            let expected = partial.next_fragment_id;
-            self.pending.remove(&object_id);
+        let (expected, have) = (partial.next_fragment_id, partial.data.len());
+        if fragment_id != expected {
+            self.forget(object_id);
             return Err(FragmentError::OutOfOrder {
                 object_id,
                 expected,
                 got: fragment_id,
             });
         }
-        let size = partial.data.len().saturating_add(blob.len());
+        let size = have.saturating_add(blob.len());
         if size > limit {
-            self.pending.remove(&object_id);
+            self.forget(object_id);
             return Err(FragmentError::TooLarge {
                 object_id,
                 size,
                 limit,
             });
         }
+        if let Err(e) = self.charge(blob.len()) {
+            self.forget(object_id);
+            return Err(e);
+        }
+        let partial = self
+            .pending
+            .get_mut(&object_id)
+            .expect("checked above and not removed since");
         partial.data.extend_from_slice(blob);
         partial.next_fragment_id += 1;
         if end {
-            let partial = self
-                .pending
-                .remove(&object_id)
-                .expect("the entry was just updated");
-            return Ok(Some(partial.data));
+            return Ok(self.forget(object_id));
         }
         Ok(None)
     }
@@ -361,6 +404,49 @@ impl Defragmenter {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Issue 12: fragments without the end bit pinned memory until the process died. They are
+    /// charged to the owner's budget, refused past it, and released when the messages end or
+    /// the defragmenter is dropped.
+    #[test]
+    fn half_received_messages_are_charged_and_released_issue_12() {
+        use crate::remoting::memory::MemoryBudget;
+        let budget = MemoryBudget::new("ops", 100_000);
+        let start = |id: u64, len: usize| {
+            let mut out = Vec::new();
+            Fragment {
+                object_id: id,
+                fragment_id: 0,
+                start: true,
+                end: false,
+                blob: &vec![7; len],
+            }
+            .encode_into(&mut out);
+            out
+        };
+        let mut d = Defragmenter::with_charge(1 << 20, budget.empty());
+        d.push(&start(1, 40_000)).unwrap();
+        d.push(&start(2, 40_000)).unwrap();
+        assert_eq!(budget.used(), 80_000);
+        let err = d.push(&start(3, 40_000)).unwrap_err();
+        assert!(matches!(err, FragmentError::OverBudget(_)), "{err}");
+        assert!(err.to_string().contains("Remove-PSSession"), "{err}");
+        assert_eq!(d.pending(), 2);
+        // Finishing message 1 hands it out and releases its bytes.
+        let mut end = Vec::new();
+        Fragment {
+            object_id: 1,
+            fragment_id: 1,
+            start: false,
+            end: true,
+            blob: b"!",
+        }
+        .encode_into(&mut end);
+        assert_eq!(d.push(&end).unwrap()[0].len(), 40_001);
+        assert_eq!(budget.used(), 40_000);
+        drop(d);
+        assert_eq!(budget.used(), 0);
+    }
 
     #[test]
     fn single_fragment_layout_matches_reference_11_5() {

@@ -9,18 +9,47 @@
 //! (PSRP messages), `clixml` (objects), `xpress` (WinRM stream compression), `psrp` (the
 //! message bodies this endpoint sends and reads), `shell` (a shell = a runspace pool),
 //! `pipeline` (one command, its executor task and output queue), `builtin` (the restricted
-//! runspace's own commands and the NoLanguage rule), `executor` (the seam).
+//! runspace's own commands and the NoLanguage rule), `executor` (the seam), `inbound`
+//! (client data decoded off the async workers), `memory` (the per-user memory budget).
 //!
 //! Concurrency: a Windows client keeps a shell-level Receive open for the whole session while
 //! it runs commands on other connections, so requests for one shell run concurrently; shell
 //! and pipeline state sit behind short, synchronous locks that are never held across an await,
-//! and long polls wait on `Notify`s.
+//! and long polls wait on `Notify`s. Client data is decoded by `inbound` before any of those
+//! locks is taken, on the blocking pool when it is large.
+//!
+//! Ownership: a shell belongs to the owner (local user) and the caller (user + tenant) that
+//! created it. Another owner's request does not see it (unknown shell); the same user naming
+//! another tenant (`?DelegatedOrg=`) is refused (`shell-wrong-tenant`), so one session never
+//! mixes tenants.
+//!
+//! # Limits
+//!
+//! What one user can make the endpoint hold, and what happens at the limit. Every refusal is
+//! a WS-Man fault whose text says which limit and what to do, and whose [`wsman::FaultCode`]
+//! (the `X-Exo-Authproxy-Error` code) is given here.
+//!
+//! | limit | value | at the limit |
+//! |---|---|---|
+//! | memory per user: shells, commands, half-received messages, queued input and replies | [`memory::USER_MEMORY_BUDGET`] (64 MiB), [`Settings::memory_per_user`] | `memory-budget` fault; deleting or expiring a shell releases everything it held |
+//! | shells per user | 16, [`Settings::max_shells_per_owner`] | the user's shell idle longest, if idle for [`Settings::reclaim_idle_after`] (2 min), is closed (audited as closed); otherwise `shell-quota` fault saying how many are open and `Get-PSSession \| Remove-PSSession` |
+//! | idle shell | 15 min, [`Settings::idle_timeout`] | deleted |
+//! | commands per shell | 128 | `command-quota` fault |
+//! | request envelope | 1 MB, [`Settings::max_envelope_size`] | `envelope-too-large` fault |
+//! | one client PSRP message | 4 MiB | `bad-request-data` fault |
+//! | one message's CLIXML decoded, `<Ref>` copies counted in full | 16 MiB ([`psrp::CLIENT_DECODED_LIMIT`]) | `bad-request-data` fault naming the limit |
+//! | half-received messages per shell or command | 64 | `bad-request-data` fault |
+//! | replies queued for the shell-level Receive | 1 MiB | `reply-queue-full` fault |
+//! | pipeline input objects queued | 64 (and the memory budget) | the Send waits, then `operation-timeout` |
+//! | client data decoded on the async workers | up to 64 KiB ([`inbound::OFFLOAD_THRESHOLD`]) | larger data is decoded on the blocking pool |
 
 pub mod binding;
 pub mod builtin;
 pub mod clixml;
 pub mod executor;
 pub mod fragment;
+pub mod inbound;
+pub mod memory;
 pub mod message;
 mod pipeline;
 pub mod psrp;
@@ -41,7 +70,9 @@ use tokio::time::Instant;
 pub use executor::Executor;
 
 use executor::{OutputSink, PipelineEnd};
-use message::{Destination, Message, MessageType};
+use inbound::{Decoded, Inbound, Level, Source};
+use memory::{MemoryBudget, OverBudget};
+use message::MessageType;
 use pipeline::{Budget, PipelineCtl};
 use shell::{MAX_CLIENT_MESSAGE, Shell, bad_data};
 use wsman::{Body, Fault, Request, codes};
@@ -59,6 +90,12 @@ pub struct Settings {
     pub output_buffer: usize,
     /// Longest a Receive is held open when the client asks for more (OperationTimeout cap).
     pub max_operation_timeout: Duration,
+    /// Bytes one owner's shells may hold together (see the module's limits table).
+    pub memory_per_user: usize,
+    /// At the shell quota, the owner's shell idle longest is closed to make room if it has
+    /// been idle this long: a script that crashed without Remove-PSSession does not lock its
+    /// user out until the idle timeout, while a session in use is never taken away.
+    pub reclaim_idle_after: Duration,
 }
 
 impl Default for Settings {
@@ -69,6 +106,8 @@ impl Default for Settings {
             max_shells_per_owner: 16,
             output_buffer: 256,
             max_operation_timeout: Duration::from_secs(60),
+            memory_per_user: memory::USER_MEMORY_BUDGET,
+            reclaim_idle_after: Duration::from_secs(2 * 60),
         }
     }
 }
@@ -90,17 +129,27 @@ const MAX_PIPELINES_PER_SHELL: usize = 128;
 
 type Shells<C> = HashMap<String, Arc<Shell<C>>>;
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The endpoint: all shells, their runspace pools and pipelines.
 pub struct Endpoint<E: Executor> {
     executor: Arc<E>,
     settings: Settings,
     shells: Mutex<Shells<E::Caller>>,
+    /// One memory budget per owner, shared by the owner's shells.
+    budgets: Mutex<HashMap<String, Arc<MemoryBudget>>>,
 }
 
-fn b64(data: &str, what: &str) -> Result<Vec<u8>, Fault> {
-    base64::engine::general_purpose::STANDARD
-        .decode(data.trim())
-        .map_err(|e| bad_data(&format!("{what} is not base64: {e}")))
+/// The fault for a request that would take its user over the memory budget.
+pub(crate) fn memory_fault(over: &OverBudget) -> Fault {
+    Fault::sender(
+        "w:QuotaLimit",
+        codes::QUOTA_MAX_OPERATIONS,
+        format!("The WS-Management service cannot process the request: {over}."),
+    )
+    .with_code("memory-budget")
 }
 
 fn b64_encode(data: &[u8]) -> String {
@@ -114,13 +163,35 @@ impl<E: Executor> Endpoint<E> {
             executor,
             settings,
             shells: Mutex::new(HashMap::new()),
+            budgets: Mutex::new(HashMap::new()),
         }
     }
 
+    /// The memory budget of `owner` (created on first use; forgotten when it is unused and
+    /// the owner has no shell).
+    fn budget(&self, owner: &str) -> Arc<MemoryBudget> {
+        let mut budgets = lock(&self.budgets);
+        if budgets.len() > 64 {
+            budgets.retain(|_, b| Arc::strong_count(b) > 1 || b.used() > 0);
+        }
+        budgets
+            .entry(owner.to_owned())
+            .or_insert_with(|| MemoryBudget::new(owner, self.settings.memory_per_user))
+            .clone()
+    }
+
+    /// Bytes `owner`'s shells hold now, as the memory budget counts them (metrics, tests).
+    pub fn memory_in_use(&self, owner: &str) -> usize {
+        lock(&self.budgets).get(owner).map_or(0, |b| b.used())
+    }
+
+    /// Bytes all owners' shells hold now (metrics).
+    pub fn memory_in_use_total(&self) -> usize {
+        lock(&self.budgets).values().map(|b| b.used()).sum()
+    }
+
     fn shells(&self) -> MutexGuard<'_, Shells<E::Caller>> {
-        self.shells
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.shells)
     }
 
     /// Number of open shells (for metrics and tests).
@@ -130,8 +201,10 @@ impl<E: Executor> Endpoint<E> {
 
     /// Handles one WS-Man request (the whole body, already size-limited by the caller to
     /// `settings.max_envelope_size`). `owner` keys the shells: a shell is only visible to the
-    /// owner that created it. Never panics on client input: protocol errors become WS-Man
-    /// faults, PowerShell-level errors PSRP messages.
+    /// owner that created it, and only serves requests from the `caller` (user and tenant)
+    /// that created it. Never panics on client input: protocol errors become WS-Man faults
+    /// (each response carrying its [`wsman::FaultCode`] as an extension), PowerShell-level
+    /// errors PSRP messages.
     pub async fn handle(
         &self,
         owner: &str,
@@ -146,7 +219,8 @@ impl<E: Executor> Endpoint<E> {
                     "HTTP {} is not WS-Management; send the SOAP envelope with POST.",
                     request.method()
                 ),
-            );
+            )
+            .with_code("method-not-allowed");
             let mut rsp = wsman::fault_response(&fault, None);
             *rsp.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
             rsp.headers_mut()
@@ -202,7 +276,12 @@ impl<E: Executor> Endpoint<E> {
         }
     }
 
-    fn find_shell(&self, owner: &str, req: &Request) -> Result<Arc<Shell<E::Caller>>, Fault> {
+    fn find_shell(
+        &self,
+        owner: &str,
+        caller: &E::Caller,
+        req: &Request,
+    ) -> Result<Arc<Shell<E::Caller>>, Fault> {
         let id = req.shell_id.as_deref().ok_or_else(|| {
             Fault::sender(
                 "w:InvalidSelectors",
@@ -211,11 +290,20 @@ impl<E: Executor> Endpoint<E> {
             )
         })?;
         let key = id.trim().to_ascii_uppercase();
-        self.shells()
+        let shell = self
+            .shells()
             .get(&key)
             .filter(|s| s.owner == owner)
             .cloned()
-            .ok_or_else(|| Fault::unknown_shell(id))
+            .ok_or_else(|| Fault::unknown_shell(id))?;
+        if shell.caller != *caller {
+            let opened = E::tenant(&shell.caller);
+            let asked = E::tenant(caller);
+            tracing::warn!(shell = %shell.id, owner, opened = ?opened, asked = ?asked,
+                "refused a request for a shell opened for another tenant");
+            return Err(wrong_tenant(&shell.id, opened.as_deref(), asked.as_deref()));
+        }
+        Ok(shell)
     }
 
     fn deadline(&self, req: &Request) -> Instant {
@@ -233,7 +321,7 @@ impl<E: Executor> Endpoint<E> {
         req: &Request,
     ) -> Result<String, Fault> {
         match req.action.as_str() {
-            wsman::ACTION_CREATE => self.create(owner, caller, req),
+            wsman::ACTION_CREATE => self.create(owner, caller, req).await,
             action => {
                 let known = [
                     wsman::ACTION_DELETE,
@@ -254,11 +342,11 @@ impl<E: Executor> Endpoint<E> {
                         ),
                     ));
                 }
-                let shell = self.find_shell(owner, req)?;
+                let shell = self.find_shell(owner, &caller, req)?;
                 let _in_flight = shell.enter();
                 match action {
                     wsman::ACTION_DELETE => self.delete(&shell),
-                    wsman::ACTION_COMMAND => self.command(&shell, caller, req).await,
+                    wsman::ACTION_COMMAND => self.command(&shell, req).await,
                     wsman::ACTION_SEND => self.send(&shell, req).await,
                     wsman::ACTION_RECEIVE => self.receive(&shell, req).await,
                     _ => self.signal(&shell, req),
@@ -267,7 +355,7 @@ impl<E: Executor> Endpoint<E> {
         }
     }
 
-    fn create(&self, owner: &str, caller: E::Caller, req: &Request) -> Result<String, Fault> {
+    async fn create(&self, owner: &str, caller: E::Caller, req: &Request) -> Result<String, Fault> {
         let uri = req.resource_uri.as_deref().unwrap_or_default();
         let Some(uri) = RESOURCE_URIS
             .iter()
@@ -310,7 +398,6 @@ impl<E: Executor> Endpoint<E> {
                 "The rsp:Shell has no creationXml: this endpoint only serves PowerShell remoting shells.",
             )
         })?;
-        let creation = b64(creation, "creationXml")?;
         let id = body
             .shell_id
             .as_deref()
@@ -321,15 +408,20 @@ impl<E: Executor> Endpoint<E> {
             })
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string().to_ascii_uppercase());
+        // The quota first: a user at the limit costs nothing more than this check.
+        self.make_room(owner)?;
         let max_env = req.max_envelope_size.unwrap_or(DEFAULT_MAX_ENVELOPE);
-        let shell = Arc::new(Shell::new(
+        let shell = Shell::new(
             id.clone(),
             owner.to_owned(),
             caller,
+            self.budget(owner),
             compression,
             max_env,
-        ));
-        shell.pool_data(&creation)?;
+        )
+        .map_err(|e| memory_fault(&e))?;
+        let shell = Arc::new(shell);
+        shell.pool_data(creation, "creationXml").await?;
         {
             let mut shells = self.shells();
             if shells.contains_key(&id) {
@@ -341,15 +433,7 @@ impl<E: Executor> Endpoint<E> {
             }
             let mine = shells.values().filter(|s| s.owner == owner).count();
             if mine >= self.settings.max_shells_per_owner {
-                return Err(Fault::sender(
-                    "w:QuotaLimit",
-                    codes::QUOTA_MAX_SHELLS,
-                    format!(
-                        "The WS-Management service cannot process the request: user {owner} already \
-                         has {mine} open sessions, the most allowed. Close sessions you no longer \
-                         use with Remove-PSSession (or wait for idle ones to time out)."
-                    ),
-                ));
+                return Err(self.quota_fault(owner, mine));
             }
             shells.insert(id.clone(), shell);
         }
@@ -383,6 +467,56 @@ impl<E: Executor> Endpoint<E> {
         Ok(s)
     }
 
+    /// Makes room for one more shell of `owner`: at the quota, closes the owner's shell that
+    /// has been idle longest if it has been idle for `reclaim_idle_after`.
+    ///
+    /// # Errors
+    /// The `shell-quota` fault when the owner is at the quota and no shell is idle enough.
+    fn make_room(&self, owner: &str) -> Result<(), Fault> {
+        let now = Instant::now();
+        let reclaimed = {
+            let mut shells = self.shells();
+            let mine: Vec<_> = shells.values().filter(|s| s.owner == owner).collect();
+            let open = mine.len();
+            if open < self.settings.max_shells_per_owner {
+                return Ok(());
+            }
+            let oldest = mine
+                .iter()
+                .filter_map(|s| Some((s.idle_for(now)?, s.id.clone())))
+                .filter(|(idle, _)| *idle >= self.settings.reclaim_idle_after)
+                .max_by_key(|(idle, _)| *idle);
+            let Some((idle, id)) = oldest else {
+                return Err(self.quota_fault(owner, open));
+            };
+            shells.remove(&id).map(|s| (s, idle))
+        };
+        if let Some((shell, idle)) = reclaimed {
+            shell.close();
+            tracing::info!(shell = %shell.id, owner, idle_secs = idle.as_secs(),
+                "closed the user's longest-idle shell to make room for a new one (shell quota)");
+            let tenant = E::tenant(&shell.caller).unwrap_or_default();
+            crate::audit::session_reclaimed(owner, &tenant, &shell.id, idle);
+        }
+        Ok(())
+    }
+
+    fn quota_fault(&self, owner: &str, open: usize) -> Fault {
+        Fault::sender(
+            "w:QuotaLimit",
+            codes::QUOTA_MAX_SHELLS,
+            format!(
+                "The WS-Management service cannot process the request: user {owner} already has \
+                 {open} open sessions, the most allowed ({max}), and none has been idle for {idle} \
+                 seconds (idle sessions are closed to make room). Close the sessions you no longer \
+                 use: Get-PSSession | Remove-PSSession (a script should end with Remove-PSSession).",
+                max = self.settings.max_shells_per_owner,
+                idle = self.settings.reclaim_idle_after.as_secs(),
+            ),
+        )
+        .with_code("shell-quota")
+    }
+
     fn delete(&self, shell: &Arc<Shell<E::Caller>>) -> Result<String, Fault> {
         self.shells().remove(&shell.id);
         shell.close();
@@ -390,12 +524,7 @@ impl<E: Executor> Endpoint<E> {
         Ok(String::new())
     }
 
-    async fn command(
-        &self,
-        shell: &Arc<Shell<E::Caller>>,
-        caller: E::Caller,
-        req: &Request,
-    ) -> Result<String, Fault> {
+    async fn command(&self, shell: &Arc<Shell<E::Caller>>, req: &Request) -> Result<String, Fault> {
         let Body::CommandLine(body) = &req.body else {
             return Err(Fault::sender(
                 "w:SchemaValidationError",
@@ -409,12 +538,16 @@ impl<E: Executor> Endpoint<E> {
             .map(|s| s.trim().to_ascii_uppercase())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string().to_ascii_uppercase());
-        let ctl = Arc::new(PipelineCtl::new(
-            command_id.clone(),
-            MAX_CLIENT_MESSAGE,
-            shell.object_ids.clone(),
-            shell.information_records(),
-        ));
+        let ctl = Arc::new(
+            PipelineCtl::new(
+                command_id.clone(),
+                MAX_CLIENT_MESSAGE,
+                &shell.memory,
+                shell.object_ids.clone(),
+                shell.information_records(),
+            )
+            .map_err(|e| memory_fault(&e))?,
+        );
         {
             let mut s = shell.state();
             if s.closed {
@@ -441,10 +574,20 @@ impl<E: Executor> Endpoint<E> {
             }
             s.pipelines.insert(command_id.clone(), ctl.clone());
         }
+        let source = Source {
+            element: "rsp:Arguments",
+            compressed: false,
+        };
         for arg in &body.arguments {
-            let blob = b64(arg, "rsp:Arguments")?;
-            self.pipeline_data(shell, &ctl, caller.clone(), &blob, self.deadline(req))
-                .await?;
+            let done = self
+                .pipeline_data(shell, &ctl, arg, source, self.deadline(req))
+                .await;
+            if let Err(fault) = done {
+                // A command whose arguments were refused holds nothing.
+                shell.remove_pipeline(&command_id);
+                ctl.terminate();
+                return Err(fault);
+            }
         }
         Ok(format!(
             "<rsp:CommandResponse><rsp:CommandId>{}</rsp:CommandId></rsp:CommandResponse>",
@@ -456,39 +599,37 @@ impl<E: Executor> Endpoint<E> {
         &self,
         shell: &Arc<Shell<E::Caller>>,
         ctl: &Arc<PipelineCtl>,
-        caller: E::Caller,
-        blob: &[u8],
+        data: &str,
+        source: Source,
         deadline: Instant,
     ) -> Result<(), Fault> {
-        let messages = ctl
-            .push_fragments(blob)
-            .map_err(|e| bad_data(&format!("pipeline fragments: {e}")))?;
-        for raw in messages {
-            let msg =
-                Message::decode(&raw).map_err(|e| bad_data(&format!("pipeline message: {e}")))?;
-            if msg.destination != Destination::Server {
-                return Err(bad_data(
-                    "a message addressed to the client was sent to the server",
-                ));
-            }
-            match msg.message_type {
-                MessageType::CreatePipeline | MessageType::GetCommandMetadata
+        let messages = inbound::decode(&ctl.reassembler, data, source, Level::Pipeline).await?;
+        for Inbound { msg, body } in messages {
+            match (msg.message_type, body) {
+                (MessageType::CreatePipeline | MessageType::GetCommandMetadata, _)
                     if ctl.is_started() =>
                 {
                     return Err(bad_data(
                         "a second CREATE_PIPELINE for a command that already runs",
                     ));
                 }
-                MessageType::CreatePipeline => self.start_pipeline(ctl, caller.clone(), &msg),
-                MessageType::GetCommandMetadata => self.start_metadata(ctl, caller.clone(), &msg),
-                MessageType::PipelineInput => {
-                    let v = psrp::decode_value("PIPELINE_INPUT", &msg.data)
-                        .map_err(|e| bad_data(&e.to_string()))?;
+                (MessageType::CreatePipeline, Decoded::CreatePipeline(pipeline)) => {
+                    self.start_pipeline(ctl, shell.caller.clone(), &msg, pipeline);
+                }
+                (MessageType::GetCommandMetadata, Decoded::Metadata(query)) => {
+                    self.start_metadata(ctl, shell.caller.clone(), &msg, query);
+                }
+                (MessageType::PipelineInput, Decoded::Value(value)) => {
+                    let (v, size) = value.map_err(|e| bad_data(&e.to_string()))?;
                     if let Some(tx) = ctl.input() {
+                        let charge = shell
+                            .memory
+                            .charge(size, "pipeline input")
+                            .map_err(|e| memory_fault(&e))?;
                         // Waits while the executor's input queue is full (back-pressure),
                         // but not forever: a command that does not read its input would
                         // otherwise hang the client's Send.
-                        let sent = tokio::time::timeout_at(deadline, tx.send(v)).await;
+                        let sent = tokio::time::timeout_at(deadline, tx.send((v, charge))).await;
                         if sent.is_err() {
                             return Err(Fault::receiver(
                                 "w:TimedOut",
@@ -503,8 +644,8 @@ impl<E: Executor> Endpoint<E> {
                         }
                     }
                 }
-                MessageType::EndOfPipelineInput => ctl.end_input(),
-                other => {
+                (MessageType::EndOfPipelineInput, _) => ctl.end_input(),
+                (other, _) => {
                     tracing::debug!(shell = %shell.id, command = %ctl.command_id, message_type = ?other,
                         "ignored pipeline-level PSRP message");
                 }
@@ -513,11 +654,17 @@ impl<E: Executor> Endpoint<E> {
         Ok(())
     }
 
-    fn start_pipeline(&self, ctl: &Arc<PipelineCtl>, caller: E::Caller, msg: &Message) {
+    fn start_pipeline(
+        &self,
+        ctl: &Arc<PipelineCtl>,
+        caller: E::Caller,
+        msg: &message::Message,
+        pipeline: Result<executor::Pipeline, psrp::BodyError>,
+    ) {
         let (sink, rx) = OutputSink::channel(self.settings.output_buffer.max(1));
-        match psrp::parse_create_pipeline(&msg.data) {
+        match pipeline {
             Ok(pipeline) => {
-                let (input_tx, input_rx) = tokio::sync::mpsc::channel(INPUT_BUFFER);
+                let (input_tx, input_rx) = pipeline::input_queue(INPUT_BUFFER);
                 let input_tx = (!pipeline.no_input).then_some(input_tx);
                 let executor = self.executor.clone();
                 ctl.start(
@@ -544,10 +691,15 @@ impl<E: Executor> Endpoint<E> {
         }
     }
 
-    fn start_metadata(&self, ctl: &Arc<PipelineCtl>, caller: E::Caller, msg: &Message) {
+    fn start_metadata(
+        &self,
+        ctl: &Arc<PipelineCtl>,
+        caller: E::Caller,
+        msg: &message::Message,
+        query: Result<executor::MetadataQuery, psrp::BodyError>,
+    ) {
         let (sink, rx) = OutputSink::channel(self.settings.output_buffer.max(1));
         let executor = self.executor.clone();
-        let query = psrp::parse_metadata_query(&msg.data);
         ctl.start(msg.rpid, msg.pid, None, rx, async move {
             let query = match query {
                 Ok(q) => q,
@@ -606,23 +758,16 @@ impl<E: Executor> Endpoint<E> {
             ));
         };
         for st in streams {
-            let mut blob = b64(&st.data, "rsp:Stream")?;
-            if shell.compression && !blob.is_empty() {
-                blob = xpress::decompress_stream(&blob, MAX_CLIENT_MESSAGE)
-                    .map_err(|e| bad_data(&format!("compressed Send data: {e}")))?;
-            }
             match &st.command_id {
-                None => shell.pool_data(&blob)?,
+                None => shell.pool_data(&st.data, "rsp:Stream").await?,
                 Some(cid) => {
                     let ctl = shell.pipeline(cid).ok_or_else(|| unknown_command(cid))?;
-                    self.pipeline_data(
-                        shell,
-                        &ctl,
-                        shell.caller.clone(),
-                        &blob,
-                        self.deadline(req),
-                    )
-                    .await?;
+                    let source = Source {
+                        element: "rsp:Stream",
+                        compressed: shell.compression,
+                    };
+                    self.pipeline_data(shell, &ctl, &st.data, source, self.deadline(req))
+                        .await?;
                 }
             }
         }
@@ -734,6 +879,24 @@ fn unknown_command(cid: &str) -> Fault {
             "Command {cid} does not exist in this shell (it finished, was terminated, or was never created)."
         ),
     )
+    .with_code("unknown-command")
+}
+
+/// A request for a shell that was opened for another tenant.
+fn wrong_tenant(shell_id: &str, opened: Option<&str>, asked: Option<&str>) -> Fault {
+    let text = match (opened, asked) {
+        (Some(opened), Some(asked)) => format!(
+            "Access is denied: shell {shell_id} was opened for tenant {opened}; this request is \
+             for tenant {asked}. A session serves one tenant: open a new session with \
+             -ConnectionUri …/powershell-liveid?DelegatedOrg={asked}."
+        ),
+        _ => format!(
+            "Access is denied: shell {shell_id} was opened for another tenant than this request \
+             names. A session serves one tenant: open a new session with -ConnectionUri \
+             …/powershell-liveid?DelegatedOrg=<the tenant> for it."
+        ),
+    };
+    Fault::sender("w:AccessDenied", codes::ACCESS_DENIED, text).with_code("shell-wrong-tenant")
 }
 
 fn receive_body(

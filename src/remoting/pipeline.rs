@@ -7,6 +7,12 @@
 //! and at most `Settings::output_buffer` outputs plus one envelope's worth of fragments are held
 //! per pipeline, whatever the command returns. The final PIPELINE_STATE is queued only after
 //! every output is, and `CommandState Done` goes out in the same response as its last fragment.
+//!
+//! Memory: the pipeline, its half-received input messages, its queued input objects and its
+//! queued output fragments are charged to the owner's [`MemoryBudget`] and released when
+//! they leave (or the pipeline is dropped). Input is queued for the executor through a small
+//! pump ([`input_queue`]) so that each queued object carries its own [`Charge`] while the
+//! executor keeps the plain [`InputStream`](super::executor::InputStream) it always had.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +26,8 @@ use uuid::Uuid;
 use super::clixml::Value;
 use super::executor::{ErrorCategory, Output, PipelineEnd};
 use super::fragment::{Defragmenter, fragment};
+use super::inbound::Reassembler;
+use super::memory::{Charge, MemoryBudget, OverBudget, PIPELINE_COST};
 use super::message::{Message, MessageType};
 use super::psrp;
 use super::records;
@@ -68,14 +76,34 @@ struct Started {
     end: oneshot::Receiver<PipelineEnd>,
 }
 
+/// Queued pipeline input: each object with the charge for its bytes.
+pub(crate) type InputSender = mpsc::Sender<(Value, Charge)>;
+
+/// A queue of `capacity` charged input objects in front of the executor's input stream. A pump
+/// task moves them on one at a time (releasing each charge once delivered) and ends when the
+/// sender is dropped or the executor drops its stream (then the queued objects are dropped
+/// and their charges released).
+pub(crate) fn input_queue(capacity: usize) -> (InputSender, mpsc::Receiver<Value>) {
+    let (tx, mut rx) = mpsc::channel::<(Value, Charge)>(capacity.max(1));
+    let (to_executor, stream) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while let Some((value, charge)) = rx.recv().await {
+            if to_executor.send(value).await.is_err() {
+                break;
+            }
+            drop(charge);
+        }
+    });
+    (tx, stream)
+}
+
 /// State touched by Command/Send/Signal (short critical sections, never across an await).
 struct Control {
-    defrag: Defragmenter,
     rpid: Uuid,
     pid: Uuid,
     started: bool,
     handoff: Option<Started>,
-    input: Option<mpsc::Sender<Value>>,
+    input: Option<InputSender>,
     task: Option<JoinHandle<()>>,
     stop_requested: bool,
     terminated: bool,
@@ -86,14 +114,38 @@ struct Outbox {
     rx: Option<mpsc::Receiver<Output>>,
     end: Option<oneshot::Receiver<PipelineEnd>>,
     pending: VecDeque<Vec<u8>>,
+    /// What `pending` holds, charged (forced: the output is ours, already produced).
+    charge: Charge,
     final_queued: bool,
     done: bool,
+}
+
+impl Outbox {
+    fn push(&mut self, fragments: Vec<Vec<u8>>) {
+        self.charge.force(fragments.iter().map(Vec::len).sum());
+        self.pending.extend(fragments);
+    }
+
+    fn pop(&mut self) -> Option<Vec<u8>> {
+        let f = self.pending.pop_front()?;
+        self.charge.shrink(f.len());
+        Some(f)
+    }
+
+    fn clear(&mut self) {
+        self.pending.clear();
+        self.charge.clear();
+    }
 }
 
 /// One pipeline of a shell.
 pub(crate) struct PipelineCtl {
     /// WS-Man CommandId (upper case).
     pub command_id: String,
+    /// Reassembles the client's fragments (Command arguments, Sends).
+    pub reassembler: Reassembler,
+    /// What the pipeline itself costs; released when it is dropped.
+    _cost: Charge,
     control: Mutex<Control>,
     outbox: tokio::sync::Mutex<Outbox>,
     notify: Notify,
@@ -128,16 +180,26 @@ fn lost_end() -> PipelineEnd {
 }
 
 impl PipelineCtl {
+    /// A pipeline of the shell whose owner's budget is `memory`.
+    ///
+    /// # Errors
+    /// [`OverBudget`] when the owner cannot afford one more pipeline.
     pub fn new(
         command_id: String,
         max_message_size: usize,
+        memory: &Arc<MemoryBudget>,
         object_ids: Arc<AtomicU64>,
         information_records: bool,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, OverBudget> {
+        let cost = memory.charge(PIPELINE_COST, "a command")?;
+        Ok(Self {
             command_id,
+            reassembler: Arc::new(tokio::sync::Mutex::new(Defragmenter::with_charge(
+                max_message_size,
+                memory.empty(),
+            ))),
+            _cost: cost,
             control: Mutex::new(Control {
-                defrag: Defragmenter::new(max_message_size),
                 rpid: Uuid::nil(),
                 pid: Uuid::nil(),
                 started: false,
@@ -151,21 +213,14 @@ impl PipelineCtl {
                 rx: None,
                 end: None,
                 pending: VecDeque::new(),
+                charge: memory.empty(),
                 final_queued: false,
                 done: false,
             }),
             notify: Notify::new(),
             object_ids,
             information_records,
-        }
-    }
-
-    /// Feeds one decoded blob of client fragments; returns the messages it completed.
-    pub fn push_fragments(
-        &self,
-        blob: &[u8],
-    ) -> Result<Vec<Vec<u8>>, super::fragment::FragmentError> {
-        lock(&self.control).defrag.push(blob)
+        })
     }
 
     /// Whether the pipeline's task was started.
@@ -178,7 +233,7 @@ impl PipelineCtl {
         &self,
         rpid: Uuid,
         pid: Uuid,
-        input: Option<mpsc::Sender<Value>>,
+        input: Option<InputSender>,
         rx: mpsc::Receiver<Output>,
         fut: F,
     ) where
@@ -204,7 +259,7 @@ impl PipelineCtl {
     }
 
     /// The sender for PIPELINE_INPUT objects, while input is open.
-    pub fn input(&self) -> Option<mpsc::Sender<Value>> {
+    pub fn input(&self) -> Option<InputSender> {
         lock(&self.control).input.clone()
     }
 
@@ -251,8 +306,7 @@ impl PipelineCtl {
         };
         let msg = psrp::message(message_type, rpid, pid, value);
         let id = self.object_ids.fetch_add(1, Ordering::Relaxed);
-        out.pending
-            .extend(fragment(id, &msg.encode(), fragment_size));
+        out.push(fragment(id, &msg.encode(), fragment_size));
     }
 
     fn queue_output(&self, out: &mut Outbox, o: Output, fragment_size: usize) {
@@ -379,7 +433,7 @@ impl PipelineCtl {
                     // (its in-flight requests cancelled) before reporting Stopped.
                     let _ = task.await;
                 }
-                out.pending.clear();
+                out.clear();
                 self.queue(
                     out,
                     MessageType::PipelineState,
@@ -399,7 +453,7 @@ impl PipelineCtl {
                     });
                 }
                 used += cost;
-                got.extend(out.pending.pop_front());
+                got.extend(out.pop());
             }
             if out.final_queued {
                 out.done = true;
@@ -438,17 +492,58 @@ impl PipelineCtl {
     }
 }
 
-/// Pool-level messages of a shell, waiting for the shell-level Receive.
-#[derive(Default)]
+/// Most bytes of replies a shell queues for its shell-level Receive. Pool replies are a few
+/// hundred bytes each and a client reads them at once; only a client that keeps asking
+/// without reading reaches this.
+pub(crate) const POOL_OUTBOX_LIMIT: usize = 1024 * 1024;
+
+/// Pool-level messages of a shell, waiting for the shell-level Receive; bounded by
+/// [`POOL_OUTBOX_LIMIT`] and charged to the owner's budget.
 pub(crate) struct PoolOutbox {
     pending: VecDeque<Vec<u8>>,
+    charge: Charge,
 }
 
 impl PoolOutbox {
+    /// An empty outbox charging `charge`'s budget.
+    pub fn new(charge: Charge) -> Self {
+        Self {
+            pending: VecDeque::new(),
+            charge,
+        }
+    }
+
     /// Queues one message, fragmented to `fragment_size`.
-    pub fn queue(&mut self, object_id: u64, msg: &Message, fragment_size: usize) {
-        self.pending
-            .extend(fragment(object_id, &msg.encode(), fragment_size));
+    ///
+    /// # Errors
+    /// A fault when the outbox is full (the client does not read its replies) or the owner
+    /// is over budget.
+    pub fn queue(
+        &mut self,
+        object_id: u64,
+        msg: &Message,
+        fragment_size: usize,
+    ) -> Result<(), Fault> {
+        let fragments = fragment(object_id, &msg.encode(), fragment_size);
+        let bytes: usize = fragments.iter().map(Vec::len).sum();
+        if self.charge.bytes() + bytes > POOL_OUTBOX_LIMIT {
+            return Err(Fault::sender(
+                "w:QuotaLimit",
+                super::wsman::codes::QUOTA_MAX_OPERATIONS,
+                format!(
+                    "This session holds {} bytes of replies the client has not received (the \
+                     most is {POOL_OUTBOX_LIMIT}); the client sends session requests without \
+                     reading the answers. Open a new session with New-PSSession.",
+                    self.charge.bytes()
+                ),
+            )
+            .with_code("reply-queue-full"));
+        }
+        self.charge
+            .grow(bytes, "replies waiting for a Receive")
+            .map_err(|e| super::memory_fault(&e))?;
+        self.pending.extend(fragments);
+        Ok(())
     }
 
     /// Takes as many whole fragments as fit `budget` (at least one when any is queued).
@@ -461,7 +556,10 @@ impl PoolOutbox {
                 break;
             }
             used += cost;
-            got.extend(self.pending.pop_front());
+            if let Some(f) = self.pending.pop_front() {
+                self.charge.shrink(f.len());
+                got.push(f);
+            }
         }
         got
     }
@@ -470,6 +568,28 @@ impl PoolOutbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Queued pipeline input holds its charge until the executor takes it, and a pipeline
+    /// whose executor is gone releases everything still queued.
+    #[tokio::test]
+    async fn queued_input_is_charged_until_delivered() {
+        let budget = MemoryBudget::new("ops", 1 << 20);
+        let (tx, mut stream) = input_queue(4);
+        for i in 0..3 {
+            let charge = budget.charge(1000, "pipeline input").unwrap();
+            tx.send((Value::I32(i), charge)).await.unwrap();
+        }
+        assert_eq!(stream.recv().await, Some(Value::I32(0)));
+        // One object is in the executor's channel (delivered), one held by the pump.
+        tokio::task::yield_now().await;
+        assert!(budget.used() <= 2000, "{}", budget.used());
+        drop(stream);
+        drop(tx);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(budget.used(), 0);
+    }
 
     #[test]
     fn budget_fits_envelope() {

@@ -9,7 +9,7 @@
 
 use uuid::Uuid;
 
-use super::clixml::Value;
+use super::clixml::{Limits, VALUE_COST, Value};
 use super::executor::{ErrorCategory, ErrorRecord, MetadataQuery, Pipeline};
 use super::message::{BOM, Message, MessageType};
 use super::records;
@@ -31,17 +31,39 @@ fn body_err(what: &'static str, why: impl Into<String>) -> BodyError {
     }
 }
 
+/// Bounds on the CLIXML of one client message. A message is at most
+/// `MAX_CLIENT_MESSAGE` (4 MiB) bytes; decoded it may take at most
+/// [`CLIENT_DECODED_LIMIT`], `<Ref>` copies counted in full (the copy limit a document of
+/// refs to one large string runs into).
+pub const CLIENT_CLIXML: Limits = Limits {
+    max_len: super::shell::MAX_CLIENT_MESSAGE,
+    max_depth: 64,
+    max_values: 500_000,
+    max_bytes: CLIENT_DECODED_LIMIT,
+};
+
+/// Most bytes one client message may decode to (16 MiB: four times the largest message).
+pub const CLIENT_DECODED_LIMIT: usize = 16 * 1024 * 1024;
+
 /// Decodes a message body (BOM and surrounding whitespace tolerated; empty is `$null`).
 ///
 /// # Errors
-/// [`BodyError`] when the CLIXML does not parse.
+/// [`BodyError`] when the CLIXML does not parse or is over [`CLIENT_CLIXML`].
 pub fn decode_value(what: &'static str, data: &[u8]) -> Result<Value, BodyError> {
+    decode_value_sized(what, data).map(|(v, _)| v)
+}
+
+/// [`decode_value`], also returning the decoded size (for memory accounting).
+///
+/// # Errors
+/// [`BodyError`] when the CLIXML does not parse or is over [`CLIENT_CLIXML`].
+pub fn decode_value_sized(what: &'static str, data: &[u8]) -> Result<(Value, usize), BodyError> {
     let data = data.strip_prefix(BOM).unwrap_or(data);
     let text = std::str::from_utf8(data).map_err(|e| body_err(what, format!("not UTF-8: {e}")))?;
     if text.trim().is_empty() {
-        return Ok(Value::Nil);
+        return Ok((Value::Nil, VALUE_COST));
     }
-    super::clixml::from_xml(text).map_err(|e| body_err(what, e.to_string()))
+    super::clixml::from_xml_sized(text, &CLIENT_CLIXML).map_err(|e| body_err(what, e.to_string()))
 }
 
 /// A server→client message with `value` as data (BOM-prefixed like Windows).

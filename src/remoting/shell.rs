@@ -5,6 +5,11 @@
 //! the runspace-pool id (RPID) is whatever the client put in its messages and is echoed as
 //! bytes, never derived from the ShellId (reference psrp-protocol.md §3.3). All pool and
 //! pipeline messages of a shell share one ObjectId counter, starting at 1.
+//!
+//! A shell charges its owner's [`MemoryBudget`] for itself, its half-received pool messages
+//! and its queued replies; dropping it (delete, idle expiry, quota reclaim) releases all of
+//! it. Client data is decoded by [`inbound`](super::inbound) before the state lock is taken:
+//! the lock only guards applying the decoded messages.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +22,9 @@ use uuid::Uuid;
 
 use super::executor::ErrorCategory;
 use super::fragment::Defragmenter;
-use super::message::{Destination, Message, MessageType};
+use super::inbound::{self, Decoded, Inbound, Level, Reassembler, Source};
+use super::memory::{Charge, MemoryBudget, OverBudget, SHELL_COST};
+use super::message::MessageType;
 use super::pipeline::{Budget, PipelineCtl, PoolOutbox};
 use super::psrp;
 use super::records;
@@ -29,7 +36,6 @@ use super::wsman::Fault;
 pub(crate) const MAX_CLIENT_MESSAGE: usize = 4 * 1024 * 1024;
 
 pub(crate) struct PoolState {
-    pub defrag: Defragmenter,
     pub outbox: PoolOutbox,
     pub rpid: Uuid,
     pub protocol_version: String,
@@ -47,8 +53,15 @@ pub(crate) struct Shell<C> {
     pub id: String,
     /// Who created it; only they see it.
     pub owner: String,
-    /// The caller of the Create.
+    /// The caller of the Create; every later request must come from the same caller (user
+    /// and tenant).
     pub caller: C,
+    /// The owner's memory budget, shared by all their shells.
+    pub memory: Arc<MemoryBudget>,
+    /// Reassembles pool-level fragments (creationXml, shell-level Sends).
+    reassembler: Reassembler,
+    /// What the shell itself costs; released when it is dropped.
+    _cost: Charge,
     /// Xpress compression was negotiated on Create.
     pub compression: bool,
     /// Fragment size for pool messages (from the Create's MaxEnvelopeSize).
@@ -63,23 +76,33 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<C> Shell<C> {
+    /// A shell charged to `memory`.
+    ///
+    /// # Errors
+    /// [`OverBudget`] when the owner cannot afford one more shell.
     pub fn new(
         id: String,
         owner: String,
         caller: C,
+        memory: Arc<MemoryBudget>,
         compression: bool,
         max_envelope_size: usize,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, OverBudget> {
+        let cost = memory.charge(SHELL_COST, "a session")?;
+        Ok(Self {
             id,
             owner,
             caller,
+            reassembler: Arc::new(tokio::sync::Mutex::new(Defragmenter::with_charge(
+                MAX_CLIENT_MESSAGE,
+                memory.empty(),
+            ))),
+            _cost: cost,
             compression,
             pool_budget: Budget::new(max_envelope_size, None, compression),
             object_ids: Arc::new(AtomicU64::new(1)),
             state: Mutex::new(PoolState {
-                defrag: Defragmenter::new(MAX_CLIENT_MESSAGE),
-                outbox: PoolOutbox::default(),
+                outbox: PoolOutbox::new(memory.empty()),
                 rpid: Uuid::nil(),
                 protocol_version: "2.0".into(),
                 max_runspaces: 1,
@@ -90,7 +113,8 @@ impl<C> Shell<C> {
                 in_flight: 0,
             }),
             notify: Notify::new(),
-        }
+            memory,
+        })
     }
 
     pub fn state(&self) -> MutexGuard<'_, PoolState> {
@@ -115,8 +139,13 @@ impl<C> Shell<C> {
 
     /// Idle for longer than `limit` with no request in progress.
     pub fn is_idle(&self, now: Instant, limit: Duration) -> bool {
+        self.idle_for(now).is_some_and(|idle| idle >= limit)
+    }
+
+    /// How long the shell has seen no request, or `None` while one is in progress.
+    pub fn idle_for(&self, now: Instant) -> Option<Duration> {
         let s = self.state();
-        s.in_flight == 0 && now.duration_since(s.last_activity) >= limit
+        (s.in_flight == 0).then(|| now.duration_since(s.last_activity))
     }
 
     /// Whether the client's protocol is ≥ 2.3 (INFORMATION_RECORD is understood).
@@ -133,41 +162,47 @@ impl<C> Shell<C> {
         message_type: MessageType,
         rpid: Uuid,
         value: &clixml_value::Value,
-    ) {
+    ) -> Result<(), Fault> {
         let msg = psrp::message(message_type, rpid, Uuid::nil(), value);
         let id = self.object_ids.fetch_add(1, Ordering::Relaxed);
-        s.outbox.queue(id, &msg, self.pool_budget.fragment_size());
+        s.outbox.queue(id, &msg, self.pool_budget.fragment_size())
     }
 
-    /// Feeds one decoded blob of pool-level fragments and acts on the messages it completes.
+    /// Feeds one base64 blob of pool-level fragments (`element` names where it came from) and
+    /// acts on the messages it completes. Decoding happens before the state lock is taken.
     ///
     /// # Errors
-    /// A fault when the fragments or messages are malformed (a client bug: say what).
-    pub fn pool_data(&self, blob: &[u8]) -> Result<(), Fault> {
+    /// A fault when the fragments or messages are malformed (a client bug: say what), or the
+    /// owner is over their memory budget.
+    pub async fn pool_data(&self, data: &str, element: &'static str) -> Result<(), Fault> {
+        let source = Source {
+            element,
+            compressed: self.compression && element == "rsp:Stream",
+        };
+        let messages = inbound::decode(&self.reassembler, data, source, Level::Pool).await?;
         let mut s = self.state();
-        let messages = s
-            .defrag
-            .push(blob)
-            .map_err(|e| bad_data(&format!("pool fragments: {e}")))?;
-        for raw in messages {
-            let msg = Message::decode(&raw).map_err(|e| bad_data(&format!("pool message: {e}")))?;
-            self.pool_message(&mut s, msg)?;
+        let mut result = Ok(());
+        for m in messages {
+            result = self.pool_message(&mut s, m);
+            if result.is_err() {
+                break;
+            }
         }
         drop(s);
         self.notify.notify_waiters();
-        Ok(())
+        result
     }
 
-    fn pool_message(&self, s: &mut PoolState, msg: Message) -> Result<(), Fault> {
-        if msg.destination != Destination::Server {
-            return Err(bad_data(
-                "a message addressed to the client was sent to the server",
-            ));
-        }
+    fn pool_message(&self, s: &mut PoolState, inbound: Inbound) -> Result<(), Fault> {
+        let Inbound { msg, body } = inbound;
+        let value = || match body {
+            Decoded::Value(Ok((v, _))) => Ok(v),
+            Decoded::Value(Err(e)) => Err(bad_data(&e.to_string())),
+            _ => Err(bad_data("a pool message body was not decoded")),
+        };
         match msg.message_type {
             MessageType::SessionCapability => {
-                let v = psrp::decode_value("SESSION_CAPABILITY", &msg.data)
-                    .map_err(|e| bad_data(&e.to_string()))?;
+                let v = value()?;
                 if let Some(p) = v.property("protocolversion").and_then(version_text) {
                     s.protocol_version = p;
                 }
@@ -179,11 +214,10 @@ impl<C> Shell<C> {
                     MessageType::SessionCapability,
                     Uuid::nil(),
                     &records::SessionCapability::server().to_value(),
-                );
+                )?;
             }
             MessageType::InitRunspacePool => {
-                let v = psrp::decode_value("INIT_RUNSPACEPOOL", &msg.data)
-                    .map_err(|e| bad_data(&e.to_string()))?;
+                let v = value()?;
                 s.max_runspaces = v
                     .property("MaxRunspaces")
                     .and_then(clixml_value::Value::as_i64)
@@ -196,21 +230,20 @@ impl<C> Shell<C> {
                     MessageType::ApplicationPrivateData,
                     rpid,
                     &records::application_private_data(psrp::IMPLICIT_REMOTING_HASH),
-                );
+                )?;
                 self.queue_pool(
                     s,
                     MessageType::RunspacePoolState,
                     rpid,
                     &records::runspace_pool_state(records::RunspacePoolState::Opened, None),
-                );
+                )?;
                 s.opened = true;
             }
             MessageType::SetMaxRunspaces
             | MessageType::SetMinRunspaces
             | MessageType::ResetRunspaceState
             | MessageType::GetAvailableRunspaces => {
-                let v = psrp::decode_value("runspace count request", &msg.data)
-                    .map_err(|e| bad_data(&e.to_string()))?;
+                let v = value()?;
                 let ci = psrp::call_id(&v);
                 let reply = match msg.message_type {
                     MessageType::GetAvailableRunspaces => {
@@ -228,7 +261,7 @@ impl<C> Shell<C> {
                     _ => records::runspace_availability(ci, true),
                 };
                 let rpid = msg.rpid;
-                self.queue_pool(s, MessageType::RunspaceAvailability, rpid, &reply);
+                self.queue_pool(s, MessageType::RunspaceAvailability, rpid, &reply)?;
             }
             MessageType::PublicKey => {
                 // Declined: a clean, explained Broken state instead of leaving the client
@@ -247,7 +280,7 @@ impl<C> Shell<C> {
                     MessageType::RunspacePoolState,
                     rpid,
                     &records::runspace_pool_state(records::RunspacePoolState::Broken, Some(&e)),
-                );
+                )?;
             }
             other => {
                 tracing::debug!(shell = %self.id, message_type = ?other, "ignored pool-level PSRP message");

@@ -1,5 +1,6 @@
 //! One integration-test binary; one module per topic (STYLE.md §2.12).
 
+mod abuse;
 mod admin;
 mod architecture;
 mod bridge;

@@ -1,9 +1,11 @@
 //! The CLIXML parser: quick-xml events into [`Value`]s, defensively.
 //!
-//! Client input is untrusted: the document size, nesting depth and number of values are
-//! capped ([`Limits`]), and a `<Ref>` (which copies an earlier object, MS-PSRP 2.2.5.2.1)
-//! counts the copied values against the same budget, so a few hundred bytes of nested refs
-//! cannot expand into gigabytes. Objects are only remembered for `<Ref>` when the document
+//! Client input is untrusted: the document size, nesting depth, number of values and the
+//! bytes the values take once decoded are capped ([`Limits`]). A `<Ref>` (which copies an
+//! earlier object, MS-PSRP 2.2.5.2.1) costs the values *and the bytes* it copies against the
+//! same budget, so neither nested refs nor 26,000 refs to one 256 KiB string can expand a
+//! 1 MB document into gigabytes: the document is refused ([`ClixmlError::TooExpanded`]) as
+//! soon as its decoded size passes [`Limits::max_bytes`]. Objects are only remembered for `<Ref>` when the document
 //! actually contains a `<Ref>` naming them (a cheap pre-scan), so ordinary documents pay
 //! nothing for it.
 //!
@@ -30,16 +32,25 @@ pub struct Limits {
     pub max_depth: usize,
     /// Most values in one document, counting each `<Ref>` copy in full.
     pub max_values: usize,
+    /// Most bytes the decoded values may take (text and binary data, plus [`VALUE_COST`] per
+    /// value), counting each `<Ref>` copy in full.
+    pub max_bytes: usize,
 }
 
+/// What one decoded value costs against [`Limits::max_bytes`] besides its text: roughly the
+/// size of a `Value` and its slot in a container.
+pub const VALUE_COST: usize = 32;
+
 impl Default for Limits {
-    /// 32 MiB, depth 64, one million values: far above any real PSRP message (the fragment
-    /// layer already caps messages), low enough that a hostile one cannot exhaust memory.
+    /// 32 MiB, depth 64, one million values, 64 MiB decoded: far above any real PSRP
+    /// message (the fragment layer already caps messages), low enough that a hostile one
+    /// cannot exhaust memory.
     fn default() -> Self {
         Self {
             max_len: 32 * 1024 * 1024,
             max_depth: 64,
             max_values: 1_000_000,
+            max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -58,10 +69,20 @@ pub fn from_xml(xml: &str) -> Result<Value, ClixmlError> {
 /// # Errors
 /// [`ClixmlError`] for malformed, oversize or unsupported (SecureString) input.
 pub fn from_xml_with(xml: &str, limits: &Limits) -> Result<Value, ClixmlError> {
-    let mut values = Parser::new(xml, limits)?.document()?;
+    from_xml_sized(xml, limits).map(|(value, _)| value)
+}
+
+/// Like [`from_xml_with`], also returning the decoded size as [`Limits::max_bytes`] counts
+/// it (what holding the value costs, for memory accounting).
+///
+/// # Errors
+/// [`ClixmlError`] for malformed, oversize or unsupported (SecureString) input.
+pub fn from_xml_sized(xml: &str, limits: &Limits) -> Result<(Value, usize), ClixmlError> {
+    let mut parser = Parser::new(xml, limits)?;
+    let mut values = parser.document()?;
     match values.len() {
         0 => Err(ClixmlError::Empty),
-        1 => Ok(values.pop().expect("one value")),
+        1 => Ok((values.pop().expect("one value"), parser.bytes)),
         _ => Err(ClixmlError::MultipleRoots {
             element: values[1].tag().to_owned(),
         }),
@@ -81,9 +102,12 @@ struct Parser<'a> {
     reader: Reader<&'a [u8]>,
     limits: Limits,
     values: usize,
+    /// Decoded bytes so far (see [`Limits::max_bytes`]).
+    bytes: usize,
     /// RefIds some `<Ref>` names; only those objects are remembered.
     wanted: HashSet<String>,
-    objects: HashMap<String, (Value, usize)>,
+    /// Remembered objects with the values and bytes a copy costs.
+    objects: HashMap<String, (Value, usize, usize)>,
     types: HashMap<String, Vec<String>>,
 }
 
@@ -157,6 +181,7 @@ impl<'a> Parser<'a> {
             reader: Reader::from_str(xml),
             limits: *limits,
             values: 0,
+            bytes: 0,
             wanted,
             objects: HashMap::new(),
             types: HashMap::new(),
@@ -174,6 +199,17 @@ impl<'a> Parser<'a> {
         if self.values > self.limits.max_values {
             return Err(ClixmlError::TooManyValues {
                 limit: self.limits.max_values,
+            });
+        }
+        self.spend(n.saturating_mul(VALUE_COST))
+    }
+
+    /// Charges `n` decoded bytes.
+    fn spend(&mut self, n: usize) -> Result<(), ClixmlError> {
+        self.bytes = self.bytes.saturating_add(n);
+        if self.bytes > self.limits.max_bytes {
+            return Err(ClixmlError::TooExpanded {
+                limit: self.limits.max_bytes,
             });
         }
         Ok(())
@@ -274,7 +310,10 @@ impl<'a> Parser<'a> {
                     let c = c.decode().map_err(|e| xml_error(&self.reader, e))?;
                     out.push_str(&c);
                 }
-                Event::End(_) => return Ok(out),
+                Event::End(_) => {
+                    self.spend(out.len())?;
+                    return Ok(out);
+                }
                 Event::Start(e) if lenient => self.skip(&e)?,
                 Event::Empty(_) if lenient => {}
                 Event::Start(e) | Event::Empty(e) => {
@@ -325,13 +364,15 @@ impl<'a> Parser<'a> {
                 if !empty {
                     self.skip(e)?;
                 }
-                let (value, size) = self
+                let (values, bytes) = self
                     .objects
                     .get(&id)
+                    .map(|(_, values, bytes)| (*values, *bytes))
                     .ok_or_else(|| ClixmlError::UnknownRef { ref_id: id.clone() })?;
-                let (value, size) = (value.clone(), *size);
-                self.count(size)?;
-                Ok(value)
+                // Charge before cloning: the copy is only made if the budget allows it.
+                self.count(values)?;
+                self.spend(bytes.saturating_sub(values.saturating_mul(VALUE_COST)))?;
+                Ok(self.objects[&id].0.clone())
             }
             b"SS" => Err(ClixmlError::SecureString),
             b"S" => Ok(Value::String(decode_name(&self.text("S", empty, false)?))),
@@ -435,6 +476,7 @@ impl<'a> Parser<'a> {
     ) -> Result<Value, ClixmlError> {
         let ref_id = self.attr(e, b"RefId")?;
         let before = self.values;
+        let before_bytes = self.bytes;
         let mut obj = Object::default();
         if !empty {
             loop {
@@ -451,7 +493,8 @@ impl<'a> Parser<'a> {
         if let Some(id) = ref_id {
             if self.wanted.contains(&id) {
                 let size = self.values - before + 1;
-                self.objects.insert(id, (value.clone(), size));
+                let bytes = self.bytes - before_bytes + VALUE_COST;
+                self.objects.insert(id, (value.clone(), size, bytes));
             }
         }
         Ok(value)

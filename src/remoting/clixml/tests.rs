@@ -332,6 +332,54 @@ fn limits_stop_deep_large_and_exploding_documents() {
     );
 }
 
+/// Issue 12: one large string and thousands of `<Ref>`s to it (few values, huge copies). The
+/// copies cost their bytes, so the document is refused long before it is expanded.
+fn ref_copies(string_len: usize, copies: usize) -> String {
+    let mut doc = format!(
+        "<Obj RefId=\"0\"><MS><Obj N=\"big\" RefId=\"1\"><MS><S N=\"s\">{}</S></MS></Obj><Obj N=\"copies\" RefId=\"2\"><LST>",
+        "x".repeat(string_len)
+    );
+    for _ in 0..copies {
+        doc.push_str("<Ref RefId=\"1\" />");
+    }
+    doc.push_str("</LST></Obj></MS></Obj>");
+    doc
+}
+
+#[test]
+fn ref_copies_cost_the_bytes_they_copy_issue_12() {
+    let limits = Limits {
+        max_bytes: 1024 * 1024,
+        ..Limits::default()
+    };
+    // 64 KiB × 2,000 copies = 128 MiB if expanded: refused at the 1 MiB budget.
+    let bomb = ref_copies(64 * 1024, 2_000);
+    assert!(bomb.len() < 128 * 1024);
+    assert_eq!(
+        from_xml_with(&bomb, &limits),
+        Err(ClixmlError::TooExpanded { limit: 1024 * 1024 })
+    );
+    let text = ClixmlError::TooExpanded { limit: 1 }.to_string();
+    assert!(text.contains("<Ref> copy counts in full"), "{text}");
+    // A few copies fit, and the decoded size counts each of them.
+    let (value, size) = from_xml_sized(&ref_copies(64 * 1024, 4), &limits).unwrap();
+    assert!(size >= 5 * 64 * 1024, "{size}");
+    assert!(size < 6 * 64 * 1024, "{size}");
+    let big = "x".repeat(64 * 1024);
+    assert_eq!(
+        format!("{value:?}").matches(&big).count(),
+        5,
+        "the string and 4 copies"
+    );
+    // The default limits refuse the table's 256 KiB × 26,000 shape (scaled to 5,000).
+    assert_eq!(
+        from_xml(&ref_copies(256 * 1024, 5_000)),
+        Err(ClixmlError::TooExpanded {
+            limit: Limits::default().max_bytes
+        })
+    );
+}
+
 #[test]
 fn escaped_member_names_and_text_round_trip() {
     let tricky = "tab\there _x0041_ \u{1F600} \u{85} <&> \"q\"";

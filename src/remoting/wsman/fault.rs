@@ -14,23 +14,33 @@ use super::{ACTION_FAULT, NS_WSMANFAULT, envelope_head, soap_response};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
     /// `s:Sender` (the client's request is wrong) or `s:Receiver` (we could not do it).
-    pub code: FaultCode,
+    pub code: SoapCode,
     /// WS-Management subcode, e.g. `w:InvalidSelectors`, `w:AccessDenied`, `w:InternalError`.
     pub subcode: &'static str,
     /// WSManFault `Code` attribute (e.g. 2150858843 unknown shell, 2150858793 timeout).
     pub wsman_code: u32,
     /// The text the user sees.
     pub message: String,
+    /// The proxy's code for it (the response carries it as an extension; see [`FaultCode`]).
+    pub proxy_code: FaultCode,
 }
 
 /// SOAP fault code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultCode {
+pub enum SoapCode {
     /// `s:Sender`
     Sender,
     /// `s:Receiver`
     Receiver,
 }
+
+/// The proxy's own code for a fault it made, as a response extension: the listener copies it
+/// into `X-Exo-Authproxy-Error` and counts it, so a fault the endpoint invented is never
+/// mistaken for Exchange's answer. Stable kebab-case values (`shell-quota`, `unknown-shell`,
+/// `shell-wrong-tenant`, `memory-budget`, `bad-request-data`, …): scripts and dashboards
+/// match on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultCode(pub &'static str);
 
 /// WSManFault codes used by the endpoint (values from Windows' `wsmerror.h`).
 pub mod codes {
@@ -54,26 +64,58 @@ pub mod codes {
     pub const ALREADY_EXISTS: u32 = 2_150_858_803;
     /// ERROR_WSMAN_UNSUPPORTED_FEATURE: an option we cannot honour (mustUnderstand).
     pub const UNSUPPORTED_FEATURE: u32 = 2_150_858_818;
+    /// ERROR_ACCESS_DENIED (5): what WinRM answers a request it may not serve for this user.
+    pub const ACCESS_DENIED: u32 = 5;
+}
+
+impl FaultCode {
+    /// The code a fault gets from its WSManFault code unless the endpoint names a more
+    /// specific one ([`Fault::with_code`]).
+    pub fn of_wsman(wsman_code: u32) -> Self {
+        Self(match wsman_code {
+            codes::OPERATION_TIMEDOUT => "operation-timeout",
+            codes::INVALID_SELECTORS => "unknown-shell",
+            codes::ACTION_NOT_SUPPORTED => "action-not-supported",
+            codes::DESTINATION_UNREACHABLE => "unknown-configuration",
+            codes::ENCODING_LIMIT => "envelope-too-large",
+            codes::INVALID_XML => "bad-request-data",
+            codes::QUOTA_MAX_SHELLS => "shell-quota",
+            codes::QUOTA_MAX_OPERATIONS => "command-quota",
+            codes::ALREADY_EXISTS => "already-exists",
+            codes::UNSUPPORTED_FEATURE => "unsupported-feature",
+            codes::ACCESS_DENIED => "access-denied",
+            _ => "remoting-fault",
+        })
+    }
 }
 
 impl Fault {
     /// A `s:Sender` fault.
     pub fn sender(subcode: &'static str, wsman_code: u32, message: impl Into<String>) -> Self {
         Self {
-            code: FaultCode::Sender,
+            code: SoapCode::Sender,
             subcode,
             wsman_code,
             message: message.into(),
+            proxy_code: FaultCode::of_wsman(wsman_code),
         }
+    }
+
+    /// The same fault with a more specific proxy code.
+    #[must_use]
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.proxy_code = FaultCode(code);
+        self
     }
 
     /// A `s:Receiver` fault.
     pub fn receiver(subcode: &'static str, wsman_code: u32, message: impl Into<String>) -> Self {
         Self {
-            code: FaultCode::Receiver,
+            code: SoapCode::Receiver,
             subcode,
             wsman_code,
             message: message.into(),
+            proxy_code: FaultCode::of_wsman(wsman_code),
         }
     }
 
@@ -102,12 +144,13 @@ impl Fault {
     }
 }
 
-/// The fault as an HTTP 500 `application/soap+xml;charset=UTF-8` response. `relates_to` is the
-/// request's `wsa:MessageID` when known.
+/// The fault as an HTTP 500 `application/soap+xml;charset=UTF-8` response, carrying its
+/// [`FaultCode`] as a response extension. `relates_to` is the request's `wsa:MessageID` when
+/// known.
 pub fn fault_response(fault: &Fault, relates_to: Option<&str>) -> http::Response<Bytes> {
     let code = match fault.code {
-        FaultCode::Sender => "s:Sender",
-        FaultCode::Receiver => "s:Receiver",
+        SoapCode::Sender => "s:Sender",
+        SoapCode::Receiver => "s:Receiver",
     };
     let msg = escape(fault.message.as_str());
     let mut body = String::with_capacity(1024 + 2 * msg.len());
@@ -121,5 +164,7 @@ pub fn fault_response(fault: &Fault, relates_to: Option<&str>) -> http::Response
         sub = escape(fault.subcode),
         wc = fault.wsman_code,
     );
-    soap_response(http::StatusCode::INTERNAL_SERVER_ERROR, body)
+    let mut rsp = soap_response(http::StatusCode::INTERNAL_SERVER_ERROR, body);
+    rsp.extensions_mut().insert(fault.proxy_code);
+    rsp
 }

@@ -9,18 +9,24 @@
 //!
 //! `Fault` and `fault_response` are used by `errors.rs` for every proxy-made WS-Man fault, so
 //! the text PowerShell shows is built in one place.
+//!
+//! [`peek`] is the same parser stopped at `s:Body`: the one way the rest of the proxy (the
+//! listener's logging, audit and `RelatesTo`; `winrm` mode's deadlines) reads a request's
+//! Action, MessageID and OperationTimeout.
 
 mod duration;
 mod fault;
 mod parse;
+mod peek;
 mod request;
 mod response;
 #[cfg(test)]
 mod tests;
 
 pub use duration::{format_duration, parse_duration};
-pub use fault::{Fault, FaultCode, codes, fault_response};
+pub use fault::{Fault, FaultCode, SoapCode, codes, fault_response};
 pub use parse::parse_request;
+pub use peek::{Head, PEEK_LIMIT, peek};
 pub use request::{
     Body, CommandLineBody, ParseError, ReceiveBody, Request, SendStream, ShellBody, SignalBody,
 };
@@ -71,29 +77,12 @@ pub const COMMAND_STATE_RUNNING: &str =
 pub const SIGNAL_TERMINATE: &str =
     "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/Terminate";
 
-/// The WS-Man operation of `envelope` (`Create`, `Delete`, `Command`, `Receive`, `Send`,
-/// `Signal`, `Enumerate`, or `-`), read from the `Action` header without parsing the message:
-/// the listener audits sessions and logs operations in both modes, and in `winrm` mode it
-/// does not parse what it relays.
+/// The WS-Man operation of `envelope` (see [`Head::operation`]).
+///
+/// A thin wrapper kept for the listener, which audits sessions and logs operations in both
+/// modes: `peek(envelope).operation()`.
 pub fn action_name(envelope: &[u8]) -> &'static str {
-    const KNOWN: [&str; 7] = [
-        "Create",
-        "Delete",
-        "Command",
-        "Receive",
-        "Send",
-        "Signal",
-        "Enumerate",
-    ];
-    let head = &envelope[..envelope.len().min(4096)];
-    let Some(at) = head.windows(7).position(|w| w == b"Action>") else {
-        return "-";
-    };
-    let rest = &head[at + 7..];
-    let end = rest.iter().position(|b| *b == b'<').unwrap_or(rest.len());
-    let uri = std::str::from_utf8(&rest[..end]).unwrap_or("");
-    let last = uri.rsplit('/').next().unwrap_or("");
-    KNOWN.iter().find(|k| **k == last).copied().unwrap_or("-")
+    peek(envelope).operation()
 }
 
 /// Escapes text for an XML text node or attribute.

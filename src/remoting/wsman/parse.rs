@@ -75,12 +75,31 @@ pub fn parse_request(body: &[u8], limit: usize) -> Result<Request, ParseError> {
             limit,
         });
     }
+    let mut req = Request::default();
+    read(body, Scope::Whole, &mut req)?;
+    if req.action.is_empty() {
+        return Err(ParseError::NoAction);
+    }
+    Ok(req)
+}
+
+/// How much of an envelope [`read`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scope {
+    /// Everything, and the document must be complete and well-formed.
+    Whole,
+    /// The SOAP header only: stops at the start of `s:Body` (what [`super::peek`] needs).
+    Header,
+}
+
+/// Reads `body` into `req`. On error `req` holds what was read before it, which is what
+/// [`super::peek`] wants from a truncated or hostile envelope.
+pub(super) fn read(body: &[u8], scope: Scope, req: &mut Request) -> Result<(), ParseError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let mut reader = NsReader::from_reader(body);
     reader.config_mut().trim_text(false);
     reader.config_mut().check_end_names = true;
 
-    let mut req = Request::default();
     // Stack of (namespace, local name) of open elements.
     let mut stack: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(16);
     let mut leaf = Leaf::None;
@@ -116,6 +135,13 @@ pub fn parse_request(body: &[u8], limit: usize) -> Result<Request, ParseError> {
                     depth >= 2 && stack[1].1 == b"Header" && stack[1].0 == NS_SOAP.as_bytes();
                 let in_body =
                     depth >= 2 && stack[1].1 == b"Body" && stack[1].0 == NS_SOAP.as_bytes();
+                if scope == Scope::Header
+                    && depth == 1
+                    && local == b"Body"
+                    && ns == NS_SOAP.as_bytes()
+                {
+                    return Ok(());
+                }
                 leaf = Leaf::None;
                 text.clear();
                 let nsb = ns.as_slice();
@@ -210,7 +236,7 @@ pub fn parse_request(body: &[u8], limit: usize) -> Result<Request, ParseError> {
                     };
                 }
                 if is_empty {
-                    finish_leaf(&mut req, leaf, "", &option_name, selector_is_shell);
+                    finish_leaf(req, leaf, "", &option_name, selector_is_shell);
                     leaf = Leaf::None;
                 } else {
                     stack.push((ns, local));
@@ -229,7 +255,7 @@ pub fn parse_request(body: &[u8], limit: usize) -> Result<Request, ParseError> {
             }
             Event::End(_) => {
                 if leaf != Leaf::None {
-                    finish_leaf(&mut req, leaf, &text, &option_name, selector_is_shell);
+                    finish_leaf(req, leaf, &text, &option_name, selector_is_shell);
                     leaf = Leaf::None;
                     text.clear();
                 }
@@ -248,10 +274,7 @@ pub fn parse_request(body: &[u8], limit: usize) -> Result<Request, ParseError> {
     if !stack.is_empty() {
         return Err(ParseError::Malformed("the envelope is cut short".into()));
     }
-    if req.action.is_empty() {
-        return Err(ParseError::NoAction);
-    }
-    Ok(req)
+    Ok(())
 }
 
 fn finish_leaf(

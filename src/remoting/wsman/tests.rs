@@ -195,7 +195,10 @@ fn durations() {
     assert_eq!(parse_duration("PT180.000S"), Some(Duration::from_secs(180)));
     assert_eq!(parse_duration("P0DT0H3M0S"), Some(Duration::from_secs(180)));
     assert_eq!(parse_duration("PT0.5S"), Some(Duration::from_millis(500)));
-    assert_eq!(parse_duration("P1Y"), None);
+    assert_eq!(parse_duration("PT1M30S"), Some(Duration::from_secs(90)));
+    assert_eq!(parse_duration("P1D"), Some(Duration::from_secs(86_400)));
+    assert_eq!(parse_duration("-PT5S"), None);
+    assert_eq!(parse_duration("PT5"), None);
     assert_eq!(parse_duration("20"), None);
     assert_eq!(parse_duration("PTxS"), None);
     assert_eq!(
@@ -233,5 +236,79 @@ proptest::proptest! {
         if let Ok(r) = parse_request(&b, 1 << 20) {
             let _ = fault_response(&Fault::unknown_shell(r.shell_id.as_deref().unwrap_or("")), r.message_id.as_deref());
         }
+    }
+}
+
+/// pypsrp 0.9's envelope shape: `wsa:`/`wsman:`/`wsmv:` prefixes, `s:mustUnderstand` on Action.
+const PYPSRP_DELETE: &str = r#"<s:Envelope xmlns:rsp="http://schemas.microsoft.com/wbem/wsman/1/windows/shell" xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:wsa="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:wsman="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd" xmlns:wsmv="http://schemas.microsoft.com/wbem/wsman/1/wsman.xsd"><s:Header><wsa:Action s:mustUnderstand="true">http://schemas.xmlsoap.org/ws/2004/09/transfer/Delete</wsa:Action><wsmv:DataLocale s:mustUnderstand="false" xml:lang="en-US" /><wsman:Locale s:mustUnderstand="false" xml:lang="en-US" /><wsman:MaxEnvelopeSize s:mustUnderstand="true">512000</wsman:MaxEnvelopeSize><wsa:MessageID>uuid:8F1C3B7E-7B67-4B5B-9C46-5C2B4A3F2E11</wsa:MessageID><wsman:OperationTimeout>PT20S</wsman:OperationTimeout><wsa:ReplyTo><wsa:Address s:mustUnderstand="true">http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</wsa:Address></wsa:ReplyTo><wsman:ResourceURI s:mustUnderstand="true">http://schemas.microsoft.com/powershell/Microsoft.Exchange</wsman:ResourceURI><wsmv:SessionId s:mustUnderstand="false">uuid:1E2D3C4B-5A69-4877-8695-A4B3C2D1E0F9</wsmv:SessionId><wsa:To>https://127.0.0.1:8443/powershell-liveid</wsa:To><wsman:SelectorSet><wsman:Selector Name="ShellId">1F0B3C2A-5D4E-4F60-8A7B-9C0D1E2F3A4B</wsman:Selector></wsman:SelectorSet></s:Header><s:Body /></s:Envelope>"#;
+
+/// Issue 14: `Action>` sniffing missed `<a:Action s:mustUnderstand="true">`, so every request
+/// logged `action="-"` and no session was audited.
+#[test]
+fn peek_reads_windows_and_pypsrp_headers_issue_14() {
+    let h = peek(CREATE.as_bytes());
+    assert_eq!(h.operation(), "Create");
+    assert_eq!(h.action.as_deref(), Some(ACTION_CREATE));
+    assert_eq!(
+        h.message_id.as_deref(),
+        Some("uuid:0B9D2C4E-1A3F-4E5D-8C7B-6A5F4E3D2C1B")
+    );
+    assert_eq!(h.operation_timeout, Some(Duration::from_secs(180)));
+    assert_eq!(h.max_envelope_size, Some(512_000));
+    assert_eq!(action_name(CREATE.as_bytes()), "Create");
+
+    let h = peek(PYPSRP_DELETE.as_bytes());
+    assert_eq!(h.operation(), "Delete");
+    assert_eq!(
+        h.shell_id.as_deref(),
+        Some("1F0B3C2A-5D4E-4F60-8A7B-9C0D1E2F3A4B")
+    );
+    assert_eq!(h.operation_timeout, Some(Duration::from_secs(20)));
+    assert_eq!(action_name(PYPSRP_DELETE.as_bytes()), "Delete");
+    for (action, name) in [
+        (ACTION_COMMAND, "Command"),
+        (ACTION_SEND, "Send"),
+        (ACTION_RECEIVE, "Receive"),
+        (ACTION_SIGNAL, "Signal"),
+    ] {
+        let env = PYPSRP_DELETE.replace(ACTION_DELETE, action);
+        assert_eq!(action_name(env.as_bytes()), name);
+    }
+}
+
+#[test]
+fn peek_reads_only_the_header_and_never_fails() {
+    // A MessageID-looking text in the body is not the header's.
+    let env = CREATE.replace(
+        "<a:MessageID>uuid:0B9D2C4E-1A3F-4E5D-8C7B-6A5F4E3D2C1B</a:MessageID>",
+        "",
+    );
+    let env = env.replace("AAAA", "<a:MessageID>uuid:forged</a:MessageID>");
+    assert_eq!(peek(env.as_bytes()).message_id, None);
+    // The body is not read at all: an envelope cut in the body still has its header.
+    let cut = &CREATE.as_bytes()[..CREATE.find("<rsp:InputStreams>").unwrap()];
+    assert_eq!(peek(cut).operation(), "Create");
+    // Unprefixed default namespace.
+    let plain = r#"<Envelope xmlns="http://www.w3.org/2003/05/soap-envelope"><Header><Action xmlns="http://schemas.xmlsoap.org/ws/2004/08/addressing">http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Receive</Action></Header></Envelope>"#;
+    assert_eq!(action_name(plain.as_bytes()), "Receive");
+    // Garbage, the wrong namespace, an Action past the byte cap.
+    assert_eq!(peek(b"garbage"), Head::default());
+    let wrong_ns = CREATE.replace(NS_ADDRESSING, "urn:not-addressing");
+    assert_eq!(action_name(wrong_ns.as_bytes()), "-");
+    let padded = CREATE.replace(
+        "<a:To>",
+        &format!("<!--{}--><a:To>", "x".repeat(PEEK_LIMIT)),
+    );
+    assert_eq!(action_name(padded.as_bytes()), "-");
+}
+
+proptest::proptest! {
+    #[test]
+    fn peek_never_panics(cut in 0usize..3000, pos in 0usize..3000, byte in proptest::num::u8::ANY) {
+        let mut b = PYPSRP_DELETE.as_bytes().to_vec();
+        let pos = pos % b.len();
+        b[pos] = byte;
+        b.truncate(cut.min(b.len()));
+        let _ = peek(&b).operation();
     }
 }
