@@ -12,6 +12,7 @@
 //! listener, prints the banner and serves until Ctrl-C.
 
 pub mod adminapi;
+pub mod claims;
 pub mod data;
 pub mod entra;
 pub mod exchange;
@@ -203,11 +204,7 @@ impl World {
             entra.add_tenant(&t.tenant_id);
             entra.consent(&t.tenant_id, DEMO_APP_ID, true);
             if t.directory_role {
-                entra.assign_role(
-                    &t.tenant_id,
-                    DEMO_APP_ID,
-                    crate::token::claims::EXCHANGE_ADMINISTRATOR,
-                );
+                entra.assign_role(&t.tenant_id, DEMO_APP_ID, claims::EXCHANGE_ADMINISTRATOR);
             }
         }
         let entra_listener = TcpListener::bind("127.0.0.1:0").await.map_err(io(dir))?;

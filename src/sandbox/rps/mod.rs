@@ -1,36 +1,38 @@
 //! The simulated Exchange RPS endpoint's executor (winrm mode's far end).
 //!
 //! Exchange's `Microsoft.Exchange` endpoint was a NoLanguage runspace running Exchange
-//! cmdlets in-process. [`RpsExecutor`] is that runspace over the sandbox's tenant data: the
-//! shared binder binds each command's `Args`, the shared pipeline runner gives PowerShell's
-//! pipeline semantics, and cmdlet results are serialized straight from Exchange's object
-//! model ([`ExObject`]) to CLIXML the way RPS did — *not* through the REST JSON — so the
-//! compatibility test (same script through winrm mode and rest mode, equal objects) checks
-//! the bridge's JSON round trip against an independent serialization.
+//! cmdlets in-process. [`RpsExecutor`] is that runspace over the sandbox's tenant data, the
+//! project's remoting endpoint (WS-Man + PSRP, DESIGN.md §5) in front of it. Everything
+//! behind that endpoint is the simulator's own, written from the references: the binder
+//! (`binding`, psrp-protocol.md §6.2), the pipeline runner with the restricted runspace's
+//! commands (`pipeline`, §10), the error records (`record`, §9.1) and the serialization of
+//! Exchange's objects straight to CLIXML as RPS did (§11.5) — *not* through the REST JSON.
+//! So the compatibility test (same script through winrm mode and rest mode, equal objects)
+//! compares the bridge with an independent implementation, not with itself.
 //!
 //! Errors carry RPS's FullyQualifiedErrorId form
 //! (`[Server=…,RequestId=…,TimeStamp=…] [FailureCategory=Cmdlet-<Exception>] <id>,<class>`).
 
+mod binding;
+mod pipeline;
+mod record;
+
 use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
-use serde_json::{Map, Value as Json};
-
 use super::AppIdentity;
-use super::data::{ExObject, ExchangeData, Outcome, Prop, Tenant};
-use crate::bridge::catalog::{Catalog, Entry};
-use crate::bridge::convert::list_type;
-use crate::bridge::errors::{ErrorOrigin, ExchangeError};
-use crate::bridge::pipeline::{self, Backend, Batch, Call, Failure};
-use crate::remoting::binding::CommonParameters;
+use super::data::wildcard::matches as wildcard_match;
+use super::data::{ExObject, ExchangeData, Prop, catalog};
 use crate::remoting::clixml::{Container, Object, Value};
 use crate::remoting::executor::{
-    CommandMetadata, ErrorRecord, Executor, InputStream, MetadataQuery, OutputSink, Pipeline,
-    PipelineEnd,
+    CommandMetadata, ErrorRecord, Executor, InputStream, MetadataQuery, OutputSink,
+    ParameterMetadata, Pipeline, PipelineEnd,
 };
 
-/// Objects per batch handed to the pipeline (RPS streamed objects as the cmdlet wrote them).
-const BATCH: usize = 100;
+/// How RPS serialized a multi-valued property (psrp-protocol.md §11.5).
+const ARRAY_LIST: [&str; 2] = ["System.Collections.ArrayList", "System.Object"];
+
+/// The module name GET_COMMAND_METADATA reports (psrp-protocol.md §7.4's example).
+const MODULE: &str = "tmp_exo";
 
 /// An Exchange object as RPS serialized it: Exchange's type names, ToString = Identity, the
 /// data properties under `Props`, multi-valued properties as ArrayLists.
@@ -46,7 +48,7 @@ pub fn to_clixml(obj: &ExObject) -> Value {
         Prop::Date(d, false) => Value::DateTime(*d),
         Prop::Date(d, true) => Value::UtcDateTime(d.to_utc()),
         Prop::Multi(v) => Value::Object(Box::new(Object {
-            type_names: list_type(),
+            type_names: ARRAY_LIST.iter().map(|t| (*t).to_owned()).collect(),
             container: Some(Container::List(
                 v.iter().cloned().map(Value::String).collect(),
             )),
@@ -54,10 +56,9 @@ pub fn to_clixml(obj: &ExObject) -> Value {
         })),
     };
     let to_string = ["Identity", "Name"].iter().find_map(|n| match obj.get(n) {
-        Some(Prop::Null) | None => None,
         Some(Prop::Str(s)) => Some(s.clone()),
         Some(Prop::Guid(g)) => Some(g.to_string()),
-        Some(_) => None,
+        _ => None,
     });
     Value::Object(Box::new(Object {
         type_names: obj.type_names.clone(),
@@ -74,16 +75,12 @@ pub fn to_clixml(obj: &ExObject) -> Value {
 /// The winrm-mode sandbox's executor.
 pub struct RpsExecutor {
     data: Arc<ExchangeData>,
-    catalog: Catalog,
 }
 
 impl RpsExecutor {
-    /// An executor over `data`, offering the built-in cmdlet table.
+    /// An executor over `data`.
     pub fn new(data: Arc<ExchangeData>) -> Self {
-        Self {
-            data,
-            catalog: Catalog::builtin(),
-        }
+        Self { data }
     }
 }
 
@@ -96,102 +93,24 @@ pub fn service(data: Arc<ExchangeData>) -> Arc<dyn super::exchange::RpsService> 
     ))
 }
 
-struct Memory<'a>(&'a ExchangeData);
-
-struct MemCall {
-    tenant: Arc<Tenant>,
-    cmdlet: String,
-    parameters: Option<Map<String, Json>>,
-    outcome: Option<Outcome>,
-    sent: usize,
-    done: bool,
-}
-
-fn rps_record(e: &ExchangeError, cmdlet: &str, server: &str) -> Failure {
-    let origin = ErrorOrigin {
-        server: server.split('.').next().unwrap_or_default().to_owned(),
-        request_id: uuid::Uuid::new_v4().to_string(),
-        timestamp: chrono::Utc::now()
-            .format("%-m/%-d/%Y %-I:%M:%S %p")
-            .to_string(),
-    };
-    let mut f = Failure::from_exchange(e, cmdlet, &origin);
-    let rec = match &mut f {
-        Failure::NonTerminating(r) | Failure::Terminating(r) => r,
-    };
-    if let Some(i) = rec.fully_qualified_error_id.find("] ") {
-        rec.fully_qualified_error_id.insert_str(
-            i + 2,
-            &format!("[FailureCategory=Cmdlet-{}] ", e.short_name()),
-        );
-    }
-    f
-}
-
-impl MemCall {
-    fn step(&mut self) -> Option<Result<Batch, Failure>> {
-        if self.done {
-            return None;
-        }
-        if let Some(params) = self.parameters.take() {
-            match self.tenant.invoke(&self.cmdlet, &params) {
-                Ok(o) => self.outcome = Some(o),
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(rps_record(&e, &self.cmdlet, &self.tenant.server)));
-                }
-            }
-        }
-        let outcome = self.outcome.as_ref()?;
-        let end = (self.sent + BATCH).min(outcome.items.len());
-        let objects = outcome.items[self.sent..end]
+fn metadata(c: &catalog::Cmdlet) -> CommandMetadata {
+    CommandMetadata {
+        name: c.name.to_owned(),
+        namespace: MODULE.to_owned(),
+        command_type: 8,
+        resolved_command_name: None,
+        parameters: c
+            .params
             .iter()
-            .map(|i| to_clixml(&self.tenant.object(i)))
-            .collect();
-        self.sent = end;
-        let last = end >= outcome.items.len();
-        self.done = last;
-        Some(Ok(Batch {
-            objects,
-            warnings: if last {
-                outcome.warnings.clone()
-            } else {
-                vec![]
-            },
-            errors: vec![],
-        }))
-    }
-}
-
-impl Call for MemCall {
-    fn next(&mut self) -> BoxFuture<'_, Option<Result<Batch, Failure>>> {
-        let step = self.step();
-        Box::pin(async move {
-            // Let other tasks run between batches, as a real endpoint's I/O would.
-            tokio::task::yield_now().await;
-            step
-        })
-    }
-}
-
-impl Backend for Memory<'_> {
-    type Caller = AppIdentity;
-
-    fn call<'a>(
-        &'a self,
-        caller: &'a AppIdentity,
-        entry: &'a Entry,
-        parameters: Map<String, Json>,
-        _common: &'a CommonParameters,
-    ) -> Box<dyn Call + 'a> {
-        Box::new(MemCall {
-            tenant: self.0.tenant(&caller.tenant_id, &caller.organization),
-            cmdlet: entry.metadata.name.clone(),
-            parameters: Some(parameters),
-            outcome: None,
-            sent: 0,
-            done: false,
-        })
+            .map(|p| ParameterMetadata {
+                name: p.name.to_owned(),
+                parameter_type: p.type_name.to_owned(),
+                aliases: Vec::new(),
+                is_switch: p.switch,
+                position: p.position,
+            })
+            .collect(),
+        supports_should_process: c.changes_state(),
     }
 }
 
@@ -205,15 +124,8 @@ impl Executor for RpsExecutor {
         input: InputStream,
         output: OutputSink,
     ) -> PipelineEnd {
-        pipeline::run(
-            &Memory(&self.data),
-            caller,
-            &self.catalog,
-            pipeline,
-            input,
-            output,
-        )
-        .await
+        let tenant = self.data.tenant(&caller.tenant_id, &caller.organization);
+        pipeline::run(tenant, pipeline, input, output).await
     }
 
     async fn command_metadata(
@@ -221,7 +133,17 @@ impl Executor for RpsExecutor {
         _caller: &AppIdentity,
         query: MetadataQuery,
     ) -> Result<Vec<CommandMetadata>, ErrorRecord> {
-        Ok(self.catalog.query(&query))
+        const CMDLET: u32 = 8;
+        if query.command_types & CMDLET == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(catalog::cmdlets()
+            .iter()
+            .filter(|c| {
+                query.names.is_empty() || query.names.iter().any(|n| wildcard_match(n, c.name))
+            })
+            .map(metadata)
+            .collect())
     }
 }
 
