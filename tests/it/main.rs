@@ -3,6 +3,7 @@
 mod admin;
 mod bridge;
 mod cli;
+mod compat;
 mod config;
 mod proxy;
 mod remoting;

@@ -81,17 +81,17 @@ pub fn text_of(v: &Value) -> Option<String> {
         Value::Char(c) => char::from_u32(u32::from(*c))
             .map(String::from)
             .unwrap_or_default(),
-        Value::I8(n) => n.to_string(),
-        Value::U8(n) => n.to_string(),
-        Value::I16(n) => n.to_string(),
-        Value::U16(n) => n.to_string(),
-        Value::I32(n) => n.to_string(),
-        Value::U32(n) => n.to_string(),
-        Value::I64(n) => n.to_string(),
-        Value::U64(n) => n.to_string(),
-        Value::Float(n) => n.to_string(),
-        Value::Double(n) => n.to_string(),
-        Value::Duration(t) => t.to_string(),
+        Value::I8(n) => format!("{n}"),
+        Value::U8(n) => format!("{n}"),
+        Value::I16(n) => format!("{n}"),
+        Value::U16(n) => format!("{n}"),
+        Value::I32(n) => format!("{n}"),
+        Value::U32(n) => format!("{n}"),
+        Value::I64(n) => format!("{n}"),
+        Value::U64(n) => format!("{n}"),
+        Value::Float(n) => format!("{n}"),
+        Value::Double(n) => format!("{n}"),
+        Value::Duration(ticks) => format!("{ticks}"),
         Value::Guid(g) => g.to_string(),
         Value::DateTime(d) => exchange_datetime(d, false),
         Value::UtcDateTime(d) => exchange_datetime(&d.fixed_offset(), true),
@@ -134,16 +134,19 @@ pub fn to_json(v: &Value) -> Json {
     match v {
         Value::Nil => Json::Null,
         Value::Bool(b) => Json::Bool(*b),
-        Value::I8(n) => Json::from(*n),
-        Value::U8(n) => Json::from(*n),
-        Value::I16(n) => Json::from(*n),
-        Value::U16(n) => Json::from(*n),
-        Value::I32(n) => Json::from(*n),
-        Value::U32(n) => Json::from(*n),
-        Value::I64(n) => Json::from(*n),
-        Value::U64(n) => Json::from(*n),
-        Value::Float(n) => Json::from(f64::from(*n)),
-        Value::Double(n) => Json::from(*n),
+        // Numbers as JSON numbers: their decimal text is a JSON number already.
+        Value::I8(_)
+        | Value::U8(_)
+        | Value::I16(_)
+        | Value::U16(_)
+        | Value::I32(_)
+        | Value::U32(_)
+        | Value::I64(_)
+        | Value::U64(_)
+        | Value::Float(_)
+        | Value::Double(_) => text_of(v)
+            .and_then(|t| serde_json::from_str::<serde_json::Number>(&t).ok())
+            .map_or(Json::Null, Json::Number),
         Value::DateTime(d) => Json::from(exchange_datetime(d, true)),
         Value::UtcDateTime(d) => Json::from(exchange_datetime(&d.fixed_offset(), true)),
         Value::Object(o) => {

@@ -407,16 +407,37 @@ impl Harness {
     }
 }
 
+/// POSTs a WS-Man-like `body` to `url?query`, as `user:password` when `auth` is given.
+pub async fn post_soap(
+    client: &reqwest::Client,
+    url: &str,
+    auth: Option<(&str, &str)>,
+    query: &str,
+    body: &str,
+) -> reqwest::Response {
+    let url = if query.is_empty() {
+        url.to_owned()
+    } else {
+        format!("{url}?{query}")
+    };
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/soap+xml;charset=UTF-8")
+        .body(body.to_owned());
+    if let Some((u, p)) = auth {
+        req = req.header("authorization", Credentials::encode(u, p));
+    }
+    req.send().await.expect("request to the proxy")
+}
+
 /// A reqwest client trusting `cert` (a proxy's listener certificate).
 pub fn client_trusting(cert: &std::path::Path) -> reqwest::Client {
-    {
-        let tls = exo_authproxy::forward::winrm::client_tls(Some(cert)).unwrap();
-        reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .no_proxy()
-            .build()
-            .unwrap()
-    }
+    let tls = exo_authproxy::forward::winrm::client_tls(Some(cert)).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .no_proxy()
+        .build()
+        .unwrap()
 }
 
 impl Harness {
@@ -428,19 +449,7 @@ impl Harness {
         query: &str,
         body: &str,
     ) -> reqwest::Response {
-        let url = if query.is_empty() {
-            self.url.clone()
-        } else {
-            format!("{}?{query}", self.url)
-        };
-        let mut req = client
-            .post(url)
-            .header("content-type", "application/soap+xml;charset=UTF-8")
-            .body(body.to_owned());
-        if let Some((u, p)) = auth {
-            req = req.header("authorization", Credentials::encode(u, p));
-        }
-        req.send().await.expect("request to the proxy")
+        post_soap(client, &self.url, auth, query, body).await
     }
 
     /// Stops the proxy (as SIGTERM does) and waits for `serve` to return.
@@ -586,19 +595,7 @@ impl Sandboxed {
         query: &str,
         body: &str,
     ) -> reqwest::Response {
-        let url = if query.is_empty() {
-            self.url.clone()
-        } else {
-            format!("{}?{query}", self.url)
-        };
-        client
-            .post(url)
-            .header("content-type", "application/soap+xml;charset=UTF-8")
-            .header("authorization", Credentials::encode(USER, PASSWORD))
-            .body(body.to_owned())
-            .send()
-            .await
-            .expect("request to the proxy")
+        post_soap(client, &self.url, Some((USER, PASSWORD)), query, body).await
     }
 
     /// The environment for `tests/interop/proxy_session.py`.
