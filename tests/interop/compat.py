@@ -60,6 +60,23 @@ CASES = {
     "select_exclude": [("Get-Mailbox", {"ResultSize": 1}), ("Select-Object", {"ExcludeProperty": "Name"})],
     "measure": [("Get-Mailbox", {"ResultSize": "Unlimited"}), ("Measure-Object", {})],
     "unknown_command": [("Get-Frobnicator", {})],
+    # Select-Object mid-pipeline runs in each mode's executor (the bridge's pipeline, the
+    # simulator's runner): an independent comparison, unlike a trailing one.
+    "mid_select_expand": [
+        ("Get-Mailbox", {"ResultSize": 3}),
+        ("Select-Object", {"ExpandProperty": "Name"}),
+        ("Get-MailboxStatistics", {}),
+    ],
+    "mid_select_first": [
+        ("Get-Mailbox", {"ResultSize": "Unlimited"}),
+        ("Select-Object", {"First": 2}),
+        ("Get-MailboxStatistics", {}),
+    ],
+    "mid_select_wildcard": [
+        ("Get-Mailbox", {"ResultSize": 2}),
+        ("Select-Object", {"Property": ["Name", "Identity*"]}),
+        ("Get-MailboxStatistics", {}),
+    ],
 }
 
 
