@@ -1,6 +1,6 @@
 //! The simulated Exchange Online REST admin API: `InvokeCommand` and `EXOModuleFile`.
 //!
-//! `sandbox/exchange.rs` verifies the Bearer token (as for RPS) and calls [`handle`] with the
+//! `sandbox/exchange/` verifies the Bearer token (as for RPS) and calls [`handle`] with the
 //! app it established; this module answers as the live service does (reference
 //! exo-rest-adminapi.md §6–§10): OData JSON with per-property annotations, paging through
 //! `@odata.nextLink` (absolute URL, same body re-POSTed) honouring

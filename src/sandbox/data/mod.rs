@@ -4,7 +4,7 @@
 //! e.g. 10,000 for paging tests — recipients, organization config, accepted domains), made
 //! on first use from the tenant id and organization alone, so every run and both upstream
 //! modes see the same objects. Both simulated endpoints run their commands here: the RPS
-//! endpoint (`rps.rs`, winrm mode) and the REST admin API (`adminapi.rs`, rest mode) — which
+//! endpoint (`rps/`, winrm mode) and the REST admin API (`adminapi.rs`, rest mode) — which
 //! is what makes the compatibility test (same script, same objects through either mode)
 //! meaningful. State changes (`Set-Mailbox`) are visible to later `Get-*`s of either.
 //!
@@ -21,7 +21,8 @@
 //! state behind an `RwLock`) and `mailbox` the state it is generated from; `cmdlets` runs
 //! commands against that state (with `filter` for `-Filter`), `object` shapes the results as
 //! Exchange serializes them, and `knobs` holds what tests set and read while the simulator
-//! runs.
+//! runs. `catalog` lists the cmdlets and their parameters, `error` the errors they raise,
+//! `wildcard` matches `-Identity 'a*'`, `-like` and command names in bounded time.
 
 pub mod catalog;
 mod cmdlets;

@@ -333,4 +333,219 @@ mod tests {
         };
         assert_eq!(o.adapted[0], ("Count".to_string(), Value::I32(50)));
     }
+
+    /// The objects of `outs` (Get-Mailbox -ResultSize n also warns: more results exist).
+    fn objects(outs: Vec<Output>) -> Vec<Output> {
+        outs.into_iter()
+            .filter(|o| matches!(o, Output::Object(_)))
+            .collect()
+    }
+
+    fn names(o: &Output) -> Vec<String> {
+        match o {
+            Output::Object(Value::Object(o)) => o.extended.iter().map(|(n, _)| n.clone()).collect(),
+            other => panic!("not an object: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn select_object_as_powershell_has_it() {
+        let exec = RpsExecutor::new(Arc::new(ExchangeData::new(1_500)));
+        let get = |n: i32| cmd("Get-Mailbox", vec![(Some("ResultSize"), Value::I32(n))]);
+        let select = |args| cmd("Select-Object", args);
+        let list = |items: &[&str]| {
+            Value::Object(Box::new(Object {
+                type_names: vec!["System.Object[]".into()],
+                container: Some(Container::List(items.iter().map(|i| s(i)).collect())),
+                ..Object::default()
+            }))
+        };
+
+        let (outs, _) = run(
+            &exec,
+            vec![
+                get(1),
+                select(vec![(None, list(&["Name", "Primary*", "Nothing"]))]),
+            ],
+        )
+        .await;
+        assert_eq!(names(&outs[0]), ["Name", "PrimarySmtpAddress", "Nothing"]);
+
+        let (outs, _) = run(
+            &exec,
+            vec![
+                get(1),
+                select(vec![(Some("ExcludeProperty"), s("*Address*"))]),
+            ],
+        )
+        .await;
+        let props = names(&outs[0]);
+        assert!(props.contains(&"Name".to_owned()));
+        assert!(!props.iter().any(|p| p.contains("Address")), "{props:?}");
+
+        let (outs, _) = run(
+            &exec,
+            vec![
+                get(2),
+                select(vec![(Some("ExpandProperty"), s("EmailAddresses"))]),
+            ],
+        )
+        .await;
+        assert_eq!(
+            objects(outs),
+            [
+                Output::Object(s("SMTP:AdeleV@contoso.com")),
+                Output::Object(s("smtp:AdeleV@contoso.onmicrosoft.com")),
+                Output::Object(s("SMTP:AlexW@contoso.com")),
+                Output::Object(s("smtp:AlexW@contoso.onmicrosoft.com")),
+            ]
+        );
+
+        let (outs, end) = run(
+            &exec,
+            vec![get(1), select(vec![(Some("ExpandProperty"), s("Nope"))])],
+        )
+        .await;
+        assert_eq!(end, PipelineEnd::Completed);
+        assert!(
+            matches!(&outs[0], Output::Error(e) if e.message == "Property \"Nope\" cannot be found.")
+        );
+
+        // -Skip, -Last, -Index pick by position.
+        let expand = || (Some("ExpandProperty"), s("Name"));
+        let (outs, _) = run(
+            &exec,
+            vec![
+                get(5),
+                select(vec![(Some("Skip"), Value::I32(3)), expand()]),
+            ],
+        )
+        .await;
+        assert_eq!(
+            objects(outs),
+            [Output::Object(s("GradyA")), Output::Object(s("IsaiahL"))]
+        );
+        let (outs, _) = run(
+            &exec,
+            vec![
+                get(5),
+                select(vec![(Some("Last"), Value::I32(1)), expand()]),
+            ],
+        )
+        .await;
+        assert_eq!(objects(outs), [Output::Object(s("IsaiahL"))]);
+
+        // -First stops Get-Mailbox: its "more results" warning is never written.
+        let (outs, _) = run(
+            &exec,
+            vec![
+                cmd("Get-Mailbox", vec![]),
+                select(vec![(Some("First"), Value::I32(2)), expand()]),
+            ],
+        )
+        .await;
+        assert_eq!(
+            outs,
+            [Output::Object(s("AdeleV")), Output::Object(s("AlexW"))]
+        );
+
+        // A calculated property is script: refused as the NoLanguage runspace did.
+        let calculated = Value::Object(Box::new(Object {
+            type_names: vec!["System.Collections.Hashtable".into()],
+            container: Some(Container::Dictionary(vec![(
+                s("Expression"),
+                Value::ScriptBlock("$_.Name".into()),
+            )])),
+            ..Object::default()
+        }));
+        let (_, end) = run(&exec, vec![get(1), select(vec![(None, calculated)])]).await;
+        let PipelineEnd::Failed(rec) = end else {
+            panic!("{end:?}")
+        };
+        assert_eq!(rec.fully_qualified_error_id, "ScriptsNotAllowed");
+    }
+
+    #[tokio::test]
+    async fn measure_preferences_and_client_input() {
+        let exec = RpsExecutor::new(Arc::new(ExchangeData::new(10)));
+        let (outs, _) = run(
+            &exec,
+            vec![
+                cmd("Get-Mailbox", vec![(Some("ResultSize"), Value::I32(3))]),
+                cmd("Get-MailboxStatistics", vec![]),
+                cmd(
+                    "Measure-Object",
+                    vec![
+                        (Some("Property"), s("ItemCount")),
+                        (Some("-Sum"), Value::Nil),
+                        (Some("-Maximum"), Value::Nil),
+                    ],
+                ),
+            ],
+        )
+        .await;
+        assert!(matches!(&outs[0], Output::Warning(_)), "{outs:?}");
+        let Output::Object(Value::Object(o)) = &outs[1] else {
+            panic!("{outs:?}")
+        };
+        assert_eq!(o.adapted[0], ("Count".into(), Value::I32(3)));
+        assert_eq!(o.adapted[2], ("Sum".into(), Value::Double(23_757.0)));
+        assert_eq!(o.adapted[3], ("Maximum".into(), Value::Double(15_838.0)));
+        assert_eq!(o.adapted[5], ("Property".into(), s("ItemCount")));
+
+        // -ErrorAction SilentlyContinue drops the error; -WarningAction Stop fails.
+        let (outs, end) = run(
+            &exec,
+            vec![cmd(
+                "Get-Mailbox",
+                vec![
+                    (Some("Identity"), s("nobody")),
+                    (Some("ErrorAction"), s("SilentlyContinue")),
+                ],
+            )],
+        )
+        .await;
+        assert_eq!((outs.len(), end), (0, PipelineEnd::Completed));
+        let (_, end) = run(
+            &exec,
+            vec![cmd(
+                "Set-Mailbox",
+                vec![
+                    (None, s("AdeleV")),
+                    (Some("CustomAttribute1"), s("Sales")),
+                    (Some("WarningAction"), s("Stop")),
+                ],
+            )],
+        )
+        .await;
+        let PipelineEnd::Failed(rec) = end else {
+            panic!("{end:?}")
+        };
+        assert!(
+            rec.fully_qualified_error_id
+                .starts_with("ActionPreferenceStop,")
+        );
+
+        // Client input binds to -Identity, one call per object; a bad one is an error.
+        let (sink, mut rx) = OutputSink::channel(16);
+        let (tx, input) = tokio::sync::mpsc::channel(4);
+        let pipeline = Pipeline {
+            statements: vec![Statement {
+                commands: vec![cmd("Get-Mailbox", vec![])],
+            }],
+            no_input: false,
+        };
+        for v in [s("LeeG"), s("nobody"), s("MeganB")] {
+            tx.send(v).await.unwrap();
+        }
+        drop(tx);
+        let end = exec.run(&app(), pipeline, input, sink).await;
+        assert_eq!(end, PipelineEnd::Completed);
+        let mut outs = Vec::new();
+        while let Ok(o) = rx.try_recv() {
+            outs.push(o);
+        }
+        assert_eq!(outs.len(), 3, "{outs:?}");
+        assert!(matches!(&outs[1], Output::Error(_)));
+    }
 }

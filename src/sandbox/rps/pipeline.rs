@@ -106,12 +106,12 @@ enum Event {
     /// A record for the client's streams.
     Record(Output),
     /// The pipeline fails with this record.
-    Fail(ErrorRecord),
+    Fail(Box<ErrorRecord>),
 }
 
 fn error_event(pref: Preference, rec: ErrorRecord) -> Option<Event> {
     match pref {
-        Preference::Stop => Some(Event::Fail(rec)),
+        Preference::Stop => Some(Event::Fail(Box::new(rec))),
         Preference::Silent => None,
         Preference::Continue => Some(Event::Record(Output::Error(rec))),
     }
@@ -119,7 +119,7 @@ fn error_event(pref: Preference, rec: ErrorRecord) -> Option<Event> {
 
 fn warning_event(pref: Preference, cmdlet: &str, text: String) -> Option<Event> {
     match pref {
-        Preference::Stop => Some(Event::Fail(record::warning_stop(cmdlet, &text))),
+        Preference::Stop => Some(Event::Fail(Box::new(record::warning_stop(cmdlet, &text)))),
         Preference::Silent => None,
         Preference::Continue => Some(Event::Record(Output::Warning(text))),
     }
@@ -132,7 +132,7 @@ struct ExchangeStage {
 
 impl ExchangeStage {
     /// Runs the cmdlet, with `input` bound to `-Identity`.
-    fn call(&self, tenant: &Tenant, input: Option<&Value>) -> Result<Outcome, Option<Event>> {
+    fn call(&self, tenant: &Tenant, input: Option<&Value>) -> Result<Outcome, Vec<Event>> {
         let mut params = self.bound.parameters.clone();
         if let Some(v) = input {
             match identity_of(v) {
@@ -144,7 +144,9 @@ impl ExchangeStage {
                 }
                 _ => {
                     let rec = record::input_not_bound(self.cmdlet.name, v);
-                    return Err(error_event(self.bound.error_action, rec));
+                    return Err(error_event(self.bound.error_action, rec)
+                        .into_iter()
+                        .collect());
                 }
             }
         }
@@ -153,12 +155,14 @@ impl ExchangeStage {
             .map_err(|e| self.failure(&e, tenant))
     }
 
-    fn failure(&self, e: &CmdletError, tenant: &Tenant) -> Option<Event> {
+    fn failure(&self, e: &CmdletError, tenant: &Tenant) -> Vec<Event> {
         let rec = record::exchange(e, self.cmdlet.name, &tenant.server);
         if e.is_terminating() {
-            Some(Event::Fail(rec))
+            vec![Event::Fail(Box::new(rec))]
         } else {
             error_event(self.bound.error_action, rec)
+                .into_iter()
+                .collect()
         }
     }
 
@@ -199,7 +203,7 @@ fn strings(v: &Value) -> Vec<String> {
     }
 }
 
-fn count(bound: &Bound, name: &str) -> Result<Option<usize>, ErrorRecord> {
+fn count(bound: &Bound, name: &str) -> Result<Option<usize>, Box<ErrorRecord>> {
     let Some(v) = bound.get(name) else {
         return Ok(None);
     };
@@ -213,6 +217,7 @@ fn count(bound: &Bound, name: &str) -> Result<Option<usize>, ErrorRecord> {
                 )),
                 "Select-Object",
             )
+            .into()
         })
 }
 
@@ -233,9 +238,11 @@ fn is_script(v: &Value) -> bool {
 }
 
 impl Select {
-    fn new(bound: &Bound) -> Result<Self, ErrorRecord> {
+    fn new(bound: &Bound) -> Result<Self, Box<ErrorRecord>> {
         if let Some(v) = bound.get("Property").filter(|v| is_script(v)) {
-            return Err(record::scripts_not_allowed(&text_of(v).unwrap_or_default()));
+            return Err(Box::new(record::scripts_not_allowed(
+                &text_of(v).unwrap_or_default(),
+            )));
         }
         let exclude = bound
             .get("ExcludeProperty")
@@ -489,11 +496,11 @@ impl Stage {
     }
 }
 
-fn prepare(commands: &[Command]) -> Result<Vec<Stage>, ErrorRecord> {
+fn prepare(commands: &[Command]) -> Result<Vec<Stage>, Box<ErrorRecord>> {
     let mut stages = Vec::with_capacity(commands.len());
     for c in commands {
         if c.is_script {
-            return Err(record::scripts_not_allowed(&c.name));
+            return Err(Box::new(record::scripts_not_allowed(&c.name)));
         }
         let name = c.name.trim();
         if let Some((canonical, params)) = local(name) {
@@ -504,7 +511,7 @@ fn prepare(commands: &[Command]) -> Result<Vec<Stage>, ErrorRecord> {
                 },
                 &c.args,
             )
-            .map_err(|e| record::powershell(&e, canonical))?;
+            .map_err(|e| Box::new(record::powershell(&e, canonical)))?;
             stages.push(match canonical {
                 "Select-Object" => Stage::Select(Box::new(Select::new(&bound)?)),
                 "Measure-Object" => Stage::Measure(Measure {
@@ -521,17 +528,17 @@ fn prepare(commands: &[Command]) -> Result<Vec<Stage>, ErrorRecord> {
             continue;
         }
         let Some(cmdlet) = catalog::lookup(name) else {
-            return Err(record::powershell(
+            return Err(Box::new(record::powershell(
                 &CmdletError::command_not_found(name),
                 name,
-            ));
+            )));
         };
         let sig = Signature {
             params: &cmdlet.params,
             permissive: !cmdlet.simulated,
         };
-        let bound =
-            binding::bind(&sig, &c.args).map_err(|e| record::powershell(&e, cmdlet.name))?;
+        let bound = binding::bind(&sig, &c.args)
+            .map_err(|e| Box::new(record::powershell(&e, cmdlet.name)))?;
         stages.push(Stage::Exchange(ExchangeStage { cmdlet, bound }));
     }
     Ok(stages)
@@ -588,7 +595,7 @@ async fn send(output: &OutputSink, events: Vec<Event>) -> Result<(), PipelineEnd
         let out = match e {
             Event::Object(v) => Output::Object(v),
             Event::Record(r) => r,
-            Event::Fail(rec) => return Err(PipelineEnd::Failed(rec)),
+            Event::Fail(rec) => return Err(PipelineEnd::Failed(*rec)),
         };
         if output.send(out).await.is_err() {
             return Err(PipelineEnd::Completed);
@@ -600,14 +607,14 @@ async fn send(output: &OutputSink, events: Vec<Event>) -> Result<(), PipelineEnd
 async fn statement(
     tenant: &Arc<Tenant>,
     commands: &[Command],
-    mut input: Option<&mut InputStream>,
+    input: Option<&mut InputStream>,
     output: &OutputSink,
 ) -> Result<(), PipelineEnd> {
-    let mut stages = prepare(commands).map_err(PipelineEnd::Failed)?;
+    let mut stages = prepare(commands).map_err(|rec| PipelineEnd::Failed(*rec))?;
     if stages.is_empty() {
         return Ok(());
     }
-    if let Some(input) = input.as_deref_mut() {
+    if let Some(input) = input {
         while let Some(v) = input.recv().await {
             let mut out = Vec::new();
             flow(&mut stages, tenant, 0, Event::Object(v), &mut out);
@@ -627,7 +634,7 @@ async fn statement(
             Ok(done) => done,
             Err(e) => {
                 let mut out = Vec::new();
-                if let Some(e) = e {
+                for e in e {
                     flow(&mut stages, tenant, 1, e, &mut out);
                 }
                 send(output, out).await?;
