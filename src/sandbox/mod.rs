@@ -161,16 +161,11 @@ pub fn simulated_exchange(
     mailboxes_per_tenant: usize,
 ) -> (Arc<data::ExchangeData>, Arc<dyn RpsService>, AdminApi) {
     let data = Arc::new(data::ExchangeData::new(mailboxes_per_tenant));
-    let rps: Arc<dyn RpsService> = Arc::new(crate::remoting::Endpoint::new(
-        Arc::new(rps::RpsExecutor::new(data.clone())),
-        crate::remoting::Settings::default(),
-    ));
-    let for_rest = data.clone();
-    let adminapi: AdminApi = Arc::new(move |app, tenant, request| {
-        let data = for_rest.clone();
-        Box::pin(async move { adminapi::handle(&data, &app, &tenant, request).await })
-    });
-    (data, rps, adminapi)
+    (
+        data.clone(),
+        rps::service(data.clone()),
+        adminapi::service(data),
+    )
 }
 
 /// Runs the sandbox on `options.listen` until `shutdown` completes, printing the banner to `out`.
