@@ -4,9 +4,10 @@
 //! cmdlets in-process. [`RpsExecutor`] is that runspace over the sandbox's tenant data, the
 //! project's remoting endpoint (WS-Man + PSRP, DESIGN.md §5) in front of it. Everything
 //! behind that endpoint is the simulator's own, written from the references: the binder
-//! (`binding`, psrp-protocol.md §6.2), the pipeline runner with the restricted runspace's
-//! commands (`pipeline`, §10), the error records (`record`, §9.1) and the serialization of
-//! Exchange's objects straight to CLIXML as RPS did (§11.5) — *not* through the REST JSON.
+//! (`binding`, psrp-protocol.md §6.2), the pipeline runner (`pipeline`, with `event`), the
+//! restricted runspace's own commands (`local`, §10), the error records (`record`, §9.1) and
+//! the serialization of Exchange's objects straight to CLIXML as RPS did (§11.5) — *not*
+//! through the REST JSON.
 //! So the compatibility test (same script through winrm mode and rest mode, equal objects)
 //! compares the bridge with an independent implementation, not with itself.
 //!
@@ -14,6 +15,8 @@
 //! (`[Server=…,RequestId=…,TimeStamp=…] [FailureCategory=Cmdlet-<Exception>] <id>,<class>`).
 
 mod binding;
+mod event;
+mod local;
 mod pipeline;
 mod record;
 
