@@ -1,6 +1,6 @@
 //! The simulated Exchange Online REST admin API: `InvokeCommand` and `EXOModuleFile`.
 //!
-//! `sandbox/exchange.rs` verifies the Bearer token (as for RPS) and calls [`handle`] with the
+//! `sandbox/exchange/` verifies the Bearer token (as for RPS) and calls [`handle`] with the
 //! app it established; this module answers as the live service does (reference
 //! exo-rest-adminapi.md §6–§10): OData JSON with per-property annotations, paging through
 //! `@odata.nextLink` (absolute URL, same body re-POSTed) honouring
@@ -8,6 +8,9 @@
 //! with `details[0].message` = `ErrorId|Class|Message`, and `request-id` /
 //! `X-CalculatedBETarget` headers. All cmdlets run on the same tenant data as the simulated
 //! RPS endpoint (`data/`).
+//!
+//! Everything here is the simulator's own reading of the reference (cmdlet list, error bodies,
+//! paging, JSON encoding in `data/`); it shares no code with the bridge that calls it.
 //!
 //! Test knobs live in [`ExchangeData::knobs`](super::data::Knobs): 429 with `Retry-After`,
 //! 503, 401, latency (all requests, or follow-up pages only); counters in
@@ -21,9 +24,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{Map, Value as Json};
 
 use super::AppIdentity;
-use super::data::ExchangeData;
-use crate::bridge::catalog::{Catalog, Kind};
-use crate::bridge::errors::ExchangeError;
+use super::data::{CmdletError, ExchangeData, catalog};
 
 /// Largest page the service returns.
 pub const MAX_PAGE: usize = 1000;
@@ -71,11 +72,11 @@ fn json_response(
 
 fn error_response(
     status: StatusCode,
-    e: &ExchangeError,
+    e: &CmdletError,
     request_id: &str,
     server: &str,
 ) -> Response<Bytes> {
-    let mut rsp = json_response(status, &e.to_rest_body(), request_id, server);
+    let mut rsp = json_response(status, &e.rest_body(), request_id, server);
     if let Ok(v) = HeaderValue::from_str(e.short_name()) {
         rsp.headers_mut().insert("x-ExceptionType", v);
     }
@@ -142,7 +143,7 @@ pub async fn handle(
     if !tenant_in_path.eq_ignore_ascii_case(&app.tenant_id)
         && !tenant_in_path.eq_ignore_ascii_case(&app.organization)
     {
-        let e = ExchangeError::new(
+        let e = CmdletError::new(
             "Microsoft.Exchange.Security.Authorization.UnauthorizedAccessException",
             format!(
                 "The tenant in the URL ({tenant_in_path}) is not the tenant of the access token ({}).",
@@ -161,18 +162,16 @@ pub async fn handle(
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let names = names.unwrap_or_else(|| {
-            Catalog::builtin()
-                .entries()
+            catalog::cmdlets()
                 .iter()
-                .filter(|e| e.kind == Kind::Exchange)
-                .map(|e| e.metadata.name.clone())
+                .map(|c| c.name.to_owned())
                 .collect()
         });
         let body = serde_json::json!({ "value": [{ "exportedCmdlets": names.join(",") }] });
         return json_response(StatusCode::OK, &body, &request_id, &server);
     }
     if !path.ends_with("/invokecommand") {
-        let e = ExchangeError::new(
+        let e = CmdletError::new(
             "Microsoft.Exchange.Admin.OData.Core.ODataServiceException",
             format!(
                 "The simulated admin API has no resource at {}.",
@@ -182,7 +181,7 @@ pub async fn handle(
         return error_response(StatusCode::NOT_FOUND, &e, &request_id, &server);
     }
     if request.method() != Method::POST {
-        let e = ExchangeError::new(
+        let e = CmdletError::new(
             "Microsoft.Exchange.Admin.OData.Core.ODataServiceException",
             "InvokeCommand accepts only POST.".to_owned(),
         );
@@ -220,7 +219,7 @@ pub async fn handle(
     }
     if take(&data.knobs.throttle_next) {
         let secs = data.knobs.retry_after_secs.load(Ordering::SeqCst);
-        let e = ExchangeError::new(
+        let e = CmdletError::new(
             "Microsoft.Exchange.Admin.OData.Core.ThrottlingException",
             "You have reached the maximum number of concurrent requests per tenant. Please wait and try again"
                 .to_owned(),
@@ -231,7 +230,7 @@ pub async fn handle(
         return rsp;
     }
     if take(&data.knobs.unavailable_next) {
-        let e = ExchangeError::new(
+        let e = CmdletError::new(
             "Microsoft.Exchange.Admin.OData.Core.ServiceUnavailableException",
             "The service is temporarily unavailable.".to_owned(),
         );
@@ -240,7 +239,7 @@ pub async fn handle(
     let body: Json = match serde_json::from_slice(request.body()) {
         Ok(b) => b,
         Err(err) => {
-            let e = ExchangeError::new(
+            let e = CmdletError::new(
                 "Microsoft.Exchange.AdminApi.CommandInvocation.InvalidRequestException",
                 format!("The request body is not JSON: {err}"),
             );
@@ -274,7 +273,7 @@ pub async fn handle(
         .and_then(|i| i.get("CmdletName"))
         .and_then(Json::as_str)
     else {
-        let e = ExchangeError::new(
+        let e = CmdletError::new(
             "Microsoft.Exchange.AdminApi.CommandInvocation.InvalidRequestException",
             "The request body must be {\"CmdletInput\":{\"CmdletName\":\"…\",\"Parameters\":{…}}}."
                 .to_owned(),
@@ -285,7 +284,7 @@ pub async fn handle(
         Some(Json::Object(m)) => m.clone(),
         None | Some(Json::Null) => Map::new(),
         Some(_) => {
-            let e = ExchangeError::new(
+            let e = CmdletError::new(
                 "Microsoft.Exchange.AdminApi.CommandInvocation.InvalidRequestException",
                 "CmdletInput.Parameters must be an object.".to_owned(),
             );
@@ -293,7 +292,7 @@ pub async fn handle(
         }
     };
     if skip > 0 && !cmdlet.to_ascii_lowercase().starts_with("get-") {
-        let e = ExchangeError::new(
+        let e = CmdletError::new(
             "Microsoft.Exchange.AdminApi.CommandInvocation.InvalidRequestException",
             format!("{cmdlet} returns no further pages."),
         );

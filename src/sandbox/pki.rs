@@ -307,11 +307,35 @@ pub fn write(path: &Path, data: &[u8]) -> Result<(), PkiError> {
         .map_err(err)
 }
 
-pub use crate::token::x509::certificate_public_key;
+/// The PKCS#1 `RSAPublicKey` of a DER certificate's SubjectPublicKeyInfo; None when `der` is
+/// not an X.509 certificate.
+///
+/// Read with `x509-parser`, not with the proxy's own `token::x509`: the simulated Entra checks
+/// the proxy's certificate handling, so it must not share it.
+pub fn certificate_public_key(der: &[u8]) -> Option<Vec<u8>> {
+    use x509_parser::prelude::FromDer as _;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
+    Some(cert.public_key().subject_public_key.data.to_vec())
+}
+
+/// The certificate's `notAfter`; None when `der` is not an X.509 certificate.
+pub fn certificate_not_after(der: &[u8]) -> Option<std::time::SystemTime> {
+    use x509_parser::prelude::FromDer as _;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
+    let secs = cert.validity().not_after.timestamp();
+    let secs = u64::try_from(secs).ok()?;
+    std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs))
+}
 
 /// The modulus and exponent of a PKCS#1 `RSAPublicKey`, unsigned big-endian (for JWKS).
 pub fn rsa_components(pkcs1: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    crate::token::x509::rsa_public_components(pkcs1)
+    use x509_parser::prelude::FromDer as _;
+    let (_, key) = x509_parser::public_key::RSAPublicKey::from_der(pkcs1).ok()?;
+    let unsigned = |b: &[u8]| {
+        let start = b.iter().position(|&x| x != 0).unwrap_or(b.len());
+        b[start..].to_vec()
+    };
+    Some((unsigned(key.modulus), unsigned(key.exponent)))
 }
 
 #[cfg(test)]
@@ -327,9 +351,9 @@ mod tests {
         assert_eq!(e, [1, 0, 1]);
         assert_eq!(app.x5t().len(), 27);
         assert_eq!(app.x5t_s256().len(), 43);
-        let (kn, ke) =
-            crate::token::x509::rsa_private_key_components(app.key_der.expose()).unwrap();
-        assert_eq!((kn, ke), rsa_components(&app.public_key).unwrap());
+        let until = certificate_not_after(&app.der).unwrap();
+        assert!(until > std::time::SystemTime::now());
+        assert!(certificate_public_key(b"not a certificate").is_none());
     }
 
     #[test]

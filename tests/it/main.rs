@@ -5,6 +5,7 @@ mod admin;
 mod architecture;
 mod bridge;
 mod cli;
+mod compat;
 mod config;
 mod proxy;
 mod remoting;

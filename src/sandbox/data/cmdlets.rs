@@ -1,8 +1,8 @@
 //! The cmdlets the simulated Exchange runs, with REST-style (JSON) parameters.
 //!
-//! Parameter names are checked against the bridge's cmdlet catalog, so an unknown parameter
-//! fails with Exchange's own binding error in both modes; errors and warnings use Exchange's
-//! texts.
+//! Parameter names are checked against the simulator's own cmdlet list (`catalog`), so an
+//! unknown parameter fails with Exchange's own binding error in both modes; errors and
+//! warnings use Exchange's texts.
 
 use std::sync::Arc;
 
@@ -13,9 +13,8 @@ use uuid::Uuid;
 use super::filter::Filter;
 use super::mailbox::base_domain;
 use super::tenant::State;
-use super::{ExObject, MORE_RESULTS, Mailbox, OrgConfig, Tenant, catalog};
-use crate::bridge::catalog::wildcard_match;
-use crate::bridge::errors::ExchangeError;
+use super::wildcard::{has_wildcards, matches as wildcard_match};
+use super::{CmdletError, ExObject, MORE_RESULTS, Mailbox, OrgConfig, Tenant, catalog};
 
 /// What a cmdlet returned, as cheap snapshots.
 #[derive(Debug, Clone)]
@@ -58,23 +57,8 @@ impl Trunc for DateTime<Utc> {
     }
 }
 
-/// Parameters every cmdlet accepts (common parameters as REST sends them).
-const COMMON: &[&str] = &[
-    "ErrorAction",
-    "WarningAction",
-    "InformationAction",
-    "Verbose",
-    "Debug",
-    "WhatIf",
-    "Confirm",
-    "ProgressAction",
-];
-
-fn binding_error(message: String) -> ExchangeError {
-    ExchangeError::new(
-        "System.Management.Automation.ParameterBindingException",
-        message,
-    )
+fn binding_error(message: String) -> CmdletError {
+    CmdletError::binding(message)
 }
 
 struct Params<'a>(&'a Map<String, Json>);
@@ -93,7 +77,7 @@ impl<'a> Params<'a> {
             other => Some(other.to_string()),
         })
     }
-    fn bool(&self, name: &str) -> Result<Option<bool>, ExchangeError> {
+    fn bool(&self, name: &str) -> Result<Option<bool>, CmdletError> {
         match self.get(name) {
             None => Ok(None),
             Some(Json::Bool(b)) => Ok(Some(*b)),
@@ -133,7 +117,7 @@ impl Tenant {
                 id
             }
         });
-        if id.contains('*') {
+        if has_wildcards(id) {
             return [&m.name, &m.display_name, &m.primary_smtp]
                 .iter()
                 .any(|v| wildcard_match(id, v));
@@ -151,31 +135,29 @@ impl Tenant {
                 .is_ok_and(|g| g == m.guid || g == m.exchange_guid || g == m.external_id)
     }
 
-    fn find(&self, state: &State, id: &str) -> Result<(usize, Arc<Mailbox>), ExchangeError> {
+    fn find(&self, state: &State, id: &str) -> Result<(usize, Arc<Mailbox>), CmdletError> {
         state
             .mailboxes
             .iter()
             .enumerate()
             .find(|(_, m)| Self::matches_identity(m, id))
             .map(|(i, m)| (i, m.clone()))
-            .ok_or_else(|| ExchangeError::not_found(id, &self.server))
+            .ok_or_else(|| CmdletError::not_found(id, &self.server))
     }
 
     fn check_parameters(
         &self,
         cmdlet: &str,
         params: &Map<String, Json>,
-    ) -> Result<(), ExchangeError> {
-        let Some(entry) = catalog().lookup(cmdlet) else {
-            return Err(ExchangeError::command_not_found(cmdlet));
+    ) -> Result<(), CmdletError> {
+        let Some(entry) = catalog::lookup(cmdlet) else {
+            return Err(CmdletError::command_not_found(cmdlet));
         };
+        if !entry.simulated {
+            return Ok(());
+        }
         for key in params.keys().filter(|k| !k.contains('@')) {
-            let known = entry
-                .metadata
-                .parameters
-                .iter()
-                .any(|p| p.name.eq_ignore_ascii_case(key))
-                || COMMON.iter().any(|c| c.eq_ignore_ascii_case(key));
+            let known = entry.param(key).is_some() || catalog::is_common(key);
             if !known {
                 return Err(binding_error(format!(
                     "A parameter cannot be found that matches parameter name '{key}'."
@@ -188,19 +170,12 @@ impl Tenant {
     /// Runs one cmdlet with REST-style parameters.
     ///
     /// # Errors
-    /// [`ExchangeError`] with Exchange's text: unknown identity, bad parameter, unknown cmdlet.
-    pub fn invoke(
-        &self,
-        cmdlet: &str,
-        params: &Map<String, Json>,
-    ) -> Result<Outcome, ExchangeError> {
+    /// [`CmdletError`] with Exchange's text: unknown identity, bad parameter, unknown cmdlet.
+    pub fn invoke(&self, cmdlet: &str, params: &Map<String, Json>) -> Result<Outcome, CmdletError> {
         self.check_parameters(cmdlet, params)?;
         let p = Params(params);
-        let canonical = catalog()
-            .lookup(cmdlet)
-            .map(|e| e.metadata.name.clone())
-            .unwrap_or_default();
-        match canonical.as_str() {
+        let canonical = catalog::lookup(cmdlet).map_or("", |c| c.name);
+        match canonical {
             "Get-Mailbox" => self.get_mailboxes(&p, Item::Mailbox),
             "Get-Recipient" => self.get_mailboxes(&p, Item::Recipient),
             "Get-MailboxStatistics" => {
@@ -262,7 +237,7 @@ impl Tenant {
                 if let Some(i) = id
                     && items.is_empty()
                 {
-                    return Err(ExchangeError::not_found(&i, &self.server));
+                    return Err(CmdletError::not_found(&i, &self.server));
                 }
                 Ok(Outcome {
                     items,
@@ -282,7 +257,7 @@ impl Tenant {
         &self,
         p: &Params<'_>,
         wrap: fn(Arc<Mailbox>) -> Item,
-    ) -> Result<Outcome, ExchangeError> {
+    ) -> Result<Outcome, CmdletError> {
         let limit: Option<usize> = match p.get("ResultSize") {
             None => Some(1000),
             Some(Json::String(s)) if s.eq_ignore_ascii_case("Unlimited") => None,
@@ -303,7 +278,7 @@ impl Tenant {
         let types: Option<Vec<String>> = p.get("RecipientTypeDetails").map(strings);
         let state = self.read();
         let mut all: Vec<Arc<Mailbox>> = if let Some(id) = p.str("Identity") {
-            if id.contains('*') {
+            if has_wildcards(&id) {
                 state
                     .mailboxes
                     .iter()
@@ -352,7 +327,7 @@ impl Tenant {
         })
     }
 
-    fn set_mailbox(&self, p: &Params<'_>) -> Result<Outcome, ExchangeError> {
+    fn set_mailbox(&self, p: &Params<'_>) -> Result<Outcome, CmdletError> {
         let id = p.str("Identity").ok_or_else(|| {
             binding_error("Cannot process command because of one or more missing mandatory parameters: Identity.".into())
         })?;

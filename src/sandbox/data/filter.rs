@@ -1,8 +1,7 @@
 //! `-Filter`: the one-clause OPATH subset the simulator understands.
 
-use super::{ExObject, Prop};
-use crate::bridge::catalog::wildcard_match;
-use crate::bridge::errors::ExchangeError;
+use super::wildcard::matches as wildcard_match;
+use super::{CmdletError, ExObject, Prop};
 
 /// A one-clause OPATH filter: `Property -eq|-ne|-like|-notlike 'value'`.
 pub(super) struct Filter {
@@ -12,9 +11,9 @@ pub(super) struct Filter {
 }
 
 impl Filter {
-    pub(super) fn parse(text: &str) -> Result<Self, ExchangeError> {
+    pub(super) fn parse(text: &str) -> Result<Self, CmdletError> {
         let invalid = || {
-            ExchangeError::new(
+            CmdletError::new(
                 "Microsoft.Exchange.Management.Tasks.InvalidFilterException",
                 format!(
                     "Cannot bind parameter 'Filter' to the target. Exception setting \"Filter\": \"Invalid filter syntax. \

@@ -158,10 +158,11 @@ impl Tenant {
         Self {
             tenant_id: tenant_id.into(),
             organization: organization.into(),
-            server: format!(
-                "AM0PR01MB{}.eurprd01.prod.outlook.com",
-                &crate::bridge::errors::short_hash(tenant_id)[..4]
-            ),
+            server: {
+                let tag = seeded_uuid(&format!("{tenant_id}/server"));
+                let [a, b, ..] = *tag.as_bytes();
+                format!("AM0PR01MB{a:02X}{b:02X}.eurprd01.prod.outlook.com")
+            },
             state: RwLock::new(State {
                 mailboxes,
                 org: OrgConfig {

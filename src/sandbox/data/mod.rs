@@ -4,13 +4,16 @@
 //! e.g. 10,000 for paging tests — recipients, organization config, accepted domains), made
 //! on first use from the tenant id and organization alone, so every run and both upstream
 //! modes see the same objects. Both simulated endpoints run their commands here: the RPS
-//! endpoint (`rps.rs`, winrm mode) and the REST admin API (`adminapi.rs`, rest mode) — which
+//! endpoint (`rps/`, winrm mode) and the REST admin API (`adminapi.rs`, rest mode) — which
 //! is what makes the compatibility test (same script, same objects through either mode)
 //! meaningful. State changes (`Set-Mailbox`) are visible to later `Get-*`s of either.
 //!
 //! Cmdlets take REST-style parameters (a JSON object, reference exo-rest-adminapi.md §5);
-//! the RPS side binds its CLIXML arguments with the shared binder and converts them with the
-//! bridge's converter first. Results are [`Item`]s (cheap `Arc` snapshots) that become
+//! the RPS side binds its CLIXML arguments and converts them itself first (`rps/`).
+//! Nothing here comes from the proxy's `bridge`: the cmdlet list (`catalog`), the errors
+//! (`error`), the wildcard matching (`wildcard`) and the JSON encoding (`object`) are the
+//! simulator's own, written from the references, so the simulator can disagree with the
+//! bridge where the bridge is wrong. Results are [`Item`]s (cheap `Arc` snapshots) that become
 //! [`ExObject`]s only when a page is written, so paging 10,000 mailboxes stays linear.
 //! Errors and warnings use Exchange's own texts.
 //!
@@ -18,13 +21,12 @@
 //! state behind an `RwLock`) and `mailbox` the state it is generated from; `cmdlets` runs
 //! commands against that state (with `filter` for `-Filter`), `object` shapes the results as
 //! Exchange serializes them, and `knobs` holds what tests set and read while the simulator
-//! runs.
+//! runs. `catalog` lists the cmdlets and their parameters, `error` the errors they raise,
+//! `wildcard` matches `-Identity 'a*'`, `-like` and command names in bounded time.
 
-use std::sync::OnceLock;
-
-use crate::bridge::catalog::Catalog;
-
+pub mod catalog;
 mod cmdlets;
+pub mod error;
 mod filter;
 mod knobs;
 mod mailbox;
@@ -32,18 +34,16 @@ mod object;
 mod tenant;
 #[cfg(test)]
 mod tests;
+pub mod wildcard;
 
 pub use cmdlets::{Item, Outcome};
+pub use error::CmdletError;
 pub use knobs::{Knobs, SeenRequest, Stats, load};
 pub use mailbox::{Mailbox, OrgConfig};
-pub use object::{ExObject, Prop};
+pub use object::{ExObject, Prop, exchange_datetime};
 pub use tenant::{ExchangeData, Tenant};
 
-/// The pagination warning.
-pub use crate::bridge::rest::MORE_RESULTS;
-
-/// The bridge's cmdlet catalog (parameter names, output types), built once.
-fn catalog() -> &'static Catalog {
-    static C: OnceLock<Catalog> = OnceLock::new();
-    C.get_or_init(Catalog::builtin)
-}
+/// The warning a `Get-*` cmdlet writes when it stops at its default ResultSize
+/// (exo-rest-adminapi.md §6).
+pub const MORE_RESULTS: &str = "There are more results available than are currently displayed. To view them, \
+                                increase the value for the ResultSize parameter.";

@@ -4,13 +4,28 @@
 //! start from the same object (CLIXML for RPS, annotated JSON for REST), so the two modes
 //! cannot drift apart property by property.
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Map, Value as Json};
 use uuid::Uuid;
 
 use super::mailbox::seeded_uuid;
 use super::{Item, Mailbox, Tenant, catalog};
-use crate::bridge::convert::datetime_to_exchange;
+
+/// A DateTime as Exchange writes it in JSON (exo-rest-adminapi.md §7.2): seven fractional
+/// digits; local-kind values with their offset (`+00:00`), the `…UTC` properties with `Z`.
+pub fn exchange_datetime(d: &DateTime<FixedOffset>, utc: bool) -> String {
+    let ticks = d.timestamp_subsec_nanos() / 100;
+    if utc {
+        let u = d.with_timezone(&Utc);
+        format!("{}.{ticks:07}Z", u.format("%Y-%m-%dT%H:%M:%S"))
+    } else {
+        format!(
+            "{}.{ticks:07}{}",
+            d.format("%Y-%m-%dT%H:%M:%S"),
+            d.format("%:z")
+        )
+    }
+}
 
 /// One property value of an Exchange object, typed as Exchange's serializer typed it.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +66,7 @@ impl Prop {
             Prop::I32(n) => n.to_string(),
             Prop::I64(n) => n.to_string(),
             Prop::Guid(g) => g.to_string(),
-            Prop::Date(d, utc) => datetime_to_exchange(d, *utc),
+            Prop::Date(d, utc) => exchange_datetime(d, *utc),
             Prop::Multi(v) => v.join(" "),
         }
     }
@@ -110,7 +125,7 @@ impl ExObject {
                 }
                 Prop::Date(d, utc) => {
                     m.insert(format!("{k}@data.type"), "System.DateTime".into());
-                    m.insert(k.clone(), Json::from(datetime_to_exchange(d, *utc)));
+                    m.insert(k.clone(), Json::from(exchange_datetime(d, *utc)));
                 }
                 Prop::Multi(v) => {
                     m.insert(format!("{k}@odata.type"), "#Collection(String)".into());
@@ -126,9 +141,8 @@ impl Tenant {
     /// The object for one item (`Get-*` output), as Exchange serialized it.
     pub fn object(&self, item: &Item) -> ExObject {
         let types = |cmdlet: &str| {
-            catalog()
-                .lookup(cmdlet)
-                .map(|e| e.output_types.clone())
+            catalog::lookup(cmdlet)
+                .map(|c| c.output.iter().map(|t| (*t).to_owned()).collect())
                 .unwrap_or_default()
         };
         match item {

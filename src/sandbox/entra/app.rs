@@ -6,7 +6,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::sandbox::pki::{AppCertificate, certificate_public_key};
+use crate::sandbox::pki::{AppCertificate, certificate_not_after, certificate_public_key};
 use crate::secret::Secret;
 
 /// A certificate registered on an app.
@@ -35,7 +35,7 @@ impl RegisteredCertificate {
             x5t: URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(der)),
             x5t_s256: URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der)),
             public_key,
-            not_after: crate::token::x509::certificate_validity(der).map(|(_, until)| until),
+            not_after: certificate_not_after(der),
         })
     }
 }
@@ -46,7 +46,7 @@ impl From<&AppCertificate> for RegisteredCertificate {
             x5t: c.x5t(),
             x5t_s256: c.x5t_s256(),
             public_key: c.public_key.clone(),
-            not_after: crate::token::x509::certificate_validity(&c.der).map(|(_, until)| until),
+            not_after: certificate_not_after(&c.der),
         }
     }
 }

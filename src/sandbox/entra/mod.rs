@@ -52,7 +52,7 @@ use crate::secret::Secret;
 use response::{aadsts, json_response};
 
 /// The resource simulated Exchange is.
-pub const EXCHANGE_RESOURCE: &str = "https://outlook.office365.com";
+pub use crate::sandbox::claims::EXCHANGE_RESOURCE;
 /// The audience a federated assertion must carry (the FIC default).
 pub const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";

@@ -13,7 +13,7 @@ use http_body_util::Full;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use crate::token::claims::{APP_ONLY_MARKER, MANAGE_AS_APP};
+use crate::sandbox::claims::{APP_ONLY_MARKER, MANAGE_AS_APP};
 
 use super::response::{aadsts, json_response};
 use super::{EXCHANGE_RESOURCE, EntraSim, JWT_BEARER, lock, now_secs};

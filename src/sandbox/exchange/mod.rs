@@ -49,23 +49,9 @@ use crate::sandbox::AppIdentity;
 use request::{anchor_mismatch, rps_token, tenant_segment};
 use response::{json, role_refusal, text};
 
-/// Exchange Online's resource (token `aud`).
-pub const EXCHANGE_RESOURCE: &str = "https://outlook.office365.com";
-
-/// Not a role: present in every app-only token (reference exo-access-token.md §4).
-pub const NOT_A_ROLE: &str = "0997a1d0-0d1d-4acb-b408-d5ca73121e90";
-
-/// Directory role template ids Exchange accepts for app-only access (reference §4.1).
-pub const SUPPORTED_ROLES: [&str; 8] = [
-    "29232cdf-9323-42fd-ade2-1d097af3e4de",
-    "62e90394-69f5-4237-9190-012177145e10",
-    "f2ef992c-3afb-46b9-b7cf-a126ee74c451",
-    "17315797-102d-40b4-93e0-432062caca18",
-    "31392ffb-586c-42d1-9346-e59415a2cc4e",
-    "729827e3-9c14-49f7-bb1b-9608f156bbb8",
-    "194ae4cb-b126-40b2-bd5b-6091b380977d",
-    "5d6b6bb7-de71-4623-b4af-96380a352509",
-];
+pub use crate::sandbox::claims::{
+    APP_ONLY_MARKER as NOT_A_ROLE, EXCHANGE_RESOURCE, MANAGE_AS_APP, SUPPORTED_ROLES,
+};
 
 /// A tenant simulated Exchange hosts.
 #[derive(Debug, Clone)]
@@ -204,7 +190,7 @@ impl ExchangeSim {
             return Err(bad("the tenant is not hosted here"));
         };
         let app_id = claims.appid.or(claims.azp).ok_or_else(|| bad("no appid"))?;
-        if !claims.roles.iter().any(|r| r == "Exchange.ManageAsApp") {
+        if !claims.roles.iter().any(|r| r == MANAGE_AS_APP) {
             return Err(bad("UnAuthorized"));
         }
         let has_role = claims

@@ -1,20 +1,21 @@
 //! The proxy between its simulators, all in-process on `127.0.0.1:0` over real TLS.
 //!
-//! `Harness::start(options)` writes a real TOML config (parsed by `Config::parse`, so the
-//! config path is exercised too), starts simulated Exchange with the RPS service the test
-//! chooses, and runs the real `serve(...)`. Nothing sleeps: every listener is bound before
-//! its server starts, so a test can connect at once.
+//! Both harnesses start the sandbox's own [`World`](exo_authproxy::sandbox::World)
+//! (simulated Entra + Exchange + a real TOML config loaded by `Config::load`) and the real
+//! `serve(...)` through [`RunningProxy`](exo_authproxy::sandbox::RunningProxy), the same
+//! wiring the `sandbox` command uses: nothing is assembled twice. Nothing sleeps: every
+//! listener is bound before its server starts, so a test can connect at once.
 //!
-//! Tokens: until the simulated Entra ID is assembled here, [`SignedTokens`] mints RS256 JWTs
-//! with a key simulated Exchange trusts (signature, aud, exp, roles, wids all real), and
-//! diagnoses them with the token engine's own `claims::diagnose`-equivalent rule (no
-//! supported role → Warning). It counts fetches and refreshes and can play "Entra down".
+//! [`Harness`] puts a scripted token source in front ([`SignedTokens`]: RS256 JWTs with a key
+//! simulated Exchange is told to trust, signature, aud, exp, roles, wids all real; it counts
+//! fetches and refreshes and can play "Entra down"), so listener and forwarding tests
+//! control tokens exactly. [`Sandboxed`] runs the real token engine against simulated Entra.
 
 #![allow(dead_code)]
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -23,20 +24,21 @@ use bytes::Bytes;
 use exo_authproxy::config::{Config, TenantName};
 use exo_authproxy::forward::TokenSource;
 use exo_authproxy::listener::basic_auth::Credentials;
-use exo_authproxy::sandbox::AppIdentity;
-use exo_authproxy::sandbox::exchange::{self, ExchangeSim, RpsService, SigningKeys, SimTenant};
+use exo_authproxy::sandbox::exchange::{self, ExchangeSim, RpsService};
+use exo_authproxy::sandbox::{AppIdentity, RunningProxy, World, WorldOptions, WorldTenant};
 use exo_authproxy::secret::Secret;
 use exo_authproxy::token::{AccessToken, Diagnosis, TokenError};
-use exo_authproxy::{Listeners, Prepared, Services};
+use exo_authproxy::{Prepared, Services};
 use futures_util::future::BoxFuture;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 /// Exchange Administrator's role template id.
-pub const EXCHANGE_ADMIN: &str = "29232cdf-9323-42fd-ade2-1d097af3e4de";
+pub const EXCHANGE_ADMIN: &str = exo_authproxy::sandbox::claims::EXCHANGE_ADMINISTRATOR;
 /// The demo app's client id.
-pub const APP_ID: &str = "6a8ff8e6-0000-4000-8000-00000000a11c";
+pub const APP_ID: &str = exo_authproxy::sandbox::DEMO_APP_ID;
+/// The `kid` of [`SignedTokens`]' signing key.
+const SIGNED_TOKENS_KID: &str = "harness-key";
 /// The demo user and password.
 pub const USER: &str = "reporting";
 /// The demo password.
@@ -61,6 +63,16 @@ impl TenantSpec {
     /// The organization domain.
     pub fn organization(&self) -> String {
         format!("{}.onmicrosoft.com", self.name)
+    }
+
+    fn to_world(&self) -> WorldTenant {
+        WorldTenant {
+            name: self.name.into(),
+            tenant_id: self.tenant_id.into(),
+            directory_role: self.directory_role,
+            exchange_role: self.exchange_role,
+            require_directory_role: self.require_directory_role,
+        }
     }
 }
 
@@ -159,7 +171,7 @@ impl SignedTokens {
             "exp": exp, "uti": uti, "idtyp": "app",
         });
         let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some("sim-key".into());
+        header.kid = Some(SIGNED_TOKENS_KID.into());
         let jwt = jsonwebtoken::encode(&header, &claims, &self.key).expect("sign");
         self.issued.lock().unwrap().push(jwt.clone());
         let diagnosis = if role {
@@ -273,48 +285,6 @@ impl RpsService for Recorder {
     }
 }
 
-/// A test CA and a server certificate for `localhost`/`127.0.0.1` signed by it.
-pub struct TestPki {
-    /// CA certificate PEM file.
-    pub ca_file: PathBuf,
-    /// The server's rustls config.
-    pub server: Arc<rustls::ServerConfig>,
-}
-
-impl TestPki {
-    /// Generates into `dir`.
-    pub fn generate(dir: &Path) -> Self {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "exo-authproxy test CA");
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params =
-            rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        let ca_file = dir.join("test-ca.pem");
-        std::fs::write(&ca_file, ca.pem()).unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let server = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![cert.der().clone()],
-                rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-            )
-            .unwrap();
-        Self {
-            ca_file,
-            server: Arc::new(server),
-        }
-    }
-}
-
 /// Captured log output of the current thread (use with a current-thread runtime).
 #[derive(Clone, Default)]
 pub struct Logs(Arc<Mutex<Vec<u8>>>);
@@ -369,11 +339,9 @@ pub struct Harness {
     pub tokens: Arc<SignedTokens>,
     /// The loaded config.
     pub config: Config,
-    /// Stops the proxy (as SIGTERM would).
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    served: Option<tokio::task::JoinHandle<Result<(), exo_authproxy::ServeError>>>,
-    exchange_stop: CancellationToken,
-    exchange_task: Option<tokio::task::JoinHandle<()>>,
+    /// The simulators (simulated Entra is there too, unused: [`SignedTokens`] mints).
+    pub world: World,
+    running: RunningProxy,
     /// The state/config directory.
     pub dir: tempfile::TempDir,
 }
@@ -382,42 +350,21 @@ impl Harness {
     /// Starts simulated Exchange and the proxy (winrm mode).
     pub async fn start(options: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let pki = TestPki::generate(dir.path());
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
         let enc = EncodingKey::from_rsa_pem(pair.serialize_pem().as_bytes()).unwrap();
         let dec = DecodingKey::from_rsa_pem(pair.public_key_pem().as_bytes()).unwrap();
-        let mut keys = SigningKeys::default();
-        keys.push(Some("sim-key".into()), dec);
-        let sim_tenants = options
-            .tenants
-            .iter()
-            .map(|t| SimTenant {
-                tenant_id: t.tenant_id.into(),
-                organization: t.organization(),
-                exchange_role_apps: if t.exchange_role {
-                    HashSet::from([APP_ID.to_owned()])
-                } else {
-                    HashSet::new()
-                },
-            })
-            .collect();
-        let exchange = Arc::new(ExchangeSim::new(
-            keys,
-            sim_tenants,
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut world_options = WorldOptions::new(
+            exo_authproxy::config::Mode::Winrm,
+            listener.local_addr().unwrap(),
             options.rps.clone(),
-            None,
-        ));
-        let exchange_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let exchange_addr = exchange_listener.local_addr().unwrap();
-        let exchange_stop = CancellationToken::new();
-        let exchange_task = tokio::spawn(exchange::serve(
-            exchange_listener,
-            pki.server.clone(),
-            exchange.clone(),
-            exchange_stop.clone(),
-        ));
-
-        let config = Self::config(dir.path(), &options.tenants, exchange_addr, &pki.ca_file);
+        );
+        world_options.password = PASSWORD.into();
+        world_options.tenants = options.tenants.iter().map(TenantSpec::to_world).collect();
+        let trusted = vec![(SIGNED_TOKENS_KID.to_owned(), dec)];
+        let world = World::start_trusting(dir.path(), world_options, trusted)
+            .await
+            .expect("sandbox world");
         let tokens = Arc::new(SignedTokens {
             key: enc,
             tenants: options.tenants.clone(),
@@ -429,7 +376,7 @@ impl Harness {
             role_assigned_later: Mutex::new(HashSet::new()),
         });
         let prepared = Prepared::new(
-            &config,
+            &world.config,
             Services {
                 tokens: tokens.clone(),
                 rest: None,
@@ -437,96 +384,63 @@ impl Harness {
             },
         )
         .expect("prepare");
-        let listener_cert = prepared.tls().expect("tls on").cert_path().to_path_buf();
-        let proxy_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = proxy_listener.local_addr().unwrap();
-        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = admin_listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(exo_authproxy::serve_with_grace(
-            prepared,
-            Listeners {
-                proxy: proxy_listener,
-                admin: Some(admin_listener),
-            },
-            async move {
-                let _ = stopped.await;
-            },
-            options.grace,
-        ));
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = RunningProxy::spawn(prepared, listener, admin, options.grace).unwrap();
         Self {
-            proxy,
-            admin,
-            url: format!("https://127.0.0.1:{}/powershell-liveid", proxy.port()),
-            listener_cert,
-            exchange,
-            exchange_addr,
+            proxy: running.proxy,
+            admin: running.admin,
+            url: running.url(),
+            listener_cert: running.listener_cert.clone().expect("tls on"),
+            exchange: world.exchange.clone(),
+            exchange_addr: world.exchange_addr,
             tokens,
-            config,
-            stop: Some(stop),
-            served: Some(served),
-            exchange_stop,
-            exchange_task: Some(exchange_task),
+            config: world.config.clone(),
+            world,
+            running,
             dir,
         }
     }
 
-    fn config(dir: &Path, tenants: &[TenantSpec], exchange: SocketAddr, ca: &Path) -> Config {
-        let hash = exo_authproxy::listener::basic_auth::hash_password(PASSWORD).unwrap();
-        let app_cert = dir.join("app.pem");
-        std::fs::write(&app_cert, "unused by SignedTokens").unwrap();
-        let mut toml = format!(
-            r#"state_dir = "{state}"
-
-[listen]
-address = "127.0.0.1:0"
-
-[entra]
-authority = "https://127.0.0.1:1"
-client_id = "{APP_ID}"
-certificate = "{cert}"
-
-[exchange]
-mode = "winrm"
-endpoint = "https://127.0.0.1:{port}"
-ca_file = "{ca}"
-"#,
-            state = dir.join("state").display(),
-            cert = app_cert.display(),
-            port = exchange.port(),
-            ca = ca.display(),
-        );
-        for t in tenants {
-            toml.push_str(&format!(
-                "\n[[tenant]]\nname = \"{}\"\ntenant_id = \"{}\"\norganization = \"{}\"\nrequire_directory_role = {}\n",
-                t.name,
-                t.tenant_id,
-                t.organization(),
-                t.require_directory_role
-            ));
-        }
-        let names: Vec<String> = tenants.iter().map(|t| format!("\"{}\"", t.name)).collect();
-        toml.push_str(&format!(
-            "\n[[user]]\nname = \"{USER}\"\npassword_hash = \"{hash}\"\ntenants = [{}]\n",
-            names.join(", ")
-        ));
-        let path = dir.join("exo-authproxy.toml");
-        std::fs::write(&path, &toml).unwrap();
-        Config::load(&path).unwrap_or_else(|e| panic!("harness config: {e}\n{toml}"))
-    }
-
     /// A reqwest client trusting the proxy's listener certificate.
     pub fn client(&self) -> reqwest::Client {
-        let pem = std::fs::read(&self.listener_cert).unwrap();
-        let tls = exo_authproxy::forward::winrm::client_tls(Some(&self.listener_cert)).unwrap();
-        let _ = pem;
-        reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .no_proxy()
-            .build()
-            .unwrap()
+        client_trusting(&self.listener_cert)
     }
+}
 
+/// POSTs a WS-Man-like `body` to `url?query`, as `user:password` when `auth` is given.
+pub async fn post_soap(
+    client: &reqwest::Client,
+    url: &str,
+    auth: Option<(&str, &str)>,
+    query: &str,
+    body: &str,
+) -> reqwest::Response {
+    let url = if query.is_empty() {
+        url.to_owned()
+    } else {
+        format!("{url}?{query}")
+    };
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/soap+xml;charset=UTF-8")
+        .body(body.to_owned());
+    if let Some((u, p)) = auth {
+        req = req.header("authorization", Credentials::encode(u, p));
+    }
+    req.send().await.expect("request to the proxy")
+}
+
+/// A reqwest client trusting `cert` (a proxy's listener certificate).
+pub fn client_trusting(cert: &std::path::Path) -> reqwest::Client {
+    let tls = exo_authproxy::forward::winrm::client_tls(Some(cert)).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+impl Harness {
     /// POSTs a WS-Man-like body as `user:password` with `query`.
     pub async fn post(
         &self,
@@ -535,59 +449,26 @@ ca_file = "{ca}"
         query: &str,
         body: &str,
     ) -> reqwest::Response {
-        let url = if query.is_empty() {
-            self.url.clone()
-        } else {
-            format!("{}?{query}", self.url)
-        };
-        let mut req = client
-            .post(url)
-            .header("content-type", "application/soap+xml;charset=UTF-8")
-            .body(body.to_owned());
-        if let Some((u, p)) = auth {
-            req = req.header("authorization", Credentials::encode(u, p));
-        }
-        req.send().await.expect("request to the proxy")
+        post_soap(client, &self.url, auth, query, body).await
     }
 
     /// Stops the proxy (as SIGTERM does) and waits for `serve` to return.
     pub async fn shutdown(&mut self) -> Result<(), exo_authproxy::ServeError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let result = match self.served.take() {
-            Some(task) => task.await.expect("serve task"),
-            None => Ok(()),
-        };
-        self.exchange_stop.cancel();
+        let result = self.running.shutdown().await;
+        self.world.stop_exchange();
         result
     }
 
     /// Stops simulated Exchange and waits until its port is closed.
     pub async fn stop_exchange(&mut self) {
-        self.exchange_stop.cancel();
-        if let Some(task) = self.exchange_task.take() {
-            let _ = task.await;
-        }
+        self.world.stop_exchange_and_wait().await;
     }
 
     /// Begins shutdown without waiting.
     pub fn begin_shutdown(
         &mut self,
     ) -> tokio::task::JoinHandle<Result<(), exo_authproxy::ServeError>> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.served.take().expect("not yet shut down")
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.exchange_stop.cancel();
+        self.running.begin_shutdown().expect("not yet shut down")
     }
 }
 
@@ -596,7 +477,7 @@ impl Drop for Harness {
 /// `mode` and `rest`).
 pub struct Sandboxed {
     /// The world: simulators, config, CA.
-    pub world: exo_authproxy::sandbox::World,
+    pub world: World,
     /// The proxy's address.
     pub proxy: SocketAddr,
     /// The admin listener's address (health, metrics).
@@ -607,8 +488,7 @@ pub struct Sandboxed {
     pub listener_cert: PathBuf,
     /// The token engine the proxy uses.
     pub tokens: Arc<exo_authproxy::token::TokenEngine>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    served: Option<tokio::task::JoinHandle<Result<(), exo_authproxy::ServeError>>>,
+    running: RunningProxy,
     /// Keeps the files.
     pub dir: tempfile::TempDir,
 }
@@ -670,49 +550,30 @@ impl Sandboxed {
     pub async fn start(options: SandboxedOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = listener.local_addr().unwrap();
-        let world = exo_authproxy::sandbox::World::start(
-            dir.path(),
-            exo_authproxy::sandbox::WorldOptions {
-                mode: options.mode,
-                password: PASSWORD.into(),
-                listen: proxy,
-                tenants: options.tenants,
-                rps: options.rps,
-                adminapi: options.adminapi,
-            },
-        )
-        .await
-        .expect("sandbox world");
+        let mut world_options =
+            WorldOptions::new(options.mode, listener.local_addr().unwrap(), options.rps);
+        world_options.password = PASSWORD.into();
+        world_options.tenants = options.tenants;
+        world_options.adminapi = options.adminapi;
+        let world = World::start(dir.path(), world_options)
+            .await
+            .expect("sandbox world");
         let (prepared, tokens) = match options.rest {
             Some(rest) => world.prepare(Some(rest)),
             None => world.prepare_for_mode(),
         }
         .expect("prepare the proxy");
-        let listener_cert = prepared.tls().expect("tls").cert_path().to_path_buf();
-        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = admin_listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(exo_authproxy::serve_with_grace(
-            prepared,
-            Listeners {
-                proxy: listener,
-                admin: Some(admin_listener),
-            },
-            async move {
-                let _ = stopped.await;
-            },
-            Duration::from_secs(10),
-        ));
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running =
+            RunningProxy::spawn(prepared, listener, admin, Duration::from_secs(10)).unwrap();
         Self {
             world,
-            proxy,
-            admin,
-            url: format!("https://127.0.0.1:{}/powershell-liveid", proxy.port()),
-            listener_cert,
+            proxy: running.proxy,
+            admin: running.admin,
+            url: running.url(),
+            listener_cert: running.listener_cert.clone().expect("tls on"),
             tokens,
-            stop: Some(stop),
-            served: Some(served),
+            running,
             dir,
         }
     }
@@ -724,12 +585,7 @@ impl Sandboxed {
 
     /// A client trusting the listener certificate.
     pub fn client(&self) -> reqwest::Client {
-        let tls = exo_authproxy::forward::winrm::client_tls(Some(&self.listener_cert)).unwrap();
-        reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .no_proxy()
-            .build()
-            .unwrap()
+        client_trusting(&self.listener_cert)
     }
 
     /// POSTs `body` as the demo user with `query`.
@@ -739,19 +595,7 @@ impl Sandboxed {
         query: &str,
         body: &str,
     ) -> reqwest::Response {
-        let url = if query.is_empty() {
-            self.url.clone()
-        } else {
-            format!("{}?{query}", self.url)
-        };
-        client
-            .post(url)
-            .header("content-type", "application/soap+xml;charset=UTF-8")
-            .header("authorization", Credentials::encode(USER, PASSWORD))
-            .body(body.to_owned())
-            .send()
-            .await
-            .expect("request to the proxy")
+        post_soap(client, &self.url, Some((USER, PASSWORD)), query, body).await
     }
 
     /// The environment for `tests/interop/proxy_session.py`.
@@ -768,21 +612,7 @@ impl Sandboxed {
 
     /// Stops the proxy (as SIGTERM) and waits for `serve`.
     pub async fn shutdown(&mut self) -> Result<(), exo_authproxy::ServeError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match self.served.take() {
-            Some(task) => task.await.expect("serve task"),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Sandboxed {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.running.shutdown().await
     }
 }
 
