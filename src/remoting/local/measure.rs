@@ -23,6 +23,8 @@ const COMMAND: &str = "Measure-Object";
 #[derive(Debug, Default)]
 struct Statistics {
     count: u64,
+    /// Values that were numbers (the others were errors).
+    numbers: u64,
     sum: f64,
     minimum: Option<f64>,
     maximum: Option<f64>,
@@ -152,6 +154,7 @@ impl Measure {
             });
             return;
         };
+        stat.numbers += 1;
         stat.sum += n;
         stat.minimum = Some(stat.minimum.map_or(n, |m| m.min(n)));
         stat.maximum = Some(stat.maximum.map_or(n, |m| m.max(n)));
@@ -193,22 +196,15 @@ impl Measure {
     }
 
     fn info(&self, property: Option<&str>, stat: &Statistics) -> Value {
-        let numeric = stat.minimum.is_some();
         let double = |on: bool, v: Option<f64>| match v {
             Some(v) if on => Value::Double(v),
             _ => Value::Nil,
         };
-        let count_numeric = stat.count;
+        let average = (stat.numbers > 0).then(|| stat.sum / stat.numbers as f64);
         measure_info(
             i64::try_from(stat.count).unwrap_or(i64::MAX),
             [
-                (
-                    "Average",
-                    double(
-                        self.average && numeric,
-                        Some(stat.sum / count_numeric.max(1) as f64),
-                    ),
-                ),
+                ("Average", double(self.average, average)),
                 ("Sum", double(self.sum, Some(stat.sum))),
                 ("Maximum", double(self.maximum, stat.maximum)),
                 ("Minimum", double(self.minimum, stat.minimum)),

@@ -293,30 +293,28 @@ fn class_name(command: &str) -> String {
     )
 }
 
-/// Whether a value holds a script block anywhere (a calculated property's expression).
-fn has_script_block(value: &Value) -> bool {
+/// The first script block a value holds anywhere (a calculated property's expression).
+fn script_block(value: &Value) -> Option<&str> {
     match value {
-        Value::ScriptBlock(_) => true,
-        Value::Object(o) => {
-            o.primitive.as_ref().is_some_and(has_script_block)
-                || o.adapted
+        Value::ScriptBlock(s) => Some(s),
+        Value::Object(o) => o
+            .primitive
+            .iter()
+            .chain(o.adapted.iter().chain(&o.extended).map(|(_, v)| v))
+            .find_map(script_block)
+            .or_else(|| match &o.container {
+                Some(
+                    Container::List(l)
+                    | Container::Enumerable(l)
+                    | Container::Stack(l)
+                    | Container::Queue(l),
+                ) => l.iter().find_map(script_block),
+                Some(Container::Dictionary(d)) => d
                     .iter()
-                    .chain(&o.extended)
-                    .any(|(_, v)| has_script_block(v))
-                || match &o.container {
-                    Some(
-                        Container::List(l)
-                        | Container::Enumerable(l)
-                        | Container::Stack(l)
-                        | Container::Queue(l),
-                    ) => l.iter().any(has_script_block),
-                    Some(Container::Dictionary(d)) => d
-                        .iter()
-                        .any(|(k, v)| has_script_block(k) || has_script_block(v)),
-                    None => false,
-                }
-        }
-        _ => false,
+                    .find_map(|(k, v)| script_block(k).or_else(|| script_block(v))),
+                None => None,
+            }),
+        _ => None,
     }
 }
 
@@ -330,12 +328,8 @@ impl Stage {
         let Some(metadata) = find(&cmd.name) else {
             return Ok(None);
         };
-        if let Some(script) = cmd.args.iter().find(|a| has_script_block(&a.value)) {
-            let text = match &script.value {
-                Value::ScriptBlock(s) => s.clone(),
-                other => binding::display_value(other),
-            };
-            return Err(ErrorRecord::scripts_not_allowed(&text));
+        if let Some(script) = cmd.args.iter().find_map(|a| script_block(&a.value)) {
+            return Err(ErrorRecord::scripts_not_allowed(script));
         }
         let name = COMMANDS
             .iter()
