@@ -4,6 +4,7 @@ mod admin;
 mod bridge;
 mod cli;
 mod config;
+mod local_cmdlets;
 mod proxy;
 mod remoting;
 mod sandbox;
