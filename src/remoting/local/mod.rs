@@ -26,6 +26,10 @@
 //! [`buffer::Buffer`] bounded by count and by estimated bytes; past either limit the pipeline
 //! fails with an error that says which limit and what to do instead.
 
+// The engine's errors are the ErrorRecords PowerShell would write (the client sees them as
+// they are); they are made only when a pipeline fails, so their size costs nothing per object.
+#![allow(clippy::result_large_err)]
+
 mod buffer;
 mod measure;
 mod run;
