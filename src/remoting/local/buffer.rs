@@ -80,9 +80,9 @@ impl Buffer {
         self.items.len()
     }
 
-    /// Whether `value` is held already (`-Unique`).
-    pub(super) fn contains(&self, pred: impl Fn(&Value) -> bool) -> bool {
-        self.items.iter().any(|(v, _)| pred(v))
+    /// The object at `index` (oldest is 0).
+    pub(super) fn get(&self, index: usize) -> Option<&Value> {
+        self.items.get(index).map(|(v, _)| v)
     }
 
     /// Everything held, oldest first.

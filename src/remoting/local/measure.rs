@@ -11,6 +11,8 @@
 //! `-Line`, `-Word` and `-Character` (text measurement, `TextMeasureInfo`) are refused with
 //! a clear error: Exchange's objects are not text, and the client can measure text itself.
 
+use std::collections::{HashMap, HashSet};
+
 use super::{Arguments, class_name};
 use crate::remoting::binding::display_value;
 use crate::remoting::clixml::{Object, Value};
@@ -42,6 +44,8 @@ pub(super) struct Measure {
     minimum: bool,
     /// Per resolved property name, in first-seen order (one unnamed entry without -Property).
     statistics: Vec<(Option<String>, Statistics)>,
+    /// Lower-cased property name → its place in `statistics`.
+    index: HashMap<String, usize>,
     /// Non-terminating errors written since the last push/finish.
     errors: Vec<ErrorRecord>,
 }
@@ -87,6 +91,7 @@ impl Measure {
             } else {
                 Vec::new()
             },
+            index: HashMap::new(),
             properties,
             numeric: sum || average || maximum || minimum,
             sum,
@@ -106,11 +111,14 @@ impl Measure {
             self.analyze(0, input);
             return;
         };
+        // Sets and maps keyed by lower-cased name: an object with many members, or many
+        // measured properties, costs linear time.
+        let mut seen: HashSet<String> = HashSet::new();
         let mut found: Vec<(String, Value)> = Vec::new();
         if let Some(o) = input.as_object() {
             for p in properties {
                 for (n, v) in o.adapted.iter().chain(&o.extended) {
-                    if p.is_match(n) && !found.iter().any(|(f, _)| f.eq_ignore_ascii_case(n)) {
+                    if p.is_match(n) && seen.insert(n.to_lowercase()) {
                         found.push((n.clone(), v.clone()));
                     }
                 }
@@ -120,14 +128,12 @@ impl Measure {
             if matches!(value, Value::Nil) {
                 continue;
             }
-            let i = match self
-                .statistics
-                .iter()
-                .position(|(n, _)| n.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(&name)))
-            {
-                Some(i) => i,
+            let key = name.to_lowercase();
+            let i = match self.index.get(&key) {
+                Some(i) => *i,
                 None => {
                     self.statistics.push((Some(name), Statistics::default()));
+                    self.index.insert(key, self.statistics.len() - 1);
                     self.statistics.len() - 1
                 }
             };

@@ -15,6 +15,9 @@
 //! `-First n` answers [`Flow::Enough`] with the n-th object: the driver stops everything
 //! upstream there, so a trailing `Select-Object -First 1` costs one page of Exchange results.
 
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+
 use super::buffer::Buffer;
 use super::{Arguments, Flow, Step, class_name};
 use crate::remoting::binding::display_value;
@@ -68,7 +71,7 @@ pub(super) struct Select {
     properties: Option<Vec<Property>>,
     exclude: Vec<WildcardPattern>,
     expand: Option<WildcardPattern>,
-    unique: Option<Buffer>,
+    unique: Option<Unique>,
     /// Input objects seen.
     seen: usize,
 }
@@ -192,9 +195,7 @@ impl Select {
             properties,
             exclude,
             expand,
-            unique: args
-                .switch("Unique")
-                .then(|| Buffer::new(COMMAND, "-Unique")),
+            unique: args.switch("Unique").then(Unique::new),
             seen: 0,
         })
     }
@@ -298,7 +299,7 @@ impl Select {
             }
         }
         if let Some(unique) = &mut self.unique {
-            outputs.extend(unique.drain().map(Output::Object));
+            outputs.extend(unique.kept.drain().map(Output::Object));
         }
         outputs
     }
@@ -312,11 +313,7 @@ impl Select {
         let mut outputs = Vec::new();
         for o in produced {
             match o {
-                Output::Object(v) => {
-                    if !unique.contains(|u| *u == v) {
-                        unique.push(v)?;
-                    }
-                }
+                Output::Object(v) => unique.insert(v)?,
                 other => outputs.push(other),
             }
         }
@@ -345,19 +342,21 @@ impl Select {
         };
         let object = input.as_object();
         let mut out: Vec<(String, Value)> = Vec::new();
-        let has =
-            |out: &[(String, Value)], n: &str| out.iter().any(|(o, _)| o.eq_ignore_ascii_case(n));
+        // Lower-cased names already selected: a set, so an object with many members costs
+        // linear time, not quadratic.
+        let mut taken: HashSet<String> = HashSet::new();
+        let mut has = |n: &str| !taken.insert(n.to_lowercase());
         for p in properties {
             match p {
                 Property::Pattern(pattern) => {
                     for (n, v) in object.into_iter().flat_map(members) {
-                        if pattern.is_match(n) && !self.excluded(n) && !has(&out, n) {
+                        if pattern.is_match(n) && !self.excluded(n) && !has(n) {
                             out.push((n.clone(), v.clone()));
                         }
                     }
                 }
                 Property::Literal(name) => {
-                    if self.excluded(name) || has(&out, name) {
+                    if self.excluded(name) || has(name) {
                         continue;
                     }
                     out.push(match object.and_then(|o| member(o, name)) {
@@ -366,7 +365,7 @@ impl Select {
                     });
                 }
                 Property::Renamed { name, source } => {
-                    if has(&out, name) {
+                    if has(name) {
                         continue;
                     }
                     let value = object
@@ -453,6 +452,93 @@ impl Select {
                 Output::Object(element)
             })
             .collect()
+    }
+}
+
+/// `-Unique`'s distinct objects, in order, found again by hash (PowerShell compares each new
+/// object with every kept one; with 100,000 kept that is quadratic).
+#[derive(Debug)]
+struct Unique {
+    kept: Buffer,
+    by_hash: HashMap<u64, Vec<usize>>,
+    hasher: RandomState,
+}
+
+impl Unique {
+    fn new() -> Self {
+        Self {
+            kept: Buffer::new(COMMAND, "-Unique"),
+            by_hash: HashMap::new(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Keeps `v` unless an equal object is kept already.
+    fn insert(&mut self, v: Value) -> Result<(), ErrorRecord> {
+        let hash = self.hasher.hash_one(Fingerprint(&v));
+        let kept = &self.kept;
+        if self
+            .by_hash
+            .get(&hash)
+            .is_some_and(|b| b.iter().any(|i| kept.get(*i) == Some(&v)))
+        {
+            return Ok(());
+        }
+        let index = self.kept.len();
+        self.kept.push(v)?;
+        self.by_hash.entry(hash).or_default().push(index);
+        Ok(())
+    }
+}
+
+/// Hashes a value consistently with its `==` (floats by bits, which only makes equal NaNs
+/// compare unequal twice: harmless here). Walks without recursion.
+struct Fingerprint<'v>(&'v Value);
+
+impl Hash for Fingerprint<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let mut pending = vec![self.0];
+        while let Some(v) = pending.pop() {
+            std::mem::discriminant(v).hash(h);
+            match v {
+                Value::Object(o) => {
+                    o.type_names.hash(h);
+                    o.to_string.hash(h);
+                    pending.extend(o.primitive.as_ref());
+                    for (n, v) in o.adapted.iter().chain(&o.extended) {
+                        n.hash(h);
+                        pending.push(v);
+                    }
+                    match &o.container {
+                        Some(
+                            Container::List(l)
+                            | Container::Enumerable(l)
+                            | Container::Stack(l)
+                            | Container::Queue(l),
+                        ) => {
+                            l.len().hash(h);
+                            pending.extend(l);
+                        }
+                        Some(Container::Dictionary(d)) => {
+                            d.len().hash(h);
+                            for (k, v) in d {
+                                pending.push(k);
+                                pending.push(v);
+                            }
+                        }
+                        None => {}
+                    }
+                }
+                Value::Float(f) => f.to_bits().hash(h),
+                Value::Double(f) => f.to_bits().hash(h),
+                // Equal instants are equal whatever their offsets.
+                Value::DateTime(d) => (d.timestamp(), d.timestamp_subsec_nanos()).hash(h),
+                Value::UtcDateTime(d) => (d.timestamp(), d.timestamp_subsec_nanos()).hash(h),
+                // Everything else: its text form is exact and cheap.
+                Value::Nil => {}
+                other => format!("{other:?}").hash(h),
+            }
+        }
     }
 }
 

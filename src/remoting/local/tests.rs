@@ -414,3 +414,21 @@ fn sources_and_out_commands() {
     assert!(is_local("exit-pssession"));
     assert!(!is_local("Get-Mailbox"));
 }
+
+#[test]
+fn unique_whole_objects_and_wide_objects() {
+    let mut s = stage("Select-Object", vec![arg(Some("Unique"), true)]);
+    let out = objects(drive(&mut s, [mailbox(1), mailbox(2), mailbox(1), mailbox(2)]).0);
+    assert_eq!(names(&out), vec!["user1", "user2"]);
+    // A client-sent object with many members: every one selected once, in order.
+    let mut wide = Object::new(["Wide"]);
+    for i in 0..20_000 {
+        wide.push_property(format!("P{i}"), Value::I32(i));
+    }
+    wide.push_property("p0", Value::I32(-1));
+    let mut s = stage("Select-Object", vec![arg(Some("Property"), "*")]);
+    let out = objects(drive(&mut s, [wide.into_value()]).0);
+    let o = out[0].as_object().unwrap();
+    assert_eq!(o.extended.len(), 20_000, "P0 and p0 are one name");
+    assert_eq!(o.extended[19_999], ("P19999".into(), Value::I32(19_999)));
+}
