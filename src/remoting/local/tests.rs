@@ -432,3 +432,135 @@ fn unique_whole_objects_and_wide_objects() {
     assert_eq!(o.extended.len(), 20_000, "P0 and p0 are one name");
     assert_eq!(o.extended[19_999], ("P19999".into(), Value::I32(19_999)));
 }
+
+/// The endpoint's driver for executors that run only their own commands: trailing local
+/// commands apply to the executor's output, and `-First` drops the executor's future.
+mod driver {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::remoting::executor::{
+        Executor, InputStream, MetadataQuery, OutputSink, Pipeline, PipelineEnd, Statement,
+    };
+
+    /// `Get-Endless` writes numbered objects until it is dropped.
+    #[derive(Default)]
+    struct Endless {
+        produced: AtomicUsize,
+        dropped: AtomicUsize,
+    }
+
+    struct OnDrop<'a>(&'a AtomicUsize);
+    impl Drop for OnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Executor for Endless {
+        type Caller = ();
+
+        async fn run(
+            &self,
+            _caller: &(),
+            pipeline: Pipeline,
+            _input: InputStream,
+            output: OutputSink,
+        ) -> PipelineEnd {
+            assert_eq!(pipeline.statements[0].commands.len(), 1, "{pipeline:?}");
+            let _guard = OnDrop(&self.dropped);
+            for i in 0.. {
+                let o = Object::new(["Exo.Test.Thing"])
+                    .with_adapted("Name", format!("thing-{i}"))
+                    .into_value();
+                if output.send(Output::Object(o)).await.is_err() {
+                    break;
+                }
+                self.produced.fetch_add(1, Ordering::SeqCst);
+            }
+            PipelineEnd::Completed
+        }
+
+        async fn command_metadata(
+            &self,
+            _caller: &(),
+            _query: MetadataQuery,
+        ) -> Result<Vec<CommandMetadata>, ErrorRecord> {
+            Ok(Vec::new())
+        }
+    }
+
+    async fn run_statement(commands: Vec<Command>) -> (PipelineEnd, Vec<Output>, Arc<Endless>) {
+        let exec = Arc::new(Endless::default());
+        let (sink, mut rx) = OutputSink::channel(1000);
+        let end = run(
+            exec.clone(),
+            (),
+            Pipeline {
+                statements: vec![Statement { commands }],
+                no_input: true,
+            },
+            tokio::sync::mpsc::channel(1).1,
+            sink,
+        )
+        .await;
+        let mut out = Vec::new();
+        while let Ok(o) = rx.try_recv() {
+            out.push(o);
+        }
+        (end, out, exec)
+    }
+
+    #[tokio::test]
+    async fn trailing_first_drops_the_executor() {
+        let (end, out, exec) = run_statement(vec![
+            cmd("Get-Endless", vec![]),
+            cmd("Select-Object", vec![arg(Some("First"), 3)]),
+            cmd("Select-Object", vec![arg(Some("ExpandProperty"), "Name")]),
+        ])
+        .await;
+        assert_eq!(end, PipelineEnd::Completed);
+        assert_eq!(
+            objects(out),
+            vec![
+                Value::from("thing-0"),
+                Value::from("thing-1"),
+                Value::from("thing-2")
+            ]
+        );
+        assert_eq!(
+            exec.dropped.load(Ordering::SeqCst),
+            1,
+            "the executor was stopped"
+        );
+        assert!(exec.produced.load(Ordering::SeqCst) < 100);
+    }
+
+    #[tokio::test]
+    async fn local_only_statements_and_binding_before_running() {
+        let (end, out, exec) = run_statement(vec![
+            cmd("Get-FormatData", vec![arg(Some("TypeName"), "*")]),
+            cmd("Measure-Object", vec![]),
+        ])
+        .await;
+        assert_eq!(end, PipelineEnd::Completed);
+        assert_eq!(objects(out)[0].property("Count"), Some(&Value::I32(0)));
+        assert_eq!(exec.produced.load(Ordering::SeqCst), 0);
+        // A binding error in a trailing local command fails before the executor runs.
+        let (end, out, exec) = run_statement(vec![
+            cmd("Get-Endless", vec![]),
+            cmd("Select-Object", vec![arg(Some("Frist"), 3)]),
+        ])
+        .await;
+        let PipelineEnd::Failed(rec) = end else {
+            panic!("{end:?}")
+        };
+        assert_eq!(
+            rec.fully_qualified_error_id,
+            "NamedParameterNotFound,Select-Object"
+        );
+        assert!(out.is_empty());
+        assert_eq!(exec.dropped.load(Ordering::SeqCst), 0, "never started");
+    }
+}
