@@ -465,6 +465,11 @@ where
                 local: local.take(),
             })
             .collect();
+        for local in stages.iter_mut().filter_map(|s| s.local.as_mut()) {
+            if let Some(query) = local.commands_query() {
+                local.supply_commands(catalog.query(&query));
+            }
+        }
         if stages.is_empty() {
             continue;
         }

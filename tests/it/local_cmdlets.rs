@@ -247,6 +247,41 @@ async fn readme_rest_mode_rows_for_local_commands_and_pipelines_issue_11() {
     );
     completed(&r, "input");
     assert_eq!(completed(&r, "input_check")[0]["adapted"]["Count"], 2);
+    // `Get-Command` (the restricted runspace's own): the tenant's commands, as CmdletInfo.
+    let listed: Vec<String> = completed(&r, "get_command")
+        .iter()
+        .map(|n| n.as_str().expect("a name").to_owned())
+        .collect();
+    assert!(
+        listed.contains(&"Get-Mailbox".to_owned())
+            && listed.contains(&"Get-MailboxStatistics".to_owned()),
+        "{listed:?}"
+    );
+    assert!(
+        listed.iter().all(|n| n.starts_with("Get-Mailbox")),
+        "{listed:?}"
+    );
+    let mut sorted = listed.clone();
+    sorted.sort_by_key(|n| n.to_lowercase());
+    assert_eq!(listed, sorted, "sorted by name, as PowerShell lists them");
+    let info = completed(&r, "get_command_info");
+    assert_eq!(info.len(), 1);
+    assert_eq!(
+        info[0]["types"][0],
+        "System.Management.Automation.CmdletInfo"
+    );
+    assert_eq!(info[0]["adapted"]["Name"], "Get-Mailbox");
+    assert_eq!(info[0]["adapted"]["Noun"], "Mailbox");
+    let parameters = info[0]["adapted"]["Parameters"]
+        .as_object()
+        .expect("Parameters dictionary");
+    assert!(parameters.contains_key("ResultSize"), "{parameters:?}");
+    let missing = &r["get_command_missing"];
+    assert_eq!(missing["state"], 4, "{missing}");
+    assert_eq!(
+        missing["errors"][0]["fq_error"],
+        "CommandNotFoundException,Microsoft.PowerShell.Commands.GetCommandCommand"
+    );
     // Client input straight into a local command.
     assert_eq!(completed(&r, "input_select"), vec![json!("a"), json!("b")]);
 }

@@ -13,7 +13,8 @@
 //! commands. [`Flow::Enough`] is how `Select-Object -First n` stops upstream paging: the driver
 //! stops pulling and drops the upstream call, wherever the stage stands.
 //!
-//! Commands: `Select-Object` ([`select`]), `Measure-Object` ([`measure`]), `Get-FormatData`
+//! Commands: `Select-Object` ([`select`]), `Measure-Object` ([`measure`]), `Get-Command`
+//! ([`get_command`]: the runspace's command list, which the driver supplies), `Get-FormatData`
 //! (no objects: clients fall back to default formatting), `Exit-PSSession` (nothing to do on
 //! the server), `Out-Default` (passes objects on: the client formats them) and `Out-Null`
 //! (drops them). Their arguments go through the same binder as every other command's, with
@@ -31,6 +32,7 @@
 #![allow(clippy::result_large_err)]
 
 mod buffer;
+mod get_command;
 mod measure;
 mod run;
 mod select;
@@ -43,7 +45,7 @@ pub use run::run;
 use super::binding::{self, ActionPreference, BoundCommand, BoundValue, CommonParameters};
 use super::clixml::{Container, Value};
 use super::executor::{
-    Command, CommandMetadata, ErrorCategory, ErrorRecord, Output, ParameterMetadata,
+    Command, CommandMetadata, ErrorCategory, ErrorRecord, MetadataQuery, Output, ParameterMetadata,
 };
 
 /// A switch parameter's type.
@@ -68,6 +70,38 @@ const COMMANDS: &[(&str, &str, &[Parameter])] = &[
         ],
     ),
     ("Exit-PSSession", "Microsoft.PowerShell.Core", &[]),
+    (
+        "Get-Command",
+        "Microsoft.PowerShell.Core",
+        &[
+            ("Name", "System.String[]", Some(0)),
+            ("ArgumentList", "System.Object[]", Some(1)),
+            ("Verb", "System.String[]", None),
+            ("Noun", "System.String[]", None),
+            ("Module", "System.String[]", None),
+            (
+                "FullyQualifiedModule",
+                "Microsoft.PowerShell.Commands.ModuleSpecification[]",
+                None,
+            ),
+            (
+                "CommandType",
+                "System.Management.Automation.CommandTypes",
+                None,
+            ),
+            ("TotalCount", "System.Int32", None),
+            ("Syntax", SWITCH, None),
+            ("ShowCommandInfo", SWITCH, None),
+            ("All", SWITCH, None),
+            ("ListImported", SWITCH, None),
+            ("ParameterName", "System.String[]", None),
+            (
+                "ParameterType",
+                "System.Management.Automation.PSTypeName[]",
+                None,
+            ),
+        ],
+    ),
     (
         "Measure-Object",
         "Microsoft.PowerShell.Utility",
@@ -198,6 +232,7 @@ impl Step {
 enum Behaviour {
     Select(Box<select::Select>),
     Measure(measure::Measure),
+    GetCommand(get_command::GetCommand),
     /// `Out-Default`: the client formats.
     PassThrough,
     /// `Out-Null`, and the commands that produce nothing and ignore input (`Get-FormatData`,
@@ -348,6 +383,7 @@ impl Stage {
         let behaviour = match name {
             "Select-Object" => Behaviour::Select(Box::new(select::Select::new(&args)?)),
             "Measure-Object" => Behaviour::Measure(measure::Measure::new(&args)?),
+            "Get-Command" => Behaviour::GetCommand(get_command::GetCommand::new(&args)?),
             "Out-Default" => Behaviour::PassThrough,
             _ => Behaviour::Discard,
         };
@@ -363,6 +399,22 @@ impl Stage {
         self.name
     }
 
+    /// The runspace's commands this stage needs (`Get-Command`), if any: the driver answers
+    /// with [`Stage::supply_commands`] before input starts.
+    pub fn commands_query(&self) -> Option<MetadataQuery> {
+        match &self.behaviour {
+            Behaviour::GetCommand(g) => Some(g.query()),
+            _ => None,
+        }
+    }
+
+    /// The answer to [`Stage::commands_query`]: the commands the runspace has.
+    pub fn supply_commands(&mut self, commands: Vec<CommandMetadata>) {
+        if let Behaviour::GetCommand(g) = &mut self.behaviour {
+            g.supply(commands);
+        }
+    }
+
     /// Takes one input object.
     ///
     /// # Errors
@@ -376,7 +428,7 @@ impl Stage {
                 Step::more(m.take_errors())
             }
             Behaviour::PassThrough => Step::more(vec![Output::Object(input)]),
-            Behaviour::Discard => Step::more(Vec::new()),
+            Behaviour::GetCommand(_) | Behaviour::Discard => Step::more(Vec::new()),
         };
         Ok(Step {
             outputs: self.apply_error_action(step.outputs)?,
@@ -393,6 +445,7 @@ impl Stage {
         let outputs = match &mut self.behaviour {
             Behaviour::Select(s) => s.finish(),
             Behaviour::Measure(m) => m.finish(),
+            Behaviour::GetCommand(g) => g.finish(),
             Behaviour::PassThrough | Behaviour::Discard => Vec::new(),
         };
         self.apply_error_action(outputs)

@@ -176,6 +176,14 @@ async fn run_statement<E: Executor>(
         Ok(stages) => Chain::new(stages),
         Err(rec) => return PipelineEnd::Failed(rec),
     };
+    for stage in &mut chain.stages {
+        if let Some(query) = stage.commands_query() {
+            match executor.command_metadata(caller, query).await {
+                Ok(commands) => stage.supply_commands(commands),
+                Err(rec) => return PipelineEnd::Failed(rec),
+            }
+        }
+    }
     let mut commands = statement.commands;
     commands.truncate(split);
 

@@ -564,3 +564,84 @@ mod driver {
         assert_eq!(exec.dropped.load(Ordering::SeqCst), 0, "never started");
     }
 }
+
+#[test]
+fn get_command_filters_the_supplied_list() {
+    let meta = |name: &str| CommandMetadata {
+        name: name.into(),
+        namespace: "tmp_exo".into(),
+        command_type: 8,
+        resolved_command_name: None,
+        parameters: vec![ParameterMetadata {
+            name: "Identity".into(),
+            parameter_type: "System.String".into(),
+            aliases: vec![],
+            is_switch: false,
+            position: Some(0),
+        }],
+        supports_should_process: false,
+    };
+    let supplied = vec![
+        meta("Set-Mailbox"),
+        meta("Get-Mailbox"),
+        meta("Get-MailboxStatistics"),
+        meta("Get-User"),
+    ];
+    let run = |args: Vec<Argument>| {
+        let mut s = stage("Get-Command", args);
+        let q = s.commands_query().expect("Get-Command asks for the list");
+        assert_eq!(q.command_types, 511);
+        s.supply_commands(supplied.clone());
+        drive(&mut s, []).0
+    };
+    let names = |out: Vec<Output>| -> Vec<String> {
+        objects(out)
+            .iter()
+            .map(|o| {
+                o.property("Name")
+                    .and_then(Value::as_text)
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(
+        names(run(vec![arg(None, "*mailbox*")])),
+        vec!["Get-Mailbox", "Get-MailboxStatistics", "Set-Mailbox"]
+    );
+    assert_eq!(
+        names(run(vec![
+            arg(Some("Verb"), "Get"),
+            arg(Some("Noun"), "Mailbox")
+        ])),
+        vec!["Get-Mailbox"]
+    );
+    // The local commands are listed too, as in a restricted runspace.
+    assert_eq!(
+        names(run(vec![arg(None, "Select-*")])),
+        vec!["Select-Object"]
+    );
+    let out = run(vec![arg(None, strings(&["Get-User", "Get-Nothing"]))]);
+    let Output::Error(e) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        e.fully_qualified_error_id,
+        "CommandNotFoundException,Microsoft.PowerShell.Commands.GetCommandCommand"
+    );
+    let info = objects(out[1..].to_vec());
+    let o = info[0].as_object().unwrap();
+    assert_eq!(o.type_names[0], "System.Management.Automation.CmdletInfo");
+    assert_eq!(o.to_string.as_deref(), Some("Get-User"));
+    assert_eq!(
+        info[0].property("CommandType").and_then(Value::as_i64),
+        Some(8)
+    );
+    assert_eq!(
+        info[0]
+            .property("Parameters")
+            .and_then(Value::as_dictionary)
+            .map(|d| d[0].0.clone()),
+        Some(Value::from("Identity"))
+    );
+}
