@@ -17,6 +17,11 @@
 //! page ahead (the output sink is bounded). Dropping the future (Ctrl-C) drops the in-flight
 //! request; `Select-Object -First n` stops upstream paging the same way.
 //!
+//! The restricted runspace's own commands (`Select-Object`, `Measure-Object`, `Get-Command`,
+//! `Get-FormatData`, …) are the stages of the one engine in `remoting::local`, put in place in
+//! any position: objects are pushed into them like into any other stage, and when one has had
+//! enough (`-First n`) the runner stops pulling from everything upstream and drops the calls.
+//!
 //! Common parameters act as in PowerShell: `-ErrorAction Stop` turns a cmdlet's error into
 //! a Failed pipeline, `SilentlyContinue`/`Ignore` drop it; `-WarningAction` likewise for
 //! warnings. Script text, unknown commands and binding failures fail the pipeline before
