@@ -94,6 +94,8 @@ def scenario_table():
         r["exclude"] = run(pool, [("Get-Mailbox", [("Identity", "AdeleV")], []), ("Select-Object", [("ExcludeProperty", "Name")], [])])
         r["exclude_with_star"] = run(pool, [("Get-Mailbox", [("Identity", "AdeleV")], []), ("Select-Object", [("Property", "*"), ("ExcludeProperty", ["*Address*", "Name"])], [])])
         r["first"] = run(pool, [mailboxes(10), ("Select-Object", [("First", 3)], [])])
+        # Invoke-Command's tokens for `Select-Object -First 2`: a bare `-First`, then the value.
+        r["first_windows"] = run(pool, [mailboxes(10), ("Select-Object", [("-First", None)], [2])])
         r["skip_first"] = run(pool, [mailboxes(10), ("Select-Object", [("Skip", 2), ("First", 2)], [])])
         r["last"] = run(pool, [mailboxes(10), ("Select-Object", [("Last", 2)], [])])
         r["skip_last"] = run(pool, [mailboxes(4), ("Select-Object", [("SkipLast", 3)], [])])

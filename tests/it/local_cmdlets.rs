@@ -170,6 +170,7 @@ async fn readme_rest_mode_rows_for_local_commands_and_pipelines_issue_11() {
         "user00009",
     ];
     assert_eq!(names("first"), ten[..3]);
+    assert_eq!(names("first_windows"), ten[..2]);
     assert_eq!(names("skip_first"), ten[2..4]);
     assert_eq!(names("last"), ten[8..]);
     assert_eq!(names("skip_last"), ten[..1]);
