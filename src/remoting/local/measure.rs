@@ -21,6 +21,10 @@ use crate::remoting::wildcard::{WildcardPattern, is_wildcard};
 
 const COMMAND: &str = "Measure-Object";
 
+/// Most distinct properties one `Measure-Object` keeps statistics for: a wildcard over
+/// client-sent objects with ever new property names must not grow memory without bound.
+pub(super) const MAX_MEASURED_PROPERTIES: usize = 10_000;
+
 /// Running statistics of one measured property (or of the objects themselves).
 #[derive(Debug, Default)]
 struct Statistics {
@@ -103,13 +107,17 @@ impl Measure {
     }
 
     /// Measures one input object; errors are returned by the next [`Measure::take_errors`].
-    pub(super) fn push(&mut self, input: &Value) {
+    ///
+    /// # Errors
+    /// The record the pipeline fails with when the inputs name more than
+    /// [`MAX_MEASURED_PROPERTIES`] distinct properties.
+    pub(super) fn push(&mut self, input: &Value) -> Result<(), ErrorRecord> {
         if matches!(input, Value::Nil) {
-            return;
+            return Ok(());
         }
         let Some(properties) = &self.properties else {
             self.analyze(0, input);
-            return;
+            return Ok(());
         };
         // Sets and maps keyed by lower-cased name: an object with many members, or many
         // measured properties, costs linear time.
@@ -131,6 +139,21 @@ impl Measure {
             let key = name.to_lowercase();
             let i = match self.index.get(&key) {
                 Some(i) => *i,
+                None if self.statistics.len() >= MAX_MEASURED_PROPERTIES => {
+                    return Err(ErrorRecord {
+                        activity: COMMAND.into(),
+                        ..ErrorRecord::new(
+                            format!(
+                                "Measure-Object would measure more than \
+                                 {MAX_MEASURED_PROPERTIES} different properties; name the \
+                                 properties to measure instead of a wildcard."
+                            ),
+                            "System.InvalidOperationException",
+                            format!("LocalBufferLimitExceeded,{}", class_name(COMMAND)),
+                            ErrorCategory::LimitsExceeded,
+                        )
+                    });
+                }
                 None => {
                     self.statistics.push((Some(name), Statistics::default()));
                     self.index.insert(key, self.statistics.len() - 1);
@@ -139,6 +162,7 @@ impl Measure {
             };
             self.analyze(i, &value);
         }
+        Ok(())
     }
 
     fn analyze(&mut self, i: usize, value: &Value) {

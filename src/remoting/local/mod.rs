@@ -424,7 +424,7 @@ impl Stage {
         let step = match &mut self.behaviour {
             Behaviour::Select(s) => s.push(input)?,
             Behaviour::Measure(m) => {
-                m.push(&input);
+                m.push(&input)?;
                 Step::more(m.take_errors())
             }
             Behaviour::PassThrough => Step::more(vec![Output::Object(input)]),

@@ -645,3 +645,22 @@ fn get_command_filters_the_supplied_list() {
         Some(Value::from("Identity"))
     );
 }
+
+#[test]
+fn measure_keeps_statistics_for_a_bounded_number_of_properties() {
+    let mut s = stage("Measure-Object", vec![arg(Some("Property"), "*")]);
+    let mut failed = None;
+    for batch in 0..20 {
+        let mut o = Object::new(["Wide"]);
+        for i in 0..1000 {
+            o.push_property(format!("P{batch}_{i}"), Value::I32(i));
+        }
+        if let Err(e) = s.push(o.into_value()) {
+            failed = Some((batch, e));
+            break;
+        }
+    }
+    let (batch, e) = failed.expect("the limit holds");
+    assert_eq!(batch, measure::MAX_MEASURED_PROPERTIES / 1000);
+    assert_eq!(e.category, ErrorCategory::LimitsExceeded);
+}
