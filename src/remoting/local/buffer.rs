@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use crate::remoting::clixml::{Container, Value};
+use crate::remoting::clixml::Value;
 use crate::remoting::executor::{ErrorCategory, ErrorRecord};
 
 /// Most objects one local command keeps at once.
@@ -139,26 +139,10 @@ pub(super) fn estimated_size(value: &Value) -> usize {
                     total = total.saturating_add(t.len() + 24);
                 }
                 total = total.saturating_add(o.to_string.as_ref().map_or(0, String::len));
-                pending.extend(o.primitive.as_ref());
-                for (name, v) in o.adapted.iter().chain(&o.extended) {
+                for (name, _) in o.adapted.iter().chain(&o.extended) {
                     total = total.saturating_add(name.len() + 24);
-                    pending.push(v);
                 }
-                match &o.container {
-                    Some(
-                        Container::List(l)
-                        | Container::Enumerable(l)
-                        | Container::Stack(l)
-                        | Container::Queue(l),
-                    ) => pending.extend(l),
-                    Some(Container::Dictionary(d)) => {
-                        for (k, v) in d {
-                            pending.push(k);
-                            pending.push(v);
-                        }
-                    }
-                    None => {}
-                }
+                pending.extend(super::children(o));
             }
             _ => {}
         }

@@ -16,23 +16,10 @@ use super::{Arguments, all, class_name};
 use crate::remoting::binding::display_value;
 use crate::remoting::clixml::{Container, Object, Value};
 use crate::remoting::executor::{CommandMetadata, ErrorRecord, MetadataQuery, Output};
+use crate::remoting::records::{COMMAND_TYPES, command_type_name};
 use crate::remoting::wildcard::{WildcardPattern, compile_all};
 
 const COMMAND: &str = "Get-Command";
-
-/// CommandTypes flags by name (reference psrp-protocol.md §7.4).
-const COMMAND_TYPES: &[(&str, u32)] = &[
-    ("Alias", 1),
-    ("Function", 2),
-    ("Filter", 4),
-    ("Cmdlet", 8),
-    ("ExternalScript", 16),
-    ("Application", 32),
-    ("Script", 64),
-    ("Workflow", 128),
-    ("Configuration", 256),
-    ("All", 511),
-];
 
 /// A bound `Get-Command`.
 #[derive(Debug)]
@@ -159,25 +146,6 @@ fn not_found(name: &str) -> ErrorRecord {
     rec
 }
 
-fn command_type(flags: u32) -> Value {
-    let name = COMMAND_TYPES
-        .iter()
-        .find(|(_, f)| *f == flags)
-        .map_or("Cmdlet", |(n, _)| *n);
-    Object {
-        type_names: vec![
-            "System.Management.Automation.CommandTypes".into(),
-            "System.Enum".into(),
-            "System.ValueType".into(),
-            "System.Object".into(),
-        ],
-        to_string: Some(name.into()),
-        primitive: Some(Value::I32(i32::try_from(flags).unwrap_or(8))),
-        ..Object::default()
-    }
-    .into_value()
-}
-
 /// A `System.Management.Automation.CmdletInfo` as Windows PowerShell serializes it.
 fn cmdlet_info(c: &CommandMetadata) -> Value {
     let (verb, noun) = c.name.split_once('-').unwrap_or(("", &c.name));
@@ -209,7 +177,14 @@ fn cmdlet_info(c: &CommandMetadata) -> Value {
         ("Verb", Value::from(verb)),
         ("Noun", Value::from(noun)),
         ("Name", Value::from(c.name.as_str())),
-        ("CommandType", command_type(c.command_type)),
+        (
+            "CommandType",
+            Value::enum_of(
+                "System.Management.Automation.CommandTypes",
+                command_type_name(c.command_type),
+                i32::try_from(c.command_type).unwrap_or(8),
+            ),
+        ),
         ("Source", Value::from(c.namespace.as_str())),
         ("ModuleName", Value::from(c.namespace.as_str())),
         ("Visibility", Value::from("Public")),

@@ -43,7 +43,7 @@ pub use buffer::{MAX_BUFFERED_BYTES, MAX_BUFFERED_OBJECTS};
 pub use run::run;
 
 use super::binding::{self, ActionPreference, BoundCommand, BoundValue, CommonParameters};
-use super::clixml::{Container, Value};
+use super::clixml::{Container, Object, Value};
 use super::executor::{
     Command, CommandMetadata, ErrorCategory, ErrorRecord, MetadataQuery, Output, ParameterMetadata,
 };
@@ -332,29 +332,41 @@ fn class_name(command: &str) -> String {
     )
 }
 
+/// The values directly inside an object: its primitive, its members' values, its container's
+/// items (a dictionary's keys and values). The engine's walks over values (size, `-Unique`'s
+/// hash, the script-block check) go through this, each with its own stack.
+fn children(o: &Object) -> impl Iterator<Item = &Value> {
+    let items: &[Value] = match &o.container {
+        Some(
+            Container::List(l)
+            | Container::Enumerable(l)
+            | Container::Stack(l)
+            | Container::Queue(l),
+        ) => l,
+        _ => &[],
+    };
+    let entries: &[(Value, Value)] = match &o.container {
+        Some(Container::Dictionary(d)) => d,
+        _ => &[],
+    };
+    o.primitive
+        .iter()
+        .chain(o.adapted.iter().chain(&o.extended).map(|(_, v)| v))
+        .chain(items)
+        .chain(entries.iter().flat_map(|(k, v)| [k, v]))
+}
+
 /// The first script block a value holds anywhere (a calculated property's expression).
 fn script_block(value: &Value) -> Option<&str> {
-    match value {
-        Value::ScriptBlock(s) => Some(s),
-        Value::Object(o) => o
-            .primitive
-            .iter()
-            .chain(o.adapted.iter().chain(&o.extended).map(|(_, v)| v))
-            .find_map(script_block)
-            .or_else(|| match &o.container {
-                Some(
-                    Container::List(l)
-                    | Container::Enumerable(l)
-                    | Container::Stack(l)
-                    | Container::Queue(l),
-                ) => l.iter().find_map(script_block),
-                Some(Container::Dictionary(d)) => d
-                    .iter()
-                    .find_map(|(k, v)| script_block(k).or_else(|| script_block(v))),
-                None => None,
-            }),
-        _ => None,
+    let mut pending = vec![value];
+    while let Some(v) = pending.pop() {
+        match v {
+            Value::ScriptBlock(s) => return Some(s),
+            Value::Object(o) => pending.extend(children(o)),
+            _ => {}
+        }
     }
+    None
 }
 
 impl Stage {

@@ -504,30 +504,10 @@ impl Hash for Fingerprint<'_> {
                 Value::Object(o) => {
                     o.type_names.hash(h);
                     o.to_string.hash(h);
-                    pending.extend(o.primitive.as_ref());
-                    for (n, v) in o.adapted.iter().chain(&o.extended) {
+                    for (n, _) in o.adapted.iter().chain(&o.extended) {
                         n.hash(h);
-                        pending.push(v);
                     }
-                    match &o.container {
-                        Some(
-                            Container::List(l)
-                            | Container::Enumerable(l)
-                            | Container::Stack(l)
-                            | Container::Queue(l),
-                        ) => {
-                            l.len().hash(h);
-                            pending.extend(l);
-                        }
-                        Some(Container::Dictionary(d)) => {
-                            d.len().hash(h);
-                            for (k, v) in d {
-                                pending.push(k);
-                                pending.push(v);
-                            }
-                        }
-                        None => {}
-                    }
+                    pending.extend(super::children(o));
                 }
                 Value::Float(f) => f.to_bits().hash(h),
                 Value::Double(f) => f.to_bits().hash(h),
