@@ -332,7 +332,10 @@ const BUILTIN: &[(&str, &str, &str)] = &[
 /// A restricted built-in (reference psrp-protocol.md §10.1), run by the pipeline runner with
 /// the engine in `remoting::local` and the parameters declared there (one definition for
 /// both modes).
-fn local_entry(name: &str) -> Entry {
+///
+/// # Panics
+/// When `name` is not one of `remoting::local`'s commands (a programming error).
+pub fn local_entry(name: &str) -> Entry {
     let mut metadata = crate::remoting::local::metadata(name)
         .unwrap_or_else(|| panic!("{name} is a local command"));
     metadata.namespace = NAMESPACE.into();

@@ -32,7 +32,7 @@ use std::pin::Pin;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value as Json};
 
-use super::catalog::{Catalog, Entry, Kind};
+use super::catalog::{Catalog, Entry, local_entry};
 use super::convert;
 use super::errors::{ErrorOrigin, ExchangeError, scripts_not_allowed};
 use crate::remoting::binding::{
@@ -418,17 +418,20 @@ fn prepare(
         if c.is_script {
             return Err(scripts_not_allowed(&c.name));
         }
+        if let Some(stage) = local::Stage::bind(c)? {
+            out.push((
+                local_entry(stage.name()),
+                BoundCommand::default(),
+                Some(stage),
+            ));
+            continue;
+        }
         let Some(found) = catalog.lookup(c.name.trim()) else {
             let mut r = ExchangeError::command_not_found(c.name.trim())
                 .to_error_record("", &ErrorOrigin::default());
             r.fully_qualified_error_id = "CommandNotFoundException".into();
             return Err(r);
         };
-        if found.kind == Kind::Local {
-            let stage = local::Stage::bind(c)?;
-            out.push((found.clone(), BoundCommand::default(), stage));
-            continue;
-        }
         let entry = if found.known {
             found.clone()
         } else {

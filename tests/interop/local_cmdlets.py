@@ -107,6 +107,7 @@ def scenario_table():
         r["measure_sum"] = run(pool, [mailboxes(3), ("Get-MailboxStatistics", [], []), ("Measure-Object", [("Property", "ItemCount"), ("Sum", None), ("Maximum", None)], [])])
         r["calculated_renamed"] = run(pool, [mailboxes(1), ("Select-Object", [("Property", ["Name", {"Name": "Mail", "Expression": "PrimarySmtpAddress"}])], [])])
         r["calculated_script"] = run(pool, [mailboxes(1), ("Select-Object", [("Property", ["Name", {"Name": "Mail", "Expression": TaggedValue("SBK", "$_.PrimarySmtpAddress")}])], [])])
+        r["out_null"] = run(pool, [mailboxes(2), ("Out-Null", [], [])])
         r["format_data_count"] = run(pool, [("Get-FormatData", [("TypeName", "*"), ("PowerShellVersion", "5.1")], []), ("Measure-Object", [], [])])
         r["format_data"] = run(pool, [("Get-FormatData", [("TypeName", "*")], [])])
         r["pipeline"] = run(pool, [mailboxes(3), ("Set-Mailbox", [("CustomAttribute4", "piped-4")], [])])
@@ -146,6 +147,7 @@ def scenario_metadata():
             ("long_stars_q", "*" * 2000 + "Q"),
             ("stars_x", "**********x"),
             ("set", "Get-Mailbo[xy]"),
+            ("out", "Out-*"),
         ]:
             r[key] = sorted(m.name for m in pool.get_command_metadata(pattern))
     return r

@@ -235,6 +235,8 @@ async fn readme_rest_mode_rows_for_local_commands_and_pipelines_issue_11() {
     assert_eq!(script["state"], 5, "{script}");
     assert_eq!(script["errors"][0]["fq_error"], "ScriptsNotAllowed");
 
+    assert_eq!(completed(&r, "out_null"), Vec::<Json>::new());
+
     // `Get-FormatData` (Import-PSSession): no format data, and its count through
     // Measure-Object is 0.
     assert_eq!(completed(&r, "format_data"), Vec::<Json>::new());
@@ -334,4 +336,7 @@ async fn pathological_metadata_patterns_answer_issue_12() {
         "{x:?}"
     );
     assert_eq!(r["set"], json!(["Get-Mailbox"]));
+    // Out-Null runs when sent but is not offered: Import-PSSession -AllowClobber would
+    // otherwise replace the client's own Out-Null with a remote proxy.
+    assert_eq!(r["out"], json!(["Out-Default"]));
 }

@@ -12,7 +12,7 @@
 //! parameter names (the values' own properties are beyond the serialization depth, as they
 //! were from RPS).
 
-use super::{Arguments, all, class_name};
+use super::{Arguments, class_name, listed};
 use crate::remoting::binding::display_value;
 use crate::remoting::clixml::{Container, Object, Value};
 use crate::remoting::executor::{CommandMetadata, ErrorRecord, MetadataQuery, Output};
@@ -99,7 +99,8 @@ impl GetCommand {
 
     pub(super) fn finish(&mut self) -> Vec<Output> {
         let mut found: Vec<&CommandMetadata> = Vec::new();
-        for c in self.commands.iter().chain(all()) {
+        let locals: Vec<&CommandMetadata> = listed().collect();
+        for c in self.commands.iter().chain(locals) {
             if self.selects(c) && !found.iter().any(|f| f.name.eq_ignore_ascii_case(&c.name)) {
                 found.push(c);
             }

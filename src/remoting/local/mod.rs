@@ -177,9 +177,25 @@ fn all() -> &'static [CommandMetadata] {
     })
 }
 
-/// The names of the local commands.
+/// Local commands that are run when sent but not listed (GET_COMMAND_METADATA, `Get-Command`):
+/// `Out-Null` is not in a restricted runspace's list (psrp-protocol.md §10.1) and not in
+/// Import-PSSession's skip list, so listing it would make `Import-PSSession -AllowClobber`
+/// — common in Exchange scripts — shadow the client's own `Out-Null` with a remote proxy.
+const UNLISTED: &[&str] = &["Out-Null"];
+
+/// The local commands a restricted runspace lists.
 pub fn names() -> impl Iterator<Item = &'static str> {
-    COMMANDS.iter().map(|(name, _, _)| *name)
+    COMMANDS
+        .iter()
+        .map(|(name, _, _)| *name)
+        .filter(|n| !UNLISTED.contains(n))
+}
+
+/// The metadata of the listed local commands.
+fn listed() -> impl Iterator<Item = &'static CommandMetadata> {
+    all()
+        .iter()
+        .filter(|m| !UNLISTED.contains(&m.name.as_str()))
 }
 
 /// The parameters a local command declares (Windows PowerShell 5.1's), for catalogs that list

@@ -412,6 +412,11 @@ fn sources_and_out_commands() {
     let mut s = stage("Out-Default", vec![]);
     assert_eq!(objects(drive(&mut s, [mailbox(1)]).0), vec![mailbox(1)]);
     assert!(is_local("exit-pssession"));
+    assert!(is_local("Out-Null"), "run when sent…");
+    assert!(
+        !super::names().any(|n| n == "Out-Null"),
+        "…but not listed: Import-PSSession -AllowClobber would proxy it"
+    );
     assert!(!is_local("Get-Mailbox"));
 }
 
