@@ -17,7 +17,7 @@
 //! ([`get_command`]: the runspace's command list, which the driver supplies), `Get-FormatData`
 //! (no objects: clients fall back to default formatting), `Exit-PSSession` (nothing to do on
 //! the server), `Out-Default` (passes objects on: the client formats them) and `Out-Null`
-//! (drops them). Their arguments go through the same binder as every other command's, with
+//! (drops them; run when sent but not listed, see [`UNLISTED`]). Their arguments go through the same binder as every other command's, with
 //! metadata written from Windows PowerShell 5.1's parameter declarations, so `-First 5`
 //! against `-Unique` binds as PowerShell binds it. Script blocks in their arguments
 //! (calculated properties) are refused with `ScriptsNotAllowed`, as RPS's NoLanguage runspace
