@@ -21,14 +21,15 @@
 use std::sync::Arc;
 
 use crate::remoting::executor::{CommandMetadata, MetadataQuery, ParameterMetadata};
+use crate::remoting::wildcard::WildcardPattern;
 
 /// Where a command runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// An Exchange cmdlet: one InvokeCommand per invocation.
     Exchange,
-    /// A command the restricted endpoint always had, run by the executor itself
-    /// (`Get-FormatData`, `Select-Object`, `Measure-Object`).
+    /// A command the restricted endpoint always had (`Get-FormatData`, `Select-Object`,
+    /// `Measure-Object`, …), run in place by the engine in `remoting::local`.
     Local,
 }
 
@@ -328,13 +329,15 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("Get-RoleGroupMember", "Identity@0 ResultSize", "recipient"),
 ];
 
-/// Restricted built-ins (reference psrp-protocol.md §10.1), run by the executor itself,
-/// with the parameters `remoting::builtin` declares for them (one definition for both modes).
-const LOCAL: &[&str] = &["Get-FormatData", "Measure-Object", "Select-Object"];
-
-fn local_entry(name: &str) -> Entry {
-    let mut metadata = crate::remoting::builtin::metadata(name)
-        .unwrap_or_else(|| panic!("{name} is a remoting built-in"));
+/// A restricted built-in (reference psrp-protocol.md §10.1), run by the pipeline runner with
+/// the engine in `remoting::local` and the parameters declared there (one definition for
+/// both modes).
+///
+/// # Panics
+/// When `name` is not one of `remoting::local`'s commands (a programming error).
+pub fn local_entry(name: &str) -> Entry {
+    let mut metadata = crate::remoting::local::metadata(name)
+        .unwrap_or_else(|| panic!("{name} is a local command"));
     metadata.namespace = NAMESPACE.into();
     Entry {
         metadata,
@@ -459,7 +462,7 @@ impl Catalog {
             .iter()
             .map(|(n, t, o)| entry(n, t, o, Kind::Exchange, true))
             .collect();
-        entries.extend(LOCAL.iter().map(|n| local_entry(n)));
+        entries.extend(crate::remoting::local::names().map(local_entry));
         Self {
             entries: Arc::new(entries),
         }
@@ -520,45 +523,39 @@ impl Catalog {
         if query.command_types & 8 == 0 {
             return Vec::new();
         }
+        // An invalid pattern matches nothing here; the endpoint reports it to the client.
+        let compile = |patterns: &[String]| -> Vec<WildcardPattern> {
+            patterns
+                .iter()
+                .filter_map(|p| WildcardPattern::new(p).ok())
+                .collect()
+        };
         if let Some(ns) = &query.namespace
             && !ns.is_empty()
-            && !ns.iter().any(|n| wildcard_match(n, NAMESPACE))
+            && !compile(ns).iter().any(|n| n.is_match(NAMESPACE))
         {
             return Vec::new();
         }
-        let patterns: Vec<&str> = if query.names.is_empty() {
-            vec!["*"]
+        let patterns = if query.names.is_empty() {
+            compile(&["*".to_owned()])
         } else {
-            query.names.iter().map(String::as_str).collect()
+            compile(&query.names)
         };
         self.entries
             .iter()
-            .filter(|e| patterns.iter().any(|p| wildcard_match(p, &e.metadata.name)))
+            .filter(|e| patterns.iter().any(|p| p.is_match(&e.metadata.name)))
             .map(|e| e.metadata.clone())
             .collect()
     }
 }
 
-/// PowerShell wildcard match (`*`, `?`, `[abc]`), case-insensitive.
+/// PowerShell wildcard match: [`WildcardPattern`] compiled for one text (an invalid pattern
+/// matches nothing).
+///
+/// Kept only for the sandbox's simulator, which imports it until its rewrite gives it its own
+/// matcher; the proxy's code uses [`WildcardPattern`] directly.
 pub fn wildcard_match(pattern: &str, text: &str) -> bool {
-    fn go(p: &[char], t: &[char]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some('*') => (0..=t.len()).any(|i| go(&p[1..], &t[i..])),
-            Some('?') => !t.is_empty() && go(&p[1..], &t[1..]),
-            Some('[') => match p.iter().position(|c| *c == ']') {
-                Some(end) if !t.is_empty() => {
-                    let set = &p[1..end];
-                    set.iter().any(|c| c.eq_ignore_ascii_case(&t[0])) && go(&p[end + 1..], &t[1..])
-                }
-                _ => !t.is_empty() && t[0] == '[' && go(&p[1..], &t[1..]),
-            },
-            Some(c) => !t.is_empty() && c.eq_ignore_ascii_case(&t[0]) && go(&p[1..], &t[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    go(&p, &t)
+    WildcardPattern::new(pattern).is_ok_and(|p| p.is_match(text))
 }
 
 #[cfg(test)]

@@ -113,6 +113,9 @@ impl<T: crate::forward::TokenSource + ?Sized> RestExecutor<T> {
 impl<T: crate::forward::TokenSource + ?Sized> Executor for RestExecutor<T> {
     type Caller = RestCaller;
 
+    /// The pull-based runner puts `Select-Object` & co. in place: `-First n` stops paging.
+    const RUNS_LOCAL_COMMANDS: bool = true;
+
     fn tenant(caller: &RestCaller) -> Option<String> {
         Some(caller.organization.to_string())
     }

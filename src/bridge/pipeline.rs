@@ -17,28 +17,33 @@
 //! page ahead (the output sink is bounded). Dropping the future (Ctrl-C) drops the in-flight
 //! request; `Select-Object -First n` stops upstream paging the same way.
 //!
+//! The restricted runspace's own commands (`Select-Object`, `Measure-Object`, `Get-Command`,
+//! `Get-FormatData`, …) are the stages of the one engine in `remoting::local`, put in place in
+//! any position: objects are pushed into them like into any other stage, and when one has had
+//! enough (`-First n`) the runner stops pulling from everything upstream and drops the calls.
+//!
 //! Common parameters act as in PowerShell: `-ErrorAction Stop` turns a cmdlet's error into
 //! a Failed pipeline, `SilentlyContinue`/`Ignore` drop it; `-WarningAction` likewise for
 //! warnings. Script text, unknown commands and binding failures fail the pipeline before
 //! anything runs, as Exchange's NoLanguage runspace did.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value as Json};
 
-use super::catalog::{Catalog, Entry, Kind, wildcard_match};
+use super::catalog::{Catalog, Entry, local_entry};
 use super::convert;
 use super::errors::{ErrorOrigin, ExchangeError, scripts_not_allowed};
 use crate::remoting::binding::{
-    self, ActionPreference, BoundCommand, BoundValue, CommonParameters, display_value,
+    self, ActionPreference, BoundCommand, CommonParameters, display_value,
 };
-use crate::remoting::clixml::{Container, Object, Value};
+use crate::remoting::clixml::Value;
 use crate::remoting::executor::{
     Argument, ErrorCategory, ErrorRecord, InputStream, Output, OutputSink, ParameterMetadata,
     Pipeline, PipelineEnd,
 };
+use crate::remoting::local;
 
 /// What one backend call yields per step (one REST page).
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -106,26 +111,11 @@ enum Flow {
     Enough,
 }
 
-enum Local {
-    None,
-    Measure(u64),
-    Select(Select),
-}
-
-struct Select {
-    properties: Option<Vec<String>>,
-    expand: Option<String>,
-    first: Option<usize>,
-    last: Option<usize>,
-    skip: usize,
-    emitted: usize,
-    buffer: VecDeque<Value>,
-}
-
 struct Stage<'c> {
     entry: &'c Entry,
     bound: BoundCommand,
-    local: Local,
+    /// The engine's stage for a local command (`Select-Object`, `Measure-Object`, …).
+    local: Option<local::Stage>,
 }
 
 struct Ctx<'a, B: Backend> {
@@ -220,117 +210,6 @@ fn permissive(entry: &Entry, args: &[Argument]) -> Entry {
     e
 }
 
-fn ints(bound: &BoundCommand, name: &str) -> Option<usize> {
-    match bound.get(name)? {
-        BoundValue::Value(Value::I32(n)) => usize::try_from(*n).ok(),
-        BoundValue::Value(Value::I64(n)) => usize::try_from(*n).ok(),
-        BoundValue::Value(Value::U32(n)) => usize::try_from(*n).ok(),
-        BoundValue::Value(v) => display_value(v).trim().parse().ok(),
-        BoundValue::Switch(_) => None,
-    }
-}
-
-fn string_list(v: &Value) -> Vec<String> {
-    match v {
-        Value::Object(o) => match &o.container {
-            Some(Container::List(items) | Container::Enumerable(items)) => {
-                items.iter().map(display_value).collect()
-            }
-            _ => vec![display_value(v)],
-        },
-        Value::Nil => vec![],
-        other => vec![display_value(other)],
-    }
-}
-
-fn member<'v>(obj: &'v Object, name: &str) -> Option<&'v Value> {
-    obj.adapted
-        .iter()
-        .chain(obj.extended.iter())
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
-}
-
-impl Select {
-    fn new(bound: &BoundCommand) -> Self {
-        Self {
-            properties: bound.get("Property").and_then(|v| match v {
-                BoundValue::Value(v) => Some(string_list(v)),
-                BoundValue::Switch(_) => None,
-            }),
-            expand: bound.get("ExpandProperty").and_then(|v| match v {
-                BoundValue::Value(v) => Some(display_value(v)),
-                BoundValue::Switch(_) => None,
-            }),
-            first: ints(bound, "First"),
-            last: ints(bound, "Last"),
-            skip: ints(bound, "Skip").unwrap_or(0),
-            emitted: 0,
-            buffer: VecDeque::new(),
-        }
-    }
-
-    fn project(&self, input: Value) -> Vec<Value> {
-        if let Some(expand) = &self.expand {
-            let Value::Object(obj) = &input else {
-                return vec![];
-            };
-            return match member(obj, expand) {
-                Some(Value::Object(o)) if matches!(o.container, Some(Container::List(_))) => {
-                    match &o.container {
-                        Some(Container::List(items)) => items.clone(),
-                        _ => vec![],
-                    }
-                }
-                Some(v) => vec![v.clone()],
-                None => vec![],
-            };
-        }
-        let Some(props) = &self.properties else {
-            return vec![input];
-        };
-        let Value::Object(obj) = &input else {
-            return vec![input];
-        };
-        let mut extended = Vec::new();
-        for pattern in props {
-            if pattern.contains('*') {
-                for (n, v) in obj.adapted.iter().chain(obj.extended.iter()) {
-                    if wildcard_match(pattern, n)
-                        && !extended.iter().any(|(e, _): &(String, Value)| e == n)
-                    {
-                        extended.push((n.clone(), v.clone()));
-                    }
-                }
-            } else {
-                let found = obj
-                    .adapted
-                    .iter()
-                    .chain(obj.extended.iter())
-                    .find(|(n, _)| n.eq_ignore_ascii_case(pattern));
-                let (n, v) = found.map_or((pattern.clone(), Value::Nil), |(n, v)| {
-                    (n.clone(), v.clone())
-                });
-                extended.push((n, v));
-            }
-        }
-        let first = obj
-            .type_names
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "System.Object".into());
-        vec![Value::Object(Box::new(Object {
-            type_names: vec![
-                format!("Selected.{first}"),
-                "System.Management.Automation.PSCustomObject".into(),
-                "System.Object".into(),
-            ],
-            extended,
-            ..Object::default()
-        }))]
-    }
-}
-
 impl<B: Backend> Ctx<'_, B> {
     async fn send(&self, out: Output) -> Result<(), Stop> {
         self.output.send(out).await.map_err(|_| Stop::Closed)
@@ -376,8 +255,8 @@ impl<B: Backend> Ctx<'_, B> {
                 }
                 return Ok(Flow::More);
             };
-            if stage.entry.kind == Kind::Local {
-                return self.feed_local(stage, rest, input).await;
+            if let Some(local) = &mut stage.local {
+                return self.feed_local(local, rest, input).await;
             }
             let cmdlet = stage.entry.metadata.name.as_str();
             let mut parameters = match convert::parameters(&stage.bound) {
@@ -463,89 +342,89 @@ impl<B: Backend> Ctx<'_, B> {
         Ok(Flow::More)
     }
 
+    /// One input through a local command's stage, and what it produces down the rest.
     async fn feed_local(
         &self,
-        stage: &mut Stage<'_>,
+        local: &mut local::Stage,
         rest: &mut [Stage<'_>],
         input: Option<Value>,
     ) -> Result<Flow, Stop>
     where
         B::Caller: Sync,
     {
+        // First in a statement without input: local commands produce only when they end.
         let Some(input) = input else {
             return Ok(Flow::More);
         };
-        match &mut stage.local {
-            Local::None => Ok(Flow::More),
-            Local::Measure(n) => {
-                *n += 1;
-                Ok(Flow::More)
-            }
-            Local::Select(sel) => {
-                if sel.skip > 0 {
-                    sel.skip -= 1;
-                    return Ok(Flow::More);
-                }
-                if let Some(last) = sel.last {
-                    sel.buffer.push_back(input);
-                    if sel.buffer.len() > last {
-                        sel.buffer.pop_front();
-                    }
-                    return Ok(Flow::More);
-                }
-                if sel.first.is_some_and(|f| sel.emitted >= f) {
-                    return Ok(Flow::Enough);
-                }
-                sel.emitted += 1;
-                let done = sel.first.is_some_and(|f| sel.emitted >= f);
-                for v in sel.project(input) {
+        let step = local
+            .push(input)
+            .map_err(|rec| Stop::Failed(Box::new(rec)))?;
+        if self.feed_outputs(rest, step.outputs).await? == Flow::Enough {
+            return Ok(Flow::Enough);
+        }
+        Ok(match step.flow {
+            local::Flow::More => Flow::More,
+            local::Flow::Enough => Flow::Enough,
+        })
+    }
+
+    /// A local command's outputs: objects down the rest of the pipeline, errors to the client.
+    async fn feed_outputs(&self, rest: &mut [Stage<'_>], outputs: Vec<Output>) -> Result<Flow, Stop>
+    where
+        B::Caller: Sync,
+    {
+        for o in outputs {
+            match o {
+                Output::Object(v) => {
                     if self.feed(rest, Some(v)).await? == Flow::Enough {
                         return Ok(Flow::Enough);
                     }
                 }
-                Ok(if done { Flow::Enough } else { Flow::More })
+                other => self.send(other).await?,
             }
         }
+        Ok(Flow::More)
     }
 
-    /// End of input: local commands flush (Measure-Object's count, Select-Object -Last),
-    /// stage by stage.
+    /// End of input: local commands finish (Measure-Object's result, Select-Object -Last),
+    /// stage by stage, each one's output going down the rest.
     async fn end(&self, stages: &mut [Stage<'_>]) -> Result<(), Stop>
     where
         B::Caller: Sync,
     {
         for i in 0..stages.len() {
             let (head, rest) = stages.split_at_mut(i + 1);
-            let stage = &mut head[i];
-            let flushed: Vec<Value> = match &mut stage.local {
-                Local::Measure(n) => vec![crate::remoting::builtin::measure_info(
-                    i64::try_from(*n).unwrap_or(i64::MAX),
-                )],
-                Local::Select(sel) if sel.last.is_some() => {
-                    let buffered: Vec<Value> = sel.buffer.drain(..).collect();
-                    buffered.into_iter().flat_map(|v| sel.project(v)).collect()
-                }
-                _ => vec![],
+            let Some(local) = &mut head[i].local else {
+                continue;
             };
-            for v in flushed {
-                if self.feed(rest, Some(v)).await? == Flow::Enough {
-                    break;
-                }
-            }
+            let outputs = local.finish().map_err(|rec| Stop::Failed(Box::new(rec)))?;
+            self.feed_outputs(rest, outputs).await?;
         }
         Ok(())
     }
 }
 
+/// A command looked up and bound: its catalog entry, its arguments, and for a local command
+/// the engine's stage.
+type Prepared = (Entry, BoundCommand, Option<local::Stage>);
+
 #[allow(clippy::result_large_err)] // built once per pipeline; the record goes straight to PipelineEnd
 fn prepare(
     catalog: &Catalog,
     commands: &[crate::remoting::executor::Command],
-) -> Result<Vec<(Entry, BoundCommand)>, ErrorRecord> {
+) -> Result<Vec<Prepared>, ErrorRecord> {
     let mut out = Vec::with_capacity(commands.len());
     for c in commands {
         if c.is_script {
             return Err(scripts_not_allowed(&c.name));
+        }
+        if let Some(stage) = local::Stage::bind(c)? {
+            out.push((
+                local_entry(stage.name()),
+                BoundCommand::default(),
+                Some(stage),
+            ));
+            continue;
         }
         let Some(found) = catalog.lookup(c.name.trim()) else {
             let mut r = ExchangeError::command_not_found(c.name.trim())
@@ -559,7 +438,7 @@ fn prepare(
             permissive(found, &c.args)
         };
         let bound = binding::bind(&entry.metadata, &c.args).map_err(|e| e.to_error_record())?;
-        out.push((entry, bound));
+        out.push((entry, bound, None));
     }
     Ok(out)
 }
@@ -582,22 +461,23 @@ where
         output: &output,
     };
     for (si, statement) in pipeline.statements.iter().enumerate() {
-        let prepared = match prepare(catalog, &statement.commands) {
+        let mut prepared = match prepare(catalog, &statement.commands) {
             Ok(p) => p,
             Err(rec) => return PipelineEnd::Failed(rec),
         };
         let mut stages: Vec<Stage<'_>> = prepared
-            .iter()
-            .map(|(entry, bound)| Stage {
-                entry,
-                bound: bound.clone(),
-                local: match entry.metadata.name.as_str() {
-                    "Measure-Object" => Local::Measure(0),
-                    "Select-Object" => Local::Select(Select::new(bound)),
-                    _ => Local::None,
-                },
+            .iter_mut()
+            .map(|(entry, bound, local)| Stage {
+                entry: &*entry,
+                bound: std::mem::take(bound),
+                local: local.take(),
             })
             .collect();
+        for local in stages.iter_mut().filter_map(|s| s.local.as_mut()) {
+            if let Some(query) = local.commands_query() {
+                local.supply_commands(catalog.query(&query));
+            }
+        }
         if stages.is_empty() {
             continue;
         }

@@ -232,6 +232,15 @@ pub trait Executor: Send + Sync + 'static {
         None
     }
 
+    /// Whether [`Executor::run`] gets the endpoint's local commands (`Select-Object`,
+    /// `Measure-Object`, …: `remoting::local`) in place and runs them as stages between its
+    /// own commands. An executor that pulls from its commands (the REST bridge) should: then
+    /// `Select-Object -First n` stops its paging wherever it stands. Otherwise (the default)
+    /// the endpoint runs statements made only of local commands itself and applies a
+    /// trailing run of them to the executor's output, dropping the executor's future once
+    /// they have had enough.
+    const RUNS_LOCAL_COMMANDS: bool = false;
+
     /// Runs one pipeline to its end, streaming outputs into `output`.
     ///
     /// # Cancel safety

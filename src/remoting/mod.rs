@@ -8,9 +8,10 @@
 //! Layout: `wsman` (SOAP envelopes, actions, faults), `fragment` (PSRP fragments), `message`
 //! (PSRP messages), `clixml` (objects), `xpress` (WinRM stream compression), `psrp` (the
 //! message bodies this endpoint sends and reads), `shell` (a shell = a runspace pool),
-//! `pipeline` (one command, its executor task and output queue), `builtin` (the restricted
-//! runspace's own commands and the NoLanguage rule), `executor` (the seam), `inbound`
-//! (client data decoded off the async workers), `memory` (the per-user memory budget).
+//! `pipeline` (one command, its executor task and output queue), `local` (the restricted
+//! runspace's own commands and the NoLanguage rule), `wildcard` (PowerShell's wildcard
+//! patterns), `executor` (the seam), `inbound` (client data decoded off the async workers),
+//! `memory` (the per-user memory budget).
 //!
 //! Concurrency: a Windows client keeps a shell-level Receive open for the whole session while
 //! it runs commands on other connections, so requests for one shell run concurrently; shell
@@ -44,17 +45,18 @@
 //! | client data decoded on the async workers | up to 64 KiB ([`inbound::OFFLOAD_THRESHOLD`]) | larger data is decoded on the blocking pool |
 
 pub mod binding;
-pub mod builtin;
 pub mod clixml;
 pub mod executor;
 pub mod fragment;
 pub mod inbound;
+pub mod local;
 pub mod memory;
 pub mod message;
 mod pipeline;
 pub mod psrp;
 pub mod records;
 mod shell;
+pub mod wildcard;
 pub mod wsman;
 pub mod xpress;
 
@@ -672,7 +674,7 @@ impl<E: Executor> Endpoint<E> {
                     msg.pid,
                     input_tx,
                     rx,
-                    builtin::run(executor, caller, pipeline, input_rx, sink),
+                    local::run(executor, caller, pipeline, input_rx, sink),
                 );
             }
             Err(e) => {
@@ -713,19 +715,23 @@ impl<E: Executor> Endpoint<E> {
                     ));
                 }
             };
+            let patterns = wildcard::compile_all(&query.names).and_then(|names| {
+                let modules = query.namespace.as_deref().unwrap_or_default();
+                Ok((names, wildcard::compile_all(modules)?))
+            });
+            let (names, modules) = match patterns {
+                Ok(p) => p,
+                Err(e) => return PipelineEnd::Failed(e.to_error_record()),
+            };
             let commands = match executor.command_metadata(&caller, query.clone()).await {
                 Ok(c) => c,
                 Err(e) => return PipelineEnd::Failed(e),
             };
             let commands: Vec<_> = commands
                 .into_iter()
-                .filter(|c| query.names.iter().any(|p| psrp::wildcard_match(p, &c.name)))
+                .filter(|c| names.iter().any(|p| p.is_match(&c.name)))
                 .filter(|c| query.command_types & c.command_type != 0)
-                .filter(|c| {
-                    query.namespace.as_ref().is_none_or(|ns| {
-                        ns.is_empty() || ns.iter().any(|p| psrp::wildcard_match(p, &c.namespace))
-                    })
-                })
+                .filter(|c| modules.is_empty() || modules.iter().any(|p| p.is_match(&c.namespace)))
                 .collect();
             if sink
                 .send(executor::Output::Object(records::command_metadata_count(

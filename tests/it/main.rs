@@ -7,6 +7,7 @@ mod bridge;
 mod cli;
 mod compat;
 mod config;
+mod local_cmdlets;
 mod proxy;
 mod remoting;
 mod rest_table;

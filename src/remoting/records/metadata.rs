@@ -5,7 +5,7 @@ use crate::remoting::clixml::{Container, Object, Value};
 use crate::remoting::executor::{CommandMetadata, MetadataQuery, ParameterMetadata};
 
 /// `CommandTypes` flag names, for flags sent as an enum's ToString only.
-const COMMAND_TYPES: [(&str, u32); 10] = [
+pub(crate) const COMMAND_TYPES: [(&str, u32); 10] = [
     ("Alias", 1),
     ("Function", 2),
     ("Filter", 4),
@@ -142,7 +142,8 @@ const SHOULD_PROCESS_PARAMETERS: [(&str, &str, &str); 2] = [
 
 const SWITCH_TYPE: &str = "System.Management.Automation.SwitchParameter";
 
-fn command_type_name(command_type: u32) -> &'static str {
+/// The `CommandTypes` name of one flag (`Cmdlet` for anything else).
+pub(crate) fn command_type_name(command_type: u32) -> &'static str {
     COMMAND_TYPES
         .iter()
         .find(|(_, bit)| *bit == command_type)

@@ -25,6 +25,7 @@ mod runspace;
 
 pub use error_record::{error_record, error_record_object};
 pub use informational::{InformationalKind, information_record, informational_record};
+pub(crate) use metadata::{COMMAND_TYPES, command_type_name};
 pub use metadata::{command_metadata, command_metadata_count, parse_metadata_query};
 pub use pipeline::{
     PipelineState, parse_create_pipeline, pipeline_end, pipeline_state, pipeline_stopped,
