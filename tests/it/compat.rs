@@ -158,8 +158,6 @@ async fn winrm_and_rest_modes_show_scripts_the_same_exchange() {
 
 /// `Select-Object` as PowerShell has it, in both modes, with the pages the simulator served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bridge bug (issue #11): a trailing Select-Object runs in remoting/builtin.rs, \
-            which takes `Primary*` literally (a property named `Primary*`, value None)"]
 async fn select_object_picks_properties_in_both_modes() {
     let (winrm, _) = agree(&["select_names"]).await;
     let first = &winrm.out["select_names"]["output"][0];
@@ -175,8 +173,6 @@ async fn select_object_picks_properties_in_both_modes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bridge bug (issue #11): a trailing Select-Object -First runs in \
-            remoting/builtin.rs after the executor, so the bridge fetches every page"]
 async fn select_object_first_stops_paging_in_rest_mode() {
     let (_, rest) = agree(&["select_first"]).await;
     assert_eq!(rest.out["select_first"]["count"], 2);
@@ -190,8 +186,6 @@ async fn select_object_first_stops_paging_in_rest_mode() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bridge bug (issue #11): remoting/builtin.rs ignores a trailing \
-            Select-Object -ExpandProperty and returns the whole objects"]
 async fn select_object_expand_property_yields_the_values() {
     let (winrm, _) = agree(&["select_expand", "select_expand_list"]).await;
     assert_eq!(
@@ -208,8 +202,6 @@ async fn select_object_expand_property_yields_the_values() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bridge bug (issue #11): remoting/builtin.rs ignores a trailing \
-            Select-Object -ExcludeProperty and returns the whole objects"]
 async fn select_object_exclude_property_drops_it() {
     let (winrm, _) = agree(&["select_exclude"]).await;
     let obj = &winrm.out["select_exclude"]["output"][0];
