@@ -197,7 +197,8 @@ async fn sandbox_binary_prints_the_banner_serves_and_exits_0_on_sigterm() {
             "{needle} missing from the banner:\n{banner}"
         );
     }
-    let tls = exo_authproxy::forward::winrm::client_tls(Some(std::path::Path::new(&cert))).unwrap();
+    let tls =
+        exo_authproxy::forward::client::client_tls(Some(std::path::Path::new(&cert))).unwrap();
     let client = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .no_proxy()

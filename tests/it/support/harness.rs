@@ -21,11 +21,11 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use exo_authproxy::config::{Config, TenantName};
-use exo_authproxy::forward::TokenSource;
 use exo_authproxy::listener::basic_auth::Credentials;
 use exo_authproxy::sandbox::AppIdentity;
 use exo_authproxy::sandbox::exchange::{self, ExchangeSim, RpsService, SigningKeys, SimTenant};
 use exo_authproxy::secret::Secret;
+use exo_authproxy::token::TokenProvider;
 use exo_authproxy::token::{AccessToken, Diagnosis, TokenError};
 use exo_authproxy::{Listeners, Prepared, Services};
 use futures_util::future::BoxFuture;
@@ -179,7 +179,7 @@ impl SignedTokens {
     }
 }
 
-impl TokenSource for SignedTokens {
+impl TokenProvider for SignedTokens {
     fn token<'a>(
         &'a self,
         tenant: &'a TenantName,
@@ -518,7 +518,7 @@ ca_file = "{ca}"
     /// A reqwest client trusting the proxy's listener certificate.
     pub fn client(&self) -> reqwest::Client {
         let pem = std::fs::read(&self.listener_cert).unwrap();
-        let tls = exo_authproxy::forward::winrm::client_tls(Some(&self.listener_cert)).unwrap();
+        let tls = exo_authproxy::forward::client::client_tls(Some(&self.listener_cert)).unwrap();
         let _ = pem;
         reqwest::Client::builder()
             .use_preconfigured_tls(tls)
@@ -724,7 +724,7 @@ impl Sandboxed {
 
     /// A client trusting the listener certificate.
     pub fn client(&self) -> reqwest::Client {
-        let tls = exo_authproxy::forward::winrm::client_tls(Some(&self.listener_cert)).unwrap();
+        let tls = exo_authproxy::forward::client::client_tls(Some(&self.listener_cert)).unwrap();
         reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .no_proxy()
