@@ -11,11 +11,13 @@
 //! So both modes refuse a tenant with the same texts, and the listener knows neither mode's
 //! internals. Shared upstream pieces live beside them: [`client`] (TLS roots, the HTTPS
 //! client, `UpstreamError`), [`redirect`] (where `winrm` lets the token follow a redirect),
-//! [`query`] (the client's query string). Data flows one way: listener → forward →
+//! [`query`] (the client's query string), and [`probe`], `check`'s live question to Exchange
+//! through the same door. Data flows one way: listener → forward →
 //! {winrm, rest → bridge} → token.
 
 pub mod client;
 pub mod policy;
+pub mod probe;
 pub mod query;
 pub mod redirect;
 pub mod rest;
