@@ -38,9 +38,10 @@ fn fault_text(body: &str) -> String {
     let end = body[start..]
         .find("</f:Message>")
         .map_or(body.len(), |i| start + i);
-    // The fault text is XML-escaped; the role text has no markup characters but `'`.
+    // The fault text is XML-escaped.
     body[start..end]
         .replace("&apos;", "'")
+        .replace("&quot;", "\"")
         .replace("&amp;", "&")
 }
 
