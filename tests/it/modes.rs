@@ -530,3 +530,92 @@ fn the_role_refusal_text_is_designs() {
     .to_string();
     assert_eq!(text, design_role_text(harness::APP_ID));
 }
+
+// ------------------------------------------------------------------------------------------
+// The module graph
+// ------------------------------------------------------------------------------------------
+
+/// The top-level modules each module's code (not its comments or unit tests) names.
+fn module_graph() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut graph = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path.strip_prefix(&src).unwrap();
+            let top = rel
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy();
+            let module = top.trim_end_matches(".rs").to_owned();
+            if path.extension().is_none_or(|e| e != "rs")
+                || module == "lib"
+                || module == "main"
+                || rel.ends_with("tests.rs")
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            for line in code.lines() {
+                let line = line.trim_start();
+                if line.starts_with("//") {
+                    continue;
+                }
+                for (i, _) in line.match_indices("crate::") {
+                    let dep: String = line[i + 7..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                        .collect();
+                    if !dep.is_empty() && dep != module {
+                        graph.entry(module.clone()).or_default().insert(dep);
+                    }
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// Issue #11: `forward` and `bridge` imported each other. Data flows one way now: listener →
+/// forward → {winrm, rest → bridge} → token; no module reaches itself through its imports.
+#[test]
+fn the_module_graph_has_no_cycles_issue_11() {
+    let graph = module_graph();
+    let reaches = |from: &str, to: &str| {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo = vec![from.to_owned()];
+        while let Some(m) = todo.pop() {
+            for dep in graph.get(&m).into_iter().flatten() {
+                if dep == to {
+                    return true;
+                }
+                if seen.insert(dep.clone()) {
+                    todo.push(dep.clone());
+                }
+            }
+        }
+        false
+    };
+    let cycles: Vec<_> = graph
+        .iter()
+        .flat_map(|(m, deps)| deps.iter().map(move |d| (m.clone(), d.clone())))
+        .filter(|(m, d)| reaches(d, m))
+        .collect();
+    assert!(cycles.is_empty(), "module cycles: {cycles:?}\n{graph:#?}");
+    for (from, to) in [
+        ("bridge", "forward"),
+        ("token", "forward"),
+        ("token", "bridge"),
+    ] {
+        assert!(!reaches(from, to), "{from} must not depend on {to}");
+    }
+    assert!(graph["forward"].contains("bridge") && graph["bridge"].contains("token"));
+}
