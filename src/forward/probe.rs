@@ -62,7 +62,7 @@ pub enum Probe {
     /// Through the door, in `winrm` mode.
     Winrm(Forwarder),
     /// Through the bridge's InvokeCommand client.
-    Rest(RestClient<dyn TokenProvider>),
+    Rest(Box<RestClient<dyn TokenProvider>>),
 }
 
 impl std::fmt::Debug for Probe {
@@ -91,7 +91,11 @@ impl Probe {
                 settings.timeout = PROBE_TIMEOUT;
                 settings.max_retries = 0;
                 settings.fetch_exported_cmdlets = false;
-                Self::Rest(RestClient::new(client::http_client(ca)?, tokens, settings))
+                Self::Rest(Box::new(RestClient::new(
+                    client::http_client(ca)?,
+                    tokens,
+                    settings,
+                )))
             }
         })
     }
