@@ -277,10 +277,12 @@ mod tests {
     #[test]
     fn the_probe_envelopes_are_what_the_endpoint_parses() {
         let create = envelope(wsman::ACTION_CREATE, None, "", "<rsp:Shell/>");
-        assert_eq!(wsman::action_name(create.as_bytes()), "Create");
+        let parsed = wsman::parse_request(create.as_bytes(), 512_000).unwrap();
+        assert_eq!(parsed.action, wsman::ACTION_CREATE);
         let delete = envelope(wsman::ACTION_DELETE, Some("S<1>"), "", "");
-        assert_eq!(wsman::action_name(delete.as_bytes()), "Delete");
-        assert!(delete.contains("S&lt;1&gt;"));
+        let parsed = wsman::parse_request(delete.as_bytes(), 512_000).unwrap();
+        assert_eq!(parsed.action, wsman::ACTION_DELETE);
+        assert_eq!(parsed.shell_id.as_deref(), Some("S<1>"));
         assert_eq!(
             element_text(
                 "<a><rsp:ShellId xmlns:rsp=\"x\"> AB-1 </rsp:ShellId></a>",

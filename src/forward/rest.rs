@@ -151,19 +151,22 @@ fn proxy_code(rsp: &http::Response<Bytes>) -> Option<&'static str> {
             && code
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        return Some(if valid { code } else { "endpoint-fault" });
+        return Some(if valid { code } else { "remoting-fault" });
     }
+    // No tag: classified by the WSManFault code, with the remoting endpoint's own names.
     Some(match wsman_fault_code(rsp.body()) {
-        Some(codes::INVALID_SELECTORS) => "unknown-shell",
-        Some(codes::QUOTA_MAX_SHELLS | codes::QUOTA_MAX_OPERATIONS) => "quota",
-        Some(codes::INVALID_XML) => "bad-request-data",
-        Some(codes::ENCODING_LIMIT) => "request-too-large",
         Some(codes::OPERATION_TIMEDOUT) => "operation-timeout",
-        Some(codes::ACTION_NOT_SUPPORTED) => "unsupported-action",
-        Some(codes::DESTINATION_UNREACHABLE) => "unknown-resource",
+        Some(codes::INVALID_SELECTORS) => "unknown-shell",
+        Some(codes::ACTION_NOT_SUPPORTED) => "action-not-supported",
+        Some(codes::DESTINATION_UNREACHABLE) => "unknown-configuration",
+        Some(codes::ENCODING_LIMIT) => "envelope-too-large",
+        Some(codes::INVALID_XML) => "bad-request-data",
+        Some(codes::QUOTA_MAX_SHELLS) => "shell-quota",
+        Some(codes::QUOTA_MAX_OPERATIONS) => "command-quota",
         Some(codes::ALREADY_EXISTS) => "already-exists",
         Some(codes::UNSUPPORTED_FEATURE) => "unsupported-feature",
-        _ => "endpoint-fault",
+        Some(5) => "access-denied",
+        _ => "remoting-fault",
     })
 }
 
@@ -190,11 +193,11 @@ mod tests {
         tagged.extensions_mut().insert(FaultTag("shell-quota"));
         assert_eq!(proxy_code(&tagged), Some("shell-quota"), "the tag wins");
         tagged.extensions_mut().insert(FaultTag("Not A Code\n"));
-        assert_eq!(proxy_code(&tagged), Some("endpoint-fault"));
+        assert_eq!(proxy_code(&tagged), Some("remoting-fault"));
         let ok = http::Response::new(Bytes::from_static(b"<s:Envelope/>"));
         assert_eq!(proxy_code(&ok), None);
         let mut garbage = http::Response::new(Bytes::from_static(b"WSManFault Code=\"x"));
         *garbage.status_mut() = http::StatusCode::BAD_REQUEST;
-        assert_eq!(proxy_code(&garbage), Some("endpoint-fault"));
+        assert_eq!(proxy_code(&garbage), Some("remoting-fault"));
     }
 }
