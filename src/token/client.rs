@@ -487,3 +487,68 @@ fn fix_for(code: Option<u32>, t: &Target, cred: &Credential) -> String {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TenantId;
+
+    fn target() -> Target {
+        Target {
+            tenant: TenantName("contoso".into()),
+            tenant_id: TenantId("0f9c3b1e-1111-2222-3333-444455556666".into()),
+            client_id: "app".into(),
+            token_url: "https://login.example/t/oauth2/v2.0/token".into(),
+            authority: "https://login.example".into(),
+            resource: "https://outlook.office365.com".into(),
+            credential: Err(CredentialError::Read {
+                what: "certificate",
+                path: "app.pem".into(),
+                problem: "unused".into(),
+            }),
+        }
+    }
+
+    fn answer(expires_in: &str, refresh_in: Option<&str>) -> Result<Fetched, TokenError> {
+        let source = EntraSource::new(vec![target()], None).unwrap();
+        let refresh = refresh_in.map_or(String::new(), |r| format!(",\"refresh_in\":{r}"));
+        let body = format!(r#"{{"access_token":"not.a.jwt","expires_in":{expires_in}{refresh}}}"#);
+        source.success(&target(), body.as_bytes())
+    }
+
+    #[test]
+    fn expires_in_as_number_or_string() {
+        assert_eq!(answer("3599", None).unwrap().lifetime.as_secs(), 3599);
+        assert_eq!(answer("\"3599\"", None).unwrap().lifetime.as_secs(), 3599);
+    }
+
+    #[test]
+    fn absurd_expires_in_is_an_error_with_the_fix_or_clamped_never_a_panic() {
+        for bad in [
+            "-1", "\"-1\"", "\"NaN\"", "\"inf\"", "3599.5", "1e300", "null", "\"\"", "[1]",
+        ] {
+            let err = answer(bad, None).unwrap_err().to_string();
+            assert!(
+                err.starts_with(
+                    "tenant contoso: Entra's token response has an unusable expires_in ("
+                ) && err.contains("is not a whole, non-negative number of seconds")
+                    && err.contains("[entra] authority"),
+                "{bad}: {err}"
+            );
+        }
+        let err = answer("1e400", None).unwrap_err().to_string();
+        assert!(err.contains("not the expected JSON"), "{err}");
+        for huge in [
+            "18446744073709551615",
+            "\"18446744073709551615\"",
+            "315360000",
+        ] {
+            let fetched = answer(huge, Some("18446744073709551615")).unwrap();
+            assert_eq!(fetched.lifetime, crate::token::MAX_TOKEN_LIFETIME, "{huge}");
+            assert_eq!(fetched.refresh_in, Some(crate::token::MAX_TOKEN_LIFETIME));
+        }
+        // An unusable refresh_in is advice ignored, not an error.
+        let fetched = answer("3600", Some("\"soon\"")).unwrap();
+        assert_eq!(fetched.refresh_in, None);
+    }
+}

@@ -407,6 +407,49 @@ async fn a_refresh_storm_costs_entra_one_request_per_interval_issue_12() {
     assert_eq!(cache.source().fetches.load(Ordering::SeqCst), 5);
 }
 
+/// A source whose every token claims to live for ever.
+struct Forever;
+
+impl TokenSource for Forever {
+    fn fetch<'a>(&'a self, _key: &'a CacheKey) -> BoxFuture<'a, Result<Fetched, TokenError>> {
+        Box::pin(async {
+            Ok(Fetched {
+                token: AccessToken {
+                    token: exo_authproxy::secret::Secret::new("tok".into()),
+                    expires_at: std::time::SystemTime::now(),
+                    uti: None,
+                    diagnosis: Diagnosis::Ready,
+                },
+                lifetime: Duration::MAX,
+                refresh_in: Some(Duration::MAX),
+            })
+        })
+    }
+}
+
+/// Issue #12: an absurd lifetime overflowed `Instant + Duration` (a panic in the request
+/// path); it is believed for a day at most.
+#[tokio::test(start_paused = true)]
+async fn an_absurd_token_lifetime_is_clamped_not_a_panic_issue_12() {
+    let cache = TokenCache::new(Forever, Settings::default());
+    let key = CacheKey {
+        authority: "https://login.microsoftonline.com".into(),
+        tenant: TenantName("contoso".into()),
+        client_id: "app".into(),
+    };
+    assert_eq!(cache.acquire(&key).await.unwrap().token.expose(), "tok");
+    match cache.health(&key).await {
+        exo_authproxy::token::Health::Usable { usable_for, .. } => {
+            assert!(
+                usable_for <= exo_authproxy::token::MAX_TOKEN_LIFETIME,
+                "{usable_for:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(cache.refresh(&key).await.unwrap().token.expose(), "tok");
+}
+
 /// The same through the listener with the real token engine and simulated Entra: a script
 /// hammering a tenant Exchange refuses costs Entra the first token and one forced refresh.
 #[tokio::test]
