@@ -26,8 +26,9 @@
 //! shell go straight to the pod.
 //!
 //! A 401 (or a role refusal) gets one retry with a newer token; the engine bounds these
-//! forced refreshes per tenant, so a script hammering a refused tenant costs Entra one
-//! request per interval, and gets the same diagnosis each time.
+//! forced refreshes per tenant, and while it has no newer token the diagnosis is given at
+//! once, so a script hammering a refused tenant costs Entra one request per interval and
+//! Exchange one per client request, and gets the same diagnosis each time.
 //!
 //! Long polls: a Receive waits up to the client's `OperationTimeout` (PowerShell 180 s,
 //! pypsrp 20 s); the upstream deadline is that value from the envelope plus a margin, never
@@ -169,8 +170,10 @@ impl Winrm {
             if status == StatusCode::UNAUTHORIZED {
                 if !refreshed {
                     refreshed = true;
-                    token = self.force_refresh(route).await?;
-                    continue;
+                    if let Some(newer) = self.newer_token(route, &token).await? {
+                        token = newer;
+                        continue;
+                    }
                 }
                 return Err(if no_role {
                     policy::role_refusal(route).into()
@@ -204,8 +207,10 @@ impl Winrm {
                 {
                     if !refreshed {
                         refreshed = true;
-                        token = self.force_refresh(route).await?;
-                        continue;
+                        if let Some(newer) = self.newer_token(route, &token).await? {
+                            token = newer;
+                            continue;
+                        }
                     }
                     return Err(policy::role_refusal(route).into());
                 }
@@ -220,11 +225,19 @@ impl Winrm {
         }
     }
 
-    async fn force_refresh(&self, route: &Route) -> Result<AccessToken, ProxyError> {
+    /// A token newer than `refused` to retry with, or None when the engine has none yet (its
+    /// forced refreshes are bounded per tenant): then the diagnosis is given at once instead
+    /// of sending Exchange the token it just refused.
+    async fn newer_token(
+        &self,
+        route: &Route,
+        refused: &AccessToken,
+    ) -> Result<Option<AccessToken>, ProxyError> {
         self.counters
             .forced_refreshes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        policy::refreshed(self.tokens.as_ref(), route).await
+        let newer = policy::refreshed(self.tokens.as_ref(), route).await?;
+        Ok((newer.token.expose() != refused.token.expose()).then_some(newer))
     }
 
     fn finish(

@@ -464,6 +464,15 @@ async fn a_refused_tenant_hammered_through_the_proxy_costs_entra_two_requests_is
         assert_eq!(rsp.headers()[PROXY_ERROR], "directory-role-missing");
     }
     assert_eq!(h.world.entra.token_requests(FABRIKAM_ID), 2);
+    assert_eq!(
+        h.world
+            .exchange
+            .counters
+            .role_refusals
+            .load(Ordering::SeqCst),
+        2 + 5,
+        "the first request retried with a newer token; the others did not resend the refused one"
+    );
 }
 
 // ------------------------------------------------------------------------------------------
