@@ -8,7 +8,8 @@
 //! - `listener`: accept loop, limits, TLS (`tls`), local Basic authentication (`basic_auth`).
 //! - `forward`: the door to the upstream modes: the pre-flight policy (`policy`), then `winrm`
 //!   passthrough or `rest` (the remoting endpoint over the bridge); the shared HTTPS client
-//!   (`client`), the redirect policy and pod pins (`redirect`), the client query (`query`).
+//!   (`client`), the redirect policy and pod pins (`redirect`), the client query (`query`),
+//!   and `check`'s live question to Exchange through the same door (`probe`).
 //! - `errors`: every response the proxy makes up itself (WS-Man faults, 401).
 //! - `shutdown`: the one shutdown signal and the drain.
 //! - `metrics`: Prometheus counters, incremented where events happen.
@@ -22,7 +23,8 @@
 //! - `sandbox`: simulated Entra ID and Exchange Online for `exo-authproxy sandbox` and tests.
 //!
 //! Dependencies point one way: listener → forward → {winrm, rest → bridge → remoting} →
-//! token → config (`errors` and `metrics` are leaves everyone may use).
+//! token → config, with `errors` and `metrics` used throughout and depending on none of those
+//! above them (`tests/it/modes.rs` checks the graph has no cycle).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
