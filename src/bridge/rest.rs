@@ -325,12 +325,17 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
                 200..=299 => return Ok((self.read_body(resp, cmdlet).await?, origin)),
                 401 if !refreshed => {
                     refreshed = true;
-                    token = self
+                    let newer = self
                         .tokens
                         .refresh(tenant)
                         .await
                         .map_err(|e| token_failure(cmdlet, tenant, &e))?;
-                    continue;
+                    // Forced refreshes are bounded per tenant: no newer token yet means the
+                    // diagnosis now, not the refused token sent again.
+                    if newer.token.expose() != token.token.expose() {
+                        token = newer;
+                        continue;
+                    }
                 }
                 429 | 503 | 504 if attempt < self.settings.max_retries => {
                     self.count_retry(match status {
