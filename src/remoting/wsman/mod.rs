@@ -96,14 +96,14 @@ pub fn action_name(envelope: &[u8]) -> &'static str {
     KNOWN.iter().find(|k| **k == last).copied().unwrap_or("-")
 }
 
+/// Escapes text for an XML text node or attribute.
+pub fn xml_escape(s: &str) -> std::borrow::Cow<'_, str> {
+    escape(s)
+}
+
 /// The stable `X-Exo-Authproxy-Error` code of a fault the endpoint built (`unknown-shell`,
 /// `shell-quota`, `bad-request-data` …), carried in the response's extensions so the
 /// listener can mark and count it without parsing the body. (`FaultCode` is the SOAP
 /// `s:Sender`/`s:Receiver` value.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FaultTag(pub &'static str);
-
-/// Escapes text for an XML text node or attribute.
-pub fn xml_escape(s: &str) -> std::borrow::Cow<'_, str> {
-    escape(s)
-}
