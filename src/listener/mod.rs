@@ -4,7 +4,7 @@
 //! method POST, the Basic credential a local `[[user]]`; `DelegatedOrg=` in the query picks one
 //! of the user's tenants (by organization domain or local name), else the first. Then the
 //! body is read (bounded) and handed to the door of the upstream modes
-//! ([`Forwarder`](crate::forward::Forwarder)); the listener knows neither mode's internals.
+//! ([`Forwarder`]); the listener knows neither mode's internals.
 //! Every request is counted once in `requests_total` by its outcome: `ok`, or the
 //! `X-Exo-Authproxy-Error` code of the response the proxy made up (in `rest` mode that
 //! includes the remoting endpoint's faults).
