@@ -63,6 +63,26 @@ pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Res
     rsp
 }
 
+/// The stable code of a response the proxy made up, kept on the response so the listener
+/// counts `requests_total` by it without parsing headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Invented(&'static str);
+
+/// Marks `rsp`, which the proxy made up but did not build here (`rest` mode: the remoting
+/// endpoint's WS-Man faults for a quota, an unknown shell, bad data …), as the proxy's own:
+/// `X-Exo-Authproxy-Error: <code>`, and the code for the metrics.
+pub fn mark_invented(rsp: &mut Response<Body>, code: &'static str) {
+    rsp.headers_mut()
+        .insert(PROXY_ERROR, HeaderValue::from_static(code));
+    rsp.extensions_mut().insert(Invented(code));
+}
+
+/// The `X-Exo-Authproxy-Error` code of a response the proxy made up; None for a relayed or
+/// successful one.
+pub fn invented_code<B>(rsp: &Response<B>) -> Option<&'static str> {
+    rsp.extensions().get::<Invented>().map(|i| i.0)
+}
+
 /// Everything the proxy itself can answer instead of relaying Exchange.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -344,26 +364,6 @@ pub fn respond(
     };
     mark_invented(&mut rsp, err.code());
     rsp
-}
-
-/// The stable code of a response the proxy made up, kept on the response so the listener
-/// counts `requests_total` by it without parsing headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Invented(&'static str);
-
-/// Marks `rsp`, which the proxy made up but did not build here (`rest` mode: the remoting
-/// endpoint's WS-Man faults for a quota, an unknown shell, bad data …), as the proxy's own:
-/// `X-Exo-Authproxy-Error: <code>`, and the code for the metrics.
-pub fn mark_invented(rsp: &mut Response<Body>, code: &'static str) {
-    rsp.headers_mut()
-        .insert(PROXY_ERROR, HeaderValue::from_static(code));
-    rsp.extensions_mut().insert(Invented(code));
-}
-
-/// The `X-Exo-Authproxy-Error` code of a response the proxy made up; None for a relayed or
-/// successful one.
-pub fn invented_code<B>(rsp: &Response<B>) -> Option<&'static str> {
-    rsp.extensions().get::<Invented>().map(|i| i.0)
 }
 
 /// Extracts `wsa:MessageID` from a request envelope (best effort, for `RelatesTo`).
