@@ -24,7 +24,7 @@
 //!
 //! Dependencies point one way: listener → forward → {winrm, rest → bridge → remoting} →
 //! token → config, with `errors` and `metrics` used throughout and depending on none of those
-//! above them (`tests/it/modes.rs` checks the graph has no cycle).
+//! above them (`tests/it/architecture.rs` checks the graph is a DAG).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
