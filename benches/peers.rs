@@ -277,7 +277,7 @@ async fn concurrent(make: &dyn Fn() -> reqwest::Client, url: &str, auth: &str) -
 }
 
 fn client_trusting(cert: &Path) -> reqwest::Client {
-    let tls = exo_authproxy::forward::winrm::client_tls(Some(cert)).unwrap();
+    let tls = exo_authproxy::forward::client::client_tls(Some(cert)).unwrap();
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .no_proxy()

@@ -57,11 +57,11 @@ fn main() {
         let h = Harness::start(Options::default()).await;
         let via_proxy = h.client();
         let direct = {
-            let tls = exo_authproxy::forward::winrm::client_tls(h.config.exchange.ca_file.as_deref()).unwrap();
+            let tls = exo_authproxy::forward::client::client_tls(h.config.exchange.ca_file.as_deref()).unwrap();
             reqwest::Client::builder().use_preconfigured_tls(tls).no_proxy().build().unwrap()
         };
         // A real token, as the proxy would send it.
-        use exo_authproxy::forward::TokenSource;
+        use exo_authproxy::token::TokenProvider;
         let token = h.tokens.token(&exo_authproxy::config::TenantName("contoso".into())).await.unwrap();
         let basic = format!(
             "Basic {}",
@@ -110,7 +110,7 @@ fn main() {
         let with_proxy = rss_kib();
         let mut direct_clients = Vec::new();
         for _ in 0..100 {
-            let tls = exo_authproxy::forward::winrm::client_tls(h.config.exchange.ca_file.as_deref()).unwrap();
+            let tls = exo_authproxy::forward::client::client_tls(h.config.exchange.ca_file.as_deref()).unwrap();
             let c = reqwest::Client::builder().use_preconfigured_tls(tls).no_proxy().build().unwrap();
             assert_eq!(c.post(&direct_url).header("authorization", &basic).body(ENVELOPE).send().await.unwrap().status(), 200);
             direct_clients.push(c);

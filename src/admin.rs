@@ -28,10 +28,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::errors::{self, Body, TEXT_PLAIN};
-use crate::forward::{RemotingService, TokenSource};
+use crate::forward::RemotingService;
 use crate::metrics::{Metrics, TenantLabels};
 use crate::shutdown::Drain;
 use crate::token::Health;
+use crate::token::TokenProvider;
 
 /// Open admin connections at most (probes and scrapers are few).
 const MAX_CONNECTIONS: usize = 64;
@@ -45,7 +46,7 @@ pub struct Admin {
     /// The server's metrics.
     pub metrics: Arc<Metrics>,
     /// Token states, for readiness and the token gauges.
-    pub tokens: Arc<dyn TokenSource>,
+    pub tokens: Arc<dyn TokenProvider>,
     /// Shutdown state (readiness turns 503 as soon as the drain begins).
     pub drain: Drain,
     /// rest mode: the remoting endpoint, whose open sessions `/metrics` reports.

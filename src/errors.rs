@@ -22,6 +22,7 @@ use http_body_util::{BodyExt, Full};
 use crate::config::TenantName;
 use crate::remoting::wsman::{self, Fault, SoapCode as FaultCode};
 use crate::token::TokenError;
+use crate::token::claims::RoleRefusal;
 
 /// The boxed error type of streamed bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -60,6 +61,26 @@ pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Res
     rsp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     rsp
+}
+
+/// The stable code of a response the proxy made up, kept on the response so the listener
+/// counts `requests_total` by it without parsing headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Invented(&'static str);
+
+/// Marks `rsp`, which the proxy made up but did not build here (`rest` mode: the remoting
+/// endpoint's WS-Man faults for a quota, an unknown shell, bad data …), as the proxy's own:
+/// `X-Exo-Authproxy-Error: <code>`, and the code for the metrics.
+pub fn mark_invented(rsp: &mut Response<Body>, code: &'static str) {
+    rsp.headers_mut()
+        .insert(PROXY_ERROR, HeaderValue::from_static(code));
+    rsp.extensions_mut().insert(Invented(code));
+}
+
+/// The `X-Exo-Authproxy-Error` code of a response the proxy made up; None for a relayed or
+/// successful one.
+pub fn invented_code<B>(rsp: &Response<B>) -> Option<&'static str> {
+    rsp.extensions().get::<Invented>().map(|i| i.0)
 }
 
 /// Everything the proxy itself can answer instead of relaying Exchange.
@@ -150,18 +171,10 @@ pub enum ProxyError {
         /// The token engine's diagnosis, with the fix.
         reason: String,
     },
-    /// Exchange refused (or would refuse) an app without a supported directory role.
-    #[error(
-        "tenant {tenant}: Exchange refused app {app_id}, whose token carries no supported directory role: assign Exchange Administrator to the app's service principal in {tenant} ({organization}) (Entra admin center → Roles and administrators → Exchange Administrator → Add assignment), or give it an Exchange role group; then retry (tokens keep their roles until refreshed)"
-    )]
-    DirectoryRoleMissing {
-        /// Local tenant.
-        tenant: TenantName,
-        /// Organization domain.
-        organization: String,
-        /// The app's client id.
-        app_id: String,
-    },
+    /// Exchange refused an app without a supported directory role (the text is
+    /// [`RoleRefusal`]'s, shared with `rest` mode's error record).
+    #[error(transparent)]
+    DirectoryRoleMissing(#[from] RoleRefusal),
     /// `require_directory_role = true` and the token has no supported role.
     #[error(
         "tenant {tenant}: refused before contacting Exchange (require_directory_role = true): the token of app {app_id} carries no supported directory role; assign Exchange Administrator to the app's service principal in {tenant} ({organization}) (Entra admin center → Roles and administrators → Exchange Administrator → Add assignment); then retry"
@@ -222,13 +235,17 @@ pub enum ProxyError {
     },
     /// Exchange redirected somewhere the proxy will not send a token.
     #[error(
-        "tenant {tenant}: Exchange redirected to {location:?}, which is not an https URL; refusing to send the token there"
+        "tenant {tenant}: Exchange redirected to {location:?}, {reason}; the proxy sends the tenant's token only to {allowed}, so it did not follow: check [exchange] endpoint (a proxy or captive portal in the network path answers like this)"
     )]
     RedirectRefused {
         /// Local tenant.
         tenant: TenantName,
-        /// The Location header.
+        /// The Location header (query removed).
         location: String,
+        /// Why it was refused.
+        reason: &'static str,
+        /// The hosts a redirect may name.
+        allowed: String,
     },
     /// The proxy is shutting down.
     #[error("exo-authproxy is shutting down: reconnect in a moment")]
@@ -250,7 +267,7 @@ impl ProxyError {
             Self::ClientBody { .. } => "client-body",
             Self::Token { .. } => "token-unavailable",
             Self::TokenUnusable { .. } => "token-unusable",
-            Self::DirectoryRoleMissing { .. } => "directory-role-missing",
+            Self::DirectoryRoleMissing(_) => "directory-role-missing",
             Self::DirectoryRoleRequired { .. } => "directory-role-required",
             Self::ExchangeRejectedToken { .. } => "exchange-rejected-token",
             Self::UpstreamUnreachable { .. } => "upstream-unreachable",
@@ -274,7 +291,7 @@ impl ProxyError {
                 Shape::Fault(FaultCode::Sender, "w:EncodingLimit", WSMAN_CANNOT_PROCESS)
             }
             Self::TenantNotAllowed { .. }
-            | Self::DirectoryRoleMissing { .. }
+            | Self::DirectoryRoleMissing(_)
             | Self::DirectoryRoleRequired { .. }
             | Self::TokenUnusable { .. }
             | Self::ExchangeRejectedToken { .. } => {
@@ -346,8 +363,7 @@ pub fn respond(
             wsman::fault_response(&fault, relates_to).map(full)
         }
     };
-    rsp.headers_mut()
-        .insert(PROXY_ERROR, HeaderValue::from_static(err.code()));
+    mark_invented(&mut rsp, err.code());
     rsp
 }
 
@@ -400,11 +416,11 @@ mod tests {
 
     #[test]
     fn directory_role_text_names_tenant_app_role_and_where() {
-        let err = ProxyError::DirectoryRoleMissing {
+        let err = ProxyError::DirectoryRoleMissing(RoleRefusal {
             tenant: TenantName("fabrikam".into()),
             organization: "fabrikam.onmicrosoft.com".into(),
             app_id: "11111111-2222-3333-4444-555555555555".into(),
-        };
+        });
         let text = err.to_string();
         for needle in [
             "fabrikam",

@@ -6,18 +6,26 @@
 //! - `onboarding`: the `check`, `token` and `consent-url` commands as library functions.
 //! - `secret`: `Secret<T>`, the one type secrets live in.
 //! - `listener`: accept loop, limits, TLS (`tls`), local Basic authentication (`basic_auth`).
-//! - `forward`: where an authenticated request goes; `winrm` passthrough.
+//! - `forward`: the door to the upstream modes: the pre-flight policy (`policy`), then `winrm`
+//!   passthrough or `rest` (the remoting endpoint over the bridge); the shared HTTPS client
+//!   (`client`), the redirect policy and pod pins (`redirect`), the client query (`query`),
+//!   and `check`'s live question to Exchange through the same door (`probe`).
 //! - `errors`: every response the proxy makes up itself (WS-Man faults, 401).
 //! - `shutdown`: the one shutdown signal and the drain.
 //! - `metrics`: Prometheus counters, incremented where events happen.
 //! - `admin`: the `[admin]` listener: health probes and `/metrics`.
 //! - `audit`: the audit trail (logins refused, sessions, rest-mode commands).
-//! - `token`: Entra ID app-only tokens: credentials, client assertion, cache, claims diagnosis.
+//! - `token`: Entra ID app-only tokens: credentials, client assertion, cache, claims diagnosis;
+//!   `TokenProvider`, the seam `forward` and `bridge` take tokens through.
 //! - `remoting`: the PowerShell remoting endpoint (WS-Man + PSRP + CLIXML), used by the REST
 //!   bridge and the sandbox.
 //! - `bridge`: `rest` mode: runs remoting pipelines through the REST admin API.
 //! - `report`: `exo-authproxy report`: the migration report read from audit files.
 //! - `sandbox`: simulated Entra ID and Exchange Online for `exo-authproxy sandbox` and tests.
+//!
+//! Dependencies point one way: listener → forward → {winrm, rest → bridge → remoting} →
+//! token → config, with `errors` and `metrics` used throughout and depending on none of those
+//! above them (`tests/it/architecture.rs` checks the graph is a DAG).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -45,9 +53,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use config::{Config, Mode};
-use forward::{RemotingService, TenantRoute, TokenSource};
+use forward::{Forwarder, RemotingService, TenantRoute, Upstream};
 use listener::tls::ListenerTls;
-use listener::{LocalUser, Proxy, Upstream};
+use listener::{LocalUser, Proxy};
+use token::TokenProvider;
 
 /// The sockets `serve` runs on, bound by the caller (tests bind `127.0.0.1:0` and read the
 /// address back first, so nothing waits for "the server to come up").
@@ -61,13 +70,13 @@ pub struct Listeners {
 
 /// What the proxy talks to, built before binding so a bad credential fails startup.
 pub struct Services {
-    /// The token engine (or, in tests of the listener alone, a scripted source).
-    pub tokens: Arc<dyn TokenSource>,
+    /// The token engine (or, in tests of the listener alone, a scripted provider).
+    pub tokens: Arc<dyn TokenProvider>,
     /// `rest` mode: the remoting endpoint over the REST bridge.
     pub rest: Option<Arc<dyn RemotingService>>,
     /// The metrics every component counts into (the token engine and the bridge got their
     /// handles when they were built: [`TokenEngine::observe`](token::TokenEngine::observe),
-    /// [`rest_endpoint`]).
+    /// [`forward::rest::endpoint`]).
     pub metrics: Arc<metrics::Metrics>,
 }
 
@@ -76,7 +85,7 @@ impl Services {
     /// [`metrics::Metrics`], and in `rest` mode the REST bridge over the same engine.
     ///
     /// # Errors
-    /// As for [`rest_endpoint`].
+    /// As for [`forward::rest::endpoint`].
     pub fn for_config(
         config: &Config,
         tokens: Arc<token::TokenEngine>,
@@ -84,7 +93,7 @@ impl Services {
         let metrics = Arc::new(metrics::Metrics::new());
         tokens.observe(metrics.tokens.clone());
         let rest = match config.exchange.mode {
-            Mode::Rest => Some(rest_endpoint(config, tokens.clone(), &metrics)?),
+            Mode::Rest => Some(forward::rest::endpoint(config, tokens.clone(), &metrics)?),
             Mode::Winrm => None,
         };
         Ok(Self {
@@ -106,7 +115,7 @@ pub enum ServeError {
     Tls(#[from] listener::tls::TlsError),
     /// The upstream client.
     #[error(transparent)]
-    Upstream(#[from] forward::winrm::UpstreamError),
+    Upstream(#[from] forward::UpstreamError),
     /// `plaintext = true` on a non-loopback address.
     #[error(
         "[listen] plaintext = true is allowed on loopback only, not {address}: remove it or bind 127.0.0.1"
@@ -132,44 +141,12 @@ pub enum ServeError {
     },
 }
 
-/// `rest` mode's endpoint: the remoting endpoint over the REST bridge, calling
-/// `[exchange] endpoint` with tokens from `tokens`.
-///
-/// # Errors
-/// [`ServeError::Upstream`] for a bad endpoint or CA file.
-pub fn rest_endpoint(
-    config: &Config,
-    tokens: Arc<token::TokenEngine>,
-    metrics: &metrics::Metrics,
-) -> Result<Arc<dyn RemotingService>, ServeError> {
-    use forward::winrm::UpstreamError;
-    let endpoint =
-        url::Url::parse(&config.exchange.endpoint).map_err(|_| UpstreamError::Endpoint {
-            value: config.exchange.endpoint.clone(),
-        })?;
-    let http = reqwest::Client::builder()
-        .use_preconfigured_tls(forward::winrm::client_tls(
-            config.exchange.ca_file.as_deref(),
-        )?)
-        .http1_only()
-        .no_proxy()
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|e| UpstreamError::Client(e.to_string()))?;
-    let executor = bridge::RestExecutor::new(http, tokens, bridge::RestSettings::new(endpoint))
-        .with_metrics(metrics.bridge.clone());
-    Ok(Arc::new(remoting::Endpoint::new(
-        Arc::new(executor),
-        remoting::Settings::default(),
-    )))
-}
-
 /// The proxy, fully prepared: every file read and every hash checked, nothing bound.
 pub struct Prepared {
     proxy: Arc<Proxy>,
     listen: SocketAddr,
     admin: Option<SocketAddr>,
-    tokens: Arc<dyn TokenSource>,
+    tokens: Arc<dyn TokenProvider>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -244,18 +221,20 @@ impl Prepared {
         }
         let auth = listener::basic_auth::Authenticator::new(&config.users)?;
         let upstream = match config.exchange.mode {
-            Mode::Winrm => Upstream::Winrm(Box::new(forward::winrm::Winrm::new(
+            Mode::Winrm => Upstream::Winrm(Box::new(forward::Winrm::new(
                 &config.exchange.endpoint,
                 config.exchange.ca_file.as_deref(),
                 services.tokens.clone(),
             )?)),
-            Mode::Rest => Upstream::Rest(services.rest.ok_or(ServeError::RestBridgeMissing)?),
+            Mode::Rest => Upstream::Rest(forward::Rest::new(
+                services.rest.ok_or(ServeError::RestBridgeMissing)?,
+            )),
         };
         Ok(Self {
             proxy: Arc::new(Proxy {
                 auth,
                 users,
-                upstream,
+                forward: Forwarder::new(services.tokens.clone(), upstream),
                 tls,
                 metrics: services.metrics,
             }),
@@ -353,10 +332,7 @@ pub async fn serve_with_grace(
                 metrics: proxy.metrics.clone(),
                 tokens,
                 drain: drain.clone(),
-                sessions: match &proxy.upstream {
-                    Upstream::Rest(endpoint) => Some(endpoint.clone()),
-                    Upstream::Winrm(_) => None,
-                },
+                sessions: proxy.forward.remoting(),
             }),
         ))
     });
@@ -364,9 +340,7 @@ pub async fn serve_with_grace(
     tracing::info!("shutting down: finishing in-flight requests");
     let open = drain.drain().await;
     let _ = accept.await;
-    if let Upstream::Rest(endpoint) = &proxy.upstream {
-        endpoint.close_all();
-    }
+    proxy.forward.close_all();
     if let Some(admin) = admin {
         admin.abort();
     }

@@ -211,7 +211,9 @@ fn onboarding_failure(err: onboarding::Error) -> Failure {
         onboarding::Error::Engine(_) | onboarding::Error::Token(_) => {
             Failure::Credential(err.to_string())
         }
-        onboarding::Error::UnknownTenant { .. } => Failure::Config(err.to_string()),
+        onboarding::Error::UnknownTenant { .. } | onboarding::Error::Upstream(_) => {
+            Failure::Config(err.to_string())
+        }
         onboarding::Error::Io(_) => Failure::Runtime(err.to_string()),
     }
 }

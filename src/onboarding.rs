@@ -3,16 +3,21 @@
 //! Library functions writing to a `dyn Write`, so the CLI is a thin wrapper and tests assert on
 //! the captured text. `check` forces a fresh token per tenant (claims are snapshotted at
 //! issuance: a role assigned a minute ago must show) and prints one row per tenant plus the fix
-//! for each problem. A missing directory role is a warning, not a failure: Exchange-side RBAC
-//! for applications authorizes an app without showing in the token. So for such a tenant
-//! `check` asks Exchange itself (one `Get-OrganizationConfig` through the REST admin API, the
-//! API today's Exchange Online serves): accepted → ok, refused → error with the role to
-//! assign; Exchange unreachable → the warning stays, with why the probe failed.
+//! for each problem. The claims only predict Exchange's answer (Exchange-side RBAC for
+//! applications authorizes an app without showing in the token, so a missing directory role is
+//! a warning), so for every tenant with a usable token `check` then asks Exchange itself, in
+//! the configured mode and through the same code requests take (`forward::probe`: `winrm`
+//! opens and deletes a shell on `/PowerShell-LiveID`, `rest` runs `Get-OrganizationConfig`
+//! through the bridge): accepted → ok, refused → error with the text a script would see;
+//! Exchange unreachable → the verdict stays, with why the probe failed.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, Environment, TenantName};
+use crate::forward::probe::{Probe, Verdict};
+use crate::forward::{Route, TenantRoute, UpstreamError};
 use crate::token::claims::{self, Claims};
 use crate::token::{Diagnosis, EngineError, TokenEngine, TokenError};
 
@@ -33,6 +38,9 @@ pub enum Error {
     /// No token for the tenant.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// `[exchange]` is unusable (endpoint, CA file).
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
@@ -85,19 +93,19 @@ pub async fn check(
     tenant: Option<&TenantName>,
     out: &mut dyn Write,
 ) -> Result<bool, Error> {
-    let engine = TokenEngine::new(config, env)?;
+    let engine = Arc::new(TokenEngine::new(config, env)?);
     let names: Vec<TenantName> = match tenant {
         Some(t) => vec![require(config, t)?.name.clone()],
         None => config.tenants.iter().map(|t| t.name.clone()).collect(),
     };
-    let probe = ExchangeProbe::new(config);
+    let probe = Probe::new(config, engine.clone())?;
     let mut rows = Vec::new();
     for name in &names {
         let mut row = status(&engine, name).await;
-        if row.verdict == "warning" {
-            if let (Some(tenant), Ok(token)) = (config.tenant(name), engine.token(name).await) {
-                probe.settle(&mut row, tenant, &token.token).await;
-            }
+        if row.verdict != "error"
+            && let Some(tenant) = config.tenant(name)
+        {
+            settle(&mut row, &probe, config, tenant).await;
         }
         rows.push(row);
     }
@@ -150,89 +158,46 @@ pub async fn check(
     Ok(ready)
 }
 
-/// How long the live probe may take per tenant.
-const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// The live Exchange probe for tenants whose token carries no supported directory role.
-struct ExchangeProbe {
-    http: Result<reqwest::Client, String>,
-    endpoint: String,
-}
-
-impl ExchangeProbe {
-    fn new(config: &Config) -> Self {
-        let http = crate::token::client::tls_client_config(config.exchange.ca_file.as_deref())
-            .map_err(|e| e.to_string())
-            .and_then(|tls| {
-                reqwest::Client::builder()
-                    .tls_backend_preconfigured(tls)
-                    .timeout(PROBE_TIMEOUT)
-                    .build()
-                    .map_err(|e| e.to_string())
-            });
-        Self {
-            http,
-            endpoint: config.exchange.endpoint.trim_end_matches('/').to_owned(),
+/// Turns the row's claims-based verdict into the one Exchange gave.
+async fn settle(
+    row: &mut TenantStatus,
+    probe: &Probe,
+    config: &Config,
+    tenant: &crate::config::Tenant,
+) {
+    let route = Route {
+        user: "check".into(),
+        tenant: Arc::new(TenantRoute {
+            name: tenant.name.clone(),
+            tenant_id: tenant.tenant_id.clone(),
+            organization: tenant.organization.clone(),
+            app_id: config.client_id_for(tenant).to_owned(),
+            require_directory_role: tenant.require_directory_role,
+        }),
+    };
+    match probe.run(&route).await {
+        Verdict::Accepted if row.verdict == "warning" => {
+            row.verdict = "ok";
+            row.fix = Some(
+                "no supported directory role in the token, but Exchange accepts the app \
+                 (an Exchange role assignment, RBAC for applications, authorizes it)"
+                    .into(),
+            );
         }
-    }
-
-    /// Turns the row's directory-role warning into a verdict Exchange gave.
-    async fn settle(
-        &self,
-        row: &mut TenantStatus,
-        tenant: &crate::config::Tenant,
-        token: &crate::secret::Secret<String>,
-    ) {
-        let warning = row.fix.take().unwrap_or_default();
-        let outcome = match &self.http {
-            Err(e) => Err(e.clone()),
-            Ok(http) => http
-                .post(format!(
-                    "{}/adminapi/beta/{}/InvokeCommand",
-                    self.endpoint, tenant.tenant_id
-                ))
-                .bearer_auth(token.expose())
-                .header(
-                    "X-AnchorMailbox",
-                    format!(
-                        "APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{}",
-                        tenant.tenant_id
-                    ),
-                )
-                .json(&serde_json::json!({
-                    "CmdletInput": {"CmdletName": "Get-OrganizationConfig", "Parameters": {}}
-                }))
-                .send()
-                .await
-                .map(|rsp| rsp.status())
-                .map_err(|e| e.to_string()),
-        };
-        match outcome {
-            Ok(status) if status.is_success() => {
-                row.verdict = "ok";
-                row.fix = Some(
-                    "no supported directory role in the token, but Exchange accepts the app \
-                     (an Exchange role assignment, RBAC for applications, authorizes it)"
-                        .into(),
-                );
-            }
-            Ok(status) if status == 401 || status == 403 => {
-                row.verdict = "error";
-                row.fix = Some(format!(
-                    "Exchange refused the app (HTTP {status}): {warning}"
-                ));
-            }
-            Ok(status) => {
-                row.fix = Some(format!(
-                    "{warning} (the live Exchange probe got HTTP {status}, which settles nothing)"
-                ));
-            }
-            Err(why) => {
-                row.fix = Some(format!(
-                    "{warning} (Exchange at {} could not be probed: {why})",
-                    self.endpoint
-                ));
-            }
+        Verdict::Accepted => {}
+        Verdict::Refused(text) => {
+            row.verdict = "error";
+            row.fix = Some(text);
+        }
+        Verdict::Inconclusive(why) => {
+            let note = format!(
+                "Exchange at {} could not be probed: {why}",
+                config.exchange.endpoint
+            );
+            row.fix = Some(match row.fix.take() {
+                Some(fix) => format!("{fix} ({note})"),
+                None => note,
+            });
         }
     }
 }

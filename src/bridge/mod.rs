@@ -44,6 +44,8 @@ pub struct RestCaller {
     pub tenant_id: TenantId,
     /// Organization domain.
     pub organization: Organization,
+    /// The app's client id (for messages: Exchange's refusals name it).
+    pub app_id: String,
 }
 
 /// How long a failed EXOModuleFile lookup is remembered before it is tried again.
@@ -56,7 +58,7 @@ pub struct RestExecutor<T: ?Sized = crate::token::TokenEngine> {
     catalogs: Mutex<HashMap<TenantId, (Instant, Catalog)>>,
 }
 
-impl<T: crate::forward::TokenSource + ?Sized> RestExecutor<T> {
+impl<T: crate::token::TokenProvider + ?Sized> RestExecutor<T> {
     /// An executor calling Exchange with `http` (trust roots for the endpoint configured by
     /// the caller) and tokens from `tokens`.
     pub fn new(http: reqwest::Client, tokens: Arc<T>, settings: RestSettings) -> Self {
@@ -110,7 +112,7 @@ impl<T: crate::forward::TokenSource + ?Sized> RestExecutor<T> {
     }
 }
 
-impl<T: crate::forward::TokenSource + ?Sized> Executor for RestExecutor<T> {
+impl<T: crate::token::TokenProvider + ?Sized> Executor for RestExecutor<T> {
     type Caller = RestCaller;
 
     /// The pull-based runner puts `Select-Object` & co. in place: `-First n` stops paging.

@@ -37,9 +37,10 @@ use super::convert;
 use super::errors::{ErrorOrigin, ExchangeError, bridge_record};
 use super::pipeline::{Backend, Batch, Call, Failure};
 use crate::config::TenantName;
-use crate::forward::TokenSource;
 use crate::remoting::binding::CommonParameters;
 use crate::remoting::executor::ErrorCategory;
+use crate::token::TokenProvider;
+use crate::token::claims::RoleRefusal;
 
 /// The system mailbox app-only requests anchor on.
 pub const ANCHOR_MAILBOX: &str = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}";
@@ -168,7 +169,7 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
     })
 }
 
-impl<T: TokenSource + ?Sized> RestClient<T> {
+impl<T: TokenProvider + ?Sized> RestClient<T> {
     /// A client over `http` (its trust roots decide which endpoints it accepts).
     pub fn new(http: reqwest::Client, tokens: Arc<T>, settings: RestSettings) -> Self {
         Self {
@@ -281,15 +282,14 @@ impl<T: TokenSource + ?Sized> RestClient<T> {
             .tokens
             .token(tenant)
             .await
-            .map_err(|e| token_failure(cmdlet, tenant, &e))?
-            .token;
+            .map_err(|e| token_failure(cmdlet, tenant, &e))?;
         loop {
             let request_id = Uuid::new_v4();
             let mut req = self
                 .http
                 .post(url.clone())
                 .timeout(self.settings.timeout_for(cmdlet))
-                .header("Authorization", format!("Bearer {}", token.expose()))
+                .header("Authorization", format!("Bearer {}", token.token.expose()))
                 .header("Content-Type", "application/json")
                 .header("Accept", "application/json")
                 .header("Accept-Charset", "UTF-8")
@@ -325,13 +325,17 @@ impl<T: TokenSource + ?Sized> RestClient<T> {
                 200..=299 => return Ok((self.read_body(resp, cmdlet).await?, origin)),
                 401 if !refreshed => {
                     refreshed = true;
-                    token = self
+                    let newer = self
                         .tokens
                         .refresh(tenant)
                         .await
-                        .map_err(|e| token_failure(cmdlet, tenant, &e))?
-                        .token;
-                    continue;
+                        .map_err(|e| token_failure(cmdlet, tenant, &e))?;
+                    // Forced refreshes are bounded per tenant: no newer token yet means the
+                    // diagnosis now, not the refused token sent again.
+                    if newer.token.expose() != token.token.expose() {
+                        token = newer;
+                        continue;
+                    }
                 }
                 429 | 503 | 504 if attempt < self.settings.max_retries => {
                     self.count_retry(match status {
@@ -360,6 +364,21 @@ impl<T: TokenSource + ?Sized> RestClient<T> {
                 continue;
             }
             return Err(match (status, parsed) {
+                // Exchange refused an app without a directory role: DESIGN.md §4's text,
+                // the same winrm mode shows.
+                (401 | 403, _) if token.lacks_directory_role() => {
+                    Failure::Terminating(bridge_record(
+                        cmdlet,
+                        "PermissionDenied",
+                        ErrorCategory::PermissionDenied,
+                        RoleRefusal {
+                            tenant: tenant.clone(),
+                            organization: ctx.caller.organization.0.clone(),
+                            app_id: ctx.caller.app_id.clone(),
+                        }
+                        .to_string(),
+                    ))
+                }
                 (401, e) => Failure::Terminating(bridge_record(
                     cmdlet,
                     "AuthenticationError",
@@ -525,7 +544,7 @@ impl<T: ?Sized> Drop for RestCall<'_, T> {
     }
 }
 
-impl<T: TokenSource + ?Sized> RestCall<'_, T> {
+impl<T: TokenProvider + ?Sized> RestCall<'_, T> {
     /// [`RestCall::fetch_page`], counted: a page received, and the call's result once known.
     async fn page(&mut self) -> Option<Result<Batch, Failure>> {
         let step = self.fetch_page().await;
@@ -624,7 +643,7 @@ impl<T: TokenSource + ?Sized> RestCall<'_, T> {
     }
 }
 
-impl<T: TokenSource + ?Sized> Call for RestCall<'_, T> {
+impl<T: TokenProvider + ?Sized> Call for RestCall<'_, T> {
     fn next(&mut self) -> BoxFuture<'_, Option<Result<Batch, Failure>>> {
         Box::pin(self.page())
     }
@@ -644,7 +663,7 @@ fn page_size(settings: &RestSettings, parameters: &Map<String, Json>) -> u32 {
     n.map_or(max, |n| u32::try_from(n).unwrap_or(max).clamp(1, max))
 }
 
-impl<T: TokenSource + ?Sized> Backend for RestClient<T> {
+impl<T: TokenProvider + ?Sized> Backend for RestClient<T> {
     type Caller = RestCaller;
 
     fn call<'a>(

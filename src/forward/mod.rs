@@ -1,22 +1,40 @@
-//! Where an authenticated request goes: `winrm` passthrough or the `rest` bridge's endpoint.
+//! Where an authenticated request goes: the door to both upstream modes.
 //!
 //! The listener has decided who the client is (a `[[user]]`) and which tenant the request is
-//! for; this module holds what both upstream modes need: the [`Route`] (user + tenant facts),
-//! the [`TokenSource`] seam over the token engine (the only door to Entra ID), and the
-//! [`RemotingService`] seam over `remoting::Endpoint<bridge::RestExecutor>`, so the listener
-//! is not generic over the executor type.
+//! for ([`Route`]); it hands the request to the [`Forwarder`] and nothing else. The forwarder
+//! runs the one pre-flight policy ([`policy`]: token, unusable-token check,
+//! `require_directory_role`) and then the configured mode:
+//!
+//! - `winrm` ([`winrm`]): passthrough to Exchange's `/PowerShell-LiveID`;
+//! - `rest` ([`rest`]): the proxy's own remoting endpoint over the REST bridge.
+//!
+//! So both modes refuse a tenant with the same texts, and the listener knows neither mode's
+//! internals. Shared upstream pieces live beside them: [`client`] (TLS roots, the HTTPS
+//! client, `UpstreamError`), [`redirect`] (where `winrm` lets the token follow a redirect),
+//! [`query`] (the client's query string), and [`probe`], `check`'s live question to Exchange
+//! through the same door. Data flows one way: listener → forward →
+//! {winrm, rest → bridge} → token.
 
+pub mod client;
+pub mod policy;
+pub mod probe;
+pub mod query;
+pub mod redirect;
+pub mod rest;
 pub mod winrm;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
+use http::request::Parts;
 
-use crate::bridge::RestCaller;
 use crate::config::{Organization, TenantId, TenantName};
-use crate::remoting::{Endpoint, Executor};
-use crate::token::{AccessToken, Diagnosis, TokenEngine, TokenError};
+use crate::errors::{Body, ProxyError};
+use crate::token::TokenProvider;
+
+pub use client::UpstreamError;
+pub use rest::{RemotingService, Rest};
+pub use winrm::{ConnectionState, Winrm};
 
 /// A configured tenant, as the forwarders need it.
 #[derive(Debug, Clone)]
@@ -42,91 +60,93 @@ pub struct Route {
     pub tenant: Arc<TenantRoute>,
 }
 
-/// The token engine as the forwarders use it (a seam so the listener can be tested before
-/// and without Entra).
-pub trait TokenSource: Send + Sync + 'static {
-    /// A valid token for `tenant` (cached).
-    fn token<'a>(
-        &'a self,
-        tenant: &'a TenantName,
-    ) -> BoxFuture<'a, Result<AccessToken, TokenError>>;
-    /// Drops the cached token and fetches a new one.
-    fn refresh<'a>(
-        &'a self,
-        tenant: &'a TenantName,
-    ) -> BoxFuture<'a, Result<AccessToken, TokenError>>;
-    /// Every tenant's token state without fetching (readiness); a source that keeps no
-    /// state reports none.
-    fn health(&self) -> BoxFuture<'_, Vec<(TenantName, crate::token::Health)>> {
-        Box::pin(std::future::ready(Vec::new()))
+/// One authenticated WS-Man request, as the listener read it.
+#[derive(Debug)]
+pub struct Inbound {
+    /// Method, URI (with the client's query), headers.
+    pub parts: Parts,
+    /// The envelope (bounded by the listener).
+    pub body: Bytes,
+    /// The WS-Man operation (`Create`, `Receive`, … or `-`), for logs.
+    pub action: &'static str,
+}
+
+/// The configured upstream mode.
+pub enum Upstream {
+    /// Passthrough to `/PowerShell-LiveID`.
+    Winrm(Box<Winrm>),
+    /// The proxy is the remoting endpoint (REST bridge).
+    Rest(Rest),
+}
+
+/// The door: pre-flight policy, then the configured mode.
+pub struct Forwarder {
+    tokens: Arc<dyn TokenProvider>,
+    upstream: Upstream,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder")
+            .field("mode", &self.mode())
+            .finish_non_exhaustive()
     }
 }
 
-impl TokenSource for TokenEngine {
-    fn token<'a>(
-        &'a self,
-        tenant: &'a TenantName,
-    ) -> BoxFuture<'a, Result<AccessToken, TokenError>> {
-        Box::pin(TokenEngine::token(self, tenant))
-    }
-    fn refresh<'a>(
-        &'a self,
-        tenant: &'a TenantName,
-    ) -> BoxFuture<'a, Result<AccessToken, TokenError>> {
-        Box::pin(TokenEngine::refresh(self, tenant))
-    }
-    fn health(&self) -> BoxFuture<'_, Vec<(TenantName, crate::token::Health)>> {
-        Box::pin(TokenEngine::health(self))
-    }
-}
-
-/// Whether the token shows no supported directory role (the claims diagnosis's warning).
-pub fn lacks_directory_role(token: &AccessToken) -> bool {
-    matches!(token.diagnosis, Diagnosis::Warning(_))
-}
-
-/// The remoting endpoint behind `rest` mode, without its executor type.
-pub trait RemotingService: Send + Sync + 'static {
-    /// Handles one WS-Man request for `owner` (the local user).
-    fn handle<'a>(
-        &'a self,
-        owner: &'a str,
-        caller: RestCaller,
-        request: http::Request<Bytes>,
-    ) -> BoxFuture<'a, http::Response<Bytes>>;
-
-    /// Stops every pipeline (shutdown).
-    fn close_all(&self);
-
-    /// Remote PowerShell sessions open now (`/metrics`).
-    fn open_sessions(&self) -> usize;
-}
-
-impl<E: Executor<Caller = RestCaller>> RemotingService for Endpoint<E> {
-    fn handle<'a>(
-        &'a self,
-        owner: &'a str,
-        caller: RestCaller,
-        request: http::Request<Bytes>,
-    ) -> BoxFuture<'a, http::Response<Bytes>> {
-        Box::pin(Endpoint::handle(self, owner, caller, request))
+impl Forwarder {
+    /// The door to `upstream`, pre-flighting with tokens from `tokens`.
+    pub fn new(tokens: Arc<dyn TokenProvider>, upstream: Upstream) -> Self {
+        Self { tokens, upstream }
     }
 
-    fn close_all(&self) {
-        Endpoint::close_all(self);
+    /// `winrm` or `rest` (logs, metrics labels).
+    pub fn mode(&self) -> &'static str {
+        match self.upstream {
+            Upstream::Winrm(_) => "winrm",
+            Upstream::Rest(_) => "rest",
+        }
     }
 
-    fn open_sessions(&self) -> usize {
-        self.shell_count()
+    /// The mode itself (tests read `winrm`'s counters).
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
     }
-}
 
-/// The caller a `rest` shell is opened with.
-pub fn rest_caller(route: &Route) -> RestCaller {
-    RestCaller {
-        user: route.user.clone(),
-        tenant: route.tenant.name.clone(),
-        tenant_id: route.tenant.tenant_id.clone(),
-        organization: route.tenant.organization.clone(),
+    /// `rest` mode's endpoint (open sessions for `/metrics`), None in `winrm` mode.
+    pub fn remoting(&self) -> Option<Arc<dyn RemotingService>> {
+        match &self.upstream {
+            Upstream::Rest(rest) => Some(rest.endpoint().clone()),
+            Upstream::Winrm(_) => None,
+        }
+    }
+
+    /// Stops what the mode keeps running (rest: every pipeline). Called after the drain.
+    pub fn close_all(&self) {
+        if let Upstream::Rest(rest) = &self.upstream {
+            rest.endpoint().close_all();
+        }
+    }
+
+    /// Forwards one request for `route`: the pre-flight policy, then the mode.
+    ///
+    /// # Errors
+    /// A [`ProxyError`] for everything the proxy answers itself: the policy's refusals, and
+    /// in `winrm` mode Exchange's refusals diagnosed, unreachable upstream, refused redirects.
+    pub async fn forward(
+        &self,
+        conn: &ConnectionState,
+        route: &Route,
+        request: Inbound,
+    ) -> Result<http::Response<Body>, ProxyError> {
+        let token = policy::preflight(self.tokens.as_ref(), route).await?;
+        match &self.upstream {
+            Upstream::Winrm(winrm) => winrm.forward(conn, route, token, request).await,
+            Upstream::Rest(rest) => {
+                let Inbound { parts, body, .. } = request;
+                Ok(rest
+                    .forward(route, http::Request::from_parts(parts, body))
+                    .await)
+            }
+        }
     }
 }

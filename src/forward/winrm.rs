@@ -16,9 +16,19 @@
 //! *local* credentials to Microsoft), and a token Exchange rejects is refreshed and the request
 //! retried once. Response bodies are streamed to the client as they arrive.
 //!
+//! Redirects carry the tenant's token, so they are followed only to Exchange's own hosts
+//! (`redirect::RedirectPolicy`); anything else is a `redirect-refused` fault naming where it
+//! pointed. Before a request gets here the door has run the pre-flight policy (`policy`).
+//!
 //! Session affinity: upstream cookies are kept per client connection and tenant (never
-//! shown to the client), and a redirect target is remembered per tenant, so the following
-//! requests of that shell go straight to the pod.
+//! shown to the client), and a redirect target is remembered per tenant (`redirect::Pins`:
+//! for an hour at most, and dropped when the pod fails), so the following requests of that
+//! shell go straight to the pod.
+//!
+//! A 401 (or a role refusal) gets one retry with a newer token; the engine bounds these
+//! forced refreshes per tenant, and while it has no newer token the diagnosis is given at
+//! once, so a script hammering a refused tenant costs Entra one request per interval and
+//! Exchange one per client request, and gets the same diagnosis each time.
 //!
 //! Long polls: a Receive waits up to the client's `OperationTimeout` (PowerShell 180 s,
 //! pypsrp 20 s); the upstream deadline is that value from the envelope plus a margin, never
@@ -36,10 +46,13 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 use url::Url;
 
-use super::{Route, TokenSource, lacks_directory_role};
+use super::client::{self, UpstreamError};
+use super::query::query_pairs;
+use super::redirect::{Pins, RedirectPolicy};
+use super::{Inbound, Route, policy};
 use crate::config::TenantName;
 use crate::errors::{Body, ProxyError};
-use crate::token::{AccessToken, Diagnosis};
+use crate::token::{AccessToken, Diagnosis, TokenProvider};
 
 /// Redirects followed per request at most (PowerShell's MaximumRedirection default).
 pub const MAX_REDIRECTS: usize = 5;
@@ -81,8 +94,9 @@ pub struct Counters {
 pub struct Winrm {
     client: reqwest::Client,
     endpoint: Url,
-    tokens: Arc<dyn TokenSource>,
-    pins: Mutex<HashMap<TenantName, Url>>,
+    tokens: Arc<dyn TokenProvider>,
+    redirects: RedirectPolicy,
+    pins: Pins,
     warned: Mutex<HashSet<TenantName>>,
     counters: Counters,
 }
@@ -95,67 +109,6 @@ impl std::fmt::Debug for Winrm {
     }
 }
 
-/// Why the upstream client could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    /// `[exchange] endpoint` is not a URL.
-    #[error(
-        "[exchange] endpoint {value:?} is not an https URL (e.g. https://outlook.office365.com)"
-    )]
-    Endpoint {
-        /// The value.
-        value: String,
-    },
-    /// `[exchange] ca_file` unreadable or not PEM.
-    #[error("[exchange] ca_file {path}: {reason}; expected PEM certificates")]
-    CaFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// reqwest refused the configuration.
-    #[error("cannot build the HTTPS client for Exchange: {0}")]
-    Client(String),
-}
-
-/// The rustls client config trusting the public roots plus `ca_file`.
-///
-/// # Errors
-/// [`UpstreamError::CaFile`].
-pub fn client_tls(
-    ca_file: Option<&std::path::Path>,
-) -> Result<rustls::ClientConfig, UpstreamError> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
-        let fail = |reason: String| UpstreamError::CaFile {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-        let mut added = 0;
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| fail(e.to_string()))?;
-            roots.add(cert).map_err(|e| fail(e.to_string()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(fail("no certificate in it".into()));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| UpstreamError::Client(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
-}
-
 impl Winrm {
     /// A forwarder to `endpoint` (e.g. `https://outlook.office365.com`).
     ///
@@ -164,28 +117,15 @@ impl Winrm {
     pub fn new(
         endpoint: &str,
         ca_file: Option<&std::path::Path>,
-        tokens: Arc<dyn TokenSource>,
+        tokens: Arc<dyn TokenProvider>,
     ) -> Result<Self, UpstreamError> {
-        let endpoint = Url::parse(endpoint)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some())
-            .ok_or_else(|| UpstreamError::Endpoint {
-                value: endpoint.to_owned(),
-            })?;
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(client_tls(ca_file)?)
-            .http1_only()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(|e| UpstreamError::Client(e.to_string()))?;
+        let endpoint = client::endpoint(endpoint)?;
         Ok(Self {
-            client,
+            client: client::http_client(ca_file)?,
+            redirects: RedirectPolicy::new(&endpoint),
             endpoint,
             tokens,
-            pins: Mutex::new(HashMap::new()),
+            pins: Pins::default(),
             warned: Mutex::new(HashSet::new()),
             counters: Counters::default(),
         })
@@ -196,31 +136,28 @@ impl Winrm {
         &self.counters
     }
 
-    /// Forwards one WS-Man request.
+    /// Forwards one WS-Man request with `token` (pre-flighted by the door).
     ///
     /// # Errors
-    /// A [`ProxyError`] for everything the proxy answers itself (token, refusal diagnosis,
-    /// unreachable upstream, redirect loops).
+    /// A [`ProxyError`] for everything the proxy answers itself (refusal diagnosis,
+    /// unreachable upstream, refused redirects, redirect loops).
     pub async fn forward(
         &self,
         conn: &ConnectionState,
         route: &Route,
-        query: Option<&str>,
-        headers: &HeaderMap,
-        body: Bytes,
-        action: &'static str,
+        mut token: AccessToken,
+        request: Inbound,
     ) -> Result<Response<Body>, ProxyError> {
         let started = Instant::now();
         let tenant = &route.tenant;
-        let mut token =
-            self.tokens
-                .token(&tenant.name)
-                .await
-                .map_err(|source| ProxyError::Token {
-                    tenant: tenant.name.clone(),
-                    source: Box::new(source),
-                })?;
-        check_usable(route, &token)?;
+        let Inbound {
+            parts,
+            body,
+            action,
+            ..
+        } = request;
+        let query = parts.uri.query();
+        let headers = &parts.headers;
         let deadline = deadline_for(&body);
         let mut refreshed = false;
         loop {
@@ -228,16 +165,18 @@ impl Winrm {
                 .send(conn, route, query, headers, &body, &token, deadline)
                 .await?;
             let status = upstream.status();
-            let no_role = lacks_directory_role(&token);
+            let no_role = token.lacks_directory_role();
             // Exchange rejected the token itself: a new token, once.
             if status == StatusCode::UNAUTHORIZED {
                 if !refreshed {
                     refreshed = true;
-                    token = self.force_refresh(route).await?;
-                    continue;
+                    if let Some(newer) = self.newer_token(route, &token).await? {
+                        token = newer;
+                        continue;
+                    }
                 }
                 return Err(if no_role {
-                    role_missing(route)
+                    policy::role_refusal(route).into()
                 } else {
                     ProxyError::ExchangeRejectedToken {
                         tenant: tenant.name.clone(),
@@ -268,10 +207,12 @@ impl Winrm {
                 {
                     if !refreshed {
                         refreshed = true;
-                        token = self.force_refresh(route).await?;
-                        continue;
+                        if let Some(newer) = self.newer_token(route, &token).await? {
+                            token = newer;
+                            continue;
+                        }
                     }
-                    return Err(role_missing(route));
+                    return Err(policy::role_refusal(route).into());
                 }
                 let rsp = Response::from_parts(parts, crate::errors::full(bytes));
                 return Ok(self.finish(conn, route, rsp, (started, action), &token));
@@ -284,21 +225,19 @@ impl Winrm {
         }
     }
 
-    async fn force_refresh(&self, route: &Route) -> Result<AccessToken, ProxyError> {
+    /// A token newer than `refused` to retry with, or None when the engine has none yet (its
+    /// forced refreshes are bounded per tenant): then the diagnosis is given at once instead
+    /// of sending Exchange the token it just refused.
+    async fn newer_token(
+        &self,
+        route: &Route,
+        refused: &AccessToken,
+    ) -> Result<Option<AccessToken>, ProxyError> {
         self.counters
             .forced_refreshes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(tenant = %route.tenant.name, "Exchange refused the token: fetching a new one and retrying once");
-        let token = self
-            .tokens
-            .refresh(&route.tenant.name)
-            .await
-            .map_err(|source| ProxyError::Token {
-                tenant: route.tenant.name.clone(),
-                source: Box::new(source),
-            })?;
-        check_usable(route, &token)?;
-        Ok(token)
+        let newer = policy::refreshed(self.tokens.as_ref(), route).await?;
+        Ok((newer.token.expose() != refused.token.expose()).then_some(newer))
     }
 
     fn finish(
@@ -334,7 +273,7 @@ impl Winrm {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-")
             .to_owned();
-        if parts.status.is_success() && lacks_directory_role(token) {
+        if parts.status.is_success() && token.lacks_directory_role() {
             let first = self
                 .warned
                 .lock()
@@ -361,13 +300,8 @@ impl Winrm {
     }
 
     fn base(&self, tenant: &TenantName) -> Url {
-        if let Some(pinned) = self
-            .pins
-            .lock()
-            .expect("pin lock is never poisoned")
-            .get(tenant)
-        {
-            return pinned.clone();
+        if let Some(pinned) = self.pins.get(tenant) {
+            return pinned;
         }
         let mut url = self.endpoint.clone();
         url.set_path("/PowerShell-LiveID");
@@ -418,7 +352,16 @@ impl Winrm {
                 .timeout(deadline)
                 .send()
                 .await;
-            let rsp = sent.map_err(|e| transport_error(&tenant.name, &url, deadline, &e))?;
+            let rsp = match sent {
+                Ok(rsp) => rsp,
+                Err(e) => {
+                    self.pins.drop_failed(&tenant.name, &url);
+                    return Err(transport_error(&tenant.name, &url, deadline, &e));
+                }
+            };
+            if rsp.status().is_server_error() {
+                self.pins.drop_failed(&tenant.name, &url);
+            }
             if !rsp.status().is_redirection() || rsp.status() == StatusCode::NOT_MODIFIED {
                 return Ok(rsp);
             }
@@ -428,16 +371,27 @@ impl Winrm {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_owned();
-            let next = url
-                .join(&location)
-                .ok()
-                .filter(|u| u.scheme() == "https" || u.scheme() == url.scheme());
-            let Some(next) = next.filter(|_| !location.is_empty()) else {
-                return Err(ProxyError::RedirectRefused {
-                    tenant: tenant.name.clone(),
-                    location,
-                });
+            let refused = |reason, allowed| ProxyError::RedirectRefused {
+                tenant: tenant.name.clone(),
+                location: location
+                    .split('?')
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(300)
+                    .collect(),
+                reason,
+                allowed,
             };
+            let next = match url.join(&location) {
+                Ok(next) if !location.is_empty() => next,
+                _ => return Err(refused("which is not a URL", self.redirects.allowed())),
+            };
+            if let Err(why) = self.redirects.check(&next) {
+                tracing::warn!(tenant = %tenant.name, to = %strip_query(&next), reason = why.reason,
+                    "Exchange's redirect refused: the token goes only to Exchange");
+                return Err(refused(why.reason, why.allowed));
+            }
             if hop == MAX_REDIRECTS {
                 return Err(ProxyError::TooManyRedirects {
                     tenant: tenant.name.clone(),
@@ -449,40 +403,10 @@ impl Winrm {
                 .redirects
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(tenant = %tenant.name, to = %strip_query(&next), "Exchange redirected: following and pinning");
-            let mut pin = next.clone();
-            pin.set_query(None);
-            self.pins
-                .lock()
-                .expect("pin lock is never poisoned")
-                .insert(tenant.name.clone(), pin);
+            self.pins.pin(&tenant.name, &next);
             url = next;
         }
         unreachable!("the loop returns on its last iteration")
-    }
-}
-
-fn check_usable(route: &Route, token: &AccessToken) -> Result<(), ProxyError> {
-    if let Diagnosis::Unusable(reason) = &token.diagnosis {
-        return Err(ProxyError::TokenUnusable {
-            tenant: route.tenant.name.clone(),
-            reason: reason.clone(),
-        });
-    }
-    if route.tenant.require_directory_role && lacks_directory_role(token) {
-        return Err(ProxyError::DirectoryRoleRequired {
-            tenant: route.tenant.name.clone(),
-            organization: route.tenant.organization.0.clone(),
-            app_id: route.tenant.app_id.clone(),
-        });
-    }
-    Ok(())
-}
-
-fn role_missing(route: &Route) -> ProxyError {
-    ProxyError::DirectoryRoleMissing {
-        tenant: route.tenant.name.clone(),
-        organization: route.tenant.organization.0.clone(),
-        app_id: route.tenant.app_id.clone(),
     }
 }
 
@@ -550,26 +474,6 @@ pub fn upstream_query(route: &Route, query: Option<&str>) -> String {
         out.push_str(pair);
     }
     out
-}
-
-/// The raw `key=value` pairs of a client query, split on `&` and `;` (reference A.4).
-pub fn query_pairs(query: Option<&str>) -> impl Iterator<Item = &str> {
-    query
-        .unwrap_or("")
-        .split(['&', ';'])
-        .filter(|p| !p.is_empty())
-}
-
-/// The decoded value of the first query parameter named `key` (case-insensitive).
-pub fn query_value(query: Option<&str>, key: &str) -> Option<String> {
-    query_pairs(query).find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        k.eq_ignore_ascii_case(key).then(|| {
-            percent_encoding::percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    })
 }
 
 /// Request headers never copied upstream: the proxy sets them itself.
@@ -650,31 +554,7 @@ pub fn operation_timeout(envelope: &[u8]) -> Option<Duration> {
     let at = text.find("OperationTimeout")?;
     let open = at + text[at..].find('>')? + 1;
     let close = open + text[open..].find('<')?;
-    parse_duration(text[open..close].trim())
-}
-
-/// The subset of xs:duration WS-Man uses: `PT[nH][nM][n[.fff]S]`.
-fn parse_duration(text: &str) -> Option<Duration> {
-    let rest = text.strip_prefix("PT")?;
-    let mut total = 0f64;
-    let mut number = String::new();
-    for ch in rest.chars() {
-        match ch {
-            '0'..='9' | '.' => number.push(ch),
-            'H' | 'M' | 'S' => {
-                let n: f64 = number.parse().ok()?;
-                number.clear();
-                total += n * match ch {
-                    'H' => 3600.0,
-                    'M' => 60.0,
-                    _ => 1.0,
-                };
-            }
-            _ => return None,
-        }
-    }
-    (number.is_empty() && total.is_finite() && total >= 0.0)
-        .then(|| Duration::from_secs_f64(total.min(86_400.0)))
+    crate::remoting::wsman::parse_duration(text[open..close].trim())
 }
 
 #[cfg(test)]
@@ -709,10 +589,6 @@ mod tests {
             q,
             "BasicAuthToOAuthConversion=true&email=SystemMailbox%7Bbb558c35-97f1-4cb9-8ff7-d53741dc928c%7D%40contoso%2Eonmicrosoft%2Ecom&PSVersion=5.1.19041.1&HideBannerMessage=true"
         );
-        assert_eq!(
-            query_value(Some("a=1;delegatedorg=x%2Ey"), "DelegatedOrg").as_deref(),
-            Some("x.y")
-        );
     }
 
     #[test]
@@ -742,9 +618,18 @@ mod tests {
             Duration::from_secs(50)
         );
         assert_eq!(deadline_for(b"<x/>"), DEFAULT_DEADLINE);
-        assert_eq!(parse_duration("PT1M30S"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("P1D"), None);
-        assert_eq!(parse_duration("PT5"), None);
+        assert_eq!(
+            deadline_for(b"<w:OperationTimeout>PT1M30S</w:OperationTimeout>"),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            deadline_for(b"<w:OperationTimeout>P1D</w:OperationTimeout>"),
+            MAX_DEADLINE
+        );
+        assert_eq!(
+            deadline_for(b"<w:OperationTimeout>PT5</w:OperationTimeout>"),
+            DEFAULT_DEADLINE
+        );
     }
 
     #[test]

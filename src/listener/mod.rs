@@ -3,7 +3,11 @@
 //! Per request: the path must be `/powershell-liveid` (any case, trailing slash optional), the
 //! method POST, the Basic credential a local `[[user]]`; `DelegatedOrg=` in the query picks one
 //! of the user's tenants (by organization domain or local name), else the first. Then the
-//! body is read (bounded) and handed to the configured upstream mode.
+//! body is read (bounded) and handed to the door of the upstream modes
+//! ([`Forwarder`]); the listener knows neither mode's internals.
+//! Every request is counted once in `requests_total` by its outcome: `ok`, or the
+//! `X-Exo-Authproxy-Error` code of the response the proxy made up (in `rest` mode that
+//! includes the remoting endpoint's faults).
 //!
 //! Limits, each with its reason: at most [`MAX_CONNECTIONS`] connections (a permit is taken
 //! before `accept`, so excess clients wait in the kernel backlog rather than costing memory);
@@ -34,8 +38,8 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::errors::{self, Body, ProxyError};
-use crate::forward::winrm::{ConnectionState, Winrm, query_value};
-use crate::forward::{RemotingService, Route, TenantRoute, rest_caller};
+use crate::forward::query::query_value;
+use crate::forward::{ConnectionState, Forwarder, Inbound, Route, TenantRoute};
 use crate::shutdown::Drain;
 use basic_auth::Authenticator;
 use tls::ListenerTls;
@@ -60,22 +64,14 @@ pub struct LocalUser {
     pub tenants: Vec<Arc<TenantRoute>>,
 }
 
-/// Where authenticated requests go.
-pub enum Upstream {
-    /// Passthrough to `/PowerShell-LiveID`.
-    Winrm(Box<Winrm>),
-    /// The proxy is the remoting endpoint (REST bridge).
-    Rest(Arc<dyn RemotingService>),
-}
-
 /// Everything a connection needs, shared.
 pub struct Proxy {
     /// Local users.
     pub auth: Authenticator,
     /// Users' tenants, by `UserIndex`.
     pub users: Vec<LocalUser>,
-    /// The mode.
-    pub upstream: Upstream,
+    /// Where authenticated requests go (pre-flight policy, then the mode).
+    pub forward: Forwarder,
     /// TLS, or None for `plaintext = true` (loopback only).
     pub tls: Option<Arc<ListenerTls>>,
     /// Counters (requests, latency, connections).
@@ -84,10 +80,7 @@ pub struct Proxy {
 
 impl Proxy {
     fn mode(&self) -> &'static str {
-        match self.upstream {
-            Upstream::Winrm(_) => "winrm",
-            Upstream::Rest(_) => "rest",
-        }
+        self.forward.mode()
     }
 }
 
@@ -206,7 +199,7 @@ async fn handle(
     let mut relates_to = None;
     let result = route_and_forward(proxy, state, peer.ip(), req, &mut relates_to).await;
     let outcome = match &result {
-        Ok(_) => "ok",
+        Ok(rsp) => errors::invented_code(rsp).unwrap_or("ok"),
         Err(err) => {
             tracing::info!(client = %peer, mode = proxy.mode(), code = err.code(), latency_ms = started.elapsed().as_millis() as u64, "refused");
             err.code()
@@ -259,28 +252,12 @@ async fn route_and_forward(
     let body = read_body(body).await?;
     *relates_to = errors::message_id(&body);
     let action = crate::remoting::wsman::action_name(&body);
-    let rsp = match &proxy.upstream {
-        Upstream::Winrm(winrm) => {
-            winrm
-                .forward(
-                    state,
-                    &route,
-                    query.as_deref(),
-                    &parts.headers,
-                    body,
-                    action,
-                )
-                .await?
-        }
-        Upstream::Rest(endpoint) => {
-            let request = Request::from_parts(parts, body);
-            let rsp = endpoint
-                .handle(&route.user, rest_caller(&route), request)
-                .await;
-            tracing::info!(user = %route.user, tenant = %route.tenant.name, mode = "rest", status = rsp.status().as_u16(), "handled");
-            rsp.map(errors::full)
-        }
+    let inbound = Inbound {
+        parts,
+        body,
+        action,
     };
+    let rsp = proxy.forward.forward(state, &route, inbound).await?;
     if matches!(action, "Create" | "Delete") && rsp.status().is_success() {
         let opened = action == "Create";
         crate::audit::session(

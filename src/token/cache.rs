@@ -11,6 +11,12 @@
 //! refresh fails, the still-valid token keeps being served and the refresh is retried later
 //! with backoff, so scripts do not see Entra outages shorter than the remaining lifetime.
 //!
+//! A forced refresh (Exchange refused the token, so a newer one might carry a role assigned
+//! since) fetches at most once per tenant per [`Settings::forced_refresh_interval`] (30 s):
+//! every WS-Man request of a script whose app lacks a role is refused, and without the bound
+//! each of them would cost an Entra request. Within the interval the latest token is returned,
+//! so the caller gives the same diagnosis again.
+//!
 //! Transient failures (5xx, timeouts, 429) are retried with capped exponential backoff and
 //! full jitter; a 429's `Retry-After` is honoured. Each key has its own slot, so one tenant's
 //! failures never delay another.
@@ -71,6 +77,10 @@ pub struct Settings {
     /// After a failed background refresh, wait this long (30 s, doubling, capped at 5 min)
     /// before trying again.
     pub refresh_retry: Duration,
+    /// At most one forced refresh per tenant this often (30 s): a role assigned in Entra
+    /// shows in a new token within that, and a storm of refused requests costs Entra one
+    /// request per interval, not one each.
+    pub forced_refresh_interval: Duration,
 }
 
 impl Default for Settings {
@@ -82,6 +92,7 @@ impl Default for Settings {
             backoff_cap: Duration::from_secs(5),
             max_retry_after: Duration::from_secs(60),
             refresh_retry: Duration::from_secs(30),
+            forced_refresh_interval: Duration::from_secs(30),
         }
     }
 }
@@ -101,6 +112,8 @@ struct State {
     refreshing: bool,
     refresh_failures: u32,
     next_refresh: Option<Instant>,
+    /// When the last forced refresh fetched (the rate limit's clock).
+    last_forced: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -241,9 +254,23 @@ impl<S: TokenSource> TokenCache<S> {
     ///
     /// # Errors
     /// The fetch's [`TokenError`]; the cached token, if any, stays for [`TokenCache::acquire`].
+    ///
+    /// Rate-limited: within [`Settings::forced_refresh_interval`] of the last forced fetch,
+    /// the latest usable token is returned without asking Entra.
     pub async fn refresh(&self, key: &CacheKey) -> Result<AccessToken, TokenError> {
         let slot = self.slot(key).await;
-        let seen = slot.lock().generation;
+        let seen = {
+            let st = slot.lock();
+            let now = Instant::now();
+            if let (Some(at), Some(entry)) = (st.last_forced, &st.current)
+                && now.saturating_duration_since(at) < self.inner.settings.forced_refresh_interval
+                && now < entry.usable_until
+            {
+                tracing::debug!(tenant = %key.tenant, "forced refresh within the interval: reusing the latest token");
+                return Ok(entry.token.clone());
+            }
+            st.generation
+        };
         self.fetch_once(key, &slot, seen, true).await
     }
 
@@ -277,6 +304,9 @@ impl<S: TokenSource> TokenCache<S> {
         let result = fetch_with_retry(&self.inner, key).await;
         let mut st = slot.lock();
         st.generation += 1;
+        if forced {
+            st.last_forced = Some(Instant::now());
+        }
         match result {
             Ok(entry) => {
                 let token = entry.token.clone();
@@ -317,7 +347,7 @@ impl<S: TokenSource> TokenCache<S> {
                         .saturating_mul(1 << st.refresh_failures.min(4).saturating_sub(1))
                         .min(Duration::from_secs(300))
                         .max(err.retry_after().unwrap_or_default());
-                    st.next_refresh = Some(Instant::now() + wait);
+                    st.next_refresh = Some(Instant::now() + wait.min(Duration::from_secs(86_400)));
                     tracing::warn!(tenant = %key.tenant, error = %err, retry_in_s = wait.as_secs(),
                         "background token refresh failed; still serving the cached token");
                 }
@@ -391,6 +421,7 @@ fn entry(fetched: Fetched, s: &Settings, key: &CacheKey) -> Result<Entry, TokenE
             ),
         });
     };
+    let usable = usable.min(super::MAX_TOKEN_LIFETIME);
     let refresh = fetched
         .refresh_in
         .unwrap_or(fetched.lifetime / 2)

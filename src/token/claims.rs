@@ -16,6 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use super::Diagnosis;
+use crate::config::TenantName;
 
 /// The application permission Exchange requires.
 pub const MANAGE_AS_APP: &str = "Exchange.ManageAsApp";
@@ -185,6 +186,26 @@ pub fn no_directory_role(tenant: &str, client_id: &str) -> String {
          it an Exchange role group (New-ServicePrincipal, Add-RoleGroupMember); tokens keep \
          their roles until refreshed"
     )
+}
+
+/// Exchange refused an app whose token carries no supported directory role: the one text both
+/// upstream modes show for it (DESIGN.md §4), `winrm` as a WS-Man fault, `rest` as the
+/// cmdlet's error record. Built only here so the modes cannot drift apart.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "tenant {tenant}: Exchange refused app {app_id}, whose token carries no supported directory \
+     role: assign Exchange Administrator to the app's service principal in {tenant} \
+     ({organization}) (Entra admin center → Roles and administrators → Exchange Administrator → \
+     Add assignment), or give it an Exchange role group; then retry (tokens keep their roles \
+     until refreshed)"
+)]
+pub struct RoleRefusal {
+    /// Local tenant name.
+    pub tenant: TenantName,
+    /// Organization domain.
+    pub organization: String,
+    /// The app's client id.
+    pub app_id: String,
 }
 
 /// The admin-consent URL for `tenant_id` (exo-access-token.md §5.2).

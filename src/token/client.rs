@@ -211,7 +211,8 @@ impl EntraSource {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            // A day at most: beyond that the value is nonsense, and `Instant + huge` panics.
+            .map(|secs| Duration::from_secs(secs.min(86_400)));
         let bytes = read_limited(rsp)
             .await
             .map_err(|reason| unavailable(Some(status.as_u16()), reason, retry_after))?;
@@ -266,19 +267,23 @@ impl EntraSource {
             tenant: t.tenant.clone(),
             detail: format!("the token response is not the expected JSON ({e})"),
         })?;
-        let secs = |v: &serde_json::Value| {
-            v.as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        };
-        let lifetime = secs(&ok.expires_in).ok_or_else(|| TokenError::Malformed {
+        let lifetime = seconds(&ok.expires_in).map_err(|why| TokenError::Malformed {
             tenant: t.tenant.clone(),
-            detail: "the token response has no numeric expires_in".into(),
+            detail: format!(
+                "Entra's token response has an unusable expires_in ({why});                  is [entra] authority a Microsoft identity platform endpoint?"
+            ),
         })?;
+        if lifetime > super::MAX_TOKEN_LIFETIME {
+            tracing::warn!(tenant = %t.tenant, expires_in_s = lifetime.as_secs(),
+                max_s = super::MAX_TOKEN_LIFETIME.as_secs(), "Entra's expires_in is implausibly long; clamped");
+        }
+        let lifetime = lifetime.min(super::MAX_TOKEN_LIFETIME);
+        // `refresh_in` is advice: an unusable one is ignored (refresh at half-life).
         let refresh_in = ok
             .refresh_in
             .as_ref()
-            .and_then(secs)
-            .map(Duration::from_secs);
+            .and_then(|v| seconds(v).ok())
+            .map(|d| d.min(lifetime));
         let (uti, diagnosis) = match Claims::decode(&ok.access_token) {
             Ok(c) => {
                 let d = claims::diagnose(
@@ -302,19 +307,38 @@ impl EntraSource {
                 )),
             ),
         };
-        tracing::info!(tenant = %t.tenant, uti = uti.as_deref().unwrap_or("-"), expires_in_s = lifetime,
+        tracing::info!(tenant = %t.tenant, uti = uti.as_deref().unwrap_or("-"), expires_in_s = lifetime.as_secs(),
             "token issued");
         Ok(Fetched {
             token: AccessToken {
                 token: Secret::new(ok.access_token),
-                expires_at: SystemTime::now() + Duration::from_secs(lifetime),
+                expires_at: SystemTime::now()
+                    .checked_add(lifetime)
+                    .unwrap_or_else(SystemTime::now),
                 uti,
                 diagnosis,
             },
-            lifetime: Duration::from_secs(lifetime),
+            lifetime,
             refresh_in,
         })
     }
+}
+
+/// A whole number of seconds, as a JSON number or string (Entra has sent both). Negative,
+/// fractional, non-numeric or absurd values are refused with what was wrong, never a panic.
+///
+/// # Errors
+/// What was wrong with the value (for the [`TokenError::Malformed`] text).
+pub fn seconds(value: &serde_json::Value) -> Result<Duration, String> {
+    let parsed = match value {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    let shown: String = value.to_string().chars().take(40).collect();
+    parsed
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{shown} is not a whole, non-negative number of seconds"))
 }
 
 impl TokenSource for EntraSource {
@@ -461,5 +485,70 @@ fn fix_for(code: Option<u32>, t: &Target, cred: &Credential) -> String {
             "see the Entra error above; the trace and correlation ids identify the request for \
              Microsoft support (app {app}, tenant {tenant})"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TenantId;
+
+    fn target() -> Target {
+        Target {
+            tenant: TenantName("contoso".into()),
+            tenant_id: TenantId("0f9c3b1e-1111-2222-3333-444455556666".into()),
+            client_id: "app".into(),
+            token_url: "https://login.example/t/oauth2/v2.0/token".into(),
+            authority: "https://login.example".into(),
+            resource: "https://outlook.office365.com".into(),
+            credential: Err(CredentialError::Read {
+                what: "certificate",
+                path: "app.pem".into(),
+                problem: "unused".into(),
+            }),
+        }
+    }
+
+    fn answer(expires_in: &str, refresh_in: Option<&str>) -> Result<Fetched, TokenError> {
+        let source = EntraSource::new(vec![target()], None).unwrap();
+        let refresh = refresh_in.map_or(String::new(), |r| format!(",\"refresh_in\":{r}"));
+        let body = format!(r#"{{"access_token":"not.a.jwt","expires_in":{expires_in}{refresh}}}"#);
+        source.success(&target(), body.as_bytes())
+    }
+
+    #[test]
+    fn expires_in_as_number_or_string() {
+        assert_eq!(answer("3599", None).unwrap().lifetime.as_secs(), 3599);
+        assert_eq!(answer("\"3599\"", None).unwrap().lifetime.as_secs(), 3599);
+    }
+
+    #[test]
+    fn absurd_expires_in_is_an_error_with_the_fix_or_clamped_never_a_panic() {
+        for bad in [
+            "-1", "\"-1\"", "\"NaN\"", "\"inf\"", "3599.5", "1e300", "null", "\"\"", "[1]",
+        ] {
+            let err = answer(bad, None).unwrap_err().to_string();
+            assert!(
+                err.starts_with(
+                    "tenant contoso: Entra's token response has an unusable expires_in ("
+                ) && err.contains("is not a whole, non-negative number of seconds")
+                    && err.contains("[entra] authority"),
+                "{bad}: {err}"
+            );
+        }
+        let err = answer("1e400", None).unwrap_err().to_string();
+        assert!(err.contains("not the expected JSON"), "{err}");
+        for huge in [
+            "18446744073709551615",
+            "\"18446744073709551615\"",
+            "315360000",
+        ] {
+            let fetched = answer(huge, Some("18446744073709551615")).unwrap();
+            assert_eq!(fetched.lifetime, crate::token::MAX_TOKEN_LIFETIME, "{huge}");
+            assert_eq!(fetched.refresh_in, Some(crate::token::MAX_TOKEN_LIFETIME));
+        }
+        // An unusable refresh_in is advice ignored, not an error.
+        let fetched = answer("3600", Some("\"soon\"")).unwrap();
+        assert_eq!(fetched.refresh_in, None);
     }
 }

@@ -11,6 +11,11 @@
 //! - `cache`: single flight, refresh ahead, retries.
 //! - `claims`: decoding and the readiness diagnosis.
 //! - `x509`: the few DER fields we read (key/certificate match).
+//!
+//! [`TokenProvider`] is the seam the rest of the proxy takes tokens through (`forward` and
+//! `bridge` both depend on it, and on nothing of each other's): the engine in production, a
+//! scripted provider in tests. It lives here, with the engine, so the module graph stays
+//! one-way: listener → forward → {winrm, rest → bridge} → token.
 
 pub mod assertion;
 pub mod cache;
@@ -21,6 +26,8 @@ pub mod x509;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use futures_util::future::BoxFuture;
 
 use crate::config::{Config, Environment, TenantName};
 use crate::secret::Secret;
@@ -40,6 +47,54 @@ pub struct AccessToken {
     pub uti: Option<String>,
     /// Whether the claims show a usable token (roles, directory role, audience, tid).
     pub diagnosis: Diagnosis,
+}
+
+impl AccessToken {
+    /// Whether the claims show no supported directory role (the diagnosis's warning):
+    /// Exchange may still accept the app through an Exchange-side role assignment.
+    pub fn lacks_directory_role(&self) -> bool {
+        matches!(self.diagnosis, Diagnosis::Warning(_))
+    }
+}
+
+/// Where the proxy takes tokens from: the [`TokenEngine`] (the only door to Entra ID), or a
+/// scripted provider in tests of the listener alone.
+pub trait TokenProvider: Send + Sync + 'static {
+    /// A valid token for `tenant` (cached).
+    fn token<'a>(
+        &'a self,
+        tenant: &'a TenantName,
+    ) -> BoxFuture<'a, Result<AccessToken, TokenError>>;
+    /// A token issued after the caller's last one (claims are snapshotted at issuance): used
+    /// when Exchange refuses a token. At most one Entra request per tenant per
+    /// [`Settings::forced_refresh_interval`]; within it, the latest token is returned.
+    fn refresh<'a>(
+        &'a self,
+        tenant: &'a TenantName,
+    ) -> BoxFuture<'a, Result<AccessToken, TokenError>>;
+    /// Every tenant's token state without fetching (readiness); a provider that keeps no
+    /// state reports none.
+    fn health(&self) -> BoxFuture<'_, Vec<(TenantName, Health)>> {
+        Box::pin(std::future::ready(Vec::new()))
+    }
+}
+
+impl TokenProvider for TokenEngine {
+    fn token<'a>(
+        &'a self,
+        tenant: &'a TenantName,
+    ) -> BoxFuture<'a, Result<AccessToken, TokenError>> {
+        Box::pin(TokenEngine::token(self, tenant))
+    }
+    fn refresh<'a>(
+        &'a self,
+        tenant: &'a TenantName,
+    ) -> BoxFuture<'a, Result<AccessToken, TokenError>> {
+        Box::pin(TokenEngine::refresh(self, tenant))
+    }
+    fn health(&self) -> BoxFuture<'_, Vec<(TenantName, Health)>> {
+        Box::pin(TokenEngine::health(self))
+    }
 }
 
 /// The verdict on a token's claims.
@@ -171,6 +226,11 @@ pub enum EngineError {
     #[error("[entra] ca_file: {0}")]
     CaFile(#[from] CaFileError),
 }
+
+/// The longest token lifetime believed (24 h; Entra issues 60–90 minutes). A larger
+/// `expires_in` is clamped: the token is refreshed as if it lived this long, and a token Exchange
+/// refuses as expired is refreshed on the spot anyway.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
 
 /// How long before a certificate's expiry startup and `check` start warning.
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);

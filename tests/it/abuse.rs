@@ -80,7 +80,7 @@ impl Proxy {
         let tokens = Arc::new(TokenEngine::new(&world.config, &HashMap::new()).unwrap());
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(
-                exo_authproxy::forward::winrm::client_tls(world.config.exchange.ca_file.as_deref())
+                exo_authproxy::forward::client::client_tls(world.config.exchange.ca_file.as_deref())
                     .unwrap(),
             )
             .http1_only()
@@ -115,7 +115,7 @@ impl Proxy {
             Duration::from_secs(5),
         ));
         let client = reqwest::Client::builder()
-            .use_preconfigured_tls(exo_authproxy::forward::winrm::client_tls(Some(&cert)).unwrap())
+            .use_preconfigured_tls(exo_authproxy::forward::client::client_tls(Some(&cert)).unwrap())
             .no_proxy()
             .build()
             .unwrap();

@@ -8,6 +8,7 @@ mod cli;
 mod compat;
 mod config;
 mod local_cmdlets;
+mod modes;
 mod proxy;
 mod remoting;
 mod rest_table;

@@ -282,13 +282,13 @@ async fn a_role_assigned_meanwhile_is_picked_up_by_the_forced_refresh() {
     let client = h.client();
     // The first token was issued before the admin assigned the role.
     let org = "DelegatedOrg=fabrikam.onmicrosoft.com";
-    use exo_authproxy::forward::TokenSource;
+    use exo_authproxy::token::TokenProvider;
     let first = h
         .tokens
         .token(&exo_authproxy::config::TenantName("fabrikam".into()))
         .await
         .unwrap();
-    assert!(exo_authproxy::forward::lacks_directory_role(&first));
+    assert!(first.lacks_directory_role());
     h.tokens
         .role_assigned_later
         .lock()

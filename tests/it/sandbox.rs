@@ -108,19 +108,20 @@ async fn fabrikam_gets_the_role_fault_and_assigning_the_role_fixes_it_without_re
     );
     assert_eq!(h.world.entra.token_requests(FABRIKAM), 2);
 
-    // The admin follows the text.
+    // The admin follows the text. Forced refreshes are bounded per tenant (one per 30 s,
+    // issue #12): right away the proxy repeats the diagnosis without asking Entra again;
+    // after the interval the forced refresh picks up the new role (shown under paused time
+    // in `modes::a_refresh_storm_costs_entra_one_request_per_interval_issue_12`, and here by
+    // the proxy's own engine once its interval is over).
     h.world.entra.assign_role(
         FABRIKAM,
         exo_authproxy::sandbox::DEMO_APP_ID,
         exo_authproxy::token::claims::EXCHANGE_ADMINISTRATOR,
     );
     let rsp = h.post(&client, org, ENVELOPE).await;
-    assert_eq!(
-        rsp.status(),
-        StatusCode::OK,
-        "the forced refresh picks up the new role"
-    );
-    assert_eq!(rps.seen.lock().unwrap().len(), 1);
+    assert_eq!(rsp.headers()[PROXY_ERROR], "directory-role-missing");
+    assert_eq!(h.world.entra.token_requests(FABRIKAM), 2, "rate-limited");
+    assert!(rps.seen.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -197,7 +198,8 @@ async fn sandbox_binary_prints_the_banner_serves_and_exits_0_on_sigterm() {
             "{needle} missing from the banner:\n{banner}"
         );
     }
-    let tls = exo_authproxy::forward::winrm::client_tls(Some(std::path::Path::new(&cert))).unwrap();
+    let tls =
+        exo_authproxy::forward::client::client_tls(Some(std::path::Path::new(&cert))).unwrap();
     let client = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .no_proxy()
@@ -344,7 +346,7 @@ async fn check_probes_exchange_for_tenants_without_a_directory_role() {
     assert!(row("northwind").contains(" ok "), "{text}");
     assert!(row("fabrikam").contains(" error "), "{text}");
     assert!(
-        text.contains("fabrikam (error): Exchange refused the app (HTTP 401")
+        text.contains("fabrikam (error): tenant fabrikam: Exchange refused app ")
             && text.contains("Exchange Administrator"),
         "{text}"
     );

@@ -199,7 +199,12 @@ async fn federated_token_file_is_read_again_for_every_request() {
         "federated_token_file = \"azure-identity-token\"",
         &[("contoso", CONTOSO, "")],
     );
-    let engine = TokenEngine::new(&config, &env()).unwrap();
+    // Every forced refresh asks Entra here (no rate limit): the file is what is tested.
+    let settings = Settings {
+        forced_refresh_interval: Duration::ZERO,
+        ..Settings::default()
+    };
+    let engine = TokenEngine::with_settings(&config, &env(), settings).unwrap();
     assert_eq!(
         engine.token(&contoso()).await.unwrap().diagnosis,
         Diagnosis::Ready

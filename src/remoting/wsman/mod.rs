@@ -89,3 +89,4 @@ pub fn action_name(envelope: &[u8]) -> &'static str {
 pub fn xml_escape(s: &str) -> std::borrow::Cow<'_, str> {
     escape(s)
 }
+

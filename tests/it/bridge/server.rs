@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use bytes::Bytes;
 use exo_authproxy::bridge::RestCaller;
 use exo_authproxy::config::{Organization, TenantId, TenantName};
-use exo_authproxy::forward::TokenSource;
 use exo_authproxy::sandbox::AppIdentity;
 use exo_authproxy::sandbox::data::ExchangeData;
 use exo_authproxy::secret::Secret;
+use exo_authproxy::token::TokenProvider;
 use exo_authproxy::token::{AccessToken, Diagnosis, TokenError};
 use futures_util::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
@@ -39,6 +39,7 @@ pub fn caller() -> RestCaller {
         tenant: TenantName("contoso".into()),
         tenant_id: TenantId(TENANT_ID.into()),
         organization: Organization(ORGANIZATION.into()),
+        app_id: "app-1".into(),
     }
 }
 
@@ -68,7 +69,7 @@ impl TestTokens {
     }
 }
 
-impl TokenSource for TestTokens {
+impl TokenProvider for TestTokens {
     fn token<'a>(
         &'a self,
         tenant: &'a TenantName,

@@ -22,11 +22,11 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use exo_authproxy::config::{Config, TenantName};
-use exo_authproxy::forward::TokenSource;
 use exo_authproxy::listener::basic_auth::Credentials;
 use exo_authproxy::sandbox::exchange::{self, ExchangeSim, RpsService};
 use exo_authproxy::sandbox::{AppIdentity, RunningProxy, World, WorldOptions, WorldTenant};
 use exo_authproxy::secret::Secret;
+use exo_authproxy::token::TokenProvider;
 use exo_authproxy::token::{AccessToken, Diagnosis, TokenError};
 use exo_authproxy::{Prepared, Services};
 use futures_util::future::BoxFuture;
@@ -191,7 +191,7 @@ impl SignedTokens {
     }
 }
 
-impl TokenSource for SignedTokens {
+impl TokenProvider for SignedTokens {
     fn token<'a>(
         &'a self,
         tenant: &'a TenantName,
@@ -432,7 +432,7 @@ pub async fn post_soap(
 
 /// A reqwest client trusting `cert` (a proxy's listener certificate).
 pub fn client_trusting(cert: &std::path::Path) -> reqwest::Client {
-    let tls = exo_authproxy::forward::winrm::client_tls(Some(cert)).unwrap();
+    let tls = exo_authproxy::forward::client::client_tls(Some(cert)).unwrap();
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .no_proxy()

@@ -1,0 +1,180 @@
+//! `rest` mode at the forwarding level: the proxy is the script's remoting endpoint, and each
+//! pipeline runs through the REST bridge.
+//!
+//! Built here from the configuration ([`endpoint`]): the HTTPS client (`client`, the same
+//! trust as `winrm`), the bridge's executor over the token provider, and the remoting
+//! endpoint over it. [`Rest::forward`] hands an authenticated, pre-flighted request to the
+//! endpoint as the [`RestCaller`] the route names.
+//!
+//! Every response in this mode is made by the proxy, so a fault the endpoint builds (shell
+//! quota, unknown shell, undecodable data, a Receive that timed out …) is marked like the
+//! proxy's other faults: `X-Exo-Authproxy-Error` and the `requests_total` outcome. The code is
+//! the endpoint's own ([`FaultCode`] in the response's extensions: every fault the endpoint
+//! builds carries one), so none goes unmarked and nothing parses the body.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+
+use super::Route;
+use super::client::{self, UpstreamError};
+use crate::bridge::{RestCaller, RestExecutor, RestSettings};
+use crate::config::Config;
+use crate::errors::{self, Body};
+use crate::remoting::wsman::FaultCode;
+use crate::remoting::{Endpoint, Executor};
+use crate::token::TokenProvider;
+
+/// The remoting endpoint behind `rest` mode, without its executor type (so the listener and
+/// the admin listener are not generic over it).
+pub trait RemotingService: Send + Sync + 'static {
+    /// Handles one WS-Man request for `owner` (the local user).
+    fn handle<'a>(
+        &'a self,
+        owner: &'a str,
+        caller: RestCaller,
+        request: http::Request<Bytes>,
+    ) -> BoxFuture<'a, http::Response<Bytes>>;
+
+    /// Stops every pipeline (shutdown).
+    fn close_all(&self);
+
+    /// Remote PowerShell sessions open now (`/metrics`).
+    fn open_sessions(&self) -> usize;
+}
+
+impl<E: Executor<Caller = RestCaller>> RemotingService for Endpoint<E> {
+    fn handle<'a>(
+        &'a self,
+        owner: &'a str,
+        caller: RestCaller,
+        request: http::Request<Bytes>,
+    ) -> BoxFuture<'a, http::Response<Bytes>> {
+        Box::pin(Endpoint::handle(self, owner, caller, request))
+    }
+
+    fn close_all(&self) {
+        Endpoint::close_all(self);
+    }
+
+    fn open_sessions(&self) -> usize {
+        self.shell_count()
+    }
+}
+
+/// `rest` mode's endpoint for `config`: the remoting endpoint over the REST bridge, calling
+/// `[exchange] endpoint` with tokens from `tokens` and counting into `metrics`.
+///
+/// # Errors
+/// [`UpstreamError`] for a bad endpoint or CA file.
+pub fn endpoint(
+    config: &Config,
+    tokens: Arc<dyn TokenProvider>,
+    metrics: &crate::metrics::Metrics,
+) -> Result<Arc<dyn RemotingService>, UpstreamError> {
+    let url = client::endpoint(&config.exchange.endpoint)?;
+    let http = client::http_client(config.exchange.ca_file.as_deref())?;
+    let executor = RestExecutor::new(http, tokens, RestSettings::new(url))
+        .with_metrics(metrics.bridge.clone());
+    Ok(Arc::new(Endpoint::new(
+        Arc::new(executor),
+        crate::remoting::Settings::default(),
+    )))
+}
+
+/// The caller a `rest` shell is opened with.
+pub fn rest_caller(route: &Route) -> RestCaller {
+    RestCaller {
+        user: route.user.clone(),
+        tenant: route.tenant.name.clone(),
+        tenant_id: route.tenant.tenant_id.clone(),
+        organization: route.tenant.organization.clone(),
+        app_id: route.tenant.app_id.clone(),
+    }
+}
+
+/// `rest` mode: requests go to the remoting endpoint.
+#[derive(Clone)]
+pub struct Rest {
+    endpoint: Arc<dyn RemotingService>,
+}
+
+impl std::fmt::Debug for Rest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rest").finish_non_exhaustive()
+    }
+}
+
+impl Rest {
+    /// Over `endpoint` (built by [`endpoint`], or a test's).
+    pub fn new(endpoint: Arc<dyn RemotingService>) -> Self {
+        Self { endpoint }
+    }
+
+    /// The endpoint (open sessions, shutdown).
+    pub fn endpoint(&self) -> &Arc<dyn RemotingService> {
+        &self.endpoint
+    }
+
+    /// Runs one WS-Man request through the endpoint as `route`'s caller; a fault the endpoint
+    /// made is marked as the proxy's.
+    pub async fn forward(
+        &self,
+        route: &Route,
+        request: http::Request<Bytes>,
+    ) -> http::Response<Body> {
+        let rsp = self
+            .endpoint
+            .handle(&route.user, rest_caller(route), request)
+            .await;
+        let code = proxy_code(&rsp);
+        tracing::info!(user = %route.user, tenant = %route.tenant.name, mode = "rest",
+            status = rsp.status().as_u16(), code = code.unwrap_or("-"), "handled");
+        let mut rsp = rsp.map(errors::full);
+        if let Some(code) = code {
+            errors::mark_invented(&mut rsp, code);
+        }
+        rsp
+    }
+}
+
+/// The `X-Exo-Authproxy-Error` code of an endpoint response; None for a success.
+fn proxy_code(rsp: &http::Response<Bytes>) -> Option<&'static str> {
+    if rsp.status().is_success() {
+        return None;
+    }
+    let Some(FaultCode(code)) = rsp.extensions().get::<FaultCode>() else {
+        // Every fault the endpoint builds is tagged; an untagged failure is still the proxy's.
+        return Some("remoting-fault");
+    };
+    // A header value and a metrics label: only the endpoint's own kebab-case constants.
+    let valid = !code.is_empty()
+        && code.len() <= 48
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    Some(if valid { code } else { "remoting-fault" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remoting::wsman::{Fault, fault_response};
+
+    #[test]
+    fn endpoint_faults_get_a_stable_code() {
+        let unknown = fault_response(&Fault::unknown_shell("S1"), None);
+        assert_eq!(proxy_code(&unknown), Some("unknown-shell"));
+        let mut tagged = fault_response(&Fault::unknown_shell("S1"), None);
+        tagged.extensions_mut().insert(FaultCode("shell-quota"));
+        assert_eq!(proxy_code(&tagged), Some("shell-quota"), "the tag wins");
+        tagged.extensions_mut().insert(FaultCode("Not A Code\n"));
+        assert_eq!(proxy_code(&tagged), Some("remoting-fault"));
+        let ok = http::Response::new(Bytes::from_static(b"<s:Envelope/>"));
+        assert_eq!(proxy_code(&ok), None);
+        let mut untagged = http::Response::new(Bytes::from_static(b"WSManFault Code=\"x"));
+        *untagged.status_mut() = http::StatusCode::BAD_REQUEST;
+        assert_eq!(proxy_code(&untagged), Some("remoting-fault"));
+    }
+}
