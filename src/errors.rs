@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
@@ -89,6 +89,16 @@ pub enum ProxyError {
         /// Where the attempts came from.
         client: IpAddr,
         /// How long until attempts are verified again.
+        retry_after: Duration,
+    },
+    /// Too many logins are waiting for a password check (every address at once).
+    #[error(
+        "exo-authproxy is checking too many logins at once ({queued} waiting): retry in {retry_after:?}; scripts already connected are not affected"
+    )]
+    LoginBusy {
+        /// The queue bound.
+        queued: usize,
+        /// A short wait.
         retry_after: Duration,
     },
     /// `DelegatedOrg` names a tenant the user may not use (or that is not configured).
@@ -243,6 +253,7 @@ impl ProxyError {
             Self::MalformedCredentials { .. } => "malformed-credentials",
             Self::BadCredentials => "bad-credentials",
             Self::Throttled { .. } => "auth-throttled",
+            Self::LoginBusy { .. } => "auth-busy",
             Self::TenantNotAllowed { .. } => "tenant-not-allowed",
             Self::UnknownPath { .. } => "unknown-path",
             Self::MethodNotAllowed { .. } => "method-not-allowed",
@@ -287,6 +298,7 @@ impl ProxyError {
             | Self::UpstreamUnreachable { .. }
             | Self::TooManyRedirects { .. }
             | Self::RedirectRefused { .. }
+            | Self::LoginBusy { .. }
             | Self::ShuttingDown => {
                 Shape::Fault(FaultCode::Receiver, "w:InternalError", WSMAN_CANNOT_PROCESS)
             }
@@ -345,6 +357,12 @@ pub fn respond(
             wsman::fault_response(&fault, relates_to).map(full)
         }
     };
+    if let ProxyError::Throttled { retry_after, .. } | ProxyError::LoginBusy { retry_after, .. } =
+        &err
+    {
+        rsp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+    }
     rsp.headers_mut()
         .insert(PROXY_ERROR, HeaderValue::from_static(err.code()));
     rsp
