@@ -4,6 +4,7 @@ mod admin;
 mod bridge;
 mod cli;
 mod config;
+mod login;
 mod proxy;
 mod remoting;
 mod sandbox;
