@@ -4,6 +4,7 @@ mod admin;
 mod bridge;
 mod cli;
 mod config;
+mod hostile_upstream;
 mod login;
 mod proxy;
 mod remoting;
