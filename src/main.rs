@@ -5,7 +5,7 @@
 //! (README "Exit codes"): 0 ok, 1 runtime failure, 2 usage (clap), 64 configuration,
 //! 65 credential, 66 listener certificate, 67 cannot bind, 69 `check` found a tenant not ready.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -215,29 +215,18 @@ async fn serve(
         .map_err(|e| Failure::Runtime(e.to_string()))
 }
 
+/// Reads the password without echo when a person types it (rpassword: termios on Unix, the
+/// console API on Windows; no `stty` needed), or all of stdin when it is piped.
 fn hash_password() -> Result<(), Failure> {
     let stdin = std::io::stdin();
-    let terminal = stdin.is_terminal();
-    let password = if terminal {
-        eprint!("Password: ");
-        let _ = std::io::stderr().flush();
-        let _ = std::process::Command::new("stty")
-            .arg("-echo")
-            .stdin(std::process::Stdio::inherit())
-            .status();
-        let mut line = String::new();
-        let read = stdin.read_line(&mut line);
-        let _ = std::process::Command::new("stty")
-            .arg("echo")
-            .stdin(std::process::Stdio::inherit())
-            .status();
-        eprintln!();
-        read.map_err(|e| Failure::Runtime(format!("reading the password: {e}")))?;
-        line
+    let password = if stdin.is_terminal() {
+        rpassword::prompt_password("Password: ")
+            .map_err(|e| Failure::Runtime(format!("reading the password from the terminal: {e}")))?
     } else {
         let mut all = String::new();
         stdin
             .lock()
+            .take(64 * 1024)
             .read_to_string(&mut all)
             .map_err(|e| Failure::Runtime(format!("reading stdin: {e}")))?;
         all

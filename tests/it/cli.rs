@@ -75,3 +75,63 @@ fn exit_codes_usage_2_config_64() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(64));
 }
+
+/// Typed at a terminal, the password is not echoed, and no `stty` is needed for that (it is
+/// missing on Windows; here `PATH` is emptied so the binary cannot find it). The terminal is a
+/// real pseudo-terminal made by python's `pty`; the password is typed only once echo is off,
+/// or after 10 s if it never goes off (then the echo shows and the test fails).
+#[cfg(unix)]
+#[test]
+fn r12_hash_password_typed_at_a_terminal_is_not_echoed_without_stty() {
+    const TYPER: &str = r#"
+import os, pty, sys, termios, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execve(sys.argv[1], [sys.argv[1], "hash-password"], {"PATH": ""})
+seen = b""
+def read_some():
+    global seen
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        return False
+    seen += chunk
+    return bool(chunk)
+while b"Password:" not in seen:
+    if not read_some():
+        break
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline and termios.tcgetattr(fd)[3] & termios.ECHO:
+    time.sleep(0.01)
+os.write(fd, b"correct horse\r")
+while read_some():
+    pass
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(seen.decode("utf-8", "replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", TYPER])
+        .arg(env!("CARGO_BIN_EXE_exo-authproxy"))
+        .output()
+        .expect("python3 runs the pseudo-terminal");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{screen}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(screen.contains("Password:"), "{screen}");
+    assert!(!screen.contains("correct horse"), "echoed: {screen}");
+    let phc = screen
+        .split_whitespace()
+        .find(|w| w.starts_with("$argon2id$"))
+        .unwrap_or_else(|| panic!("no PHC string on the screen: {screen}"));
+    use argon2::PasswordVerifier;
+    let hash = argon2::PasswordHash::new(phc).unwrap();
+    assert!(
+        argon2::Argon2::default()
+            .verify_password(b"correct horse", &hash)
+            .is_ok()
+    );
+}
