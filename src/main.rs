@@ -114,8 +114,12 @@ async fn run(command: Command) -> Result<(), Failure> {
             .await
             .map_err(|e| Failure::Runtime(e.to_string()))
         }
-        Command::Check { config, tenant } => {
-            let config = load_config(&config)?;
+        Command::Check {
+            config: path,
+            tenant,
+        } => {
+            let config = load_config(&path)?;
+            exo_authproxy::config::permissions::warn_exposed(&config, &path);
             let tenant = tenant.map(TenantName);
             let ready = onboarding::check(
                 &config,
@@ -179,6 +183,7 @@ async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Failure> {
     let config = load_config(path)?;
+    exo_authproxy::config::permissions::warn_exposed(&config, path);
     let tokens = exo_authproxy::token::TokenEngine::new(&config, &ProcessEnvironment)
         .map_err(|e| Failure::Credential(e.to_string()))?;
     let services = Services::for_config(&config, Arc::new(tokens))
