@@ -141,8 +141,7 @@ mod tests {
             std::fs::write(dir.join(f), "x").unwrap();
             chmod(&dir.join(f), 0o600);
         }
-        let text = format!(
-            r#"state_dir = "state"
+        let text = r#"state_dir = "state"
 
 [listen]
 address = "127.0.0.1:8443"
@@ -167,8 +166,7 @@ name = "fabrikam"
 tenant_id = "7d2e4f60-aaaa-bbbb-cccc-ddddeeeeffff"
 organization = "fabrikam.onmicrosoft.com"
 pfx = "fabrikam.pfx"
-"#
-        );
+"#;
         let path = dir.join("exo-authproxy.toml");
         std::fs::write(&path, text).unwrap();
         chmod(&path, 0o600);
