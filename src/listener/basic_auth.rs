@@ -9,7 +9,8 @@
 //!
 //! Guessing is bounded by [`throttle`]: at most 10 argon2 checks per minute per (address,
 //! user) and 30 per address, each reserved *before* its check runs, so concurrency cannot
-//! outrun the count (issue 12). The cache is consulted only after the throttle: while a key is
+//! outrun the count (issue 12). Checks of one (address, user) take turns, so 50 sessions a
+//! script opens at once cost one check, not 50 racing for 10 slots. The cache is consulted only after the throttle: while a key is
 //! throttled even the right password is refused (with the wait), or the cache would answer an
 //! unlimited stream of guesses for free. A success clears its (address, user) window, so one
 //! host's typos never lock out another user or the same user on another host, and a throttled
@@ -271,6 +272,17 @@ impl Authenticator {
         let digest = self.keyed_hash(&creds);
         let now = Instant::now();
         // The throttle before the cache: a cached success must not answer throttled guesses.
+        self.throttle
+            .check(address, user_key, now)
+            .map_err(|refusal| throttled(&creds.user, client, refusal))?;
+        if let Some(index) = self.cached(&digest, now) {
+            self.throttle.reset(address, user_key);
+            return Ok(index);
+        }
+        // One check per (address, user) at a time; whoever waited looks again, as the check
+        // before it may have cached this very credential or used up the window.
+        let _turn = self.throttle.turn(address, user_key).await;
+        let now = Instant::now();
         self.throttle
             .check(address, user_key, now)
             .map_err(|refusal| throttled(&creds.user, client, refusal))?;
@@ -585,6 +597,22 @@ mod tests {
             code(&auth, &header("reporting", "x"), ip(1)).await,
             "auth-throttled"
         );
+    }
+
+    /// A script opening many sessions at once sends one credential many times before any is
+    /// verified: they take turns, the first check is cached, nobody is throttled.
+    #[tokio::test(start_paused = true)]
+    async fn fifty_concurrent_right_logins_cost_one_check_and_none_is_refused() {
+        let auth = Arc::new(Authenticator::new(&users()).unwrap());
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let auth = auth.clone();
+            tasks.spawn(async move { code(&auth, &header("reporting", "sandbox"), ip(7)).await });
+        }
+        while let Some(c) = tasks.join_next().await {
+            assert_eq!(c.unwrap(), "ok");
+        }
+        assert_eq!(auth.verifications(), 1);
     }
 
     #[tokio::test(start_paused = true)]

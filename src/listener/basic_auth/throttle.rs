@@ -28,7 +28,7 @@
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lru::LruCache;
@@ -113,6 +113,8 @@ impl Window {
 struct State {
     users: LruCache<(AddressKey, UserKey), Window>,
     addresses: LruCache<AddressKey, Window>,
+    /// One check at a time per (address, user): see [`Throttle::turn`].
+    turns: LruCache<(AddressKey, UserKey), Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// A refusal: how long until a check is allowed again, and how many refusals this key has
@@ -158,6 +160,7 @@ impl Throttle {
             state: Mutex::new(State {
                 users: LruCache::new(limits.capacity),
                 addresses: LruCache::new(limits.capacity),
+                turns: LruCache::new(limits.capacity),
             }),
         }
     }
@@ -167,6 +170,27 @@ impl Throttle {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits until no other check of `(address, user)` runs, and holds that turn until the
+    /// guard is dropped.
+    ///
+    /// Why: a script opening 50 sessions at once sends the same credential 50 times before
+    /// any is verified. Taking turns, the first checks and caches it and the other 49 find it
+    /// in the cache, instead of 50 checks racing for 10 slots. A guesser gets one check at a
+    /// time per key, too. (If a key's turn is evicted from the bounded map while in use, two
+    /// checks of it may overlap; the reservations still bound how many there are.)
+    pub async fn turn(
+        &self,
+        address: AddressKey,
+        user: UserKey,
+    ) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = self
+            .lock()
+            .turns
+            .get_or_insert((address, user), || Arc::new(tokio::sync::Mutex::new(())))
+            .clone();
+        turn.lock_owned().await
     }
 
     /// Whether `(address, user)` is throttled now, without reserving anything (a cached
