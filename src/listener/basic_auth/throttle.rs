@@ -13,6 +13,9 @@
 //! (address, user) window (the right password ends a typo streak) and gives the address slot
 //! back, and a check that never ran (the queue was full) gives both back.
 //!
+//! Checks of one (address, user) also take turns ([`Throttle::turn`]): the same credential
+//! sent by 50 sessions at once is checked once and then found in the verification cache.
+//!
 //! Only checks count, never refusals: a client retrying while throttled does not extend its
 //! own lockout, so the right password is refused only until the window has moved past the
 //! failures, and the refusal says how long that is.
