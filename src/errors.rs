@@ -420,6 +420,30 @@ mod tests {
     }
 
     #[test]
+    fn throttled_and_busy_logins_say_when_to_retry() {
+        let throttled = respond(
+            Err(ProxyError::Throttled {
+                client: IpAddr::from([127, 0, 0, 1]),
+                retry_after: Duration::from_secs(42),
+            }),
+            None,
+        );
+        assert_eq!(throttled.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(throttled.headers()[RETRY_AFTER], "42");
+        assert_eq!(throttled.headers()[PROXY_ERROR], "auth-throttled");
+        let busy = respond(
+            Err(ProxyError::LoginBusy {
+                queued: 64,
+                retry_after: Duration::from_secs(1),
+            }),
+            None,
+        );
+        assert_eq!(busy.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(busy.headers()[RETRY_AFTER], "1");
+        assert_eq!(busy.headers()[PROXY_ERROR], "auth-busy");
+    }
+
+    #[test]
     fn directory_role_text_names_tenant_app_role_and_where() {
         let err = ProxyError::DirectoryRoleMissing {
             tenant: TenantName("fabrikam".into()),
