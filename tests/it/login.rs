@@ -5,7 +5,8 @@
 //! simulated Exchange. Guessing comes from 127.0.0.1; "another address" is 127.0.0.2 (the
 //! whole 127/8 is loopback), bound as the client's source address. The window's end is not
 //! waited for here (real sockets, real time); the unit tests in `listener::basic_auth` run it
-//! on a paused clock.
+//! on a paused clock. The last test is what a script sees, with the real pypsrp client over
+//! the sandbox world.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -18,7 +19,9 @@ use exo_authproxy::{Listeners, Prepared, Services};
 use http::StatusCode;
 use tokio::net::TcpListener;
 
-use crate::support::harness::{Harness, Logs, Options, PASSWORD, USER};
+use crate::support::harness::{
+    Harness, Logs, Options, PASSWORD, Sandboxed, SandboxedOptions, USER,
+};
 
 const OTHER_USER: &str = "helpdesk";
 const OTHER_PASSWORD: &str = "helpdesk-pw";
@@ -181,4 +184,68 @@ async fn r12_concurrent_guesses_are_throttled_and_nobody_else_is() {
     assert_eq!(audited("login-failed"), FAILURE_LIMIT as usize, "{text}");
     // 51 refusals in one streak: logged at the 1st, 2nd, 4th, 8th, 16th and 32nd.
     assert_eq!(audited("login-throttled"), 6, "{text}");
+}
+
+/// Runs the real pypsrp client (`tests/interop/proxy_session.py`) against `h` as the demo user.
+async fn pypsrp(h: &Sandboxed) -> serde_json::Value {
+    let mut env = h.pypsrp_env("");
+    env.push(("COMMANDS".into(), "org".into()));
+    let out = crate::support::python::run_script("proxy_session.py", env).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pypsrp script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// Ten wrong passwords for `USER` from `source`, each answered `bad-credentials`.
+async fn guess_from(h: &Sandboxed, source: [u8; 4]) {
+    let tls = exo_authproxy::forward::winrm::client_tls(Some(&h.listener_cert)).unwrap();
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .local_address(IpAddr::from(source))
+        .no_proxy()
+        .build()
+        .unwrap();
+    for n in 0..FAILURE_LIMIT {
+        let rsp = client
+            .post(&h.url)
+            .header(
+                "authorization",
+                Credentials::encode(USER, &format!("guess-{n}")),
+            )
+            .body(IDENTIFY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rsp.headers()[PROXY_ERROR.as_str()], "bad-credentials");
+    }
+}
+
+/// What a script sees (the real pypsrp client): while another host guesses the user's
+/// password the script logs in and runs a cmdlet as usual; once its own host has guessed,
+/// the right password gets a plain authentication error (a 401, as for a wrong password)
+/// until the window passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r12_pypsrp_logs_in_while_another_host_guesses_and_not_from_the_guessing_host() {
+    let h = Sandboxed::start(SandboxedOptions::simulated(
+        exo_authproxy::config::Mode::Winrm,
+        5,
+    ))
+    .await;
+    guess_from(&h, [127, 0, 0, 2]).await;
+    let out = pypsrp(&h).await;
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(out["org"].as_array().map(Vec::len), Some(1), "{out}");
+
+    guess_from(&h, [127, 0, 0, 1]).await;
+    let out = pypsrp(&h).await;
+    assert_eq!(out["ok"], false, "{out}");
+    assert!(
+        out.get("auth_error").is_some() || out["status"] == 401,
+        "{out}"
+    );
 }
