@@ -10,6 +10,11 @@
 //! What is recorded, and what never is:
 //! - `login-failed`: the user name as sent (escaped, at most 64 characters) and the client
 //!   address. Never the password.
+//! - `login-throttled`: an attempt refused by the login throttle without checking the
+//!   password: user name as sent (bounded like above), client address, `refused` (how many
+//!   attempts of that address and user were refused so far in this streak) and
+//!   `retry_after_s`. Logged at the 1st, 2nd, 4th, 8th … refusal of a streak, so a flood of
+//!   refused requests adds a few lines, not one per request.
 //! - `session-opened` / `session-closed`: a remote PowerShell session created or removed
 //!   through the proxy (both modes): local user, tenant, client, mode.
 //! - `command` (rest mode, where the proxy runs the cmdlets): local user, tenant, cmdlet,
@@ -20,6 +25,7 @@
 pub mod file;
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use crate::config::TenantName;
 
@@ -37,6 +43,20 @@ fn bounded(s: &str) -> &str {
 /// Local credentials were refused.
 pub fn login_failed(user: &str, client: IpAddr) {
     tracing::info!(target: TARGET, event = "login-failed", user = ?bounded(user), %client, "local authentication failed");
+}
+
+/// A login was refused by the throttle without checking the password; `refused` counts the
+/// refusals of this streak (the caller logs only some of them).
+pub fn login_throttled(user: &str, client: IpAddr, refused: u64, retry_after: Duration) {
+    tracing::info!(
+        target: TARGET,
+        event = "login-throttled",
+        user = ?bounded(user),
+        %client,
+        refused,
+        retry_after_s = retry_after.as_secs(),
+        "too many failed logins: refused without checking the password"
+    );
 }
 
 /// A remote PowerShell session was created (`opened = true`) or removed through the proxy.

@@ -95,7 +95,7 @@ pub enum Command {
         #[arg(long)]
         raw: bool,
     },
-    /// Read a password from stdin (no echo on a terminal) and print its argon2id PHC string.
+    /// Read a password (typed without echo on a terminal, or piped on stdin) and print its argon2id PHC string.
     HashPassword,
     /// The migration report from audit files: per local user/script what ran, how often, and how it moves to ExchangeOnlineManagement v3.
     Report {

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
@@ -110,6 +110,16 @@ pub enum ProxyError {
         /// Where the attempts came from.
         client: IpAddr,
         /// How long until attempts are verified again.
+        retry_after: Duration,
+    },
+    /// Too many logins are waiting for a password check (every address at once).
+    #[error(
+        "exo-authproxy is checking too many logins at once ({queued} waiting): retry in {retry_after:?}; scripts already connected are not affected"
+    )]
+    LoginBusy {
+        /// The queue bound.
+        queued: usize,
+        /// A short wait.
         retry_after: Duration,
     },
     /// `DelegatedOrg` names a tenant the user may not use (or that is not configured).
@@ -260,6 +270,7 @@ impl ProxyError {
             Self::MalformedCredentials { .. } => "malformed-credentials",
             Self::BadCredentials => "bad-credentials",
             Self::Throttled { .. } => "auth-throttled",
+            Self::LoginBusy { .. } => "auth-busy",
             Self::TenantNotAllowed { .. } => "tenant-not-allowed",
             Self::UnknownPath { .. } => "unknown-path",
             Self::MethodNotAllowed { .. } => "method-not-allowed",
@@ -304,6 +315,7 @@ impl ProxyError {
             | Self::UpstreamUnreachable { .. }
             | Self::TooManyRedirects { .. }
             | Self::RedirectRefused { .. }
+            | Self::LoginBusy { .. }
             | Self::ShuttingDown => {
                 Shape::Fault(FaultCode::Receiver, "w:InternalError", WSMAN_CANNOT_PROCESS)
             }
@@ -363,6 +375,12 @@ pub fn respond(
             wsman::fault_response(&fault, relates_to).map(full)
         }
     };
+    if let ProxyError::Throttled { retry_after, .. } | ProxyError::LoginBusy { retry_after, .. } =
+        &err
+    {
+        rsp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+    }
     mark_invented(&mut rsp, err.code());
     rsp
 }
@@ -412,6 +430,30 @@ mod tests {
             assert_eq!(rsp.headers()[WWW_AUTHENTICATE], BASIC_CHALLENGE);
             assert_eq!(rsp.headers()[PROXY_ERROR], code);
         }
+    }
+
+    #[test]
+    fn throttled_and_busy_logins_say_when_to_retry() {
+        let throttled = respond(
+            Err(ProxyError::Throttled {
+                client: IpAddr::from([127, 0, 0, 1]),
+                retry_after: Duration::from_secs(42),
+            }),
+            None,
+        );
+        assert_eq!(throttled.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(throttled.headers()[RETRY_AFTER], "42");
+        assert_eq!(throttled.headers()[PROXY_ERROR], "auth-throttled");
+        let busy = respond(
+            Err(ProxyError::LoginBusy {
+                queued: 64,
+                retry_after: Duration::from_secs(1),
+            }),
+            None,
+        );
+        assert_eq!(busy.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(busy.headers()[RETRY_AFTER], "1");
+        assert_eq!(busy.headers()[PROXY_ERROR], "auth-busy");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! (README "Exit codes"): 0 ok, 1 runtime failure, 2 usage (clap), 64 configuration,
 //! 65 credential, 66 listener certificate, 67 cannot bind, 69 `check` found a tenant not ready.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -117,8 +117,12 @@ async fn run(command: Command) -> Result<(), Failure> {
             .await
             .map_err(|e| Failure::Runtime(e.to_string()))
         }
-        Command::Check { config, tenant } => {
-            let config = load_config(&config)?;
+        Command::Check {
+            config: path,
+            tenant,
+        } => {
+            let config = load_config(&path)?;
+            exo_authproxy::config::permissions::warn_exposed(&config, &path);
             let tenant = tenant.map(TenantName);
             let ready = onboarding::check(
                 &config,
@@ -223,6 +227,7 @@ async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Failure> {
     let config = load_config(path)?;
+    exo_authproxy::config::permissions::warn_exposed(&config, path);
     let tokens = exo_authproxy::token::TokenEngine::new(&config, &ProcessEnvironment)
         .map_err(|e| Failure::Credential(e.to_string()))?;
     let services = Services::for_config(&config, Arc::new(tokens))
@@ -259,29 +264,18 @@ async fn serve(
         .map_err(|e| Failure::Runtime(e.to_string()))
 }
 
+/// Reads the password without echo when a person types it (rpassword: termios on Unix, the
+/// console API on Windows; no `stty` needed), or all of stdin when it is piped.
 fn hash_password() -> Result<(), Failure> {
     let stdin = std::io::stdin();
-    let terminal = stdin.is_terminal();
-    let password = if terminal {
-        eprint!("Password: ");
-        let _ = std::io::stderr().flush();
-        let _ = std::process::Command::new("stty")
-            .arg("-echo")
-            .stdin(std::process::Stdio::inherit())
-            .status();
-        let mut line = String::new();
-        let read = stdin.read_line(&mut line);
-        let _ = std::process::Command::new("stty")
-            .arg("echo")
-            .stdin(std::process::Stdio::inherit())
-            .status();
-        eprintln!();
-        read.map_err(|e| Failure::Runtime(format!("reading the password: {e}")))?;
-        line
+    let password = if stdin.is_terminal() {
+        rpassword::prompt_password("Password: ")
+            .map_err(|e| Failure::Runtime(format!("reading the password from the terminal: {e}")))?
     } else {
         let mut all = String::new();
         stdin
             .lock()
+            .take(64 * 1024)
             .read_to_string(&mut all)
             .map_err(|e| Failure::Runtime(format!("reading stdin: {e}")))?;
         all

@@ -69,13 +69,17 @@ pub struct RestSettings {
     pub max_retries: u32,
     /// First back-off without Retry-After; doubles per retry.
     pub retry_base: Duration,
-    /// Longest wait honoured from one Retry-After.
+    /// Longest wait honoured from one Retry-After (120 s). Exchange asking for more fails the
+    /// cmdlet at once with a ThrottlingError naming the wait, rather than holding the
+    /// pipeline for an unbounded time.
     pub max_retry_after: Duration,
     /// Per-request timeout for cmdlets not in `cmdlet_timeouts`.
     pub timeout: Duration,
     /// Longer timeouts for slow cmdlets.
     pub cmdlet_timeouts: Vec<(String, Duration)>,
-    /// Largest response body read.
+    /// Largest response body read (32 MiB: a page of 1,000 full Get-Mailbox objects is
+    /// 10–20 MiB of JSON, and the parsed page costs a few times its bytes, so this bounds one
+    /// page to some hundred MiB at worst; see also [`MAX_PAGE_OBJECTS`]).
     pub max_page_bytes: usize,
     /// Ask Exchange which cmdlets the app may run (EXOModuleFile) and trim the catalog.
     pub fetch_exported_cmdlets: bool,
@@ -102,7 +106,7 @@ impl RestSettings {
                 ("Update-DistributionGroupMember".into(), s(3600)),
                 ("Update-RoleGroupMember".into(), s(1800)),
             ],
-            max_page_bytes: 64 * 1024 * 1024,
+            max_page_bytes: 32 * 1024 * 1024,
             fetch_exported_cmdlets: true,
             catalog_ttl: Duration::from_secs(3600),
         }
@@ -126,7 +130,7 @@ pub struct RestClient<T: ?Sized> {
 
 #[derive(Deserialize)]
 struct Page {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded_objects")]
     value: Option<Vec<Map<String, Json>>>,
     #[serde(rename = "@odata.nextLink", default)]
     next: Option<String>,
@@ -154,19 +158,212 @@ fn origin(resp: &reqwest::Response) -> ErrorOrigin {
 }
 
 fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    let v = header(resp, "retry-after");
-    let v = v.trim();
-    if v.is_empty() {
+    parse_retry_after(&header(resp, "retry-after"), chrono::Utc::now())
+}
+
+/// The longest `Retry-After` hint kept as is; longer ones are clamped to it (a day: far beyond
+/// [`RestSettings::max_retry_after`], so the caller still refuses to wait that long, and far
+/// below where `Duration` arithmetic could overflow).
+const MAX_RETRY_HINT: Duration = Duration::from_secs(24 * 3600);
+
+/// `Retry-After` as delay-seconds (fractions accepted, as Exchange has sent them) or an
+/// HTTP-date, clamped to [`MAX_RETRY_HINT`]. Negative, non-finite or unparsable values are
+/// `None` (the caller backs off on its own); a date in the past is zero. Never panics,
+/// whatever the upstream sends.
+fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if value.is_empty() || value.len() > 64 {
         return None;
     }
-    if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    if let Ok(secs) = value.parse::<f64>() {
+        if !secs.is_finite() || secs < 0.0 {
+            return None;
+        }
+        return Some(
+            Duration::try_from_secs_f64(secs)
+                .unwrap_or(MAX_RETRY_HINT)
+                .min(MAX_RETRY_HINT),
+        );
     }
-    chrono::DateTime::parse_from_rfc2822(v).ok().map(|t| {
-        (t.with_timezone(&chrono::Utc) - chrono::Utc::now())
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        at.with_timezone(&chrono::Utc)
+            .signed_duration_since(now)
             .to_std()
             .unwrap_or_default()
-    })
+            .min(MAX_RETRY_HINT),
+    )
+}
+
+/// Why a capped read stopped.
+enum Capped {
+    /// The body is longer than the limit (declared or read).
+    TooLarge,
+    /// The connection failed.
+    Transport(reqwest::Error),
+}
+
+/// Reads at most `limit` bytes of `resp`'s body.
+async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Bytes, Capped> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+    {
+        return Err(Capped::TooLarge);
+    }
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(Capped::Transport)? {
+        if buf.len().saturating_add(chunk.len()) > limit {
+            return Err(Capped::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.into())
+}
+
+/// The start of an error body, at most [`MAX_ERROR_BODY`] bytes (what follows is dropped: the
+/// parts of Exchange's error that matter come first).
+async fn read_error_body(mut resp: reqwest::Response) -> Bytes {
+    let mut buf: Vec<u8> = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = MAX_ERROR_BODY - buf.len();
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buf.len() == MAX_ERROR_BODY {
+            break;
+        }
+    }
+    buf.into()
+}
+
+/// Largest error body read (Exchange's error JSON is a few KiB; the rest is dropped).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Most objects accepted in one page: Exchange sends at most `odata.maxpagesize` (≤ 1000),
+/// so ten times that is a broken or hostile upstream. Counted while parsing, so a page of
+/// 32 MiB of `{}` cannot become ten million maps first.
+pub const MAX_PAGE_OBJECTS: usize = 10_000;
+
+/// Largest EXOModuleFile body read: the cmdlet list is tens of KiB, the module material
+/// beside it a few MiB.
+const MAX_MODULE_FILE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most cmdlet names taken from EXOModuleFile (Exchange Online exports about a thousand).
+pub const MAX_EXPORTED_CMDLETS: usize = 5_000;
+
+/// Whether `name` looks like a cmdlet name: `Verb-Noun`, ASCII letters, digits, `-` and `_`,
+/// at most 128 characters. Anything else from EXOModuleFile is dropped, so later code can
+/// slice names by bytes and nothing odd reaches the catalog or the logs.
+fn is_cmdlet_name(name: &str) -> bool {
+    (3..=128).contains(&name.len())
+        && name.contains('-')
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A page's `value`, refused while parsing once it holds more than [`MAX_PAGE_OBJECTS`].
+fn bounded_objects<'de, D>(de: D) -> Result<Option<Vec<Map<String, Json>>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Objects;
+    impl<'de> serde::de::Visitor<'de> for Objects {
+        type Value = Option<Vec<Map<String, Json>>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of objects")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut objects = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+            while let Some(object) = seq.next_element()? {
+                if objects.len() == MAX_PAGE_OBJECTS {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "the page holds more than {MAX_PAGE_OBJECTS} objects"
+                    )));
+                }
+                objects.push(object);
+            }
+            Ok(Some(objects))
+        }
+    }
+    de.deserialize_any(Objects)
+}
+
+/// EXOModuleFile's body, keeping only `value[0].exportedCmdlets` (everything else is skipped
+/// without being built).
+#[derive(Deserialize)]
+struct ModuleFile {
+    #[serde(default, deserialize_with = "first_exported")]
+    value: Option<String>,
+}
+
+fn first_exported<'de, D>(de: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Module {
+        #[serde(rename = "exportedCmdlets", default)]
+        exported: Option<String>,
+    }
+    struct First;
+    impl<'de> serde::de::Visitor<'de> for First {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of module descriptions")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let first = seq.next_element::<Module>()?.and_then(|m| m.exported);
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(first)
+        }
+    }
+    de.deserialize_any(First)
+}
+
+/// The cmdlet names of an `exportedCmdlets` list: well-formed names only, each once
+/// (case-insensitively), at most [`MAX_EXPORTED_CMDLETS`].
+///
+/// # Errors
+/// A text naming the limit when the list is longer.
+fn exported_names(list: &str) -> Result<Vec<String>, String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut names = Vec::new();
+    let mut dropped = 0usize;
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if !is_cmdlet_name(name) {
+            dropped += 1;
+            continue;
+        }
+        if seen.insert(name.to_ascii_lowercase()) {
+            if names.len() == MAX_EXPORTED_CMDLETS {
+                return Err(format!(
+                    "EXOModuleFile lists more than {MAX_EXPORTED_CMDLETS} cmdlets; Exchange Online exports about a \
+                     thousand, so the answer is not trusted"
+                ));
+            }
+            names.push(name.to_owned());
+        }
+    }
+    if dropped > 0 {
+        tracing::warn!(
+            dropped,
+            "EXOModuleFile listed names that are not cmdlet names (Verb-Noun, ASCII); ignored them"
+        );
+    }
+    Ok(names)
 }
 
 impl<T: TokenProvider + ?Sized> RestClient<T> {
@@ -199,28 +396,22 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
         url.origin() == self.settings.endpoint.origin()
     }
 
-    async fn read_body(&self, mut resp: reqwest::Response, cmdlet: &str) -> Result<Bytes, Failure> {
-        let mut buf: Vec<u8> = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    if buf.len() + chunk.len() > self.settings.max_page_bytes {
-                        return Err(Failure::Terminating(bridge_record(
-                            cmdlet,
-                            "ResponseTooLarge",
-                            ErrorCategory::LimitsExceeded,
-                            format!(
-                                "Exchange Online's answer to {cmdlet} is larger than the bridge's limit of {} bytes per \
-                                 page; ask for fewer objects per call (-ResultSize, -Filter) or raise the limit.",
-                                self.settings.max_page_bytes
-                            ),
-                        )));
-                    }
-                    buf.extend_from_slice(&chunk);
-                }
-                Ok(None) => return Ok(buf.into()),
-                Err(e) => return Err(self.transport_failure(cmdlet, &e)),
-            }
+    /// A 2xx body, up to [`RestSettings::max_page_bytes`]: refused by its `Content-Length`
+    /// before reading, or as soon as the bytes read pass the limit, never after.
+    async fn read_body(&self, resp: reqwest::Response, cmdlet: &str) -> Result<Bytes, Failure> {
+        let limit = self.settings.max_page_bytes;
+        match read_capped(resp, limit).await {
+            Ok(body) => Ok(body),
+            Err(Capped::TooLarge) => Err(Failure::Terminating(bridge_record(
+                cmdlet,
+                "ResponseTooLarge",
+                ErrorCategory::LimitsExceeded,
+                format!(
+                    "Exchange Online's answer to {cmdlet} is larger than the bridge's limit of {limit} bytes per \
+                     page; ask for fewer objects per call (-ResultSize, -Filter) or select fewer properties."
+                ),
+            ))),
+            Err(Capped::Transport(e)) => Err(self.transport_failure(cmdlet, &e)),
         }
     }
 
@@ -254,15 +445,44 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
         ))
     }
 
+    /// How long to wait before retry `attempt`: Exchange's hint, or 2 s, 4 s, 8 s … without
+    /// one; never longer than [`RestSettings::max_retry_after`].
     fn backoff(&self, attempt: u32, hint: Option<Duration>) -> Duration {
-        hint.map_or_else(
-            || {
-                self.settings
-                    .retry_base
-                    .saturating_mul(1u32 << attempt.min(10))
-            },
-            |d| d.min(self.settings.max_retry_after),
-        )
+        hint.unwrap_or_else(|| {
+            self.settings
+                .retry_base
+                .saturating_mul(1u32 << attempt.min(10))
+        })
+        .min(self.settings.max_retry_after)
+    }
+
+    /// Exchange asked for a longer wait than [`RestSettings::max_retry_after`]: fail now and
+    /// say when to try again.
+    fn wait_refused(
+        &self,
+        cmdlet: &str,
+        tenant: &TenantName,
+        status: u16,
+        wait: Duration,
+    ) -> Failure {
+        let again = chrono::TimeDelta::from_std(wait)
+            .ok()
+            .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+            .map_or_else(String::new, |t| {
+                format!(" after {}", t.format("%Y-%m-%d %H:%M:%S UTC"))
+            });
+        Failure::Terminating(bridge_record(
+            cmdlet,
+            "ThrottlingError",
+            ErrorCategory::LimitsExceeded,
+            format!(
+                "Exchange Online asked to wait {} s before {cmdlet} is retried for tenant {tenant} (HTTP {status} with \
+                 Retry-After), longer than the bridge waits ({} s): run it again{again}, or run fewer commands in \
+                 parallel.",
+                wait.as_secs(),
+                self.settings.max_retry_after.as_secs()
+            ),
+        ))
     }
 
     fn count_retry(&self, reason: &'static str) {
@@ -338,12 +558,16 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
                     }
                 }
                 429 | 503 | 504 if attempt < self.settings.max_retries => {
+                    let hint = retry_after(&resp);
+                    if let Some(wait) = hint.filter(|w| *w > self.settings.max_retry_after) {
+                        return Err(self.wait_refused(cmdlet, tenant, status, wait));
+                    }
                     self.count_retry(match status {
                         429 => "429",
                         503 => "503",
                         _ => "504",
                     });
-                    let wait = self.backoff(attempt, retry_after(&resp));
+                    let wait = self.backoff(attempt, hint);
                     tracing::info!(%cmdlet, status, wait_ms = wait.as_millis() as u64, attempt, "throttled; waiting");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
@@ -352,12 +576,15 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
                 _ => {}
             }
             let hint = retry_after(&resp);
-            let body = self.read_body(resp, cmdlet).await.unwrap_or_default();
+            let body = read_error_body(resp).await;
             let parsed = ExchangeError::from_rest_body(&body);
             if let Some(e) = &parsed
                 && TRANSIENT.iter().any(|t| e.class.ends_with(t))
                 && attempt < self.settings.max_retries
             {
+                if let Some(wait) = hint.filter(|w| *w > self.settings.max_retry_after) {
+                    return Err(self.wait_refused(cmdlet, tenant, status, wait));
+                }
                 self.count_retry("transient");
                 tokio::time::sleep(self.backoff(attempt, hint)).await;
                 attempt += 1;
@@ -464,19 +691,20 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
         if !resp.status().is_success() {
             return Err(format!("EXOModuleFile answered HTTP {}", resp.status()));
         }
-        let json: Json = resp
-            .json()
+        let body = read_capped(resp, MAX_MODULE_FILE_BYTES)
             .await
-            .map_err(|e| format!("EXOModuleFile body is not JSON: {e}"))?;
-        let list = json
-            .pointer("/value/0/exportedCmdlets")
-            .and_then(Json::as_str)
+            .map_err(|e| match e {
+                Capped::TooLarge => format!(
+                    "EXOModuleFile's answer is larger than {MAX_MODULE_FILE_BYTES} bytes; not read"
+                ),
+                Capped::Transport(e) => format!("EXOModuleFile could not be read: {e}"),
+            })?;
+        let module: ModuleFile = serde_json::from_slice(&body)
+            .map_err(|e| format!("EXOModuleFile body is not the expected JSON: {e}"))?;
+        let list = module
+            .value
             .ok_or("EXOModuleFile has no value[0].exportedCmdlets")?;
-        Ok(list
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect())
+        exported_names(&list)
     }
 }
 
@@ -700,6 +928,7 @@ impl<T: TokenProvider + ?Sized> Backend for RestClient<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::any;
 
     #[test]
     fn page_size_follows_result_size() {
@@ -710,6 +939,92 @@ mod tests {
         assert_eq!(p(serde_json::json!({"resultsize": "25"})), 25);
         assert_eq!(p(serde_json::json!({"ResultSize": "Unlimited"})), 1000);
         assert_eq!(p(serde_json::json!({"ResultSize": 50_000})), 1000);
+    }
+
+    fn at(text: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    }
+
+    #[test]
+    fn retry_after_is_clamped_or_ignored_never_a_panic() {
+        let now = at("2026-12-04T12:00:00Z");
+        let secs = |n: f64| Some(Duration::from_secs_f64(n));
+        for (value, want) in [
+            ("5", secs(5.0)),
+            (" 0 ", secs(0.0)),
+            ("1.5", secs(1.5)),
+            ("0.001", secs(0.001)),
+            ("86400", Some(MAX_RETRY_HINT)),
+            ("4294967295", Some(MAX_RETRY_HINT)),
+            ("18446744073709551616", Some(MAX_RETRY_HINT)),
+            ("1e30", Some(MAX_RETRY_HINT)),
+            ("1e308", Some(MAX_RETRY_HINT)),
+            ("-3", None),
+            ("-0.5", None),
+            ("-1e308", None),
+            ("NaN", None),
+            ("inf", None),
+            ("-inf", None),
+            ("soon", None),
+            ("", None),
+            ("5 seconds", None),
+            (&"9".repeat(400), None),
+            ("Fri, 04 Dec 2026 12:00:30 GMT", secs(30.0)),
+            ("Fri, 04 Dec 2026 11:00:00 GMT", secs(0.0)),
+            ("Wed, 21 Oct 2015 07:28:00 GMT", secs(0.0)),
+            ("Fri, 31 Dec 9999 23:59:59 GMT", Some(MAX_RETRY_HINT)),
+            ("Fri, 32 Dec 2026 12:00:30 GMT", None),
+        ] {
+            assert_eq!(parse_retry_after(value, now), want, "{value:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn retry_after_never_panics(value in ".{0,80}", offset in any::<i64>()) {
+            let now = chrono::DateTime::from_timestamp(offset % 100_000_000_000, 0)
+                .unwrap_or_default();
+            let _ = parse_retry_after(&value, now);
+        }
+    }
+
+    #[test]
+    fn a_page_with_too_many_objects_is_refused_while_parsing() {
+        let ok = format!("{{\"value\":[{}{{}}]}}", "{},".repeat(MAX_PAGE_OBJECTS - 1));
+        let page: Page = serde_json::from_str(&ok).unwrap();
+        assert_eq!(page.value.unwrap().len(), MAX_PAGE_OBJECTS);
+        let hostile = format!("{{\"value\":[{}{{}}]}}", "{},".repeat(MAX_PAGE_OBJECTS));
+        let err = serde_json::from_str::<Page>(&hostile).err().unwrap();
+        assert!(err.to_string().contains("more than 10000 objects"), "{err}");
+        let empty: Page = serde_json::from_str(r#"{"value":null}"#).unwrap();
+        assert!(empty.value.is_none());
+    }
+
+    #[test]
+    fn the_module_file_keeps_the_first_list_and_skips_the_rest() {
+        let body = r#"{"@odata.context":"x","value":[{"exportedCmdlets":"Get-Mailbox,Set-Mailbox","module":"AAAA"},{"exportedCmdlets":"Nope-Nope"},{"big":[1,2,3]}]}"#;
+        let module: ModuleFile = serde_json::from_str(body).unwrap();
+        assert_eq!(module.value.as_deref(), Some("Get-Mailbox,Set-Mailbox"));
+        let none: ModuleFile = serde_json::from_str(r#"{"value":[]}"#).unwrap();
+        assert!(none.value.is_none());
+    }
+
+    #[test]
+    fn exported_names_are_cmdlet_names_each_once_and_bounded() {
+        let names = exported_names(
+            "Get-Mailbox, get-mailbox,Sét-Mailbox,Ädd-X,,-Foo,NoVerb,Set-CASMailbox,Get-\u{0}x",
+        )
+        .unwrap();
+        assert_eq!(names, ["Get-Mailbox", "Set-CASMailbox"]);
+        let long = (0..MAX_EXPORTED_CMDLETS)
+            .map(|n| format!("Get-Thing{n}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(exported_names(&long).unwrap().len(), MAX_EXPORTED_CMDLETS);
+        let err = exported_names(&format!("{long},Get-OneMore")).unwrap_err();
+        assert!(err.contains("more than 5000 cmdlets"), "{err}");
     }
 
     #[test]

@@ -23,6 +23,7 @@
 
 mod environment;
 mod load;
+pub mod permissions;
 mod schema;
 #[cfg(test)]
 mod tests;

@@ -4,21 +4,39 @@
 //! milliseconds by design) per request would make each Receive slow and the proxy easy to
 //! overload. A successful verification is therefore remembered for [`CACHE_TTL`] under a keyed
 //! hash of the credential (HMAC-SHA-256 with a key drawn at process start): the cache never
-//! holds a password, and an entry is useless outside this process. Misses run argon2 in
-//! `spawn_blocking` behind a semaphore sized to the cores, so a burst of wrong passwords
-//! cannot starve the runtime. Comparisons are constant-time (`subtle`). Addresses that fail
-//! [`FAILURE_LIMIT`] times within [`FAILURE_WINDOW`] are answered at once without hashing until
-//! the window passes; cached successes still pass, so one user's typo does not lock out a
-//! script already running from the same host.
+//! holds a password, and an entry is useless outside this process. Comparisons are
+//! constant-time (`subtle`).
+//!
+//! Guessing is bounded by [`throttle`]: at most 10 argon2 checks per minute per (address,
+//! user) and 30 per address, each reserved *before* its check runs, so concurrency cannot
+//! outrun the count (issue 12). Checks of one (address, user) take turns, so 50 sessions a
+//! script opens at once cost one check, not 50 racing for 10 slots. The cache is consulted only after the throttle: while a key is
+//! throttled even the right password is refused (with the wait), or the cache would answer an
+//! unlimited stream of guesses for free. A success clears its (address, user) window, so one
+//! host's typos never lock out another user or the same user on another host, and a throttled
+//! user is back as soon as the window has moved past the failures.
+//!
+//! CPU: argon2 runs in `spawn_blocking` behind a global semaphore of [`AuthLimits::hashing`]
+//! permits (2 by default: on the 2-core machines this runs on, half the CPU at most goes to
+//! logins), and at most [`AuthLimits::queue`] checks wait for a permit; beyond that a login is
+//! refused at once with `auth-busy` instead of queueing without bound. Logins answered from
+//! the cache never wait there, so a flood of wrong passwords does not slow running scripts.
 
-use std::collections::HashMap;
+mod throttle;
+
+pub use throttle::{AddressKey, ThrottleLimits};
+
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use base64::Engine;
 use http::HeaderValue;
+use lru::LruCache;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
@@ -27,19 +45,47 @@ use tokio::time::Instant;
 use crate::config::User;
 use crate::errors::ProxyError;
 use crate::secret::Secret;
+use throttle::{Slot, Throttle};
 
 /// How long a successful verification is trusted without re-hashing.
 pub const CACHE_TTL: Duration = Duration::from_secs(300);
-/// Failed attempts per address before the throttle engages.
+/// Failed attempts per (address, user) within [`FAILURE_WINDOW`] before the throttle engages.
 pub const FAILURE_LIMIT: u32 = 10;
-/// The window failed attempts are counted in.
+/// Failed attempts per address, across user names, within [`FAILURE_WINDOW`].
+pub const ADDRESS_FAILURE_LIMIT: u32 = 30;
+/// The window failed attempts are counted in (sliding).
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// Cache entries kept at most (oldest evicted first when full).
-const CACHE_CAPACITY: usize = 4096;
-/// Addresses tracked by the throttle at most.
-const THROTTLE_CAPACITY: usize = 4096;
 /// The longest `Authorization` value considered (Basic with an 8 KiB password fits).
 const MAX_HEADER: usize = 12 * 1024;
+
+/// Limits of the authenticator; [`AuthLimits::default`] is what `serve` uses.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthLimits {
+    /// The throttle's windows and map bound.
+    pub throttle: ThrottleLimits,
+    /// argon2 checks running at once, process-wide.
+    pub hashing: usize,
+    /// argon2 checks waiting for a permit at most; more are refused with `auth-busy`.
+    pub queue: usize,
+    /// Cached successes kept at most (least recently used evicted first).
+    pub cache: NonZeroUsize,
+}
+
+impl Default for AuthLimits {
+    fn default() -> Self {
+        Self {
+            throttle: ThrottleLimits {
+                per_user: FAILURE_LIMIT,
+                per_address: ADDRESS_FAILURE_LIMIT,
+                window: FAILURE_WINDOW,
+                ..ThrottleLimits::default()
+            },
+            hashing: 2,
+            queue: 64,
+            cache: NonZeroUsize::new(4096).expect("non-zero"),
+        }
+    }
+}
 
 /// A parsed `Authorization: Basic` credential.
 pub struct Credentials {
@@ -126,20 +172,24 @@ struct Entry {
     phc: Arc<str>,
 }
 
-/// The authenticator: users, cache, throttle.
+/// The authenticator: users, cache, throttle, the argon2 queue.
 pub struct Authenticator {
     users: Vec<Entry>,
     key: [u8; 32],
+    limits: AuthLimits,
     hashing: Semaphore,
-    cache: Mutex<HashMap<[u8; 32], (usize, Instant)>>,
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
-    verifications: std::sync::atomic::AtomicU64,
+    /// Checks waiting for a `hashing` permit now.
+    waiting: AtomicUsize,
+    cache: Mutex<LruCache<[u8; 32], (usize, Instant)>>,
+    throttle: Throttle,
+    verifications: AtomicU64,
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
             .field("users", &self.users.len())
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -148,12 +198,32 @@ impl std::fmt::Debug for Authenticator {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UserIndex(pub usize);
 
+/// Why a check did not run: the queue for argon2 permits was full.
+struct QueueFull;
+
+/// Counts a check as waiting for a permit until dropped (also when the request is cancelled).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Authenticator {
     /// Checks every hash now, so a bad one fails at startup, not at the first login.
     ///
     /// # Errors
     /// [`UsersError::BadHash`].
     pub fn new(users: &[User]) -> Result<Self, UsersError> {
+        Self::with_limits(users, AuthLimits::default())
+    }
+
+    /// [`Authenticator::new`] with other limits (tests use small ones).
+    ///
+    /// # Errors
+    /// [`UsersError::BadHash`].
+    pub fn with_limits(users: &[User], limits: AuthLimits) -> Result<Self, UsersError> {
         let mut entries = Vec::with_capacity(users.len());
         for user in users {
             PasswordHash::new(&user.password_hash).map_err(|e| UsersError::BadHash {
@@ -165,27 +235,31 @@ impl Authenticator {
                 phc: Arc::from(user.password_hash.as_str()),
             });
         }
-        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Ok(Self {
             users: entries,
             key: rand::random(),
-            hashing: Semaphore::new(cores),
-            cache: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
-            verifications: std::sync::atomic::AtomicU64::new(0),
+            limits,
+            hashing: Semaphore::new(limits.hashing.max(1)),
+            waiting: AtomicUsize::new(0),
+            cache: Mutex::new(LruCache::new(limits.cache)),
+            throttle: Throttle::new(limits.throttle),
+            verifications: AtomicU64::new(0),
         })
     }
 
-    /// How many argon2 verifications ran (tests assert the cache works).
+    /// How many argon2 verifications ran (tests assert the cache and the throttle work).
     pub fn verifications(&self) -> u64 {
-        self.verifications
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// Authenticates the request's `Authorization` header from `client`.
     ///
     /// # Errors
-    /// Missing, malformed, throttled or wrong credentials, each a 401 at the edge.
+    /// Missing, malformed or wrong credentials and throttled addresses (each a 401 at the
+    /// edge), or [`ProxyError::LoginBusy`] when too many checks are queued.
+    ///
+    /// # Cancel safety
+    /// Dropping the future while its argon2 check runs keeps the attempt counted.
     pub async fn authenticate(
         &self,
         header: Option<&HeaderValue>,
@@ -193,17 +267,33 @@ impl Authenticator {
     ) -> Result<UserIndex, ProxyError> {
         let header = header.ok_or(ProxyError::MissingCredentials)?;
         let creds = Credentials::parse(header)?;
+        let address = AddressKey::of(client);
+        let user_key = self.user_key(&creds.user);
         let digest = self.keyed_hash(&creds);
         let now = Instant::now();
+        // The throttle before the cache: a cached success must not answer throttled guesses.
+        self.throttle
+            .check(address, user_key, now)
+            .map_err(|refusal| throttled(&creds.user, client, refusal))?;
         if let Some(index) = self.cached(&digest, now) {
+            self.throttle.reset(address, user_key);
             return Ok(index);
         }
-        if let Some(retry_after) = self.throttled(client, now) {
-            return Err(ProxyError::Throttled {
-                client,
-                retry_after,
-            });
+        // One check per (address, user) at a time; whoever waited looks again, as the check
+        // before it may have cached this very credential or used up the window.
+        let _turn = self.throttle.turn(address, user_key).await;
+        let now = Instant::now();
+        self.throttle
+            .check(address, user_key, now)
+            .map_err(|refusal| throttled(&creds.user, client, refusal))?;
+        if let Some(index) = self.cached(&digest, now) {
+            self.throttle.reset(address, user_key);
+            return Ok(index);
         }
+        let slot = self
+            .throttle
+            .reserve(address, user_key, now)
+            .map_err(|refusal| throttled(&creds.user, client, refusal))?;
         // Constant-time name match over every user, so timing does not reveal which exist.
         let mut found = None;
         for (i, entry) in self.users.iter().enumerate() {
@@ -211,43 +301,58 @@ impl Authenticator {
                 found = Some(i);
             }
         }
-        let verified = match found {
-            Some(i) => self
-                .verify(self.users[i].phc.clone(), creds.password)
-                .await
-                .then_some(i),
-            None => {
-                // Spend the same effort for an unknown user as for a wrong password.
-                if let Some(first) = self.users.first() {
-                    let _ = self
-                        .verify(first.phc.clone(), Secret::new(String::new()))
-                        .await;
-                }
-                None
+        // Spend the same effort for an unknown user as for a wrong password.
+        let (phc, password) = match (found, self.users.first()) {
+            (Some(i), _) => (self.users[i].phc.clone(), creds.password),
+            (None, Some(first)) => (first.phc.clone(), Secret::new(String::new())),
+            (None, None) => {
+                crate::audit::login_failed(&creds.user, client);
+                return Err(ProxyError::BadCredentials);
             }
         };
-        match verified {
+        let verified = match self.verify(phc, password).await {
+            Ok(ok) => ok && found.is_some(),
+            Err(QueueFull) => {
+                self.throttle.cancel(slot);
+                return Err(ProxyError::LoginBusy {
+                    queued: self.limits.queue,
+                    retry_after: Duration::from_secs(1),
+                });
+            }
+        };
+        match found.filter(|_| verified) {
             Some(i) => {
-                self.remember(digest, i, now);
+                self.throttle.succeeded(slot);
+                self.remember(digest, i, Instant::now());
                 Ok(UserIndex(i))
             }
             None => {
-                self.record_failure(client, now);
+                drop::<Slot>(slot); // stays counted
                 crate::audit::login_failed(&creds.user, client);
                 Err(ProxyError::BadCredentials)
             }
         }
     }
 
-    async fn verify(&self, phc: Arc<str>, password: Secret<String>) -> bool {
-        let _permit = self
-            .hashing
-            .acquire()
-            .await
-            .expect("the hashing semaphore is never closed");
-        self.verifications
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tokio::task::spawn_blocking(move || {
+    /// One argon2 check on the blocking pool, behind the global permit; refused at once when
+    /// [`AuthLimits::queue`] checks already wait.
+    async fn verify(&self, phc: Arc<str>, password: Secret<String>) -> Result<bool, QueueFull> {
+        let permit = match self.hashing.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.limits.queue {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(QueueFull);
+                }
+                let _waiting = Waiting(&self.waiting);
+                self.hashing
+                    .acquire()
+                    .await
+                    .expect("the hashing semaphore is never closed")
+            }
+        };
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let ok = tokio::task::spawn_blocking(move || {
             let Ok(hash) = PasswordHash::new(&phc) else {
                 return false;
             };
@@ -256,7 +361,17 @@ impl Authenticator {
                 .is_ok()
         })
         .await
-        .unwrap_or(false)
+        .unwrap_or(false);
+        drop(permit);
+        Ok(ok)
+    }
+
+    /// The throttle's key for a user name as sent: fixed size whatever the name's length.
+    fn user_key(&self, user: &str) -> throttle::UserKey {
+        let mut message = Vec::with_capacity(user.len() + 5);
+        message.extend_from_slice(b"user\0");
+        message.extend_from_slice(user.as_bytes());
+        hmac_sha256(&self.key, &message)
     }
 
     fn keyed_hash(&self, creds: &Credentials) -> [u8; 32] {
@@ -267,54 +382,41 @@ impl Authenticator {
         hmac_sha256(&self.key, &message)
     }
 
-    fn cached(&self, digest: &[u8; 32], now: Instant) -> Option<UserIndex> {
-        let cache = self
-            .cache
+    fn cache(&self) -> std::sync::MutexGuard<'_, LruCache<[u8; 32], (usize, Instant)>> {
+        self.cache
             .lock()
-            .expect("auth cache lock is never poisoned");
-        // HashMap lookup compares keys with ==; recheck with a constant-time compare. The key is
-        // a keyed hash, so an attacker cannot steer lookups anyway.
-        let (stored, (index, expires)) = cache.get_key_value(digest)?;
-        (bool::from(stored.ct_eq(digest)) && *expires > now).then_some(UserIndex(*index))
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn cached(&self, digest: &[u8; 32], now: Instant) -> Option<UserIndex> {
+        let mut cache = self.cache();
+        // The key is a keyed hash of the credential: an attacker can neither steer lookups
+        // nor learn anything from their timing.
+        let (index, expires) = *cache.get(digest)?;
+        if expires > now {
+            return Some(UserIndex(index));
+        }
+        cache.pop(digest);
+        None
     }
 
     fn remember(&self, digest: [u8; 32], index: usize, now: Instant) {
-        let mut cache = self
-            .cache
-            .lock()
-            .expect("auth cache lock is never poisoned");
-        if cache.len() >= CACHE_CAPACITY {
-            cache.retain(|_, (_, expires)| *expires > now);
-            if cache.len() >= CACHE_CAPACITY {
-                cache.clear();
-            }
-        }
-        cache.insert(digest, (index, now + CACHE_TTL));
+        self.cache().put(digest, (index, now + CACHE_TTL));
     }
+}
 
-    fn throttled(&self, client: IpAddr, now: Instant) -> Option<Duration> {
-        let failures = self
-            .failures
-            .lock()
-            .expect("throttle lock is never poisoned");
-        let (count, since) = failures.get(&client)?;
-        let window_end = *since + FAILURE_WINDOW;
-        (*count >= FAILURE_LIMIT && window_end > now).then(|| window_end - now)
+/// The refusal of a throttled attempt, audited at the 1st, 2nd, 4th, 8th … refusal of a key
+/// so a flood cannot turn the audit trail into its amplifier.
+fn throttled(user: &str, client: IpAddr, refusal: throttle::Refusal) -> ProxyError {
+    // Whole seconds, rounded up: "wait 0s" would invite an immediate retry.
+    let retry_after = Duration::from_secs(refusal.retry_after.as_secs_f64().ceil() as u64)
+        .max(Duration::from_secs(1));
+    if refusal.refused.is_power_of_two() {
+        crate::audit::login_throttled(user, client, refusal.refused, retry_after);
     }
-
-    fn record_failure(&self, client: IpAddr, now: Instant) {
-        let mut failures = self
-            .failures
-            .lock()
-            .expect("throttle lock is never poisoned");
-        if failures.len() >= THROTTLE_CAPACITY {
-            failures.retain(|_, (_, since)| *since + FAILURE_WINDOW > now);
-        }
-        let entry = failures.entry(client).or_insert((0, now));
-        if entry.1 + FAILURE_WINDOW <= now {
-            *entry = (0, now);
-        }
-        entry.0 += 1;
+    ProxyError::Throttled {
+        client,
+        retry_after,
     }
 }
 
@@ -355,6 +457,7 @@ mod tests {
     use super::*;
     use crate::config::TenantName;
     use proptest::prelude::*;
+    use std::sync::atomic::Ordering;
 
     fn users() -> Vec<User> {
         vec![User {
@@ -421,42 +524,191 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_address_is_throttled_after_the_limit_but_cached_successes_pass() {
-        let auth = Authenticator::new(&users()).unwrap();
-        let good = HeaderValue::from_str(&Credentials::encode("reporting", "sandbox")).unwrap();
-        auth.authenticate(Some(&good), ip(3)).await.unwrap();
-        let wrong = HeaderValue::from_str(&Credentials::encode("reporting", "typo")).unwrap();
+    fn header(user: &str, password: &str) -> HeaderValue {
+        HeaderValue::from_str(&Credentials::encode(user, password)).unwrap()
+    }
+
+    fn two_users() -> Vec<User> {
+        let mut u = users();
+        u.push(User {
+            name: "ops".into(),
+            password_hash: hash_password("ops-pw").unwrap(),
+            tenants: vec![TenantName("contoso".into())],
+        });
+        u
+    }
+
+    async fn code(auth: &Authenticator, header: &HeaderValue, from: IpAddr) -> &'static str {
+        match auth.authenticate(Some(header), from).await {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        }
+    }
+
+    /// Issue 12: 200 concurrent wrong passwords from one address cost exactly the limit.
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_guesses_cost_exactly_the_limit_and_others_log_in_at_once() {
+        let auth = Arc::new(Authenticator::new(&two_users()).unwrap());
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..200 {
+            let auth = auth.clone();
+            tasks.spawn(async move { code(&auth, &header("reporting", "guess"), ip(1)).await });
+        }
+        let mut codes = std::collections::BTreeMap::new();
+        while let Some(c) = tasks.join_next().await {
+            *codes.entry(c.unwrap()).or_insert(0) += 1;
+        }
+        assert_eq!(
+            codes,
+            [("auth-throttled", 190), ("bad-credentials", 10)].into()
+        );
+        assert_eq!(auth.verifications(), u64::from(FAILURE_LIMIT));
+        // The right password from another address, and another user from the same address.
+        assert_eq!(
+            code(&auth, &header("reporting", "sandbox"), ip(2)).await,
+            "ok"
+        );
+        assert_eq!(code(&auth, &header("ops", "ops-pw"), ip(1)).await, "ok");
+        // The right password from the guessing address: refused with the wait, without hashing.
+        let before = auth.verifications();
+        let err = auth
+            .authenticate(Some(&header("reporting", "sandbox")), ip(1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ProxyError::Throttled { retry_after, .. } if retry_after == FAILURE_WINDOW),
+            "{err:?}"
+        );
+        assert_eq!(auth.verifications(), before);
+        // ... until the window has passed.
+        tokio::time::sleep(FAILURE_WINDOW).await;
+        assert_eq!(
+            code(&auth, &header("reporting", "sandbox"), ip(1)).await,
+            "ok"
+        );
+        // The success reset the streak: ten more tries, not one.
         for _ in 0..FAILURE_LIMIT {
             assert_eq!(
-                auth.authenticate(Some(&wrong), ip(3))
-                    .await
-                    .unwrap_err()
-                    .code(),
+                code(&auth, &header("reporting", "x"), ip(1)).await,
                 "bad-credentials"
             );
         }
-        let before = auth.verifications();
         assert_eq!(
-            auth.authenticate(Some(&wrong), ip(3))
-                .await
-                .unwrap_err()
-                .code(),
+            code(&auth, &header("reporting", "x"), ip(1)).await,
             "auth-throttled"
         );
+    }
+
+    /// A script opening many sessions at once sends one credential many times before any is
+    /// verified: they take turns, the first check is cached, nobody is throttled.
+    #[tokio::test(start_paused = true)]
+    async fn fifty_concurrent_right_logins_cost_one_check_and_none_is_refused() {
+        let auth = Arc::new(Authenticator::new(&users()).unwrap());
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let auth = auth.clone();
+            tasks.spawn(async move { code(&auth, &header("reporting", "sandbox"), ip(7)).await });
+        }
+        while let Some(c) = tasks.join_next().await {
+            assert_eq!(c.unwrap(), "ok");
+        }
+        assert_eq!(auth.verifications(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_verify_cache_does_not_answer_throttled_guesses() {
+        let auth = Authenticator::new(&users()).unwrap();
+        let good = header("reporting", "sandbox");
+        assert_eq!(code(&auth, &good, ip(3)).await, "ok");
+        for _ in 0..FAILURE_LIMIT {
+            assert_eq!(
+                code(&auth, &header("reporting", "typo"), ip(3)).await,
+                "bad-credentials"
+            );
+        }
+        // Cached, yet refused: otherwise the cache is a free oracle for the guesser.
+        assert_eq!(code(&auth, &good, ip(3)).await, "auth-throttled");
+        // Other addresses keep using the cache.
+        let before = auth.verifications();
+        assert_eq!(code(&auth, &good, ip(4)).await, "ok");
+        assert_eq!(auth.verifications(), before);
+        tokio::time::sleep(FAILURE_WINDOW).await;
+        assert_eq!(code(&auth, &good, ip(3)).await, "ok");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_address_spreading_guesses_over_names_meets_the_address_ceiling() {
+        let auth = Authenticator::new(&two_users()).unwrap();
+        for n in 0..ADDRESS_FAILURE_LIMIT {
+            assert_eq!(
+                code(&auth, &header(&format!("u{n}"), "pw"), ip(5)).await,
+                "bad-credentials"
+            );
+        }
         assert_eq!(
-            auth.verifications(),
-            before,
-            "throttled attempts cost no hashing"
+            code(&auth, &header("ops", "ops-pw"), ip(5)).await,
+            "auth-throttled"
         );
-        assert!(auth.authenticate(Some(&good), ip(3)).await.is_ok());
-        assert_eq!(
-            auth.authenticate(Some(&wrong), ip(4))
-                .await
-                .unwrap_err()
-                .code(),
-            "bad-credentials"
-        );
+        assert_eq!(auth.verifications(), u64::from(ADDRESS_FAILURE_LIMIT));
+        assert_eq!(code(&auth, &header("ops", "ops-pw"), ip(6)).await, "ok");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_argon2_queue_is_bounded_and_a_refused_check_is_not_counted() {
+        let limits = AuthLimits {
+            hashing: 1,
+            queue: 3,
+            ..AuthLimits::default()
+        };
+        let auth = Arc::new(Authenticator::with_limits(&users(), limits).unwrap());
+        // Hold the only permit: every check now waits.
+        let held = auth.hashing.acquire().await.unwrap();
+        let mut waiting = tokio::task::JoinSet::new();
+        for n in 0..3 {
+            let auth = auth.clone();
+            waiting.spawn(
+                async move { code(&auth, &header("reporting", "sandbox"), ip(10 + n)).await },
+            );
+        }
+        while auth.waiting.load(Ordering::Acquire) < 3 {
+            tokio::task::yield_now().await;
+        }
+        let err = auth
+            .authenticate(Some(&header("reporting", "sandbox")), ip(20))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "auth-busy");
+        drop(held);
+        while let Some(c) = waiting.join_next().await {
+            assert_eq!(c.unwrap(), "ok");
+        }
+        assert_eq!(auth.verifications(), 3);
+        assert_eq!(auth.waiting.load(Ordering::Acquire), 0);
+        // The refused attempt cost ip(20) nothing: the full budget is still there.
+        for _ in 0..FAILURE_LIMIT {
+            assert_eq!(
+                code(&auth, &header("reporting", "no"), ip(20)).await,
+                "bad-credentials"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_names_and_addresses_keeps_the_maps_bounded() {
+        let limits = AuthLimits {
+            throttle: ThrottleLimits {
+                capacity: NonZeroUsize::new(16).unwrap(),
+                ..AuthLimits::default().throttle
+            },
+            ..AuthLimits::default()
+        };
+        let auth = Authenticator::with_limits(&users(), limits).unwrap();
+        for n in 0..40u8 {
+            let name = "x".repeat(1000) + &n.to_string();
+            let _ = auth.authenticate(Some(&header(&name, "pw")), ip(n)).await;
+        }
+        let (users, addresses) = auth.throttle.len();
+        assert!(users <= 16 && addresses <= 16, "{users} {addresses}");
     }
 
     #[test]
