@@ -80,8 +80,10 @@ impl Proxy {
         let tokens = Arc::new(TokenEngine::new(&world.config, &HashMap::new()).unwrap());
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(
-                exo_authproxy::forward::client::client_tls(world.config.exchange.ca_file.as_deref())
-                    .unwrap(),
+                exo_authproxy::forward::client::client_tls(
+                    world.config.exchange.ca_file.as_deref(),
+                )
+                .unwrap(),
             )
             .http1_only()
             .no_proxy()

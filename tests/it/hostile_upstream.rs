@@ -16,7 +16,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use exo_authproxy::bridge::{RestCaller, RestExecutor, RestSettings};
 use exo_authproxy::config::{Organization, TenantId, TenantName};
-use exo_authproxy::token::TokenProvider;
 use exo_authproxy::remoting::clixml::Value;
 use exo_authproxy::remoting::executor::{
     Argument, Command, ErrorCategory, Executor, Output, OutputSink, Pipeline, PipelineEnd,
@@ -25,6 +24,7 @@ use exo_authproxy::remoting::executor::{
 use exo_authproxy::sandbox::AppIdentity;
 use exo_authproxy::sandbox::data::ExchangeData;
 use exo_authproxy::secret::Secret;
+use exo_authproxy::token::TokenProvider;
 use exo_authproxy::token::{AccessToken, Diagnosis, TokenError};
 use futures_util::future::BoxFuture;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};

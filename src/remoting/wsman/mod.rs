@@ -89,4 +89,3 @@ pub fn action_name(envelope: &[u8]) -> &'static str {
 pub fn xml_escape(s: &str) -> std::borrow::Cow<'_, str> {
     escape(s)
 }
-
