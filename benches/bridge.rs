@@ -81,6 +81,7 @@ async fn bridge(exec: &RestExecutor<server::TestTokens>) -> Sample {
             }],
         }],
         no_input: true,
+        origin: Default::default(),
     };
     let caller = server::caller();
     let read = async {

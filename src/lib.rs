@@ -78,6 +78,10 @@ pub struct Services {
     /// handles when they were built: [`TokenEngine::observe`](token::TokenEngine::observe),
     /// [`forward::rest::endpoint`]).
     pub metrics: Arc<metrics::Metrics>,
+    /// Where audit events go (`[audit] file`, else the log target).
+    pub audit: audit::Audit,
+    /// The sessions open now, as the audit trail records them.
+    pub sessions: Arc<audit::sessions::SessionLog>,
 }
 
 impl Services {
@@ -92,14 +96,30 @@ impl Services {
     ) -> Result<Self, ServeError> {
         let metrics = Arc::new(metrics::Metrics::new());
         tokens.observe(metrics.tokens.clone());
+        let audit = match &config.audit {
+            Some(a) => audit::Audit::file(&a.file)?,
+            None => audit::Audit::log(),
+        };
+        let sessions = Arc::new(audit::sessions::SessionLog::new(
+            audit.clone(),
+            audit::sessions::IDLE_TIMEOUT,
+        ));
         let rest = match config.exchange.mode {
-            Mode::Rest => Some(forward::rest::endpoint(config, tokens.clone(), &metrics)?),
+            Mode::Rest => Some(forward::rest::endpoint(
+                config,
+                tokens.clone(),
+                &metrics,
+                &audit,
+                &sessions,
+            )?),
             Mode::Winrm => None,
         };
         Ok(Self {
             tokens,
             rest,
             metrics,
+            audit,
+            sessions,
         })
     }
 }
@@ -124,6 +144,9 @@ pub enum ServeError {
         /// The configured address.
         address: SocketAddr,
     },
+    /// `[audit] file` cannot be opened.
+    #[error(transparent)]
+    Audit(#[from] audit::file::OpenError),
     /// `rest` mode without the bridge.
     #[error(
         "[exchange] mode = \"rest\" needs the REST bridge endpoint, which this build did not provide"
@@ -219,7 +242,8 @@ impl Prepared {
                 tenants,
             });
         }
-        let auth = listener::basic_auth::Authenticator::new(&config.users)?;
+        let auth = listener::basic_auth::Authenticator::new(&config.users)?
+            .with_audit(services.audit.clone());
         let upstream = match config.exchange.mode {
             Mode::Winrm => Upstream::Winrm(Box::new(forward::Winrm::new(
                 &config.exchange.endpoint,
@@ -237,6 +261,8 @@ impl Prepared {
                 forward: Forwarder::new(services.tokens.clone(), upstream),
                 tls,
                 metrics: services.metrics,
+                audit: services.audit,
+                sessions: services.sessions,
             }),
             listen,
             admin: config.admin.as_ref().map(|a| a.address),
@@ -295,28 +321,47 @@ pub async fn serve_with_grace(
         let scheme = if proxy.tls.is_some() { "https" } else { "http" };
         tracing::info!(address = %addr, "listening on {scheme}://{addr}/powershell-liveid");
     }
-    if let Some(tls) = proxy.tls.clone() {
+    if let Some(tls) = &proxy.tls {
         tracing::info!("{}", tls.trust_hint());
-        #[cfg(unix)]
-        if let Some(mut hup) = shutdown::reload_signal() {
-            let stop = drain.token();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        got = hup.recv() => if got.is_none() { break },
-                        () = stop.cancelled() => break,
+    }
+    // SIGHUP: reload the listener certificate, reopen the audit file (logrotate `create`).
+    #[cfg(unix)]
+    if let Some(mut hup) = shutdown::reload_signal() {
+        let stop = drain.token();
+        let tls = proxy.tls.clone();
+        let audit = proxy.audit.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    got = hup.recv() => if got.is_none() { break },
+                    () = stop.cancelled() => break,
+                }
+                audit.reopen();
+                let Some(tls) = &tls else { continue };
+                match tls.reload() {
+                    Ok(()) => {
+                        tracing::info!(fingerprint = %tls.fingerprint(), "SIGHUP: listener certificate reloaded")
                     }
-                    match tls.reload() {
-                        Ok(()) => {
-                            tracing::info!(fingerprint = %tls.fingerprint(), "SIGHUP: listener certificate reloaded")
-                        }
-                        Err(err) => {
-                            tracing::error!(error = %err, "SIGHUP: reload failed; keeping the current certificate")
-                        }
+                    Err(err) => {
+                        tracing::error!(error = %err, "SIGHUP: reload failed; keeping the current certificate")
                     }
                 }
-            });
-        }
+            }
+        });
+    }
+    // Sessions nobody uses end as idle in the audit trail even when no request comes.
+    {
+        let stop = drain.token();
+        let sessions = proxy.sessions.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => sessions.sweep(),
+                    () = stop.cancelled() => break,
+                }
+            }
+        });
     }
     let accept = tokio::spawn(listener::accept_loop(
         listeners.proxy,
@@ -341,6 +386,8 @@ pub async fn serve_with_grace(
     let open = drain.drain().await;
     let _ = accept.await;
     proxy.forward.close_all();
+    proxy.sessions.close_all("shutdown");
+    proxy.audit.flush();
     if let Some(admin) = admin {
         admin.abort();
     }

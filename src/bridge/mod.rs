@@ -76,6 +76,13 @@ impl<T: crate::token::TokenProvider + ?Sized> RestExecutor<T> {
         self
     }
 
+    /// Records each cmdlet call into `audit` (default: the log target).
+    #[must_use]
+    pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
+        self.client.audit = audit;
+        self
+    }
+
     /// The caller's tenant's catalog: the built-in table trimmed to the cmdlets Exchange
     /// exports to the app (fetched once per tenant and cached), or the whole built-in table
     /// when the lookup is off or fails (logged; retried after a few minutes).

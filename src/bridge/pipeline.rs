@@ -40,8 +40,8 @@ use crate::remoting::binding::{
 };
 use crate::remoting::clixml::Value;
 use crate::remoting::executor::{
-    Argument, ErrorCategory, ErrorRecord, InputStream, Output, OutputSink, ParameterMetadata,
-    Pipeline, PipelineEnd,
+    Argument, ErrorCategory, ErrorRecord, InputStream, Origin, Output, OutputSink,
+    ParameterMetadata, Pipeline, PipelineEnd,
 };
 use crate::remoting::local;
 
@@ -85,6 +85,15 @@ pub trait Call: Send {
     fn next(&mut self) -> BoxFuture<'_, Option<Result<Batch, Failure>>>;
 }
 
+/// Where a cmdlet call stands: its session, pipeline and position (for the audit trail).
+#[derive(Debug, Clone, Copy)]
+pub struct CallSite<'a> {
+    /// The session and pipeline it runs in.
+    pub origin: &'a Origin,
+    /// Its position in the statement (0 = first).
+    pub position: u32,
+}
+
 /// Runs single Exchange cmdlets.
 pub trait Backend: Send + Sync {
     /// Who runs them.
@@ -94,6 +103,7 @@ pub trait Backend: Send + Sync {
     fn call<'a>(
         &'a self,
         caller: &'a Self::Caller,
+        site: CallSite<'a>,
         entry: &'a Entry,
         parameters: Map<String, Json>,
         common: &'a CommonParameters,
@@ -113,6 +123,8 @@ enum Flow {
 
 struct Stage<'c> {
     entry: &'c Entry,
+    /// Position in the statement.
+    position: u32,
     bound: BoundCommand,
     /// The engine's stage for a local command (`Select-Object`, `Measure-Object`, …).
     local: Option<local::Stage>,
@@ -121,6 +133,7 @@ struct Stage<'c> {
 struct Ctx<'a, B: Backend> {
     backend: &'a B,
     caller: &'a B::Caller,
+    origin: &'a Origin,
     output: &'a OutputSink,
 }
 
@@ -278,9 +291,16 @@ impl<B: Backend> Ctx<'_, B> {
                 }
             }
             let common = &stage.bound.common;
-            let mut call = self
-                .backend
-                .call(self.caller, stage.entry, parameters, common);
+            let mut call = self.backend.call(
+                self.caller,
+                CallSite {
+                    origin: self.origin,
+                    position: stage.position,
+                },
+                stage.entry,
+                parameters,
+                common,
+            );
             let mut step = call.next().await;
             while let Some(current) = step {
                 let batch = match current {
@@ -458,6 +478,7 @@ where
     let ctx = Ctx {
         backend,
         caller,
+        origin: &pipeline.origin,
         output: &output,
     };
     for (si, statement) in pipeline.statements.iter().enumerate() {
@@ -467,8 +488,10 @@ where
         };
         let mut stages: Vec<Stage<'_>> = prepared
             .iter_mut()
-            .map(|(entry, bound, local)| Stage {
+            .enumerate()
+            .map(|(position, (entry, bound, local))| Stage {
                 entry: &*entry,
+                position: u32::try_from(position).unwrap_or(u32::MAX),
                 bound: std::mem::take(bound),
                 local: local.take(),
             })

@@ -35,7 +35,7 @@ use super::RestCaller;
 use super::catalog::Entry;
 use super::convert;
 use super::errors::{ErrorOrigin, ExchangeError, bridge_record};
-use super::pipeline::{Backend, Batch, Call, Failure};
+use super::pipeline::{Backend, Batch, Call, CallSite, Failure};
 use crate::config::TenantName;
 use crate::remoting::binding::CommonParameters;
 use crate::remoting::executor::ErrorCategory;
@@ -126,6 +126,7 @@ pub struct RestClient<T: ?Sized> {
     settings: RestSettings,
     tokens: Arc<T>,
     pub(super) metrics: crate::metrics::BridgeMetrics,
+    pub(super) audit: crate::audit::Audit,
 }
 
 #[derive(Deserialize)]
@@ -374,6 +375,7 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
             settings,
             tokens,
             metrics: crate::metrics::BridgeMetrics::default(),
+            audit: crate::audit::Audit::log(),
         }
     }
 
@@ -719,6 +721,8 @@ fn token_failure(cmdlet: &str, tenant: &TenantName, e: &crate::token::TokenError
 
 struct CallCtx<'a> {
     caller: &'a RestCaller,
+    site: CallSite<'a>,
+    started: tokio::time::Instant,
     entry: &'a Entry,
     /// The parameters' names (the audit trail records names, never values).
     parameter_names: Vec<String>,
@@ -735,6 +739,8 @@ pub struct RestCall<'a, T: ?Sized> {
     next_url: Option<Url>,
     pages: u32,
     objects: u64,
+    /// Error records written (non-terminating errors, `@adminapi.errors`).
+    errors: u64,
     /// The result is counted and audited (else dropping the call records `stopped`).
     settled: bool,
 }
@@ -754,14 +760,21 @@ impl<T: ?Sized> RestCall<'_, T> {
                 result,
             })
             .inc();
-        crate::audit::command(
-            &self.ctx.caller.user,
-            &self.ctx.caller.tenant,
+        let origin = self.ctx.site.origin;
+        let nonempty = |s: &'_ str| !s.is_empty();
+        self.client.audit.command(&crate::audit::CommandEvent {
+            user: &self.ctx.caller.user,
+            tenant: self.ctx.caller.tenant.as_str(),
+            session: Some(origin.shell_id.as_str()).filter(|s| nonempty(s)),
+            pipeline: Some(origin.command_id.as_str()).filter(|s| nonempty(s)),
+            position: self.ctx.site.position,
             cmdlet,
-            &self.ctx.parameter_names,
+            parameters: &self.ctx.parameter_names,
             result,
-            self.objects,
-        );
+            objects: self.objects,
+            errors: self.errors,
+            duration: self.ctx.started.elapsed(),
+        });
     }
 }
 
@@ -780,12 +793,16 @@ impl<T: TokenProvider + ?Sized> RestCall<'_, T> {
             Some(Ok(batch)) => {
                 self.client.metrics.pages.inc();
                 self.objects += batch.objects.len() as u64;
+                self.errors += batch.errors.len() as u64;
                 if self.next_url.is_some() {
                     return step;
                 }
-                "ok"
+                if self.errors > 0 { "error" } else { "ok" }
             }
-            Some(Err(Failure::NonTerminating(_))) => "error",
+            Some(Err(Failure::NonTerminating(_))) => {
+                self.errors += 1;
+                "error"
+            }
             Some(Err(Failure::Terminating(_))) => "failed",
             None => return step,
         };
@@ -897,6 +914,7 @@ impl<T: TokenProvider + ?Sized> Backend for RestClient<T> {
     fn call<'a>(
         &'a self,
         caller: &'a RestCaller,
+        site: CallSite<'a>,
         entry: &'a Entry,
         parameters: Map<String, Json>,
         common: &'a CommonParameters,
@@ -910,6 +928,8 @@ impl<T: TokenProvider + ?Sized> Backend for RestClient<T> {
             client: self,
             ctx: CallCtx {
                 caller,
+                site,
+                started: tokio::time::Instant::now(),
                 entry,
                 parameter_names,
                 body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
@@ -920,6 +940,7 @@ impl<T: TokenProvider + ?Sized> Backend for RestClient<T> {
             next_url: Some(self.invoke_url(caller)),
             pages: 0,
             objects: 0,
+            errors: 0,
             settled: false,
         })
     }

@@ -208,7 +208,12 @@ async fn rest(client: &RestClient<dyn TokenProvider>, route: &Route) -> Verdict 
     };
     let caller = rest_caller(route);
     let common = CommonParameters::default();
-    let mut call = client.call(&caller, entry, Map::new(), &common);
+    let origin = crate::remoting::executor::Origin::default();
+    let site = crate::bridge::pipeline::CallSite {
+        origin: &origin,
+        position: 0,
+    };
+    let mut call = client.call(&caller, site, entry, Map::new(), &common);
     match call.next().await {
         None | Some(Ok(_)) => Verdict::Accepted,
         Some(Err(Failure::Terminating(rec) | Failure::NonTerminating(rec))) => match rec.category {

@@ -72,15 +72,18 @@ pub fn endpoint(
     config: &Config,
     tokens: Arc<dyn TokenProvider>,
     metrics: &crate::metrics::Metrics,
+    audit: &crate::audit::Audit,
+    sessions: &Arc<crate::audit::sessions::SessionLog>,
 ) -> Result<Arc<dyn RemotingService>, UpstreamError> {
     let url = client::endpoint(&config.exchange.endpoint)?;
     let http = client::http_client(config.exchange.ca_file.as_deref())?;
     let executor = RestExecutor::new(http, tokens, RestSettings::new(url))
-        .with_metrics(metrics.bridge.clone());
-    Ok(Arc::new(Endpoint::new(
-        Arc::new(executor),
-        crate::remoting::Settings::default(),
-    )))
+        .with_metrics(metrics.bridge.clone())
+        .with_audit(audit.clone());
+    Ok(Arc::new(
+        Endpoint::new(Arc::new(executor), crate::remoting::Settings::default())
+            .with_sessions(sessions.clone()),
+    ))
 }
 
 /// The caller a `rest` shell is opened with.

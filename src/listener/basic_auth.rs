@@ -183,6 +183,7 @@ pub struct Authenticator {
     cache: Mutex<LruCache<[u8; 32], (usize, Instant)>>,
     throttle: Throttle,
     verifications: AtomicU64,
+    audit: crate::audit::Audit,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -244,7 +245,15 @@ impl Authenticator {
             cache: Mutex::new(LruCache::new(limits.cache)),
             throttle: Throttle::new(limits.throttle),
             verifications: AtomicU64::new(0),
+            audit: crate::audit::Audit::log(),
         })
+    }
+
+    /// Records refused and throttled logins into `audit` (default: the log target).
+    #[must_use]
+    pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// How many argon2 verifications ran (tests assert the cache and the throttle work).
@@ -274,7 +283,7 @@ impl Authenticator {
         // The throttle before the cache: a cached success must not answer throttled guesses.
         self.throttle
             .check(address, user_key, now)
-            .map_err(|refusal| throttled(&creds.user, client, refusal))?;
+            .map_err(|refusal| throttled(&self.audit, &creds.user, client, refusal))?;
         if let Some(index) = self.cached(&digest, now) {
             self.throttle.reset(address, user_key);
             return Ok(index);
@@ -285,7 +294,7 @@ impl Authenticator {
         let now = Instant::now();
         self.throttle
             .check(address, user_key, now)
-            .map_err(|refusal| throttled(&creds.user, client, refusal))?;
+            .map_err(|refusal| throttled(&self.audit, &creds.user, client, refusal))?;
         if let Some(index) = self.cached(&digest, now) {
             self.throttle.reset(address, user_key);
             return Ok(index);
@@ -293,7 +302,7 @@ impl Authenticator {
         let slot = self
             .throttle
             .reserve(address, user_key, now)
-            .map_err(|refusal| throttled(&creds.user, client, refusal))?;
+            .map_err(|refusal| throttled(&self.audit, &creds.user, client, refusal))?;
         // Constant-time name match over every user, so timing does not reveal which exist.
         let mut found = None;
         for (i, entry) in self.users.iter().enumerate() {
@@ -306,7 +315,7 @@ impl Authenticator {
             (Some(i), _) => (self.users[i].phc.clone(), creds.password),
             (None, Some(first)) => (first.phc.clone(), Secret::new(String::new())),
             (None, None) => {
-                crate::audit::login_failed(&creds.user, client);
+                self.audit.login_failed(&creds.user, client);
                 return Err(ProxyError::BadCredentials);
             }
         };
@@ -328,7 +337,7 @@ impl Authenticator {
             }
             None => {
                 drop::<Slot>(slot); // stays counted
-                crate::audit::login_failed(&creds.user, client);
+                self.audit.login_failed(&creds.user, client);
                 Err(ProxyError::BadCredentials)
             }
         }
@@ -407,12 +416,17 @@ impl Authenticator {
 
 /// The refusal of a throttled attempt, audited at the 1st, 2nd, 4th, 8th … refusal of a key
 /// so a flood cannot turn the audit trail into its amplifier.
-fn throttled(user: &str, client: IpAddr, refusal: throttle::Refusal) -> ProxyError {
+fn throttled(
+    audit: &crate::audit::Audit,
+    user: &str,
+    client: IpAddr,
+    refusal: throttle::Refusal,
+) -> ProxyError {
     // Whole seconds, rounded up: "wait 0s" would invite an immediate retry.
     let retry_after = Duration::from_secs(refusal.retry_after.as_secs_f64().ceil() as u64)
         .max(Duration::from_secs(1));
     if refusal.refused.is_power_of_two() {
-        crate::audit::login_throttled(user, client, refusal.refused, retry_after);
+        audit.login_throttled(user, client, refusal.refused, retry_after);
     }
     ProxyError::Throttled {
         client,

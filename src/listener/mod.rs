@@ -76,6 +76,10 @@ pub struct Proxy {
     pub tls: Option<Arc<ListenerTls>>,
     /// Counters (requests, latency, connections).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where audit events go.
+    pub audit: crate::audit::Audit,
+    /// Sessions opened through the proxy (the audit trail's view, both modes).
+    pub sessions: Arc<crate::audit::sessions::SessionLog>,
 }
 
 impl Proxy {
@@ -248,27 +252,60 @@ async fn route_and_forward(
         user: user.name.clone(),
         tenant,
     };
+    let user_agent = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let (parts, body) = req.into_parts();
     let body = read_body(body).await?;
-    *relates_to = errors::message_id(&body);
-    let action = crate::remoting::wsman::action_name(&body);
+    let head = crate::remoting::wsman::peek(&body);
+    relates_to.clone_from(&head.message_id);
+    let action = head.operation();
+    let created_shell = (action == "Create")
+        .then(|| created_shell_id(&body))
+        .flatten();
     let inbound = Inbound {
         parts,
         body,
         action,
     };
     let rsp = proxy.forward.forward(state, &route, inbound).await?;
-    if matches!(action, "Create" | "Delete") && rsp.status().is_success() {
-        let opened = action == "Create";
-        crate::audit::session(
-            opened,
-            &route.user,
-            &route.tenant.name,
-            client,
-            proxy.mode(),
-        );
+    proxy.sessions.sweep();
+    if rsp.status().is_success() {
+        match (action, created_shell, head.shell_id.as_deref()) {
+            ("Create", Some(shell), _) => {
+                let (client_kind, client_version) = crate::audit::sessions::client_kind(
+                    query_value(query.as_deref(), "PSVersion").as_deref(),
+                    user_agent.as_deref(),
+                );
+                proxy.sessions.opened(&crate::audit::sessions::Opened {
+                    session: &shell,
+                    user: &route.user,
+                    tenant: route.tenant.name.as_str(),
+                    client,
+                    mode: proxy.mode(),
+                    endpoint: "exchange",
+                    client_kind,
+                    client_version,
+                });
+            }
+            ("Delete", _, Some(shell)) => proxy.sessions.closed(shell, "deleted"),
+            (_, _, Some(shell)) => proxy.sessions.touched(shell, action == "Command"),
+            _ => {}
+        }
     }
     Ok(rsp)
+}
+
+/// The `ShellId` a Create asks for (`<rsp:Shell ShellId=…>`: Windows PowerShell and pypsrp
+/// name their shell, which is also the runspace pool id), for the audit trail.
+fn created_shell_id(envelope: &[u8]) -> Option<String> {
+    let req = crate::remoting::wsman::parse_request(envelope, MAX_BODY).ok()?;
+    match req.body {
+        crate::remoting::wsman::Body::Shell(shell) => shell.shell_id,
+        _ => None,
+    }
 }
 
 /// `DelegatedOrg` (organization domain or local tenant name, case-insensitive) or the first.

@@ -25,6 +25,17 @@ pub struct Pipeline {
     pub statements: Vec<Statement>,
     /// False when the client will send PIPELINE_INPUT objects (then END_OF_PIPELINE_INPUT).
     pub no_input: bool,
+    /// Where it runs (the audit trail names the session and the pipeline of each cmdlet).
+    pub origin: Origin,
+}
+
+/// The session and command a pipeline runs in (empty when not run by the endpoint).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The shell id.
+    pub shell_id: String,
+    /// The command id.
+    pub command_id: String,
 }
 
 /// One statement: commands piped into each other, first to last.

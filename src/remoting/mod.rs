@@ -142,6 +142,9 @@ pub struct Endpoint<E: Executor> {
     shells: Mutex<Shells<E::Caller>>,
     /// One memory budget per owner, shared by the owner's shells.
     budgets: Mutex<HashMap<String, Arc<MemoryBudget>>>,
+    /// The audit trail's sessions: told when the endpoint itself ends one (idle, reclaimed,
+    /// shutdown). None for endpoints that are not the proxy's (the simulated Exchange).
+    sessions: Option<Arc<crate::audit::sessions::SessionLog>>,
 }
 
 /// The fault for a request that would take its user over the memory budget.
@@ -166,6 +169,21 @@ impl<E: Executor> Endpoint<E> {
             settings,
             shells: Mutex::new(HashMap::new()),
             budgets: Mutex::new(HashMap::new()),
+            sessions: None,
+        }
+    }
+
+    /// Tells `sessions` when the endpoint ends a session itself (idle, reclaimed, shutdown);
+    /// the listener records the openings and the Deletes.
+    #[must_use]
+    pub fn with_sessions(mut self, sessions: Arc<crate::audit::sessions::SessionLog>) -> Self {
+        self.sessions = Some(sessions);
+        self
+    }
+
+    fn session_ended(&self, shell_id: &str, reason: &'static str) {
+        if let Some(log) = &self.sessions {
+            log.closed(shell_id, reason);
         }
     }
 
@@ -254,6 +272,7 @@ impl<E: Executor> Endpoint<E> {
         let all: Vec<_> = self.shells().drain().map(|(_, s)| s).collect();
         for s in all {
             s.close();
+            self.session_ended(&s.id, "shutdown");
         }
     }
 
@@ -275,6 +294,7 @@ impl<E: Executor> Endpoint<E> {
         for s in idle {
             tracing::info!(shell = %s.id, owner = %s.owner, "deleted idle shell");
             s.close();
+            self.session_ended(&s.id, "idle");
         }
     }
 
@@ -497,8 +517,7 @@ impl<E: Executor> Endpoint<E> {
             shell.close();
             tracing::info!(shell = %shell.id, owner, idle_secs = idle.as_secs(),
                 "closed the user's longest-idle shell to make room for a new one (shell quota)");
-            let tenant = E::tenant(&shell.caller).unwrap_or_default();
-            crate::audit::session_reclaimed(owner, &tenant, &shell.id, idle);
+            self.session_ended(&shell.id, "reclaimed");
         }
         Ok(())
     }
@@ -616,7 +635,7 @@ impl<E: Executor> Endpoint<E> {
                     ));
                 }
                 (MessageType::CreatePipeline, Decoded::CreatePipeline(pipeline)) => {
-                    self.start_pipeline(ctl, shell.caller.clone(), &msg, pipeline);
+                    self.start_pipeline(&shell.id, ctl, shell.caller.clone(), &msg, pipeline);
                 }
                 (MessageType::GetCommandMetadata, Decoded::Metadata(query)) => {
                     self.start_metadata(ctl, shell.caller.clone(), &msg, query);
@@ -658,6 +677,7 @@ impl<E: Executor> Endpoint<E> {
 
     fn start_pipeline(
         &self,
+        shell_id: &str,
         ctl: &Arc<PipelineCtl>,
         caller: E::Caller,
         msg: &message::Message,
@@ -674,7 +694,19 @@ impl<E: Executor> Endpoint<E> {
                     msg.pid,
                     input_tx,
                     rx,
-                    local::run(executor, caller, pipeline, input_rx, sink),
+                    local::run(
+                        executor,
+                        caller,
+                        executor::Pipeline {
+                            origin: executor::Origin {
+                                shell_id: shell_id.to_owned(),
+                                command_id: ctl.command_id.clone(),
+                            },
+                            ..pipeline
+                        },
+                        input_rx,
+                        sink,
+                    ),
                 );
             }
             Err(e) => {

@@ -3,7 +3,7 @@
 //! Why a report at all: the proxy exists for a *gradual* migration off Basic auth and Remote
 //! PowerShell. Exchange's own audit sees only the app id; the proxy sees which local user
 //! (one per script is the recommended practice) ran what, from where, with which client.
-//! This turns the audit trail ([`record::Record`] lines) into, per script: what it ran, how
+//! This turns the audit trail ([`Record`] lines) into, per script: what it ran, how
 //! often, how it failed, and what it must change to run on ExchangeOnlineManagement v3
 //! ([`migration`]).
 //!
@@ -13,7 +13,7 @@
 
 pub mod migration;
 pub mod model;
-pub mod record;
+
 mod render;
 
 use std::fs::File;
@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+pub use crate::audit::Record;
 pub use model::Report;
-pub use record::Record;
 
 /// Longest audit line read, in bytes; longer lines are skipped and counted.
 pub const MAX_LINE: usize = 64 * 1024;

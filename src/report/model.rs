@@ -10,7 +10,7 @@ use chrono::{DateTime, Timelike, Utc};
 use serde::Serialize;
 
 use super::migration::{self, Verdict};
-use super::record::Record;
+use crate::audit::Record;
 
 /// Distinct local users (scripts) reported on; the rest are counted as others.
 pub const MAX_SCRIPTS: usize = 10_000;

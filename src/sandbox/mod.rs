@@ -212,6 +212,7 @@ pub async fn run_on(
             tenants: demo_tenants(),
             rps,
             adminapi: Some(adminapi),
+            audit_file: true,
         },
     )
     .await?;
@@ -240,6 +241,13 @@ pub async fn run_on(
             admin_address,
         )
     );
+    if let Some(audit) = &world.config.audit {
+        let _ = write!(
+            out,
+            "\nmigration report of what you run here (audit file {file}):\n\n               exo-authproxy report --audit {file} --format html --output report.html\n",
+            file = audit.file.display()
+        );
+    }
     let _ = out.flush();
     crate::serve(
         prepared,

@@ -77,6 +77,9 @@ pub struct WorldOptions {
     pub rps: Arc<dyn RpsService>,
     /// The REST admin API handler, if simulated.
     pub adminapi: Option<AdminApi>,
+    /// Write `[audit] file = <state_dir>/audit.jsonl` (the `sandbox` command does; tests that
+    /// read the audit log target do not).
+    pub audit_file: bool,
 }
 
 impl WorldOptions {
@@ -90,6 +93,7 @@ impl WorldOptions {
             tenants: demo_tenants(),
             rps,
             adminapi: None,
+            audit_file: false,
         }
     }
 }
@@ -217,6 +221,7 @@ impl World {
             exchange: exchange_addr,
             tenants: &options.tenants,
             password_hash: &hash,
+            audit_file: options.audit_file,
         });
         std::fs::write(&config_path, text).map_err(io(&config_path))?;
         let config = Config::load(&config_path)?;
@@ -253,6 +258,8 @@ impl World {
                 tokens: tokens.clone(),
                 rest,
                 metrics,
+                audit: crate::audit::Audit::log(),
+                sessions: Arc::default(),
             },
         )?;
         Ok((prepared, tokens))
@@ -297,6 +304,7 @@ struct ConfigInputs<'a> {
     exchange: SocketAddr,
     tenants: &'a [WorldTenant],
     password_hash: &'a str,
+    audit_file: bool,
 }
 
 fn toml_str(path: &Path) -> String {
@@ -321,6 +329,12 @@ fn config_text(c: &ConfigInputs<'_>) -> String {
         ca = toml_str(c.ca_file),
         port = c.exchange.port(),
     );
+    if c.audit_file {
+        text.push_str(&format!(
+            "\n[audit]\nfile = {}\n",
+            toml_str(&c.state_dir.join("audit.jsonl"))
+        ));
+    }
     for t in c.tenants {
         text.push_str(&format!(
             "\n[[tenant]]\nname = \"{}\"\ntenant_id = \"{}\"\norganization = \"{}\"\n",

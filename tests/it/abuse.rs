@@ -69,6 +69,7 @@ impl Proxy {
                 tenants: world_tenants(),
                 rps,
                 adminapi: Some(adminapi),
+                audit_file: false,
             },
         )
         .await
@@ -98,6 +99,8 @@ impl Proxy {
                 tokens,
                 rest: Some(endpoint.clone()),
                 metrics: Arc::new(exo_authproxy::metrics::Metrics::new()),
+                audit: Default::default(),
+                sessions: Default::default(),
             },
         )
         .unwrap();
@@ -596,18 +599,36 @@ fn the_longest_idle_session_is_reclaimed_at_the_quota_issue_12_row_4() {
         .build()
         .unwrap();
     rt.block_on(async {
+        // The audit trail's session registry, told of each opening as the listener does.
+        let sessions = Arc::new(exo_authproxy::audit::sessions::SessionLog::default());
+        let opened = |id: &str| {
+            sessions.opened(&exo_authproxy::audit::sessions::Opened {
+                session: id,
+                user: USER,
+                tenant: "contoso",
+                client: std::net::IpAddr::from([127, 0, 0, 1]),
+                mode: "rest",
+                endpoint: "exchange",
+                client_kind: "pypsrp",
+                client_version: None,
+            });
+        };
         let ep = Endpoint::new(
             Arc::new(Idle),
             Settings {
                 max_shells_per_owner: 2,
                 ..Settings::default()
             },
-        );
+        )
+        .with_sessions(sessions.clone());
         let ids = [
             "10000000-0000-4000-8000-000000000001",
             "10000000-0000-4000-8000-000000000002",
             "10000000-0000-4000-8000-000000000003",
         ];
+        for id in ids {
+            opened(id);
+        }
         assert_eq!(handle(&ep, USER, create_xml(ids[0])).await.0, 200);
         tokio::time::advance(Duration::from_secs(30)).await;
         assert_eq!(handle(&ep, USER, create_xml(ids[1])).await.0, 200);
@@ -648,15 +669,15 @@ fn the_longest_idle_session_is_reclaimed_at_the_quota_issue_12_row_4() {
     let text = logs.text();
     let audit: Vec<&str> = text
         .lines()
-        .filter(|l| l.contains(exo_authproxy::audit::TARGET))
+        .filter(|l| l.contains(exo_authproxy::audit::TARGET) && l.contains("session-closed"))
         .collect();
     assert_eq!(audit.len(), 1, "{}", audit.join("\n"));
     for field in [
         "event=\"session-closed\"",
         "reason=\"reclaimed\"",
         "user=\"reporting\"",
-        "shell=\"10000000-0000-4000-8000-000000000001\"",
-        "idle_secs=130",
+        "session=\"10000000-0000-4000-8000-000000000001\"",
+        "duration_ms=130000",
     ] {
         assert!(audit[0].contains(field), "{field} missing: {}", audit[0]);
     }

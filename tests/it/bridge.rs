@@ -68,6 +68,7 @@ fn pipeline(commands: Vec<Command>) -> Pipeline {
     Pipeline {
         statements: vec![Statement { commands }],
         no_input: true,
+        origin: Default::default(),
     }
 }
 
@@ -606,6 +607,7 @@ async fn pipeline_input_from_the_client_binds_identity_per_object() {
             )],
         }],
         no_input: false,
+        origin: Default::default(),
     };
     let (outs, end) = run_on(&b.exec, &caller(), p, input).await;
     assert_eq!(end, PipelineEnd::Completed);

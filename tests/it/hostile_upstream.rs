@@ -239,6 +239,7 @@ async fn get_mailbox(exec: &RestExecutor<FixedToken>) -> (usize, PipelineEnd) {
             }],
         }],
         no_input: true,
+        origin: Default::default(),
     };
     let (sink, mut rx) = OutputSink::channel(64);
     let (_tx, input) = tokio::sync::mpsc::channel::<Value>(1);

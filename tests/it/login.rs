@@ -50,6 +50,8 @@ impl TwoUsers {
                 tokens: harness.tokens.clone(),
                 rest: None,
                 metrics: Arc::new(exo_authproxy::metrics::Metrics::new()),
+                audit: Default::default(),
+                sessions: Default::default(),
             },
         )
         .expect("prepare");

@@ -613,9 +613,20 @@ fn audit_records_refused_logins_and_sessions_without_secrets() {
     rt.block_on(async {
         let mut h = start_with(recorder()).await;
         let client = h.client();
-        let ok = h.post(&client, Some((USER, PASSWORD)), "", ENVELOPE).await;
+        // As Windows PowerShell and pypsrp send them: the Create names its shell, the Delete
+        // selects it.
+        let create = ENVELOPE.replace(
+            "<s:Body/>",
+            r#"<s:Body><rsp:Shell xmlns:rsp="http://schemas.microsoft.com/wbem/wsman/1/windows/shell" ShellId="0B2F7C3E-1111-4222-8333-944445555666"><rsp:InputStreams>stdin pr</rsp:InputStreams></rsp:Shell></s:Body>"#,
+        );
+        let ok = h
+            .post(&client, Some((USER, PASSWORD)), "PSVersion=5.1.19041.1", &create)
+            .await;
         assert_eq!(ok.status(), StatusCode::OK);
-        let delete = ENVELOPE.replace("transfer/Create", "transfer/Delete");
+        let delete = ENVELOPE.replace("transfer/Create", "transfer/Delete").replace(
+            "</s:Header>",
+            r#"<w:SelectorSet><w:Selector Name="ShellId">0B2F7C3E-1111-4222-8333-944445555666</w:Selector></w:SelectorSet></s:Header>"#,
+        );
         let ok = h.post(&client, Some((USER, PASSWORD)), "", &delete).await;
         assert_eq!(ok.status(), StatusCode::OK);
         let send = ENVELOPE.replace(
@@ -655,12 +666,19 @@ fn audit_records_refused_logins_and_sessions_without_secrets() {
         "{}",
         audit[1]
     );
+    assert!(
+        audit[0].contains("client_kind=\"Windows PowerShell\" client_version=\"5.1\""),
+        "{}",
+        audit[0]
+    );
+    assert!(audit[1].contains("reason=\"deleted\""), "{}", audit[1]);
     for line in &audit[..2] {
         for field in [
             "user=\"reporting\"",
             "tenant=contoso",
             "client=127.0.0.1",
             "mode=\"winrm\"",
+            "session=\"0B2F7C3E-1111-4222-8333-944445555666\"",
         ] {
             assert!(line.contains(field), "{field} missing: {line}");
         }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::{Flow, Stage, is_local};
 use crate::remoting::clixml::Value;
 use crate::remoting::executor::{
-    Command, ErrorRecord, Executor, InputStream, Output, OutputSink, Pipeline, PipelineEnd,
+    Command, ErrorRecord, Executor, InputStream, Origin, Output, OutputSink, Pipeline, PipelineEnd,
     Statement,
 };
 use crate::remoting::records;
@@ -163,6 +163,7 @@ async fn run_statement<E: Executor>(
     executor: &E,
     caller: &E::Caller,
     statement: Statement,
+    origin: &Origin,
     no_input: bool,
     mut input: InputStream,
     sink: &OutputSink,
@@ -209,6 +210,7 @@ async fn run_statement<E: Executor>(
         let pipeline = Pipeline {
             statements: vec![Statement { commands }],
             no_input,
+            origin: origin.clone(),
         };
         if chain.stages.is_empty() && !merge_errors {
             return executor.run(caller, pipeline, input, sink.clone()).await;
@@ -270,12 +272,17 @@ pub async fn run<E: Executor>(
         return executor.run(&caller, pipeline, input, sink).await;
     }
     let mut input = Some(input);
+    let origin = pipeline.origin;
     for statement in pipeline.statements {
         let (no_input, this_input) = match input.take() {
             Some(i) => (pipeline.no_input, i),
             None => (true, mpsc::channel(1).1),
         };
-        match run_statement(&*executor, &caller, statement, no_input, this_input, &sink).await {
+        match run_statement(
+            &*executor, &caller, statement, &origin, no_input, this_input, &sink,
+        )
+        .await
+        {
             PipelineEnd::Completed => {}
             failed @ PipelineEnd::Failed(_) => return failed,
         }

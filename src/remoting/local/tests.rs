@@ -505,6 +505,7 @@ mod driver {
             Pipeline {
                 statements: vec![Statement { commands }],
                 no_input: true,
+                origin: Default::default(),
             },
             tokio::sync::mpsc::channel(1).1,
             sink,

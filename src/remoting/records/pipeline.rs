@@ -95,6 +95,7 @@ pub fn parse_create_pipeline(value: &Value) -> Result<Pipeline, RecordError> {
     Ok(Pipeline {
         statements,
         no_input,
+        origin: Default::default(),
     })
 }
 

@@ -170,6 +170,7 @@ fn create_pipeline_vector_11_4_is_one_named_argument() {
                 }],
             }],
             no_input: true,
+            origin: Default::default(),
         }
     );
 }

@@ -184,6 +184,7 @@ mod tests {
         let pipeline = Pipeline {
             statements: vec![Statement { commands }],
             no_input: true,
+            origin: Default::default(),
         };
         let collect = async move {
             let mut v = Vec::new();
@@ -537,6 +538,7 @@ mod tests {
                 commands: vec![cmd("Get-Mailbox", vec![])],
             }],
             no_input: false,
+            origin: Default::default(),
         };
         for v in [s("LeeG"), s("nobody"), s("MeganB")] {
             tx.send(v).await.unwrap();

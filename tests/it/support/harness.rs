@@ -381,6 +381,8 @@ impl Harness {
                 tokens: tokens.clone(),
                 rest: None,
                 metrics: Arc::new(exo_authproxy::metrics::Metrics::new()),
+                audit: Default::default(),
+                sessions: Default::default(),
             },
         )
         .expect("prepare");

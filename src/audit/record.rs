@@ -70,6 +70,12 @@ pub struct Record {
     /// command: error records written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<u64>,
+    /// login-throttled: refusals in this streak so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<u64>,
+    /// login-throttled: seconds until the address and user may try again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u64>,
     /// command: milliseconds; session-closed: the session's length.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
