@@ -304,6 +304,7 @@ fn main() {
                 rps: std::sync::Arc::new(Fixed),
                 adminapi: None,
                 audit_file: false,
+                extra_users: Vec::new(),
             },
         )
         .await

@@ -70,6 +70,16 @@ pub struct OpenError {
 }
 
 fn open(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(dir)?;
+    }
     let mut o = OpenOptions::new();
     o.append(true).create(true);
     #[cfg(unix)]
@@ -295,7 +305,7 @@ mod tests {
 
     #[test]
     fn an_unopenable_path_says_what_to_fix() {
-        let err = AuditFile::open(Path::new("/nonexistent-dir/audit.jsonl")).unwrap_err();
+        let err = AuditFile::open(Path::new("/dev/null/audit.jsonl")).unwrap_err();
         assert!(
             err.to_string().contains("check the directory exists"),
             "{err}"

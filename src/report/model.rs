@@ -236,7 +236,8 @@ impl Report {
     fn pipeline_step(&mut self, user: &str, id: &str, position: u32, cmdlet: String) {
         let key = format!("{user}\u{0}{}", name(id));
         if let Some(open) = self.open.get_mut(&key) {
-            if open.cmdlets.len() < 64 {
+            // A later stage runs once per input object: one stage per position.
+            if open.cmdlets.len() < 64 && !open.cmdlets.iter().any(|(p, _)| *p == position) {
                 open.cmdlets.push((position, cmdlet));
             }
             return;

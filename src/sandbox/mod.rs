@@ -213,6 +213,7 @@ pub async fn run_on(
             rps,
             adminapi: Some(adminapi),
             audit_file: true,
+            extra_users: Vec::new(),
         },
     )
     .await?;

@@ -80,6 +80,9 @@ pub struct WorldOptions {
     /// Write `[audit] file = <state_dir>/audit.jsonl` (the `sandbox` command does; tests that
     /// read the audit log target do not).
     pub audit_file: bool,
+    /// More local users besides the demo user, with the same password and tenants (one user
+    /// per script, as the audit report recommends).
+    pub extra_users: Vec<String>,
 }
 
 impl WorldOptions {
@@ -94,6 +97,7 @@ impl WorldOptions {
             rps,
             adminapi: None,
             audit_file: false,
+            extra_users: Vec::new(),
         }
     }
 }
@@ -222,6 +226,7 @@ impl World {
             tenants: &options.tenants,
             password_hash: &hash,
             audit_file: options.audit_file,
+            extra_users: &options.extra_users,
         });
         std::fs::write(&config_path, text).map_err(io(&config_path))?;
         let config = Config::load(&config_path)?;
@@ -305,6 +310,7 @@ struct ConfigInputs<'a> {
     tenants: &'a [WorldTenant],
     password_hash: &'a str,
     audit_file: bool,
+    extra_users: &'a [String],
 }
 
 fn toml_str(path: &Path) -> String {
@@ -351,10 +357,13 @@ fn config_text(c: &ConfigInputs<'_>) -> String {
         .iter()
         .map(|t| format!("\"{}\"", t.name))
         .collect();
-    text.push_str(&format!(
-        "\n[[user]]\nname = \"{DEMO_USER}\"\npassword_hash = \"{}\"\ntenants = [{}]\n",
-        c.password_hash,
-        names.join(", ")
-    ));
+    for user in std::iter::once(DEMO_USER).chain(c.extra_users.iter().map(String::as_str)) {
+        text.push_str(&format!(
+            "\n[[user]]\nname = {}\npassword_hash = \"{}\"\ntenants = [{}]\n",
+            toml::Value::String(user.to_owned()),
+            c.password_hash,
+            names.join(", ")
+        ));
+    }
     text
 }

@@ -70,6 +70,7 @@ impl Proxy {
                 rps,
                 adminapi: Some(adminapi),
                 audit_file: false,
+                extra_users: Vec::new(),
             },
         )
         .await

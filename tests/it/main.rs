@@ -3,6 +3,7 @@
 mod abuse;
 mod admin;
 mod architecture;
+mod audit_report;
 mod bridge;
 mod cli;
 mod compat;
