@@ -97,7 +97,7 @@ impl Services {
         let metrics = Arc::new(metrics::Metrics::new());
         tokens.observe(metrics.tokens.clone());
         let audit = match &config.audit {
-            Some(a) => audit::Audit::file(&a.file)?,
+            Some(a) => audit::Audit::file(&a.file, metrics.audit.clone())?,
             None => audit::Audit::log(),
         };
         let sessions = Arc::new(audit::sessions::SessionLog::new(

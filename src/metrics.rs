@@ -106,6 +106,8 @@ pub struct Metrics {
     pub tokens: TokenMetrics,
     /// REST bridge.
     pub bridge: BridgeMetrics,
+    /// `[audit] file`: lines written, dropped (queue full), lost (failed writes).
+    pub audit: crate::audit::file::Counters,
 }
 
 impl Default for Metrics {
@@ -183,6 +185,12 @@ impl Metrics {
             "Waits before retrying an InvokeCommand request, by reason",
             bridge.retries.clone(),
         );
+        let audit = crate::audit::file::Counters::default();
+        registry.register(
+            "audit_lines",
+            "[audit] file: lines written, dropped (queue full), lost (failed write); reopens",
+            audit.family().clone(),
+        );
         Self {
             registry,
             requests,
@@ -192,6 +200,7 @@ impl Metrics {
             sessions_open,
             tokens,
             bridge,
+            audit,
         }
     }
 

@@ -15,24 +15,51 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 /// Lines queued for the writer at most.
 pub const QUEUE: usize = 8192;
 
-/// What the writer did (sampled by `/metrics`).
-#[derive(Debug, Default)]
-pub struct Counters {
+/// The `result` label of `exo_authproxy_audit_lines_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LineResult {
+    /// `written`, `dropped` (queue full), `failed` (write failed), `reopened` (SIGHUP).
+    pub result: &'static str,
+}
+
+/// What the writer did: `exo_authproxy_audit_lines_total{result}` in `/metrics` (clones
+/// share one family).
+#[derive(Debug, Clone, Default)]
+pub struct Counters(Family<LineResult, Counter>);
+
+impl Counters {
+    fn get(&self, result: &'static str) -> Counter {
+        self.0.get_or_create(&LineResult { result }).clone()
+    }
     /// Lines written.
-    pub written: AtomicU64,
+    pub fn written(&self) -> Counter {
+        self.get("written")
+    }
     /// Lines dropped because the queue was full.
-    pub dropped: AtomicU64,
-    /// Failed writes (the line is lost).
-    pub failed: AtomicU64,
-    /// Reopens done.
-    pub reopened: AtomicU64,
+    pub fn dropped(&self) -> Counter {
+        self.get("dropped")
+    }
+    /// Lines lost to a failed write.
+    pub fn failed(&self) -> Counter {
+        self.get("failed")
+    }
+    /// Reopens (SIGHUP).
+    pub fn reopened(&self) -> Counter {
+        self.get("reopened")
+    }
+    /// The family, for the registry.
+    pub fn family(&self) -> &Family<LineResult, Counter> {
+        &self.0
+    }
 }
 
 enum Job {
@@ -45,7 +72,7 @@ enum Job {
 pub struct AuditFile {
     tx: SyncSender<Job>,
     path: PathBuf,
-    counters: Arc<Counters>,
+    counters: Counters,
 }
 
 impl std::fmt::Debug for AuditFile {
@@ -88,17 +115,17 @@ fn open(path: &Path) -> std::io::Result<File> {
 }
 
 impl AuditFile {
-    /// Opens (creates, 0600) `path` for appending and starts the writer thread.
+    /// Opens (creates, 0600) `path` for appending and starts the writer thread, counting
+    /// into `counters`.
     ///
     /// # Errors
     /// [`OpenError`] when the file cannot be opened now (checked before serving).
-    pub fn open(path: &Path) -> Result<Self, OpenError> {
+    pub fn open(path: &Path, counters: Counters) -> Result<Self, OpenError> {
         let file = open(path).map_err(|source| OpenError {
             path: path.to_owned(),
             source,
         })?;
         let (tx, rx) = sync_channel(QUEUE);
-        let counters = Arc::new(Counters::default());
         let c = counters.clone();
         let p = path.to_owned();
         std::thread::Builder::new()
@@ -120,7 +147,7 @@ impl AuditFile {
         match self.tx.try_send(Job::Line(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                let n = self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                let n = self.counters.dropped().inc();
                 if n.is_power_of_two() {
                     tracing::warn!(path = %self.path.display(), dropped = n + 1, "audit file: queue full, audit lines dropped (is the disk stalled?)");
                 }
@@ -143,7 +170,7 @@ impl AuditFile {
     }
 
     /// The counters.
-    pub fn counters(&self) -> &Arc<Counters> {
+    pub fn counters(&self) -> &Counters {
         &self.counters
     }
 
@@ -164,14 +191,13 @@ fn writer(mut file: File, path: &Path, rx: &Receiver<Job>, counters: &Counters) 
                 Job::Line(line) => {
                     buf.extend_from_slice(line.as_bytes());
                     buf.push(b'\n');
-                    counters.written.fetch_add(1, Ordering::Relaxed);
                 }
                 Job::Reopen => {
                     write_out(&mut file, &mut buf, path, counters, &mut failing);
                     match open(path) {
                         Ok(f) => {
                             file = f;
-                            counters.reopened.fetch_add(1, Ordering::Relaxed);
+                            counters.reopened().inc();
                         }
                         Err(err) => {
                             tracing::error!(path = %path.display(), error = %err, "audit file: reopen failed; still writing to the previous file")
@@ -205,14 +231,14 @@ fn write_out(
     let lines = buf.iter().filter(|b| **b == b'\n').count() as u64;
     match file.write_all(buf).and_then(|()| file.flush()) {
         Ok(()) => {
+            counters.written().inc_by(lines);
             if *failing {
                 tracing::info!(path = %path.display(), "audit file: writing again");
                 *failing = false;
             }
         }
         Err(err) => {
-            counters.failed.fetch_add(lines, Ordering::Relaxed);
-            counters.written.fetch_sub(lines, Ordering::Relaxed);
+            counters.failed().inc_by(lines);
             if !*failing {
                 tracing::error!(path = %path.display(), error = %err, "audit file: write failed; audit lines are being lost (disk full?)");
                 *failing = true;
@@ -238,7 +264,7 @@ mod tests {
     fn appends_lines_with_mode_0600() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("audit.jsonl");
-        let f = AuditFile::open(&p).unwrap();
+        let f = AuditFile::open(&p, Counters::default()).unwrap();
         f.write_line("{\"a\":1}".into());
         f.write_line("{\"a\":2}".into());
         f.flush();
@@ -249,7 +275,7 @@ mod tests {
             let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
-        assert_eq!(f.counters().written.load(Ordering::Relaxed), 2);
+        assert_eq!(f.counters().written().get(), 2);
     }
 
     #[test]
@@ -257,7 +283,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("audit.jsonl");
         let rotated = dir.path().join("audit.jsonl.1");
-        let f = AuditFile::open(&p).unwrap();
+        let f = AuditFile::open(&p, Counters::default()).unwrap();
         for i in 0..100 {
             f.write_line(format!("{i}"));
         }
@@ -276,7 +302,7 @@ mod tests {
     fn copytruncate_keeps_writing_at_the_new_end() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("audit.jsonl");
-        let f = AuditFile::open(&p).unwrap();
+        let f = AuditFile::open(&p, Counters::default()).unwrap();
         f.write_line("before".into());
         f.flush();
         std::fs::copy(&p, dir.path().join("audit.jsonl.1")).unwrap();
@@ -294,18 +320,19 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_full_disk_is_counted_and_never_blocks() {
-        let f = AuditFile::open(Path::new("/dev/full")).unwrap();
+        let f = AuditFile::open(Path::new("/dev/full"), Counters::default()).unwrap();
         for i in 0..10 {
             f.write_line(format!("{i}"));
         }
         f.flush();
-        assert_eq!(f.counters().failed.load(Ordering::Relaxed), 10);
-        assert_eq!(f.counters().written.load(Ordering::Relaxed), 0);
+        assert_eq!(f.counters().failed().get(), 10);
+        assert_eq!(f.counters().written().get(), 0);
     }
 
     #[test]
     fn an_unopenable_path_says_what_to_fix() {
-        let err = AuditFile::open(Path::new("/dev/null/audit.jsonl")).unwrap_err();
+        let err =
+            AuditFile::open(Path::new("/dev/null/audit.jsonl"), Counters::default()).unwrap_err();
         assert!(
             err.to_string().contains("check the directory exists"),
             "{err}"

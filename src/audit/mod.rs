@@ -92,18 +92,18 @@ impl Audit {
         Self { file: None }
     }
 
-    /// Events to `path` (JSON lines, 0600).
+    /// Events to `path` (JSON lines, 0600), counted into `counters` (`/metrics`).
     ///
     /// # Errors
     /// [`file::OpenError`] when the file cannot be opened for appending.
-    pub fn file(path: &Path) -> Result<Self, file::OpenError> {
+    pub fn file(path: &Path, counters: file::Counters) -> Result<Self, file::OpenError> {
         Ok(Self {
-            file: Some(Arc::new(file::AuditFile::open(path)?)),
+            file: Some(Arc::new(file::AuditFile::open(path, counters)?)),
         })
     }
 
-    /// The file writer's counters (`/metrics`), if writing to a file.
-    pub fn counters(&self) -> Option<&Arc<file::Counters>> {
+    /// The file writer's counters, if writing to a file.
+    pub fn counters(&self) -> Option<&file::Counters> {
         self.file.as_ref().map(|f| f.counters())
     }
 
@@ -224,7 +224,7 @@ mod tests {
     fn the_file_gets_schema_time_and_data_fields() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let audit = Audit::file(&path).unwrap();
+        let audit = Audit::file(&path, file::Counters::default()).unwrap();
         audit.command(&CommandEvent {
             user: "reporting",
             tenant: "contoso",

@@ -275,7 +275,10 @@ mod tests {
     async fn every_end_is_recorded_once_with_length_and_commands() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.jsonl");
-        let log = SessionLog::new(Audit::file(&path).unwrap(), Duration::from_secs(900));
+        let log = SessionLog::new(
+            Audit::file(&path, super::super::file::Counters::default()).unwrap(),
+            Duration::from_secs(900),
+        );
         let open = |id: &'static str| Opened {
             session: id,
             user: "reporting",
