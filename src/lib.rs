@@ -14,11 +14,14 @@
 //! - `shutdown`: the one shutdown signal and the drain.
 //! - `metrics`: Prometheus counters, incremented where events happen.
 //! - `admin`: the `[admin]` listener: health probes and `/metrics`.
-//! - `audit`: the audit trail (logins refused, sessions, rest-mode commands).
+//! - `audit`: the audit trail: one `Record` schema, the `[audit] file` writer (`file`), the
+//!   session registry both modes feed (`sessions`); without a file, the log target.
 //! - `token`: Entra ID app-only tokens: credentials, client assertion, cache, claims diagnosis;
 //!   `TokenProvider`, the seam `forward` and `bridge` take tokens through.
 //! - `remoting`: the PowerShell remoting endpoint (WS-Man + PSRP + CLIXML), used by the REST
-//!   bridge and the sandbox.
+//!   bridge and the sandbox; `local` is the one engine for the commands the proxy runs itself
+//!   (`Select-Object`, `Measure-Object`, `Get-Command`, …), `wildcard` the one matcher,
+//!   `memory` the per-user budget, `inbound` client data decoded off the async workers.
 //! - `bridge`: `rest` mode: runs remoting pipelines through the REST admin API.
 //! - `report`: `exo-authproxy report`: the migration report read from audit files.
 //! - `sandbox`: simulated Entra ID and Exchange Online for `exo-authproxy sandbox` and tests.
