@@ -33,8 +33,8 @@ pub struct ExoAlternative {
 }
 
 const EXO_DIFFERENCES: &str = "returns a smaller default property set: name the properties \
-     you read with -Properties or -PropertySets; -ResultSize defaults to 1000 (was Unlimited \
-     for some scripts' expectations: pass -ResultSize Unlimited); -Filter takes OPATH strings only";
+     you read with -Properties or -PropertySets; -ResultSize defaults to 1000 (pass -ResultSize \
+     Unlimited for all); -Filter takes OPATH strings only";
 
 /// The faster `Get-EXO*` cmdlets (ExchangeOnlineManagement v3).
 pub const EXO_ALTERNATIVES: &[ExoAlternative] = &[

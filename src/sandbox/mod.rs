@@ -245,7 +245,7 @@ pub async fn run_on(
     if let Some(audit) = &world.config.audit {
         let _ = write!(
             out,
-            "\nmigration report of what you run here (audit file {file}):\n\n               exo-authproxy report --audit {file} --format html --output report.html\n",
+            "\nmigration report of what you run here (run it before Ctrl-C: the sandbox removes its directory when it stops):\n\n  exo-authproxy report --audit {file} --format html --output report.html\n",
             file = audit.file.display()
         );
     }

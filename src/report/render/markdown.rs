@@ -9,6 +9,11 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
+/// One line of text outside a table.
+fn line(s: &str) -> String {
+    s.replace('\n', " ")
+}
+
 pub(in crate::report) fn markdown(r: &Report) -> String {
     let v: View = view(r);
     let mut out = String::new();
@@ -67,13 +72,13 @@ pub(in crate::report) fn markdown(r: &Report) -> String {
             ),
         );
         for b in &sc.blockers {
-            let _ = writeln!(out, "- **Blocker:** {}", cell(b));
+            let _ = writeln!(out, "- **Blocker:** {}", line(b));
         }
         for c in &sc.changes {
-            let _ = writeln!(out, "- **Change:** {}", cell(c));
+            let _ = writeln!(out, "- **Change:** {}", line(c));
         }
         for a in &sc.advice {
-            let _ = writeln!(out, "- **Faster:** {}", cell(a));
+            let _ = writeln!(out, "- **Faster:** {}", line(a));
         }
         let _ = writeln!(out);
         let _ = writeln!(
