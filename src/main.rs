@@ -65,6 +65,7 @@ fn main() -> ExitCode {
     init_tracing(
         cli.log_format,
         tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+        std::io::stderr().is_terminal(),
     );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -80,11 +81,17 @@ fn main() -> ExitCode {
     ExitCode::from(err.exit_code())
 }
 
-fn init_tracing(format: LogFormat, writer: tracing_subscriber::fmt::writer::BoxMakeWriter) {
+fn init_tracing(
+    format: LogFormat,
+    writer: tracing_subscriber::fmt::writer::BoxMakeWriter,
+    ansi: bool,
+) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EXO_AUTHPROXY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: logs written to a file, a pipe or journald stay plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),

@@ -119,7 +119,7 @@ fn service_main(_arguments: Vec<OsString>) {
         EXIT.store(1, Ordering::SeqCst);
         return;
     };
-    super::init_tracing(job.log_format, log_writer());
+    super::init_tracing(job.log_format, log_writer(), false);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let stop = Mutex::new(Some(stop));
     let handler = move |control| match control {
