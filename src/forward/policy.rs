@@ -25,15 +25,7 @@ pub async fn preflight(
     tokens: &dyn TokenProvider,
     route: &Route,
 ) -> Result<AccessToken, ProxyError> {
-    let token = tokens
-        .token(&route.tenant.name)
-        .await
-        .map_err(|source| ProxyError::Token {
-            tenant: route.tenant.name.clone(),
-            source: Box::new(source),
-        })?;
-    check(route, &token)?;
-    Ok(token)
+    usable(route, tokens.token(&route.tenant.name).await)
 }
 
 /// A newer token after Exchange refused `route`'s (claims are snapshotted at issuance: a role
@@ -47,13 +39,18 @@ pub async fn refreshed(
     route: &Route,
 ) -> Result<AccessToken, ProxyError> {
     tracing::info!(tenant = %route.tenant.name, "Exchange refused the token: asking for a newer one");
-    let token = tokens
-        .refresh(&route.tenant.name)
-        .await
-        .map_err(|source| ProxyError::Token {
-            tenant: route.tenant.name.clone(),
-            source: Box::new(source),
-        })?;
+    usable(route, tokens.refresh(&route.tenant.name).await)
+}
+
+/// A fetched token, or why `route` cannot be served with it.
+fn usable(
+    route: &Route,
+    fetched: Result<AccessToken, crate::token::TokenError>,
+) -> Result<AccessToken, ProxyError> {
+    let token = fetched.map_err(|source| ProxyError::Token {
+        tenant: route.tenant.name.clone(),
+        source: Box::new(source),
+    })?;
     check(route, &token)?;
     Ok(token)
 }

@@ -223,7 +223,10 @@ organization = "contoso.onmicrosoft.com"
         assert_eq!(stderr.matches(&fix_key).count(), 1, "{command}: {stderr}");
         assert!(!stderr.contains("app.pem is readable"), "{stderr}");
         // Issue 14: log lines written to a pipe (or a file) carry no ANSI colour codes.
-        assert!(!stderr.contains('\u{1b}'), "{command}: colour codes in {stderr:?}");
+        assert!(
+            !stderr.contains('\u{1b}'),
+            "{command}: colour codes in {stderr:?}"
+        );
     }
     // Owner-only: silence.
     chmod(&config, 0o600);

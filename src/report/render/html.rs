@@ -212,19 +212,15 @@ pub(in crate::report) fn html(r: &Report) -> String {
         }
         o.push_str("</ul><table><tr><th>cmdlet</th><th class=\"num\">calls</th><th class=\"num\">ok</th><th class=\"num\">errors</th><th class=\"num\">failed</th><th class=\"num\">stopped</th><th class=\"num\">objects</th><th class=\"num\">error rate</th><th class=\"num\">avg ms</th><th class=\"num\">max ms</th><th>parameters</th></tr>");
         for c in &sc.cmdlets {
+            let figures: String = c
+                .figures()
+                .iter()
+                .map(|f| format!("<td class=\"num\">{}</td>", esc(f)))
+                .collect();
             let _ = write!(
                 o,
-                "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.1} %</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td>{figures}<td>{}</td></tr>",
                 esc(&c.name),
-                c.calls,
-                c.ok,
-                c.errors,
-                c.failed,
-                c.stopped,
-                c.objects,
-                c.error_rate * 100.0,
-                c.avg_ms.map_or("-".into(), |m| m.to_string()),
-                c.max_ms.map_or("-".into(), |m| m.to_string()),
                 list(&c.parameters)
             );
         }

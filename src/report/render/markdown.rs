@@ -89,17 +89,9 @@ pub(in crate::report) fn markdown(r: &Report) -> String {
         for c in &sc.cmdlets {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {:.1} % | {} | {} | {} |",
+                "| {} | {} | {} |",
                 cell(&c.name),
-                c.calls,
-                c.ok,
-                c.errors,
-                c.failed,
-                c.stopped,
-                c.objects,
-                c.error_rate * 100.0,
-                c.avg_ms.map_or("-".into(), |m| m.to_string()),
-                c.max_ms.map_or("-".into(), |m| m.to_string()),
+                c.figures().join(" | "),
                 cell(
                     &c.parameters
                         .iter()

@@ -51,6 +51,25 @@ struct CmdletView {
     exo_alternative: Option<&'static str>,
 }
 
+impl CmdletView {
+    /// The figures of a table row, formatted once for every rendering: calls, ok, errors,
+    /// failed, stopped, objects, error rate, average and longest duration.
+    fn figures(&self) -> [String; 9] {
+        let ms = |m: Option<u64>| m.map_or("-".into(), |m| m.to_string());
+        [
+            self.calls.to_string(),
+            self.ok.to_string(),
+            self.errors.to_string(),
+            self.failed.to_string(),
+            self.stopped.to_string(),
+            self.objects.to_string(),
+            format!("{:.1} %", self.error_rate * 100.0),
+            ms(self.avg_ms),
+            ms(self.max_ms),
+        ]
+    }
+}
+
 #[derive(Serialize)]
 struct HourCount {
     hour: u32,
