@@ -51,6 +51,7 @@ impl TokenSource for Fixed {
 }
 
 fn key() -> CacheKey {
+    audience: exo_authproxy::token::Audience::Exchange,
     CacheKey {
         authority: "https://login.microsoftonline.com".into(),
         tenant: TenantName::from("contoso"),
