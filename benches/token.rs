@@ -51,8 +51,8 @@ impl TokenSource for Fixed {
 }
 
 fn key() -> CacheKey {
-    audience: exo_authproxy::token::Audience::Exchange,
     CacheKey {
+        audience: exo_authproxy::token::Audience::Exchange,
         authority: "https://login.microsoftonline.com".into(),
         tenant: TenantName::from("contoso"),
         client_id: CLIENT.into(),
