@@ -86,6 +86,8 @@ pub struct BridgeMetrics {
     pub pages: Counter,
     /// Waits before a retry, by reason.
     pub retries: Family<RetryLabels, Counter>,
+    /// Security & Compliance region discoveries (one per tenant, again after a failure).
+    pub discoveries: Counter,
 }
 
 /// Every metric of one server.
@@ -182,6 +184,11 @@ impl Metrics {
             "rest_retries",
             "Waits before retrying an InvokeCommand request, by reason",
             bridge.retries.clone(),
+        );
+        registry.register(
+            "compliance_region_discoveries",
+            "Security & Compliance region discoveries (once per tenant; again after a failure there)",
+            bridge.discoveries.clone(),
         );
         Self {
             registry,
