@@ -226,9 +226,14 @@ impl Prepared {
                 config.exchange.ca_file.as_deref(),
                 services.tokens.clone(),
             )?)),
-            Mode::Rest => Upstream::Rest(forward::Rest::new(
-                services.rest.ok_or(ServeError::RestBridgeMissing)?,
-            )),
+            Mode::Rest => Upstream::Rest(
+                forward::Rest::new(services.rest.ok_or(ServeError::RestBridgeMissing)?)
+                    .with_compliance(forward::rest::compliance_endpoint(
+                        config,
+                        services.tokens.clone(),
+                        &services.metrics,
+                    )?),
+            ),
         };
         Ok(Self {
             proxy: Arc::new(Proxy {

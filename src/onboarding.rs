@@ -174,6 +174,7 @@ async fn settle(
             app_id: config.client_id_for(tenant).to_owned(),
             require_directory_role: tenant.require_directory_role,
         }),
+        audience: crate::token::Audience::Exchange,
     };
     match probe.run(&route).await {
         Verdict::Accepted if row.verdict == "warning" => {

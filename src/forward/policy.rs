@@ -26,7 +26,7 @@ pub async fn preflight(
     route: &Route,
 ) -> Result<AccessToken, ProxyError> {
     let token = tokens
-        .token(&route.tenant.name)
+        .token_for(&route.tenant.name, route.audience)
         .await
         .map_err(|source| ProxyError::Token {
             tenant: route.tenant.name.clone(),
@@ -48,7 +48,7 @@ pub async fn refreshed(
 ) -> Result<AccessToken, ProxyError> {
     tracing::info!(tenant = %route.tenant.name, "Exchange refused the token: asking for a newer one");
     let token = tokens
-        .refresh(&route.tenant.name)
+        .refresh_for(&route.tenant.name, route.audience)
         .await
         .map_err(|source| ProxyError::Token {
             tenant: route.tenant.name.clone(),

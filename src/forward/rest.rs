@@ -21,10 +21,10 @@ use super::Route;
 use super::client::{self, UpstreamError};
 use crate::bridge::{RestCaller, RestExecutor, RestSettings};
 use crate::config::Config;
-use crate::errors::{self, Body};
+use crate::errors::{self, Body, ProxyError};
 use crate::remoting::wsman::FaultCode;
 use crate::remoting::{Endpoint, Executor};
-use crate::token::TokenProvider;
+use crate::token::{Audience, TokenProvider};
 
 /// The remoting endpoint behind `rest` mode, without its executor type (so the listener and
 /// the admin listener are not generic over it).
@@ -83,6 +83,27 @@ pub fn endpoint(
     )))
 }
 
+/// The Security & Compliance endpoint for `config` (`/compliance/powershell-liveid/`): the
+/// same remoting endpoint over a second executor that calls S&C's global host (`[compliance]
+/// endpoint`, default from the cloud), discovers each tenant's region and uses S&C tokens.
+///
+/// # Errors
+/// [`UpstreamError`] for a bad endpoint or CA file.
+pub fn compliance_endpoint(
+    config: &Config,
+    tokens: Arc<dyn TokenProvider>,
+    metrics: &crate::metrics::Metrics,
+) -> Result<Arc<dyn RemotingService>, UpstreamError> {
+    let url = client::endpoint(&config.compliance_endpoint())?;
+    let http = client::http_client(config.compliance.ca_file.as_deref())?;
+    let executor = RestExecutor::new(http, tokens, RestSettings::compliance(url))
+        .with_metrics(metrics.bridge.clone());
+    Ok(Arc::new(Endpoint::new(
+        Arc::new(executor),
+        crate::remoting::Settings::default(),
+    )))
+}
+
 /// The caller a `rest` shell is opened with.
 pub fn rest_caller(route: &Route) -> RestCaller {
     RestCaller {
@@ -98,6 +119,7 @@ pub fn rest_caller(route: &Route) -> RestCaller {
 #[derive(Clone)]
 pub struct Rest {
     endpoint: Arc<dyn RemotingService>,
+    compliance: Option<Arc<dyn RemotingService>>,
 }
 
 impl std::fmt::Debug for Rest {
@@ -109,12 +131,35 @@ impl std::fmt::Debug for Rest {
 impl Rest {
     /// Over `endpoint` (built by [`endpoint`], or a test's).
     pub fn new(endpoint: Arc<dyn RemotingService>) -> Self {
-        Self { endpoint }
+        Self {
+            endpoint,
+            compliance: None,
+        }
+    }
+
+    /// Serves `/compliance/powershell-liveid/` with `compliance` ([`compliance_endpoint`]).
+    #[must_use]
+    pub fn with_compliance(mut self, compliance: Arc<dyn RemotingService>) -> Self {
+        self.compliance = Some(compliance);
+        self
     }
 
     /// The endpoint (open sessions, shutdown).
     pub fn endpoint(&self) -> &Arc<dyn RemotingService> {
         &self.endpoint
+    }
+
+    /// The S&C endpoint, when served.
+    pub fn compliance(&self) -> Option<&Arc<dyn RemotingService>> {
+        self.compliance.as_ref()
+    }
+
+    /// The endpoint serving `audience`.
+    fn endpoint_for(&self, audience: Audience) -> Option<&Arc<dyn RemotingService>> {
+        match audience {
+            Audience::Exchange => Some(&self.endpoint),
+            Audience::Compliance => self.compliance.as_ref(),
+        }
     }
 
     /// Runs one WS-Man request through the endpoint as `route`'s caller; a fault the endpoint
@@ -123,19 +168,21 @@ impl Rest {
         &self,
         route: &Route,
         request: http::Request<Bytes>,
-    ) -> http::Response<Body> {
-        let rsp = self
-            .endpoint
+    ) -> Result<http::Response<Body>, ProxyError> {
+        let endpoint = self
+            .endpoint_for(route.audience)
+            .ok_or(ProxyError::ComplianceNeedsRest)?;
+        let rsp = endpoint
             .handle(&route.user, rest_caller(route), request)
             .await;
         let code = proxy_code(&rsp);
-        tracing::info!(user = %route.user, tenant = %route.tenant.name, mode = "rest",
+        tracing::info!(user = %route.user, tenant = %route.tenant.name, mode = "rest", endpoint = route.audience.as_str(),
             status = rsp.status().as_u16(), code = code.unwrap_or("-"), "handled");
         let mut rsp = rsp.map(errors::full);
         if let Some(code) = code {
             errors::mark_invented(&mut rsp, code);
         }
-        rsp
+        Ok(rsp)
     }
 }
 
