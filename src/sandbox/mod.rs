@@ -15,6 +15,7 @@
 
 pub mod adminapi;
 pub mod claims;
+pub mod compliance;
 pub mod data;
 pub mod entra;
 pub mod exchange;
