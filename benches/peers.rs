@@ -303,6 +303,7 @@ fn main() {
                 tenants: exo_authproxy::sandbox::demo_tenants(),
                 rps: std::sync::Arc::new(Fixed),
                 adminapi: None,
+                compliance_admins: Vec::new(),
             },
         )
         .await

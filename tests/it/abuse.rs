@@ -69,6 +69,7 @@ impl Proxy {
                 tenants: world_tenants(),
                 rps,
                 adminapi: Some(adminapi),
+                compliance_admins: Vec::new(),
             },
         )
         .await
