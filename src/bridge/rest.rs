@@ -41,7 +41,7 @@ use crate::remoting::binding::CommonParameters;
 use crate::remoting::executor::ErrorCategory;
 use super::region::{Regions, regional_base};
 use crate::token::{AccessToken, Audience, TokenError, TokenProvider};
-use crate::token::claims::RoleRefusal;
+use crate::token::claims::{ComplianceRoleRefusal, RoleRefusal};
 
 /// The system mailbox app-only requests anchor on.
 pub const ANCHOR_MAILBOX: &str = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}";
@@ -404,6 +404,13 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
         }
     }
 
+    fn tokens_resource_hint(&self) -> &'static str {
+        match self.settings.audience {
+            Audience::Exchange => "https://outlook.office365.com",
+            Audience::Compliance => "https://ps.compliance.protection.outlook.com (or the cloud's S&C host)",
+        }
+    }
+
     fn service(&self) -> &'static str {
         self.settings.audience.service()
     }
@@ -753,6 +760,37 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
                 continue;
             }
             return Err(match (status, parsed) {
+                // S&C's role refusal: its own roles, both fixes.
+                (403, e) if self.settings.audience == Audience::Compliance => {
+                    Failure::Terminating(bridge_record(
+                        cmdlet,
+                        "PermissionDenied",
+                        ErrorCategory::PermissionDenied,
+                        ComplianceRoleRefusal {
+                            tenant: tenant.clone(),
+                            organization: ctx.caller.organization.0.clone(),
+                            app_id: ctx.caller.app_id.clone(),
+                            detail: e.map_or_else(|| "HTTP 403".to_owned(), |e| e.message),
+                        }
+                        .to_string(),
+                    ))
+                }
+                (401, e) if self.settings.audience == Audience::Compliance => {
+                    Failure::Terminating(bridge_record(
+                        cmdlet,
+                        "AuthenticationError",
+                        ErrorCategory::AuthenticationError,
+                        format!(
+                            "Security & Compliance refused the app's token for tenant {tenant} (401) even after a \
+                             fresh token was fetched{}: grant the app Exchange.ManageAsApp with admin consent from \
+                             both Office 365 Exchange Online (00000002-0000-0ff1-ce00-000000000000) and Microsoft \
+                             Exchange Online Protection (00000007-0000-0ff1-ce00-000000000000) — which one S&C checks \
+                             is not settled — and check that the token's audience is {}.",
+                            e.map(|e| format!(" ({})", e.message)).unwrap_or_default(),
+                            self.tokens_resource_hint()
+                        ),
+                    ))
+                }
                 // Exchange refused an app without a directory role: DESIGN.md §4's text,
                 // the same winrm mode shows.
                 (401 | 403, _) if token.lacks_directory_role() => {

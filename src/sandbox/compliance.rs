@@ -74,6 +74,8 @@ pub struct ComplianceSim {
     keys: SigningKeys,
     tenants: HashMap<String, ComplianceTenant>,
     regions: Mutex<HashMap<String, SocketAddr>>,
+    /// Each tenant's current region (tests move tenants).
+    placement: Mutex<HashMap<String, String>>,
     failing: Mutex<HashSet<String>>,
     lookups: Mutex<HashMap<String, u64>>,
     data: Mutex<HashMap<String, Map<String, Json>>>,
@@ -193,8 +195,13 @@ impl ComplianceSim {
             .iter()
             .map(|t| (t.tenant_id.clone(), seed(&t.organization)))
             .collect();
+        let placement = tenants
+            .iter()
+            .map(|t| (t.tenant_id.clone(), t.region.clone()))
+            .collect();
         Self {
             keys,
+            placement: Mutex::new(placement),
             tenants: tenants
                 .into_iter()
                 .map(|t| (t.tenant_id.clone(), t))
@@ -232,6 +239,19 @@ impl ComplianceSim {
         } else {
             lock(&self.failing).remove(region);
         }
+    }
+
+    /// Moves `tenant_id` to `region`: the old region answers a bare 404 for it, and the next
+    /// lookup redirects to the new one.
+    pub fn move_tenant(&self, tenant_id: &str, region: &str) {
+        lock(&self.placement).insert(tenant_id.to_owned(), region.to_owned());
+    }
+
+    fn region_of(&self, tenant_id: &str) -> String {
+        lock(&self.placement)
+            .get(tenant_id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn authorize(&self, request: &Request<Bytes>) -> Result<(Claims, &ComplianceTenant), Response<Bytes>> {
@@ -306,8 +326,9 @@ impl ComplianceSim {
         let region = match host {
             Host::Global => {
                 if request.method() == Method::GET && op.eq_ignore_ascii_case("EXOModuleFile") {
-                    *lock(&self.lookups).entry(tenant.region.clone()).or_default() += 1;
-                    let Some(addr) = lock(&self.regions).get(&tenant.region).copied() else {
+                    let home = self.region_of(&tenant.tenant_id);
+                    *lock(&self.lookups).entry(home.clone()).or_default() += 1;
+                    let Some(addr) = lock(&self.regions).get(&home).copied() else {
                         return empty(StatusCode::SERVICE_UNAVAILABLE);
                     };
                     let mut rsp = empty(StatusCode::FOUND);
@@ -325,7 +346,7 @@ impl ComplianceSim {
         if lock(&self.failing).contains(region) {
             return empty(StatusCode::MISDIRECTED_REQUEST);
         }
-        if &tenant.region != region {
+        if &self.region_of(&tenant.tenant_id) != region {
             return empty(StatusCode::NOT_FOUND);
         }
         let has_role = claims

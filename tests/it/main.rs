@@ -6,6 +6,7 @@ mod architecture;
 mod bridge;
 mod cli;
 mod compat;
+mod compliance;
 mod config;
 mod hostile_upstream;
 mod local_cmdlets;
