@@ -19,7 +19,7 @@ use crate::config::{Config, Environment, TenantName};
 use crate::forward::probe::{Probe, Verdict};
 use crate::forward::{Route, TenantRoute, UpstreamError};
 use crate::token::claims::{self, Claims};
-use crate::token::{Diagnosis, EngineError, TokenEngine, TokenError};
+use crate::token::{Audience, Diagnosis, EngineError, TokenEngine, TokenError};
 
 /// Why an onboarding command could not run.
 #[derive(Debug, thiserror::Error)]
@@ -250,9 +250,25 @@ pub async fn token(
     raw: bool,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
+    token_for(config, env, tenant, Audience::Exchange, raw, out).await
+}
+
+/// `token --audience exchange|compliance`: as [`token`], for `audience`'s resource (the
+/// Security & Compliance token is the one `/compliance/powershell-liveid/` uses).
+///
+/// # Errors
+/// As for [`token`].
+pub async fn token_for(
+    config: &Config,
+    env: &dyn Environment,
+    tenant: &TenantName,
+    audience: Audience,
+    raw: bool,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
     require(config, tenant)?;
     let engine = TokenEngine::new(config, env)?;
-    let token = engine.refresh(tenant).await?;
+    let token = engine.refresh_for(tenant, audience).await?;
     if raw {
         writeln!(out, "{}", token.token.expose())?;
         return Ok(());
@@ -270,6 +286,7 @@ pub async fn token(
     let doc = match claims {
         Ok(c) => serde_json::json!({
             "tenant": tenant.as_str(),
+            "audience": audience.as_str(),
             "claims": c,
             "directory_roles": c.directory_roles(),
             "expires_at": expires,
@@ -277,6 +294,7 @@ pub async fn token(
         }),
         Err(why) => serde_json::json!({
             "tenant": tenant.as_str(),
+            "audience": audience.as_str(),
             "claims": null,
             "decode_error": why,
             "expires_at": expires,
