@@ -39,6 +39,8 @@ pub struct ModeLabels {
 pub struct TenantLabels {
     /// The tenant's local name.
     pub tenant: String,
+    /// `exchange` or `compliance` (the token's service).
+    pub audience: &'static str,
 }
 
 /// A token request's tenant and result.
@@ -46,6 +48,8 @@ pub struct TenantLabels {
 pub struct TokenLabels {
     /// The tenant's local name.
     pub tenant: String,
+    /// `exchange` or `compliance` (the token's service).
+    pub audience: &'static str,
     /// `ok` or `error`.
     pub result: &'static str,
 }
@@ -228,6 +232,7 @@ mod tests {
             .requests
             .get_or_create(&TokenLabels {
                 tenant: "contoso".into(),
+                audience: "exchange",
                 result: "ok",
             })
             .inc_by(2);
@@ -239,7 +244,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("exo_authproxy_token_requests_total{tenant=\"contoso\",result=\"ok\"} 2"),
+            text.contains("exo_authproxy_token_requests_total{tenant=\"contoso\",audience=\"exchange\",result=\"ok\"} 2"),
             "{text}"
         );
         assert!(

@@ -368,6 +368,7 @@ async fn fetch_with_retry<S: TokenSource>(
         m.requests
             .get_or_create(&crate::metrics::TokenLabels {
                 tenant: key.tenant.0.clone(),
+                audience: key.audience.as_str(),
                 result: if result.is_ok() { "ok" } else { "error" },
             })
             .inc();

@@ -12,7 +12,7 @@ use exo_authproxy::sandbox::{RunningProxy, World, WorldOptions, WorldTenant};
 use serde_json::Value as Json;
 use tokio::net::TcpListener;
 
-use crate::support::harness::{PASSWORD, USER, client_trusting, post_soap};
+use crate::support::harness::{PASSWORD, USER, admin_get, client_trusting, post_soap};
 use crate::support::python;
 
 const CONTOSO: &str = "0f9c3b1e-1111-2222-3333-444455556666";
@@ -37,6 +37,7 @@ fn tenants() -> Vec<WorldTenant> {
 struct Scc {
     world: World,
     proxy: SocketAddr,
+    admin: SocketAddr,
     cert: PathBuf,
     _running: RunningProxy,
     _dir: tempfile::TempDir,
@@ -57,6 +58,7 @@ async fn start(mode: Mode) -> Scc {
     let running = RunningProxy::spawn(prepared, listener, admin, Duration::from_secs(10)).unwrap();
     Scc {
         proxy: running.proxy,
+        admin: running.admin,
         cert: running.listener_cert.clone().expect("tls"),
         world,
         _running: running,
@@ -153,6 +155,17 @@ async fn compliance_scripts_run_for_two_tenants_in_two_regions_issue_17() {
         "{again}"
     );
     assert_eq!(scc.world.compliance.lookups("nam02b"), 1);
+    // Readiness and metrics show both tokens of a tenant.
+    let (status, body) = admin_get(scc.admin, "/healthz/readiness").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("tenant contoso: ready (token usable for"), "{body}");
+    assert!(body.contains("tenant contoso (compliance): ready (token usable for"), "{body}");
+    let (_, metrics) = admin_get(scc.admin, "/metrics").await;
+    assert!(
+        metrics.contains("token_usable_seconds{tenant=\"fabrikam\",audience=\"compliance\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("exo_authproxy_compliance_region_discoveries_total 2"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
