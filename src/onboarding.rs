@@ -136,6 +136,15 @@ pub async fn check(
         }
         ready &= r.verdict != "error";
     }
+    // rest mode serves /compliance/powershell-liveid/ too: S&C takes its own token and other
+    // directory roles (scc-rest-adminapi.md §1). A note, not a failure: S&C is optional.
+    if config.exchange.mode == crate::config::Mode::Rest {
+        for r in rows.iter().filter(|r| r.verdict != "error") {
+            if let Some(note) = compliance_note(&engine, config, &r.tenant).await {
+                writeln!(out, "\n{} (compliance): {note}", r.tenant)?;
+            }
+        }
+    }
     // Not a failure yet: the tenant works today, and the notice says until when.
     for name in &names {
         if let Some(Ok(crate::token::Credential::Certificate(cert))) =
@@ -201,6 +210,38 @@ async fn settle(
             });
         }
     }
+}
+
+/// What `/compliance/powershell-liveid/` would meet for `tenant`: None when its S&C token
+/// carries a directory role S&C accepts.
+async fn compliance_note(engine: &TokenEngine, config: &Config, tenant: &TenantName) -> Option<String> {
+    let token = match engine.refresh_for(tenant, Audience::Compliance).await {
+        Ok(t) => t,
+        Err(e) => return Some(format!("no Security & Compliance token: {e}")),
+    };
+    let roles = Claims::decode(token.token.expose())
+        .map(|c| c.directory_roles())
+        .unwrap_or_default();
+    if roles
+        .iter()
+        .any(|r| claims::COMPLIANCE_ROLE_NAMES.contains(r))
+    {
+        return None;
+    }
+    let t = config.tenant(tenant)?;
+    Some(
+        claims::ComplianceRoleRefusal {
+            tenant: tenant.clone(),
+            organization: t.organization.0.clone(),
+            app_id: config.client_id_for(t).to_owned(),
+            detail: format!(
+                "its token's directory roles: {}",
+                if roles.is_empty() { "none".to_owned() } else { roles.join(", ") }
+            ),
+        }
+        .to_string()
+        .replacen("refused", "will refuse", 1),
+    )
 }
 
 /// The status of one tenant, with a forced token refresh.

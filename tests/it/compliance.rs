@@ -226,3 +226,21 @@ async fn winrm_mode_answers_the_compliance_path_with_the_fix_issue_17() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_the_compliance_roles_for_a_tenant_without_them_issue_17() {
+    let scc = start(Mode::Rest).await;
+    let mut out = Vec::new();
+    let env = std::collections::HashMap::<String, String>::new();
+    exo_authproxy::onboarding::check(&scc.world.config, &env, None, &mut out)
+        .await
+        .expect("check runs");
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("northwind (compliance): tenant northwind: Security & Compliance will refuse"),
+        "{text}"
+    );
+    assert!(text.contains("Compliance Administrator"), "{text}");
+    assert!(!text.contains("contoso (compliance)"), "{text}");
+    assert!(!text.contains("fabrikam (compliance)"), "{text}");
+}
