@@ -214,7 +214,11 @@ async fn settle(
 
 /// What `/compliance/powershell-liveid/` would meet for `tenant`: None when its S&C token
 /// carries a directory role S&C accepts.
-async fn compliance_note(engine: &TokenEngine, config: &Config, tenant: &TenantName) -> Option<String> {
+async fn compliance_note(
+    engine: &TokenEngine,
+    config: &Config,
+    tenant: &TenantName,
+) -> Option<String> {
     let token = match engine.refresh_for(tenant, Audience::Compliance).await {
         Ok(t) => t,
         Err(e) => return Some(format!("no Security & Compliance token: {e}")),
@@ -236,7 +240,11 @@ async fn compliance_note(engine: &TokenEngine, config: &Config, tenant: &TenantN
             app_id: config.client_id_for(t).to_owned(),
             detail: format!(
                 "its token's directory roles: {}",
-                if roles.is_empty() { "none".to_owned() } else { roles.join(", ") }
+                if roles.is_empty() {
+                    "none".to_owned()
+                } else {
+                    roles.join(", ")
+                }
             ),
         }
         .to_string()

@@ -354,7 +354,11 @@ const COMPLIANCE_BUILTIN: &[(&str, &str, &str)] = &[
          RemoveModernGroupLocation RestrictiveRetention? RetryDistribution! Force!",
         "",
     ),
-    ("Remove-RetentionCompliancePolicy", "Identity@0 ForceDeletion! Force!", ""),
+    (
+        "Remove-RetentionCompliancePolicy",
+        "Identity@0 ForceDeletion! Force!",
+        "",
+    ),
     (
         "Get-RetentionComplianceRule",
         "Identity@0 Policy IncludeExecutionRuleGuids? IncludeExecutionRuleInformation?",
@@ -427,18 +431,42 @@ const COMPLIANCE_BUILTIN: &[(&str, &str, &str)] = &[
          SharePointLocation PublicFolderLocation AllowNotFoundExchangeLocationsEnabled? Language Force!",
         "",
     ),
-    ("Start-ComplianceSearch", "Identity@0 RetryOnError! Force!", ""),
-    ("Get-ComplianceSearchAction", "Identity@0 Case Details! IncludeCredential! ResultSize", ""),
+    (
+        "Start-ComplianceSearch",
+        "Identity@0 RetryOnError! Force!",
+        "",
+    ),
+    (
+        "Get-ComplianceSearchAction",
+        "Identity@0 Case Details! IncludeCredential! ResultSize",
+        "",
+    ),
     (
         "New-ComplianceSearchAction",
         "SearchName@0 Purge! PurgeType Export! Preview! Report! Format Scope Force!",
         "",
     ),
-    ("Get-CaseHoldPolicy", "Identity@0 Case DistributionDetail!", ""),
-    ("New-CaseHoldPolicy", "Name@0 Case Comment Enabled? ExchangeLocation SharePointLocation PublicFolderLocation Force!", ""),
-    ("Set-CaseHoldPolicy", "Identity@0 Comment Enabled? AddExchangeLocation RemoveExchangeLocation Force!", ""),
+    (
+        "Get-CaseHoldPolicy",
+        "Identity@0 Case DistributionDetail!",
+        "",
+    ),
+    (
+        "New-CaseHoldPolicy",
+        "Name@0 Case Comment Enabled? ExchangeLocation SharePointLocation PublicFolderLocation Force!",
+        "",
+    ),
+    (
+        "Set-CaseHoldPolicy",
+        "Identity@0 Comment Enabled? AddExchangeLocation RemoveExchangeLocation Force!",
+        "",
+    ),
     ("Invoke-HoldRemovalAction", "Identity@0 Action Force!", ""),
-    ("Invoke-ComplianceSecurityFilterAction", "Action@0 FilterName Force!", ""),
+    (
+        "Invoke-ComplianceSecurityFilterAction",
+        "Action@0 FilterName Force!",
+        "",
+    ),
 ];
 
 /// S&C cmdlets that do not run with an app-only token (scc-rest-adminapi.md §1, §5), with

@@ -137,10 +137,16 @@ mod tests {
     fn the_region_is_the_first_label_under_the_global_host() {
         let g = url("https://ps.compliance.protection.outlook.com");
         let b = regional_base(&g, "https://nam02b.admin.protection.outlook.com:446/x?y").unwrap();
-        assert_eq!(b.as_str(), "https://nam02b.ps.compliance.protection.outlook.com/");
+        assert_eq!(
+            b.as_str(),
+            "https://nam02b.ps.compliance.protection.outlook.com/"
+        );
         // Whatever the Location's host, the token stays under the configured global host.
         let b = regional_base(&g, "https://evil.example.com/").unwrap();
-        assert_eq!(b.as_str(), "https://evil.ps.compliance.protection.outlook.com/");
+        assert_eq!(
+            b.as_str(),
+            "https://evil.ps.compliance.protection.outlook.com/"
+        );
         assert!(regional_base(&g, "https://127.0.0.1:9/").is_err());
         assert!(regional_base(&g, "https://u:p@nam02b.x.com/").is_err());
         assert!(regional_base(&g, "https://localhost/").is_err());

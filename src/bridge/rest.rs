@@ -36,12 +36,12 @@ use super::catalog::{Entry, compliance_refusal};
 use super::convert;
 use super::errors::{ErrorOrigin, ExchangeError, bridge_record};
 use super::pipeline::{Backend, Batch, Call, Failure};
+use super::region::{Regions, regional_base};
 use crate::config::TenantName;
 use crate::remoting::binding::CommonParameters;
 use crate::remoting::executor::ErrorCategory;
-use super::region::{Regions, regional_base};
-use crate::token::{AccessToken, Audience, TokenError, TokenProvider};
 use crate::token::claims::{ComplianceRoleRefusal, RoleRefusal};
+use crate::token::{AccessToken, Audience, TokenError, TokenProvider};
 
 /// The system mailbox app-only requests anchor on.
 pub const ANCHOR_MAILBOX: &str = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}";
@@ -407,7 +407,9 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
     fn tokens_resource_hint(&self) -> &'static str {
         match self.settings.audience {
             Audience::Exchange => "https://outlook.office365.com",
-            Audience::Compliance => "https://ps.compliance.protection.outlook.com (or the cloud's S&C host)",
+            Audience::Compliance => {
+                "https://ps.compliance.protection.outlook.com (or the cloud's S&C host)"
+            }
         }
     }
 
@@ -455,7 +457,10 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
     /// names the region, any other answer means the global host serves the tenant.
     async fn discover(&self, caller: &RestCaller) -> Result<Url, String> {
         let global = &self.settings.endpoint;
-        let token = self.token(&caller.tenant).await.map_err(|e| e.to_string())?;
+        let token = self
+            .token(&caller.tenant)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut url = global.clone();
         url.set_path(&format!(
             "{}/AdminApi/v1.0/{}/EXOModuleFile",

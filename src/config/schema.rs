@@ -226,11 +226,23 @@ pub struct Compliance {
 
 /// Exchange host → the global S&C host of the same cloud (scc-rest-adminapi.md §3).
 const COMPLIANCE_HOSTS: &[(&str, &str)] = &[
-    ("outlook.office365.com", "ps.compliance.protection.outlook.com"),
+    (
+        "outlook.office365.com",
+        "ps.compliance.protection.outlook.com",
+    ),
     ("outlook.office.com", "ps.compliance.protection.outlook.com"),
-    ("outlook.office365.us", "ps.compliance.protection.office365.us"),
-    ("webmail.apps.mil", "l5.ps.compliance.protection.office365.us"),
-    ("partner.outlook.cn", "ps.compliance.protection.partner.outlook.cn"),
+    (
+        "outlook.office365.us",
+        "ps.compliance.protection.office365.us",
+    ),
+    (
+        "webmail.apps.mil",
+        "l5.ps.compliance.protection.office365.us",
+    ),
+    (
+        "partner.outlook.cn",
+        "ps.compliance.protection.partner.outlook.cn",
+    ),
 ];
 
 impl Config {

@@ -153,26 +153,41 @@ fn seed(organization: &str) -> Map<String, Json> {
     );
     m.insert(
         "DlpCompliancePolicy".into(),
-        json!([obj("U.S. Financial Data", json!({"Mode": "TestWithNotifications", "Enabled": true}))]),
+        json!([obj(
+            "U.S. Financial Data",
+            json!({"Mode": "TestWithNotifications", "Enabled": true})
+        )]),
     );
     m.insert(
         "DlpComplianceRule".into(),
-        json!([obj("Low volume of content detected", json!({"Policy": "U.S. Financial Data"}))]),
+        json!([obj(
+            "Low volume of content detected",
+            json!({"Policy": "U.S. Financial Data"})
+        )]),
     );
     m.insert(
         "Label".into(),
         json!([
             obj("Public", json!({"DisplayName": "Public", "Priority": 0})),
-            obj("Confidential", json!({"DisplayName": "Confidential", "Priority": 1})),
+            obj(
+                "Confidential",
+                json!({"DisplayName": "Confidential", "Priority": 1})
+            ),
         ]),
     );
     m.insert(
         "LabelPolicy".into(),
-        json!([obj("Default label policy", json!({"Labels": ["Public", "Confidential"]}))]),
+        json!([obj(
+            "Default label policy",
+            json!({"Labels": ["Public", "Confidential"]})
+        )]),
     );
     m.insert(
         "ComplianceTag".into(),
-        json!([obj("Financial record", json!({"RetentionDuration": "2555", "IsRecordLabel": true}))]),
+        json!([obj(
+            "Financial record",
+            json!({"RetentionDuration": "2555", "IsRecordLabel": true})
+        )]),
     );
     m.insert(
         "RoleGroup".into(),
@@ -183,7 +198,10 @@ fn seed(organization: &str) -> Map<String, Json> {
     );
     m.insert(
         "ComplianceCase".into(),
-        json!([obj("Contoso litigation", json!({"CaseType": "eDiscovery", "Status": "Active"}))]),
+        json!([obj(
+            "Contoso litigation",
+            json!({"CaseType": "eDiscovery", "Status": "Active"})
+        )]),
     );
     m
 }
@@ -254,7 +272,10 @@ impl ComplianceSim {
             .unwrap_or_default()
     }
 
-    fn authorize(&self, request: &Request<Bytes>) -> Result<(Claims, &ComplianceTenant), Response<Bytes>> {
+    fn authorize(
+        &self,
+        request: &Request<Bytes>,
+    ) -> Result<(Claims, &ComplianceTenant), Response<Bytes>> {
         let challenge = |why: &str| {
             let mut rsp = json_response(
                 StatusCode::UNAUTHORIZED,
@@ -275,8 +296,8 @@ impl ComplianceSim {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| challenge("no bearer token"))?;
         // §6: an unparseable token is a 500 without a challenge.
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| empty(StatusCode::INTERNAL_SERVER_ERROR))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| empty(StatusCode::INTERNAL_SERVER_ERROR))?;
         let key = self
             .keys
             .find(header.kid.as_deref())
@@ -308,9 +329,11 @@ impl ComplianceSim {
         let path = request.uri().path().to_owned();
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         let (api, tid, op) = match segs.as_slice() {
-            [a, v, tid, op] if a.eq_ignore_ascii_case("adminapi") && !v.is_empty() => {
-                ((*v).to_ascii_lowercase(), (*tid).to_owned(), (*op).to_owned())
-            }
+            [a, v, tid, op] if a.eq_ignore_ascii_case("adminapi") && !v.is_empty() => (
+                (*v).to_ascii_lowercase(),
+                (*tid).to_owned(),
+                (*op).to_owned(),
+            ),
             _ => return empty(StatusCode::NOT_FOUND),
         };
         let (claims, tenant) = match self.authorize(&request) {
@@ -320,7 +343,10 @@ impl ComplianceSim {
         if tid != tenant.tenant_id && !tid.eq_ignore_ascii_case(&tenant.organization) {
             return cmdlet_error(
                 StatusCode::BAD_REQUEST,
-                &CmdletError::new("System.ArgumentException", "The tenant in the URL does not match the token."),
+                &CmdletError::new(
+                    "System.ArgumentException",
+                    "The tenant in the URL does not match the token.",
+                ),
             );
         }
         let region = match host {
@@ -359,7 +385,9 @@ impl ComplianceSim {
                 StatusCode::FORBIDDEN,
                 &CmdletError::new(
                     "Microsoft.Exchange.Management.Tasks.ManagementRoleNotFoundException",
-                    format!("The role assigned to application {app} isn't supported in this scenario. Please check online documentation for assigning correct Directory Roles to Azure AD Application for EXO App-Only Authentication."),
+                    format!(
+                        "The role assigned to application {app} isn't supported in this scenario. Please check online documentation for assigning correct Directory Roles to Azure AD Application for EXO App-Only Authentication."
+                    ),
                 ),
             );
         }
@@ -374,7 +402,9 @@ impl ComplianceSim {
                 StatusCode::BAD_REQUEST,
                 &CmdletError::new(
                     "System.ArgumentException",
-                    format!("X-AnchorMailbox {anchor:?} does not resolve to a mailbox of this organization."),
+                    format!(
+                        "X-AnchorMailbox {anchor:?} does not resolve to a mailbox of this organization."
+                    ),
                 ),
             );
         }
@@ -385,7 +415,10 @@ impl ComplianceSim {
                     Get-DlpCompliancePolicy,Get-DlpComplianceRule,Get-Label,Get-LabelPolicy,Get-ComplianceTag,\
                     Get-RoleGroup,Get-RoleGroupMember,Add-RoleGroupMember,Get-ComplianceCase,Get-ComplianceSearch,\
                     New-ComplianceSearch,Start-ComplianceSearch,Get-ProtectionAlert";
-                json_response(StatusCode::OK, &json!({"value": [{"exportedCmdlets": names}]}))
+                json_response(
+                    StatusCode::OK,
+                    &json!({"value": [{"exportedCmdlets": names}]}),
+                )
             }
             (&Method::POST, o) if o.eq_ignore_ascii_case("InvokeCommand") && api == "beta" => {
                 self.invocations.fetch_add(1, Ordering::Relaxed);
@@ -439,7 +472,11 @@ impl ComplianceSim {
         let Some(tenant) = data.get_mut(tid) else {
             return empty(StatusCode::NOT_FOUND);
         };
-        let Some(key) = tenant.keys().find(|k| k.eq_ignore_ascii_case(&noun)).cloned() else {
+        let Some(key) = tenant
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(&noun))
+            .cloned()
+        else {
             return cmdlet_error(
                 StatusCode::BAD_REQUEST,
                 &CmdletError::new(
@@ -562,7 +599,8 @@ pub async fn serve(
             },
             () = stop.cancelled() => break,
         };
-        let (acceptor, sim, host, stop) = (acceptor.clone(), sim.clone(), host.clone(), stop.clone());
+        let (acceptor, sim, host, stop) =
+            (acceptor.clone(), sim.clone(), host.clone(), stop.clone());
         tasks.spawn(async move {
             let Ok(Ok(stream)) =
                 tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
@@ -574,14 +612,18 @@ pub async fn serve(
                 async move {
                     let (parts, body) = req.into_parts();
                     let rsp = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
-                        Ok(body) => sim.handle(&host, Request::from_parts(parts, body.to_bytes())).await,
+                        Ok(body) => {
+                            sim.handle(&host, Request::from_parts(parts, body.to_bytes()))
+                                .await
+                        }
                         Err(_) => empty(StatusCode::PAYLOAD_TOO_LARGE),
                     };
                     Ok::<_, std::convert::Infallible>(rsp.map(Full::new))
                 }
             });
             let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(hyper_util::rt::TokioTimer::new()).keep_alive(true);
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .keep_alive(true);
             let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {

@@ -82,7 +82,9 @@ impl std::str::FromStr for Audience {
         match s.to_ascii_lowercase().as_str() {
             "exchange" => Ok(Self::Exchange),
             "compliance" => Ok(Self::Compliance),
-            other => Err(format!("unknown audience {other:?}: exchange or compliance")),
+            other => Err(format!(
+                "unknown audience {other:?}: exchange or compliance"
+            )),
         }
     }
 }

@@ -76,7 +76,11 @@ impl Scc {
             ("PROXY_CA".into(), self.cert.display().to_string()),
             ("PROXY_QUERY".into(), format!("DelegatedOrg={org}")),
         ];
-        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let out = python::run_script("compliance.py", env).await;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -118,7 +122,10 @@ async fn script_runs(scc: &Scc, org: &str, region: &str, exchange_too: bool) {
         names(&r, "policies").contains(&"Retain mail 7 years".to_owned()),
         "{r}"
     );
-    assert!(names(&r, "labels").contains(&"Confidential".to_owned()), "{r}");
+    assert!(
+        names(&r, "labels").contains(&"Confidential".to_owned()),
+        "{r}"
+    );
     assert_eq!(names(&r, "get_new"), ["Legal hold 2026"], "{r}");
     assert!(errors(&r, "unknown").contains("couldn't be found"), "{r}");
     let search = errors(&r, "search");
@@ -132,7 +139,10 @@ async fn script_runs(scc: &Scc, org: &str, region: &str, exchange_too: bool) {
     assert_eq!(r["repeat_errors"], serde_json::json!([]), "{r}");
     if exchange_too {
         assert_eq!(names(&r, "exchange_org").len(), 1, "{r}");
-        assert!(names(&r, "after_exchange").contains(&"Public".to_owned()), "{r}");
+        assert!(
+            names(&r, "after_exchange").contains(&"Public".to_owned()),
+            "{r}"
+        );
     }
     assert_eq!(
         scc.world.compliance.lookups(region),
@@ -148,7 +158,10 @@ async fn compliance_scripts_run_for_two_tenants_in_two_regions_issue_17() {
     script_runs(&scc, "fabrikam.onmicrosoft.com", "eur02b", false).await;
     // The New- of the first session is still there in the next one (state kept).
     let again = scc
-        .pypsrp("contoso.onmicrosoft.com", &[("NEW_POLICY", "Second policy")])
+        .pypsrp(
+            "contoso.onmicrosoft.com",
+            &[("NEW_POLICY", "Second policy")],
+        )
         .await;
     assert!(
         names(&again, "policies").contains(&"Legal hold 2026".to_owned()),
@@ -158,14 +171,23 @@ async fn compliance_scripts_run_for_two_tenants_in_two_regions_issue_17() {
     // Readiness and metrics show both tokens of a tenant.
     let (status, body) = admin_get(scc.admin, "/healthz/readiness").await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("tenant contoso: ready (token usable for"), "{body}");
-    assert!(body.contains("tenant contoso (compliance): ready (token usable for"), "{body}");
+    assert!(
+        body.contains("tenant contoso: ready (token usable for"),
+        "{body}"
+    );
+    assert!(
+        body.contains("tenant contoso (compliance): ready (token usable for"),
+        "{body}"
+    );
     let (_, metrics) = admin_get(scc.admin, "/metrics").await;
     assert!(
         metrics.contains("token_usable_seconds{tenant=\"fabrikam\",audience=\"compliance\"}"),
         "{metrics}"
     );
-    assert!(metrics.contains("exo_authproxy_compliance_region_discoveries_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("exo_authproxy_compliance_region_discoveries_total 2"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,7 +232,10 @@ async fn exchange_administrator_alone_gets_the_compliance_role_fix_issue_17() {
 async fn winrm_mode_answers_the_compliance_path_with_the_fix_issue_17() {
     let scc = start(Mode::Winrm).await;
     let client = client_trusting(&scc.cert);
-    for path in ["/compliance/powershell-liveid/", "/Compliance/PowerShell-LiveID"] {
+    for path in [
+        "/compliance/powershell-liveid/",
+        "/Compliance/PowerShell-LiveID",
+    ] {
         let url = format!("https://127.0.0.1:{}{path}", scc.proxy.port());
         let rsp = post_soap(&client, &url, Some((USER, PASSWORD)), "", "<s:Envelope/>").await;
         let code = rsp
@@ -237,7 +262,9 @@ async fn check_names_the_compliance_roles_for_a_tenant_without_them_issue_17() {
         .expect("check runs");
     let text = String::from_utf8(out).unwrap();
     assert!(
-        text.contains("northwind (compliance): tenant northwind: Security & Compliance will refuse"),
+        text.contains(
+            "northwind (compliance): tenant northwind: Security & Compliance will refuse"
+        ),
         "{text}"
     );
     assert!(text.contains("Compliance Administrator"), "{text}");

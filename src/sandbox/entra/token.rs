@@ -16,8 +16,8 @@ use subtle::ConstantTimeEq;
 use crate::sandbox::claims::{APP_ONLY_MARKER, MANAGE_AS_APP};
 
 use super::response::{aadsts, json_response};
-use crate::sandbox::claims::COMPLIANCE_RESOURCE;
 use super::{EXCHANGE_RESOURCE, EntraSim, JWT_BEARER, lock, now_secs};
+use crate::sandbox::claims::COMPLIANCE_RESOURCE;
 
 impl EntraSim {
     pub(super) fn token(&self, tenant: &str, url: &str, body: &[u8]) -> Response<Full<Bytes>> {
