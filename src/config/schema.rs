@@ -380,3 +380,36 @@ impl Config {
         tenant.client_id.as_deref().unwrap_or(&self.entra.client_id)
     }
 }
+
+#[cfg(test)]
+mod compliance_tests {
+    use super::compliance_resource;
+
+    #[test]
+    fn the_compliance_resource_drops_the_label_before_ps_compliance_protection() {
+        for (endpoint, want) in [
+            (
+                "https://ps.compliance.protection.outlook.com",
+                "https://ps.compliance.protection.outlook.com",
+            ),
+            (
+                "https://nam02b.ps.compliance.protection.outlook.com/",
+                "https://ps.compliance.protection.outlook.com",
+            ),
+            (
+                "https://l5.ps.compliance.protection.office365.us",
+                "https://ps.compliance.protection.office365.us",
+            ),
+            (
+                "https://ps.compliance.protection.partner.outlook.cn",
+                "https://ps.compliance.protection.partner.outlook.cn",
+            ),
+            (
+                "https://127.0.0.1:4443",
+                "https://ps.compliance.protection.outlook.com",
+            ),
+        ] {
+            assert_eq!(compliance_resource(endpoint), want, "{endpoint}");
+        }
+    }
+}

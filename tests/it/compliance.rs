@@ -245,8 +245,8 @@ async fn winrm_mode_answers_the_compliance_path_with_the_fix_issue_17() {
         let body = rsp.text().await.unwrap();
         assert_eq!(code.as_deref(), Some("compliance-needs-rest"), "{body}");
         assert!(
-            body.contains("retired") && body.contains("mode = &quot;rest&quot;")
-                || body.contains("mode = \"rest\""),
+            body.contains("retired")
+                && (body.contains("mode = &quot;rest&quot;") || body.contains("mode = \"rest\"")),
             "{body}"
         );
     }
