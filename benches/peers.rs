@@ -305,6 +305,7 @@ fn main() {
                 adminapi: None,
                 audit_file: false,
                 extra_users: Vec::new(),
+                compliance_admins: Vec::new(),
             },
         )
         .await

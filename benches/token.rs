@@ -52,6 +52,7 @@ impl TokenSource for Fixed {
 
 fn key() -> CacheKey {
     CacheKey {
+        audience: exo_authproxy::token::Audience::Exchange,
         authority: "https://login.microsoftonline.com".into(),
         tenant: TenantName::from("contoso"),
         client_id: CLIENT.into(),

@@ -130,7 +130,12 @@ async fn readiness(admin: &Admin) -> Response<Body> {
     }
     let mut ready = true;
     let mut body = String::new();
-    for (tenant, health) in admin.tokens.health().await {
+    for (tenant, audience, health) in admin.tokens.health_by_audience().await {
+        // Exchange's lines as before; S&C's say so.
+        let tenant = match audience {
+            crate::token::Audience::Exchange => tenant.to_string(),
+            other => format!("{tenant} ({other})"),
+        };
         let _ = match &health {
             Health::NotFetched => {
                 writeln!(body, "tenant {tenant}: ready (token fetched on first use)")
@@ -170,9 +175,10 @@ async fn readiness(admin: &Admin) -> Response<Body> {
 
 /// Sets the per-tenant token gauges from the engine's current state.
 async fn sample_tokens(admin: &Admin) {
-    for (tenant, health) in admin.tokens.health().await {
+    for (tenant, audience, health) in admin.tokens.health_by_audience().await {
         let labels = TenantLabels {
             tenant: tenant.0.clone(),
+            audience: audience.as_str(),
         };
         let (usable, failing) = match health {
             Health::NotFetched => (0, 0),

@@ -94,6 +94,10 @@ pub enum Command {
         /// Also print the token itself.
         #[arg(long)]
         raw: bool,
+        /// Which service's token: `exchange` (/powershell-liveid/) or `compliance`
+        /// (/compliance/powershell-liveid/, Security & Compliance).
+        #[arg(long, value_name = "AUDIENCE", default_value = "exchange")]
+        audience: crate::token::Audience,
     },
     /// Read a password (typed without echo on a terminal, or piped on stdin) and print its argon2id PHC string.
     HashPassword,

@@ -142,6 +142,11 @@ pub enum ProxyError {
         /// The request path.
         path: String,
     },
+    /// `/compliance/powershell-liveid/` in `winrm` mode: there is no RPS to pass through.
+    #[error(
+        "Security & Compliance retired Remote PowerShell (October 2023), so winrm mode cannot pass /compliance/powershell-liveid/ through: set [exchange] mode = \"rest\" in the proxy's config so the proxy runs the session over the REST admin API (the script stays unchanged)"
+    )]
+    ComplianceNeedsRest,
     /// Not a POST.
     #[error(
         "exo-authproxy expects WS-Man POST requests, not {method}: point a PowerShell remoting client (New-PSSession -ConnectionUri https://<proxy>/powershell-liveid/) at it"
@@ -273,6 +278,7 @@ impl ProxyError {
             Self::LoginBusy { .. } => "auth-busy",
             Self::TenantNotAllowed { .. } => "tenant-not-allowed",
             Self::UnknownPath { .. } => "unknown-path",
+            Self::ComplianceNeedsRest => "compliance-needs-rest",
             Self::MethodNotAllowed { .. } => "method-not-allowed",
             Self::RequestTooLarge { .. } => "request-too-large",
             Self::ClientBody { .. } => "client-body",
@@ -312,6 +318,7 @@ impl ProxyError {
                 Shape::Fault(FaultCode::Receiver, "w:TimedOut", WSMAN_TIMED_OUT)
             }
             Self::Token { .. }
+            | Self::ComplianceNeedsRest
             | Self::UpstreamUnreachable { .. }
             | Self::TooManyRedirects { .. }
             | Self::RedirectRefused { .. }
@@ -403,6 +410,7 @@ mod tests {
             ProxyError::BadCredentials,
             ProxyError::ShuttingDown,
             ProxyError::UnknownPath { path: "/".into() },
+            ProxyError::ComplianceNeedsRest,
         ];
         let mut codes: Vec<_> = errs.iter().map(ProxyError::code).collect();
         codes.sort_unstable();

@@ -110,10 +110,13 @@ impl Services {
         let rest = match config.exchange.mode {
             Mode::Rest => Some(forward::rest::endpoint(
                 config,
+                token::Audience::Exchange,
                 tokens.clone(),
-                &metrics,
-                &audit,
-                &sessions,
+                forward::rest::Observers {
+                    metrics: &metrics,
+                    audit: &audit,
+                    sessions: &sessions,
+                },
             )?),
             Mode::Winrm => None,
         };
@@ -253,9 +256,19 @@ impl Prepared {
                 config.exchange.ca_file.as_deref(),
                 services.tokens.clone(),
             )?)),
-            Mode::Rest => Upstream::Rest(forward::Rest::new(
-                services.rest.ok_or(ServeError::RestBridgeMissing)?,
-            )),
+            Mode::Rest => Upstream::Rest(
+                forward::Rest::new(services.rest.ok_or(ServeError::RestBridgeMissing)?)
+                    .with_compliance(forward::rest::endpoint(
+                        config,
+                        token::Audience::Compliance,
+                        services.tokens.clone(),
+                        forward::rest::Observers {
+                            metrics: &services.metrics,
+                            audit: &services.audit,
+                            sessions: &services.sessions,
+                        },
+                    )?),
+            ),
         };
         Ok(Self {
             proxy: Arc::new(Proxy {

@@ -158,12 +158,14 @@ async fn run(command: Command) -> Result<(), Failure> {
             config,
             tenant,
             raw,
+            audience,
         } => {
             let config = load_config(&config)?;
-            onboarding::token(
+            onboarding::token_for(
                 &config,
                 &ProcessEnvironment,
                 &TenantName(tenant),
+                audience,
                 raw,
                 &mut std::io::stdout(),
             )

@@ -39,6 +39,8 @@ pub struct ModeLabels {
 pub struct TenantLabels {
     /// The tenant's local name.
     pub tenant: String,
+    /// `exchange` or `compliance` (the token's service).
+    pub audience: &'static str,
 }
 
 /// A token request's tenant and result.
@@ -46,6 +48,8 @@ pub struct TenantLabels {
 pub struct TokenLabels {
     /// The tenant's local name.
     pub tenant: String,
+    /// `exchange` or `compliance` (the token's service).
+    pub audience: &'static str,
     /// `ok` or `error`.
     pub result: &'static str,
 }
@@ -86,6 +90,8 @@ pub struct BridgeMetrics {
     pub pages: Counter,
     /// Waits before a retry, by reason.
     pub retries: Family<RetryLabels, Counter>,
+    /// Security & Compliance region discoveries (one per tenant, again after a failure).
+    pub discoveries: Counter,
 }
 
 /// Every metric of one server.
@@ -191,6 +197,11 @@ impl Metrics {
             "[audit] file: lines written, dropped (queue full), lost (failed write); reopens",
             audit.family().clone(),
         );
+        registry.register(
+            "compliance_region_discoveries",
+            "Security & Compliance region discoveries (once per tenant; again after a failure there)",
+            bridge.discoveries.clone(),
+        );
         Self {
             registry,
             requests,
@@ -230,6 +241,7 @@ mod tests {
             .requests
             .get_or_create(&TokenLabels {
                 tenant: "contoso".into(),
+                audience: "exchange",
                 result: "ok",
             })
             .inc_by(2);
@@ -241,7 +253,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("exo_authproxy_token_requests_total{tenant=\"contoso\",result=\"ok\"} 2"),
+            text.contains("exo_authproxy_token_requests_total{tenant=\"contoso\",audience=\"exchange\",result=\"ok\"} 2"),
             "{text}"
         );
         assert!(

@@ -19,7 +19,7 @@ use crate::config::{Config, Environment, TenantName};
 use crate::forward::probe::{Probe, Verdict};
 use crate::forward::{Route, TenantRoute, UpstreamError};
 use crate::token::claims::{self, Claims};
-use crate::token::{Diagnosis, EngineError, TokenEngine, TokenError};
+use crate::token::{Audience, Diagnosis, EngineError, TokenEngine, TokenError};
 
 /// Why an onboarding command could not run.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +136,15 @@ pub async fn check(
         }
         ready &= r.verdict != "error";
     }
+    // rest mode serves /compliance/powershell-liveid/ too: S&C takes its own token and other
+    // directory roles (scc-rest-adminapi.md §1). A note, not a failure: S&C is optional.
+    if config.exchange.mode == crate::config::Mode::Rest {
+        for r in rows.iter().filter(|r| r.verdict != "error") {
+            if let Some(note) = compliance_note(&engine, config, &r.tenant).await {
+                writeln!(out, "\n{} (compliance): {note}", r.tenant)?;
+            }
+        }
+    }
     // Not a failure yet: the tenant works today, and the notice says until when.
     for name in &names {
         if let Some(Ok(crate::token::Credential::Certificate(cert))) =
@@ -174,6 +183,7 @@ async fn settle(
             app_id: config.client_id_for(tenant).to_owned(),
             require_directory_role: tenant.require_directory_role,
         }),
+        audience: crate::token::Audience::Exchange,
     };
     match probe.run(&route).await {
         Verdict::Accepted if row.verdict == "warning" => {
@@ -200,6 +210,46 @@ async fn settle(
             });
         }
     }
+}
+
+/// What `/compliance/powershell-liveid/` would meet for `tenant`: None when its S&C token
+/// carries a directory role S&C accepts.
+async fn compliance_note(
+    engine: &TokenEngine,
+    config: &Config,
+    tenant: &TenantName,
+) -> Option<String> {
+    let token = match engine.refresh_for(tenant, Audience::Compliance).await {
+        Ok(t) => t,
+        Err(e) => return Some(format!("no Security & Compliance token: {e}")),
+    };
+    let roles = Claims::decode(token.token.expose())
+        .map(|c| c.directory_roles())
+        .unwrap_or_default();
+    if roles
+        .iter()
+        .any(|r| claims::COMPLIANCE_ROLE_NAMES.contains(r))
+    {
+        return None;
+    }
+    let t = config.tenant(tenant)?;
+    Some(
+        claims::ComplianceRoleRefusal {
+            tenant: tenant.clone(),
+            organization: t.organization.0.clone(),
+            app_id: config.client_id_for(t).to_owned(),
+            detail: format!(
+                "its token's directory roles: {}",
+                if roles.is_empty() {
+                    "none".to_owned()
+                } else {
+                    roles.join(", ")
+                }
+            ),
+        }
+        .to_string()
+        .replacen("refused", "will refuse", 1),
+    )
 }
 
 /// The status of one tenant, with a forced token refresh.
@@ -249,9 +299,25 @@ pub async fn token(
     raw: bool,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
+    token_for(config, env, tenant, Audience::Exchange, raw, out).await
+}
+
+/// `token --audience exchange|compliance`: as [`token`], for `audience`'s resource (the
+/// Security & Compliance token is the one `/compliance/powershell-liveid/` uses).
+///
+/// # Errors
+/// As for [`token`].
+pub async fn token_for(
+    config: &Config,
+    env: &dyn Environment,
+    tenant: &TenantName,
+    audience: Audience,
+    raw: bool,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
     require(config, tenant)?;
     let engine = TokenEngine::new(config, env)?;
-    let token = engine.refresh(tenant).await?;
+    let token = engine.refresh_for(tenant, audience).await?;
     if raw {
         writeln!(out, "{}", token.token.expose())?;
         return Ok(());
@@ -269,6 +335,7 @@ pub async fn token(
     let doc = match claims {
         Ok(c) => serde_json::json!({
             "tenant": tenant.as_str(),
+            "audience": audience.as_str(),
             "claims": c,
             "directory_roles": c.directory_roles(),
             "expires_at": expires,
@@ -276,6 +343,7 @@ pub async fn token(
         }),
         Err(why) => serde_json::json!({
             "tenant": tenant.as_str(),
+            "audience": audience.as_str(),
             "claims": null,
             "decode_error": why,
             "expires_at": expires,

@@ -66,6 +66,8 @@ pub struct CommandEvent<'a> {
     pub user: &'a str,
     /// Tenant (local name).
     pub tenant: &'a str,
+    /// `exchange` or `compliance`.
+    pub endpoint: &'a str,
     /// The session (shell id), when known.
     pub session: Option<&'a str>,
     /// The pipeline (command id), when known.
@@ -162,6 +164,7 @@ impl Audit {
             event: "command".into(),
             user: Some(c.user.to_owned()),
             tenant: Some(c.tenant.to_owned()),
+            endpoint: Some(c.endpoint.to_owned()),
             session: c.session.map(str::to_owned),
             pipeline: c.pipeline.map(str::to_owned),
             position: Some(c.position),
@@ -228,6 +231,7 @@ mod tests {
         audit.command(&CommandEvent {
             user: "reporting",
             tenant: "contoso",
+            endpoint: "exchange",
             session: Some("S1"),
             pipeline: Some("P1"),
             position: 1,

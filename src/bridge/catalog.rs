@@ -329,6 +329,180 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("Get-RoleGroupMember", "Identity@0 ResultSize", "recipient"),
 ];
 
+/// Security & Compliance's common cmdlets (`/compliance/powershell-liveid/`), written from
+/// Microsoft's cmdlet reference; same token syntax as [`BUILTIN`]. The endpoint's own list
+/// (EXOModuleFile on the regional host) trims and extends it per tenant like Exchange's.
+const COMPLIANCE_BUILTIN: &[(&str, &str, &str)] = &[
+    (
+        "Get-RetentionCompliancePolicy",
+        "Identity@0 DistributionDetail! ErrorPolicyOnly! ExcludeTeamsPolicy! IncludeTestModeResults! \
+         RetryDistribution! TeamsPolicyOnly! PriorityCleanup!",
+        "Microsoft.Office.CompliancePolicy.Tasks.PsRetentionCompliancePolicy",
+    ),
+    (
+        "New-RetentionCompliancePolicy",
+        "Name@0 Comment Enabled? ExchangeLocation ExchangeLocationException SharePointLocation \
+         SharePointLocationException OneDriveLocation OneDriveLocationException ModernGroupLocation \
+         PublicFolderLocation SkypeLocation TeamsChannelLocation TeamsChatLocation RestrictiveRetention? \
+         Applications Force!",
+        "Microsoft.Office.CompliancePolicy.Tasks.PsRetentionCompliancePolicy",
+    ),
+    (
+        "Set-RetentionCompliancePolicy",
+        "Identity@0 Comment Enabled? AddExchangeLocation RemoveExchangeLocation AddSharePointLocation \
+         RemoveSharePointLocation AddOneDriveLocation RemoveOneDriveLocation AddModernGroupLocation \
+         RemoveModernGroupLocation RestrictiveRetention? RetryDistribution! Force!",
+        "",
+    ),
+    (
+        "Remove-RetentionCompliancePolicy",
+        "Identity@0 ForceDeletion! Force!",
+        "",
+    ),
+    (
+        "Get-RetentionComplianceRule",
+        "Identity@0 Policy IncludeExecutionRuleGuids? IncludeExecutionRuleInformation?",
+        "Microsoft.Office.CompliancePolicy.Tasks.PsRetentionComplianceRule",
+    ),
+    (
+        "New-RetentionComplianceRule",
+        "Name@0 Policy Comment RetentionDuration RetentionComplianceAction ExpirationDateOption \
+         RetentionDurationDisplayHint ContentMatchQuery ApplyComplianceTag PublishComplianceTag \
+         ExcludedItemClasses Force!",
+        "Microsoft.Office.CompliancePolicy.Tasks.PsRetentionComplianceRule",
+    ),
+    (
+        "Set-RetentionComplianceRule",
+        "Identity@0 Comment RetentionDuration RetentionComplianceAction ExpirationDateOption \
+         ContentMatchQuery ApplyComplianceTag PublishComplianceTag Force!",
+        "",
+    ),
+    ("Remove-RetentionComplianceRule", "Identity@0 Force!", ""),
+    (
+        "Get-DlpCompliancePolicy",
+        "Identity@0 DisplayName DistributionDetail! ForceValidate? IncludeExtendedProperties? \
+         IncludeRulesMetadata? IsSimulationPolicy? SummaryDistributionDetail!",
+        "Microsoft.Office.CompliancePolicy.Tasks.PsDlpCompliancePolicy",
+    ),
+    (
+        "Get-DlpComplianceRule",
+        "Identity@0 Policy IncludeExecutionRuleGuids? IncludeExecutionRuleInformation?",
+        "Microsoft.Office.CompliancePolicy.Tasks.PsDlpComplianceRule",
+    ),
+    (
+        "Get-Label",
+        "Identity@0 IncludeDetailedLabelActions? SkipValidations!",
+        "Microsoft.Office.CompliancePolicy.Tasks.PsLabel",
+    ),
+    (
+        "Get-LabelPolicy",
+        "Identity@0 ForceValidate? IncludeTestModeResults?",
+        "Microsoft.Office.CompliancePolicy.Tasks.PsLabelPolicy",
+    ),
+    (
+        "Get-ComplianceTag",
+        "Identity@0 IncludingLabelState!",
+        "Microsoft.Office.CompliancePolicy.Tasks.PsComplianceTag",
+    ),
+    (
+        "Get-RoleGroup",
+        "Identity@0 ResultSize Filter ShowPartnerLinked!",
+        "Microsoft.Exchange.Data.Directory.Management.RoleGroup",
+    ),
+    ("Get-RoleGroupMember", "Identity@0 ResultSize", "recipient"),
+    (
+        "Add-RoleGroupMember",
+        "Identity@0 Member BypassSecurityGroupManagerCheck!",
+        "",
+    ),
+    (
+        "Get-ComplianceCase",
+        "Identity@0 CaseType RecentOnly!",
+        "Microsoft.Office.ComplianceCase.Tasks.PsComplianceCase",
+    ),
+    (
+        "Get-ComplianceSearch",
+        "Identity@0 Case ResultSize",
+        "Microsoft.Office.ComplianceSearch.Tasks.PsComplianceSearch",
+    ),
+    (
+        "New-ComplianceSearch",
+        "Name@0 Case ContentMatchQuery Description ExchangeLocation ExchangeLocationExclusion \
+         SharePointLocation PublicFolderLocation AllowNotFoundExchangeLocationsEnabled? Language Force!",
+        "",
+    ),
+    (
+        "Start-ComplianceSearch",
+        "Identity@0 RetryOnError! Force!",
+        "",
+    ),
+    (
+        "Get-ComplianceSearchAction",
+        "Identity@0 Case Details! IncludeCredential! ResultSize",
+        "",
+    ),
+    (
+        "New-ComplianceSearchAction",
+        "SearchName@0 Purge! PurgeType Export! Preview! Report! Format Scope Force!",
+        "",
+    ),
+    (
+        "Get-CaseHoldPolicy",
+        "Identity@0 Case DistributionDetail!",
+        "",
+    ),
+    (
+        "New-CaseHoldPolicy",
+        "Name@0 Case Comment Enabled? ExchangeLocation SharePointLocation PublicFolderLocation Force!",
+        "",
+    ),
+    (
+        "Set-CaseHoldPolicy",
+        "Identity@0 Comment Enabled? AddExchangeLocation RemoveExchangeLocation Force!",
+        "",
+    ),
+    ("Invoke-HoldRemovalAction", "Identity@0 Action Force!", ""),
+    (
+        "Invoke-ComplianceSecurityFilterAction",
+        "Action@0 FilterName Force!",
+        "",
+    ),
+];
+
+/// S&C cmdlets that do not run with an app-only token (scc-rest-adminapi.md §1, §5), with
+/// the reason: refused before anything is sent, so the script sees why and what to do
+/// instead rather than an obscure upstream failure.
+const COMPLIANCE_APP_ONLY_UNSUPPORTED: &[&str] = &[
+    "New-ComplianceSearch",
+    "Start-ComplianceSearch",
+    "Get-ComplianceSearchAction",
+    "New-ComplianceSearchAction",
+    "Remove-ComplianceSearchAction",
+    "Invoke-HoldRemovalAction",
+    "Invoke-ComplianceSecurityFilterAction",
+    "Invoke-ComplianceSearchActionStep",
+    "Get-CaseHoldPolicy",
+    "New-CaseHoldPolicy",
+    "Set-CaseHoldPolicy",
+    "Remove-CaseHoldPolicy",
+];
+
+/// Why `cmdlet` cannot run on the S&C endpoint with the proxy's app-only token, and what to
+/// do instead; None when it may be sent.
+pub fn compliance_refusal(cmdlet: &str) -> Option<String> {
+    let name = COMPLIANCE_APP_ONLY_UNSUPPORTED
+        .iter()
+        .find(|c| c.eq_ignore_ascii_case(cmdlet))?;
+    Some(format!(
+        "{name} is an eDiscovery cmdlet that Security & Compliance does not run with an app-only \
+         token (it needs a delegated \"search-only\" session: Connect-IPPSSession \
+         -EnableSearchOnlySession, signed in as a user with the eDiscovery Manager role), so the \
+         proxy did not send it. Run it interactively with Connect-IPPSSession \
+         -EnableSearchOnlySession, or use the Microsoft Graph eDiscovery API \
+         (/security/cases/ediscoveryCases) from an app with eDiscovery.ReadWrite.All."
+    ))
+}
+
 /// A restricted built-in (reference psrp-protocol.md §10.1), run by the pipeline runner with
 /// the engine in `remoting::local` and the parameters declared there (one definition for
 /// both modes).
@@ -468,6 +642,27 @@ impl Catalog {
         }
     }
 
+    /// The built-in table of the Security & Compliance endpoint plus the restricted
+    /// built-ins.
+    pub fn compliance() -> Self {
+        let mut entries: Vec<Entry> = COMPLIANCE_BUILTIN
+            .iter()
+            .map(|(n, t, o)| entry(n, t, o, Kind::Exchange, true))
+            .collect();
+        entries.extend(crate::remoting::local::names().map(local_entry));
+        Self {
+            entries: Arc::new(entries),
+        }
+    }
+
+    /// The built-in table for `audience`'s endpoint.
+    pub fn builtin_for(audience: crate::token::Audience) -> Self {
+        match audience {
+            crate::token::Audience::Exchange => Self::builtin(),
+            crate::token::Audience::Compliance => Self::compliance(),
+        }
+    }
+
     /// This catalog trimmed to the cmdlets Exchange exports for a caller (`exportedCmdlets`),
     /// adding exported cmdlets the table does not know (Identity at position 0 only). Local
     /// built-ins are always kept.
@@ -477,6 +672,8 @@ impl Catalog {
             .iter()
             .filter(|e| {
                 e.kind == Kind::Local
+                    // Refused with the reason rather than "not recognized".
+                    || compliance_refusal(&e.metadata.name).is_some()
                     || exported
                         .iter()
                         .any(|x| x.eq_ignore_ascii_case(&e.metadata.name))

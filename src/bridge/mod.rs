@@ -27,6 +27,7 @@ pub mod catalog;
 pub mod convert;
 pub mod errors;
 pub mod pipeline;
+pub mod region;
 pub mod rest;
 
 pub use rest::{RestClient, RestSettings};
@@ -63,8 +64,8 @@ impl<T: crate::token::TokenProvider + ?Sized> RestExecutor<T> {
     /// the caller) and tokens from `tokens`.
     pub fn new(http: reqwest::Client, tokens: Arc<T>, settings: RestSettings) -> Self {
         Self {
+            builtin: Catalog::builtin_for(settings.audience),
             client: RestClient::new(http, tokens, settings),
-            builtin: Catalog::builtin(),
             catalogs: Mutex::new(HashMap::new()),
         }
     }

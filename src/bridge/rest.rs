@@ -32,15 +32,16 @@ use url::Url;
 use uuid::Uuid;
 
 use super::RestCaller;
-use super::catalog::Entry;
+use super::catalog::{Entry, compliance_refusal};
 use super::convert;
 use super::errors::{ErrorOrigin, ExchangeError, bridge_record};
 use super::pipeline::{Backend, Batch, Call, CallSite, Failure};
+use super::region::{Regions, regional_base};
 use crate::config::TenantName;
 use crate::remoting::binding::CommonParameters;
 use crate::remoting::executor::ErrorCategory;
-use crate::token::TokenProvider;
-use crate::token::claims::RoleRefusal;
+use crate::token::claims::{ComplianceRoleRefusal, RoleRefusal};
+use crate::token::{AccessToken, Audience, TokenError, TokenProvider};
 
 /// The system mailbox app-only requests anchor on.
 pub const ANCHOR_MAILBOX: &str = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}";
@@ -85,6 +86,11 @@ pub struct RestSettings {
     pub fetch_exported_cmdlets: bool,
     /// How long a tenant's fetched cmdlet list is kept.
     pub catalog_ttl: Duration,
+    /// Which endpoint this client calls: Exchange, or Security & Compliance (its own token
+    /// audience, UPN anchor and regional host, scc-rest-adminapi.md).
+    pub audience: Audience,
+    /// How long a discovered S&C region is kept without a failure there.
+    pub region_ttl: Duration,
 }
 
 impl RestSettings {
@@ -109,6 +115,16 @@ impl RestSettings {
             max_page_bytes: 32 * 1024 * 1024,
             fetch_exported_cmdlets: true,
             catalog_ttl: Duration::from_secs(3600),
+            audience: Audience::Exchange,
+            region_ttl: Duration::from_secs(3600),
+        }
+    }
+
+    /// The module's defaults against the global Security & Compliance host `endpoint`.
+    pub fn compliance(endpoint: Url) -> Self {
+        Self {
+            audience: Audience::Compliance,
+            ..Self::new(endpoint)
         }
     }
 
@@ -127,6 +143,16 @@ pub struct RestClient<T: ?Sized> {
     tokens: Arc<T>,
     pub(super) metrics: crate::metrics::BridgeMetrics,
     pub(super) audit: crate::audit::Audit,
+    regions: Regions,
+}
+
+/// Which URL a page request goes to.
+#[derive(Debug, Clone)]
+enum PageUrl {
+    /// The first page: InvokeCommand on the tenant's base (discovered for S&C).
+    First,
+    /// A next link (already checked against the first page's origin).
+    Next(Url),
 }
 
 #[derive(Deserialize)]
@@ -376,7 +402,121 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
             tokens,
             metrics: crate::metrics::BridgeMetrics::default(),
             audit: crate::audit::Audit::log(),
+            regions: Regions::default(),
         }
+    }
+
+    fn tokens_resource_hint(&self) -> &'static str {
+        match self.settings.audience {
+            Audience::Exchange => "https://outlook.office365.com",
+            Audience::Compliance => {
+                "https://ps.compliance.protection.outlook.com (or the cloud's S&C host)"
+            }
+        }
+    }
+
+    fn service(&self) -> &'static str {
+        self.settings.audience.service()
+    }
+
+    /// `X-AnchorMailbox`: Exchange's app-only `APP:` anchor on the tenant id; S&C's is the UPN
+    /// of the same system mailbox in the organization (scc-rest-adminapi.md §2).
+    fn anchor(&self, caller: &RestCaller) -> String {
+        match self.settings.audience {
+            Audience::Exchange => format!("APP:{ANCHOR_MAILBOX}@{}", caller.tenant_id),
+            Audience::Compliance => format!("UPN:{ANCHOR_MAILBOX}@{}", caller.organization),
+        }
+    }
+
+    async fn token(&self, tenant: &TenantName) -> Result<AccessToken, TokenError> {
+        self.tokens.token_for(tenant, self.settings.audience).await
+    }
+
+    /// Where `caller`'s cmdlets run: the endpoint, or for S&C the tenant's pinned region
+    /// (discovered now when there is none).
+    ///
+    /// # Errors
+    /// A text saying why the region could not be discovered.
+    pub async fn base(&self, caller: &RestCaller) -> Result<Url, String> {
+        if self.settings.audience == Audience::Exchange {
+            return Ok(self.settings.endpoint.clone());
+        }
+        if let Some(base) = self.regions.get(&caller.tenant_id) {
+            return Ok(base);
+        }
+        let _one = self.regions.discovering.lock().await;
+        if let Some(base) = self.regions.get(&caller.tenant_id) {
+            return Ok(base);
+        }
+        let base = self.discover(caller).await?;
+        self.regions
+            .pin(&caller.tenant_id, base.clone(), self.settings.region_ttl);
+        Ok(base)
+    }
+
+    /// The module's discovery (scc-rest-adminapi.md §2): `GET {global}/AdminApi/v1.0/{tid}/
+    /// EXOModuleFile` with only `Authorization` and `X-AnchorMailbox`, redirects off; a 302
+    /// names the region, any other answer means the global host serves the tenant.
+    async fn discover(&self, caller: &RestCaller) -> Result<Url, String> {
+        let global = &self.settings.endpoint;
+        let token = self
+            .token(&caller.tenant)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut url = global.clone();
+        url.set_path(&format!(
+            "{}/AdminApi/v1.0/{}/EXOModuleFile",
+            global.path().trim_end_matches('/'),
+            caller.tenant_id
+        ));
+        url.set_query(Some("Version=3.9.2"));
+        self.metrics.discoveries.inc();
+        let resp = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(60))
+            .header("Authorization", format!("Bearer {}", token.token.expose()))
+            .header("X-AnchorMailbox", self.anchor(caller))
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "Security & Compliance at {} could not be reached to find tenant {}'s region: {e}",
+                    global.origin().ascii_serialization(),
+                    caller.tenant
+                )
+            })?;
+        let status = resp.status();
+        if status.is_redirection() {
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .chars()
+                .take(2048)
+                .collect::<String>();
+            let base = regional_base(global, &location).map_err(|why| {
+                format!(
+                    "Security & Compliance's region redirect for tenant {} cannot be used: {why}; the \
+                     tenant's token is sent only to {} and its regional hosts",
+                    caller.tenant,
+                    global.origin().ascii_serialization()
+                )
+            })?;
+            tracing::info!(tenant = %caller.tenant, region = %base.origin().ascii_serialization(), "S&C region discovered");
+            return Ok(base);
+        }
+        if status.is_server_error() {
+            return Err(format!(
+                "Security & Compliance at {} answered HTTP {status} when asked for tenant {}'s region; \
+                 try again shortly",
+                global.origin().ascii_serialization(),
+                caller.tenant
+            ));
+        }
+        tracing::info!(tenant = %caller.tenant, %status, "S&C answered without a region redirect; using the global host");
+        Ok(global.clone())
     }
 
     /// The settings.
@@ -384,18 +524,14 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
         &self.settings
     }
 
-    fn invoke_url(&self, caller: &RestCaller) -> Url {
-        let mut url = self.settings.endpoint.clone();
+    fn invoke_url(base: &Url, caller: &RestCaller) -> Url {
+        let mut url = base.clone();
         url.set_path(&format!(
             "{}/adminapi/beta/{}/InvokeCommand",
-            self.settings.endpoint.path().trim_end_matches('/'),
+            base.path().trim_end_matches('/'),
             caller.tenant_id
         ));
         url
-    }
-
-    fn same_origin(&self, url: &Url) -> bool {
-        url.origin() == self.settings.endpoint.origin()
     }
 
     /// A 2xx body, up to [`RestSettings::max_page_bytes`]: refused by its `Content-Length`
@@ -495,17 +631,38 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
     }
 
     /// POSTs one page request with retries; returns the 200 body.
-    async fn post(&self, ctx: &CallCtx<'_>, url: &Url) -> Result<(Bytes, ErrorOrigin), Failure> {
+    async fn post(
+        &self,
+        ctx: &CallCtx<'_>,
+        target: &PageUrl,
+    ) -> Result<(Bytes, ErrorOrigin, Url), Failure> {
         let cmdlet = ctx.entry.metadata.name.as_str();
         let tenant = &ctx.caller.tenant;
         let mut refreshed = false;
         let mut attempt = 0u32;
         let mut token = self
-            .tokens
             .token(tenant)
             .await
-            .map_err(|e| token_failure(cmdlet, tenant, &e))?;
+            .map_err(|e| token_failure(cmdlet, tenant, self.settings.audience, &e))?;
+        // S&C: a first page that fails at the pinned region may rediscover it, once.
+        let mut may_rediscover =
+            self.settings.audience == Audience::Compliance && matches!(target, PageUrl::First);
         loop {
+            let url = match target {
+                PageUrl::Next(u) => u.clone(),
+                PageUrl::First => {
+                    let base = self.base(ctx.caller).await.map_err(|why| {
+                        Failure::Terminating(bridge_record(
+                            cmdlet,
+                            "ConnectionError",
+                            ErrorCategory::ConnectionError,
+                            why,
+                        ))
+                    })?;
+                    Self::invoke_url(&base, ctx.caller)
+                }
+            };
+            let url = &url;
             let request_id = Uuid::new_v4();
             let mut req = self
                 .http
@@ -515,10 +672,7 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
                 .header("Content-Type", "application/json")
                 .header("Accept", "application/json")
                 .header("Accept-Charset", "UTF-8")
-                .header(
-                    "X-AnchorMailbox",
-                    format!("APP:{ANCHOR_MAILBOX}@{}", ctx.caller.tenant_id),
-                )
+                .header("X-AnchorMailbox", self.anchor(ctx.caller))
                 .header("Prefer", format!("odata.maxpagesize={}", ctx.page_size))
                 .header("X-CmdletName", cmdlet)
                 .header("client-request-id", request_id.to_string())
@@ -531,6 +685,12 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
             }
             let resp = match req.send().await {
                 Ok(r) => r,
+                Err(e) if e.is_connect() && may_rediscover => {
+                    may_rediscover = false;
+                    self.regions
+                        .forget(&ctx.caller.tenant_id, "connection failed");
+                    continue;
+                }
                 Err(e) if e.is_connect() && attempt < self.settings.max_retries => {
                     tracing::warn!(%cmdlet, %request_id, error = %e, "Exchange unreachable; retrying");
                     self.count_retry("connect");
@@ -544,14 +704,20 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
             let origin = origin(&resp);
             tracing::debug!(%cmdlet, %request_id, exchange_request_id = %origin.request_id, status, user = %ctx.caller.user, "InvokeCommand");
             match status {
-                200..=299 => return Ok((self.read_body(resp, cmdlet).await?, origin)),
+                200..=299 => return Ok((self.read_body(resp, cmdlet).await?, origin, url.clone())),
+                421 if may_rediscover => {
+                    may_rediscover = false;
+                    self.regions
+                        .forget(&ctx.caller.tenant_id, "421 Misdirected Request");
+                    continue;
+                }
                 401 if !refreshed => {
                     refreshed = true;
                     let newer = self
                         .tokens
-                        .refresh(tenant)
+                        .refresh_for(tenant, self.settings.audience)
                         .await
-                        .map_err(|e| token_failure(cmdlet, tenant, &e))?;
+                        .map_err(|e| token_failure(cmdlet, tenant, self.settings.audience, &e))?;
                     // Forced refreshes are bounded per tenant: no newer token yet means the
                     // diagnosis now, not the refused token sent again.
                     if newer.token.expose() != token.token.expose() {
@@ -580,6 +746,14 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
             let hint = retry_after(&resp);
             let body = read_error_body(resp).await;
             let parsed = ExchangeError::from_rest_body(&body);
+            // A 404 that is not an Exchange error body (an unknown identity is one) means the
+            // region no longer serves the tenant.
+            if status == 404 && parsed.is_none() && may_rediscover {
+                may_rediscover = false;
+                self.regions
+                    .forget(&ctx.caller.tenant_id, "404 without an error body");
+                continue;
+            }
             if let Some(e) = &parsed
                 && TRANSIENT.iter().any(|t| e.class.ends_with(t))
                 && attempt < self.settings.max_retries
@@ -593,6 +767,37 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
                 continue;
             }
             return Err(match (status, parsed) {
+                // S&C's role refusal: its own roles, both fixes.
+                (403, e) if self.settings.audience == Audience::Compliance => {
+                    Failure::Terminating(bridge_record(
+                        cmdlet,
+                        "PermissionDenied",
+                        ErrorCategory::PermissionDenied,
+                        ComplianceRoleRefusal {
+                            tenant: tenant.clone(),
+                            organization: ctx.caller.organization.0.clone(),
+                            app_id: ctx.caller.app_id.clone(),
+                            detail: e.map_or_else(|| "HTTP 403".to_owned(), |e| e.message),
+                        }
+                        .to_string(),
+                    ))
+                }
+                (401, e) if self.settings.audience == Audience::Compliance => {
+                    Failure::Terminating(bridge_record(
+                        cmdlet,
+                        "AuthenticationError",
+                        ErrorCategory::AuthenticationError,
+                        format!(
+                            "Security & Compliance refused the app's token for tenant {tenant} (401) even after a \
+                             fresh token was fetched{}: grant the app Exchange.ManageAsApp with admin consent from \
+                             both Office 365 Exchange Online (00000002-0000-0ff1-ce00-000000000000) and Microsoft \
+                             Exchange Online Protection (00000007-0000-0ff1-ce00-000000000000) — which one S&C checks \
+                             is not settled — and check that the token's audience is {}.",
+                            e.map(|e| format!(" ({})", e.message)).unwrap_or_default(),
+                            self.tokens_resource_hint()
+                        ),
+                    ))
+                }
                 // Exchange refused an app without a directory role: DESIGN.md §4's text,
                 // the same winrm mode shows.
                 (401 | 403, _) if token.lacks_directory_role() => {
@@ -664,15 +869,15 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
     /// A text saying what failed.
     pub async fn exported_cmdlets(&self, caller: &RestCaller) -> Result<Vec<String>, String> {
         let token = self
-            .tokens
             .token(&caller.tenant)
             .await
             .map_err(|e| e.to_string())?
             .token;
-        let mut url = self.settings.endpoint.clone();
+        let base = self.base(caller).await?;
+        let mut url = base.clone();
         url.set_path(&format!(
             "{}/adminapi/v1.0/{}/EXOModuleFile",
-            self.settings.endpoint.path().trim_end_matches('/'),
+            base.path().trim_end_matches('/'),
             caller.tenant_id
         ));
         url.set_query(Some("Version=3.9.2"));
@@ -682,10 +887,7 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
             .timeout(Duration::from_secs(60))
             .header("Authorization", format!("Bearer {}", token.expose()))
             .header("CommandName", "*")
-            .header(
-                "X-AnchorMailbox",
-                format!("APP:{ANCHOR_MAILBOX}@{}", caller.tenant_id),
-            )
+            .header("X-AnchorMailbox", self.anchor(caller))
             .header("client-request-id", Uuid::new_v4().to_string())
             .send()
             .await
@@ -710,12 +912,20 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
     }
 }
 
-fn token_failure(cmdlet: &str, tenant: &TenantName, e: &crate::token::TokenError) -> Failure {
+fn token_failure(
+    cmdlet: &str,
+    tenant: &TenantName,
+    audience: Audience,
+    e: &crate::token::TokenError,
+) -> Failure {
     Failure::Terminating(bridge_record(
         cmdlet,
         "TokenUnavailable",
         ErrorCategory::AuthenticationError,
-        format!("No Exchange Online token for tenant {tenant}, so {cmdlet} could not run: {e}"),
+        format!(
+            "No {} token for tenant {tenant}, so {cmdlet} could not run: {e}",
+            audience.service()
+        ),
     ))
 }
 
@@ -736,7 +946,7 @@ struct CallCtx<'a> {
 pub struct RestCall<'a, T: ?Sized> {
     client: &'a RestClient<T>,
     ctx: CallCtx<'a>,
-    next_url: Option<Url>,
+    next_url: Option<PageUrl>,
     pages: u32,
     objects: u64,
     /// Error records written (non-terminating errors, `@adminapi.errors`).
@@ -765,6 +975,7 @@ impl<T: ?Sized> RestCall<'_, T> {
         self.client.audit.command(&crate::audit::CommandEvent {
             user: &self.ctx.caller.user,
             tenant: self.ctx.caller.tenant.as_str(),
+            endpoint: self.client.settings.audience.as_str(),
             session: Some(origin.shell_id.as_str()).filter(|s| nonempty(s)),
             pipeline: Some(origin.command_id.as_str()).filter(|s| nonempty(s)),
             position: self.ctx.site.position,
@@ -811,9 +1022,9 @@ impl<T: TokenProvider + ?Sized> RestCall<'_, T> {
     }
 
     async fn fetch_page(&mut self) -> Option<Result<Batch, Failure>> {
-        let url = self.next_url.take()?;
+        let target = self.next_url.take()?;
         let cmdlet = self.ctx.entry.metadata.name.clone();
-        let (body, origin) = match self.client.post(&self.ctx, &url).await {
+        let (body, origin, url) = match self.client.post(&self.ctx, &target).await {
             Ok(x) => x,
             Err(f) => return Some(Err(f)),
         };
@@ -834,16 +1045,17 @@ impl<T: TokenProvider + ?Sized> RestCall<'_, T> {
         };
         if let Some(next) = page.next.as_deref() {
             match Url::parse(next) {
-                Ok(u) if self.client.same_origin(&u) => self.next_url = Some(u),
+                Ok(u) if u.origin() == url.origin() => self.next_url = Some(PageUrl::Next(u)),
                 _ => {
                     return Some(Err(Failure::Terminating(bridge_record(
                         &cmdlet,
                         "InvalidNextLink",
                         ErrorCategory::InvalidResult,
                         format!(
-                            "Exchange Online's next-page link for {cmdlet} ({next}) does not point at {}; the bridge \
+                            "{}'s next-page link for {cmdlet} ({next}) does not point at {}; the bridge \
                              does not send the tenant's token anywhere else.",
-                            self.client.settings.endpoint
+                            self.client.service(),
+                            url.origin().ascii_serialization()
                         ),
                     ))));
                 }
@@ -919,6 +1131,17 @@ impl<T: TokenProvider + ?Sized> Backend for RestClient<T> {
         parameters: Map<String, Json>,
         common: &'a CommonParameters,
     ) -> Box<dyn Call + 'a> {
+        if self.settings.audience == Audience::Compliance
+            && let Some(why) = compliance_refusal(&entry.metadata.name)
+        {
+            tracing::info!(cmdlet = %entry.metadata.name, tenant = %caller.tenant, "refused: not supported app-only on S&C");
+            return Box::new(Refused(Some(Failure::Terminating(bridge_record(
+                &entry.metadata.name,
+                "NotSupportedAppOnly",
+                ErrorCategory::NotImplemented,
+                why,
+            )))));
+        }
         let page_size = page_size(&self.settings, &parameters);
         let parameter_names = parameters.keys().cloned().collect();
         let body = serde_json::json!({
@@ -937,12 +1160,22 @@ impl<T: TokenProvider + ?Sized> Backend for RestClient<T> {
                 connection_id: Uuid::new_v4(),
                 warning_action: common.warning_action.map(|w| w.as_str()),
             },
-            next_url: Some(self.invoke_url(caller)),
+            next_url: Some(PageUrl::First),
             pages: 0,
             objects: 0,
             errors: 0,
             settled: false,
         })
+    }
+}
+
+/// A call refused before anything was sent: its one answer is the refusal.
+struct Refused(Option<Failure>);
+
+impl Call for Refused {
+    fn next(&mut self) -> BoxFuture<'_, Option<Result<Batch, Failure>>> {
+        let refusal = self.0.take();
+        Box::pin(async move { refusal.map(Err) })
     }
 }
 

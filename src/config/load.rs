@@ -127,6 +127,7 @@ impl Config {
             fix_opt(p);
         }
         fix_opt(&mut self.exchange.ca_file);
+        fix_opt(&mut self.compliance.ca_file);
         if let Some(audit) = &mut self.audit {
             fix(&mut audit.file);
         }

@@ -60,6 +60,9 @@ pub struct Config {
     pub entra: Entra,
     /// The upstream.
     pub exchange: Exchange,
+    /// The Security & Compliance endpoint (`/compliance/powershell-liveid/`, `rest` mode).
+    #[serde(default)]
+    pub compliance: Compliance,
     /// Optional health and metrics listener.
     #[serde(default)]
     pub admin: Option<Admin>,
@@ -208,6 +211,82 @@ fn default_endpoint() -> String {
     "https://outlook.office365.com".into()
 }
 
+/// `[compliance]`: where Security & Compliance cmdlets go (scc-rest-adminapi.md §3).
+///
+/// Nothing is required: the global S&C host follows the cloud of `[exchange] endpoint`, and
+/// the regional host is discovered per tenant at run time (§2).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compliance {
+    /// The global S&C host; default from the cloud of `[exchange] endpoint`.
+    pub endpoint: Option<String>,
+    /// Extra trust roots for the S&C hosts (the global one and the regional ones).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Exchange host → the global S&C host of the same cloud (scc-rest-adminapi.md §3).
+const COMPLIANCE_HOSTS: &[(&str, &str)] = &[
+    (
+        "outlook.office365.com",
+        "ps.compliance.protection.outlook.com",
+    ),
+    ("outlook.office.com", "ps.compliance.protection.outlook.com"),
+    (
+        "outlook.office365.us",
+        "ps.compliance.protection.office365.us",
+    ),
+    (
+        "webmail.apps.mil",
+        "l5.ps.compliance.protection.office365.us",
+    ),
+    (
+        "partner.outlook.cn",
+        "ps.compliance.protection.partner.outlook.cn",
+    ),
+];
+
+impl Config {
+    /// The global S&C endpoint: `[compliance] endpoint`, else the one of `[exchange]
+    /// endpoint`'s cloud (worldwide for a host not in the table, e.g. the sandbox's loopback
+    /// Exchange, whose own S&C endpoint is then configured explicitly).
+    pub fn compliance_endpoint(&self) -> String {
+        if let Some(e) = &self.compliance.endpoint {
+            return e.clone();
+        }
+        let host = url::Url::parse(&self.exchange.endpoint)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .unwrap_or_default();
+        let global = COMPLIANCE_HOSTS
+            .iter()
+            .find(|(exo, _)| *exo == host)
+            .map_or("ps.compliance.protection.outlook.com", |(_, scc)| scc);
+        format!("https://{global}")
+    }
+
+    /// The S&C token resource (§1: scheme + host, any label before `ps.compliance.protection`
+    /// removed). A loopback endpoint is the sandbox or a test, simulating worldwide.
+    pub fn compliance_resource(&self) -> String {
+        compliance_resource(&self.compliance_endpoint())
+    }
+}
+
+/// §1's rule on one endpoint URL.
+pub fn compliance_resource(endpoint: &str) -> String {
+    let worldwide = "https://ps.compliance.protection.outlook.com".to_owned();
+    let Ok(url) = url::Url::parse(endpoint) else {
+        return worldwide;
+    };
+    let Some(host) = url.host_str().filter(|h| !is_loopback_host(h)) else {
+        return worldwide;
+    };
+    let lower = host.to_ascii_lowercase();
+    match lower.find("ps.compliance.protection") {
+        Some(at) => format!("https://{}", &lower[at..]),
+        None => format!("https://{lower}"),
+    }
+}
+
 /// `[admin]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -299,5 +378,38 @@ impl Config {
     /// The client id `tenant` uses.
     pub fn client_id_for<'a>(&'a self, tenant: &'a Tenant) -> &'a str {
         tenant.client_id.as_deref().unwrap_or(&self.entra.client_id)
+    }
+}
+
+#[cfg(test)]
+mod compliance_tests {
+    use super::compliance_resource;
+
+    #[test]
+    fn the_compliance_resource_drops_the_label_before_ps_compliance_protection() {
+        for (endpoint, want) in [
+            (
+                "https://ps.compliance.protection.outlook.com",
+                "https://ps.compliance.protection.outlook.com",
+            ),
+            (
+                "https://nam02b.ps.compliance.protection.outlook.com/",
+                "https://ps.compliance.protection.outlook.com",
+            ),
+            (
+                "https://l5.ps.compliance.protection.office365.us",
+                "https://ps.compliance.protection.office365.us",
+            ),
+            (
+                "https://ps.compliance.protection.partner.outlook.cn",
+                "https://ps.compliance.protection.partner.outlook.cn",
+            ),
+            (
+                "https://127.0.0.1:4443",
+                "https://ps.compliance.protection.outlook.com",
+            ),
+        ] {
+            assert_eq!(compliance_resource(endpoint), want, "{endpoint}");
+        }
     }
 }

@@ -92,6 +92,16 @@ impl Config {
             &self.exchange.endpoint,
             "endpoint = \"https://outlook.office365.com\"",
         )?;
+        // [compliance]
+        if let Some(endpoint) = &self.compliance.endpoint {
+            check_url(
+                check,
+                &[Key("compliance"), Key("endpoint")],
+                "compliance.endpoint",
+                endpoint,
+                "endpoint = \"https://ps.compliance.protection.outlook.com\"",
+            )?;
+        }
         // [[tenant]]
         if self.tenants.is_empty() {
             return Err(check.invalid(

@@ -30,7 +30,7 @@ use http::request::Parts;
 
 use crate::config::{Organization, TenantId, TenantName};
 use crate::errors::{Body, ProxyError};
-use crate::token::TokenProvider;
+use crate::token::{Audience, TokenProvider};
 
 pub use client::UpstreamError;
 pub use rest::{RemotingService, Rest};
@@ -58,6 +58,9 @@ pub struct Route {
     pub user: String,
     /// The tenant.
     pub tenant: Arc<TenantRoute>,
+    /// Which endpoint the client opened: `/powershell-liveid/` (Exchange) or
+    /// `/compliance/powershell-liveid/` (Security & Compliance).
+    pub audience: Audience,
 }
 
 /// One authenticated WS-Man request, as the listener read it.
@@ -124,6 +127,9 @@ impl Forwarder {
     pub fn close_all(&self) {
         if let Upstream::Rest(rest) = &self.upstream {
             rest.endpoint().close_all();
+            if let Some(compliance) = rest.compliance() {
+                compliance.close_all();
+            }
         }
     }
 
@@ -138,14 +144,17 @@ impl Forwarder {
         route: &Route,
         request: Inbound,
     ) -> Result<http::Response<Body>, ProxyError> {
+        if route.audience == Audience::Compliance && matches!(self.upstream, Upstream::Winrm(_)) {
+            // S&C retired RPS: nothing to pass through, so say what to set.
+            return Err(ProxyError::ComplianceNeedsRest);
+        }
         let token = policy::preflight(self.tokens.as_ref(), route).await?;
         match &self.upstream {
             Upstream::Winrm(winrm) => winrm.forward(conn, route, token, request).await,
             Upstream::Rest(rest) => {
                 let Inbound { parts, body, .. } = request;
-                Ok(rest
-                    .forward(route, http::Request::from_parts(parts, body))
-                    .await)
+                rest.forward(route, http::Request::from_parts(parts, body))
+                    .await
             }
         }
     }

@@ -25,7 +25,10 @@ pub async fn preflight(
     tokens: &dyn TokenProvider,
     route: &Route,
 ) -> Result<AccessToken, ProxyError> {
-    usable(route, tokens.token(&route.tenant.name).await)
+    usable(
+        route,
+        tokens.token_for(&route.tenant.name, route.audience).await,
+    )
 }
 
 /// A newer token after Exchange refused `route`'s (claims are snapshotted at issuance: a role
@@ -39,7 +42,10 @@ pub async fn refreshed(
     route: &Route,
 ) -> Result<AccessToken, ProxyError> {
     tracing::info!(tenant = %route.tenant.name, "Exchange refused the token: asking for a newer one");
-    usable(route, tokens.refresh(&route.tenant.name).await)
+    usable(
+        route,
+        tokens.refresh_for(&route.tenant.name, route.audience).await,
+    )
 }
 
 /// A fetched token, or why `route` cannot be served with it.

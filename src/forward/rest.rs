@@ -21,10 +21,10 @@ use super::Route;
 use super::client::{self, UpstreamError};
 use crate::bridge::{RestCaller, RestExecutor, RestSettings};
 use crate::config::Config;
-use crate::errors::{self, Body};
+use crate::errors::{self, Body, ProxyError};
 use crate::remoting::wsman::FaultCode;
 use crate::remoting::{Endpoint, Executor};
-use crate::token::TokenProvider;
+use crate::token::{Audience, TokenProvider};
 
 /// The remoting endpoint behind `rest` mode, without its executor type (so the listener and
 /// the admin listener are not generic over it).
@@ -63,26 +63,47 @@ impl<E: Executor<Caller = RestCaller>> RemotingService for Endpoint<E> {
     }
 }
 
-/// `rest` mode's endpoint for `config`: the remoting endpoint over the REST bridge, calling
-/// `[exchange] endpoint` with tokens from `tokens` and counting into `metrics`.
+/// What every rest-mode endpoint counts and records into.
+#[derive(Clone, Copy)]
+pub struct Observers<'a> {
+    /// Counters.
+    pub metrics: &'a crate::metrics::Metrics,
+    /// The audit trail (cmdlet calls).
+    pub audit: &'a crate::audit::Audit,
+    /// Sessions the endpoint ends itself (idle, reclaimed, shutdown).
+    pub sessions: &'a Arc<crate::audit::sessions::SessionLog>,
+}
+
+/// `rest` mode's endpoint for `config` and `audience`: the remoting endpoint over the REST
+/// bridge, with tokens from `tokens`. Exchange: `[exchange] endpoint`. Security & Compliance
+/// (`/compliance/powershell-liveid/`): `[compliance] endpoint` (default from the cloud), whose
+/// executor discovers each tenant's region and uses S&C tokens.
 ///
 /// # Errors
 /// [`UpstreamError`] for a bad endpoint or CA file.
 pub fn endpoint(
     config: &Config,
+    audience: crate::token::Audience,
     tokens: Arc<dyn TokenProvider>,
-    metrics: &crate::metrics::Metrics,
-    audit: &crate::audit::Audit,
-    sessions: &Arc<crate::audit::sessions::SessionLog>,
+    observers: Observers<'_>,
 ) -> Result<Arc<dyn RemotingService>, UpstreamError> {
-    let url = client::endpoint(&config.exchange.endpoint)?;
-    let http = client::http_client(config.exchange.ca_file.as_deref())?;
-    let executor = RestExecutor::new(http, tokens, RestSettings::new(url))
-        .with_metrics(metrics.bridge.clone())
-        .with_audit(audit.clone());
+    let (settings, ca_file) = match audience {
+        crate::token::Audience::Exchange => (
+            RestSettings::new(client::endpoint(&config.exchange.endpoint)?),
+            config.exchange.ca_file.as_deref(),
+        ),
+        crate::token::Audience::Compliance => (
+            RestSettings::compliance(client::endpoint(&config.compliance_endpoint())?),
+            config.compliance.ca_file.as_deref(),
+        ),
+    };
+    let http = client::http_client(ca_file)?;
+    let executor = RestExecutor::new(http, tokens, settings)
+        .with_metrics(observers.metrics.bridge.clone())
+        .with_audit(observers.audit.clone());
     Ok(Arc::new(
         Endpoint::new(Arc::new(executor), crate::remoting::Settings::default())
-            .with_sessions(sessions.clone()),
+            .with_sessions(observers.sessions.clone()),
     ))
 }
 
@@ -101,6 +122,7 @@ pub fn rest_caller(route: &Route) -> RestCaller {
 #[derive(Clone)]
 pub struct Rest {
     endpoint: Arc<dyn RemotingService>,
+    compliance: Option<Arc<dyn RemotingService>>,
 }
 
 impl std::fmt::Debug for Rest {
@@ -112,12 +134,35 @@ impl std::fmt::Debug for Rest {
 impl Rest {
     /// Over `endpoint` (built by [`endpoint`], or a test's).
     pub fn new(endpoint: Arc<dyn RemotingService>) -> Self {
-        Self { endpoint }
+        Self {
+            endpoint,
+            compliance: None,
+        }
+    }
+
+    /// Serves `/compliance/powershell-liveid/` with `compliance` ([`compliance_endpoint`]).
+    #[must_use]
+    pub fn with_compliance(mut self, compliance: Arc<dyn RemotingService>) -> Self {
+        self.compliance = Some(compliance);
+        self
     }
 
     /// The endpoint (open sessions, shutdown).
     pub fn endpoint(&self) -> &Arc<dyn RemotingService> {
         &self.endpoint
+    }
+
+    /// The S&C endpoint, when served.
+    pub fn compliance(&self) -> Option<&Arc<dyn RemotingService>> {
+        self.compliance.as_ref()
+    }
+
+    /// The endpoint serving `audience`.
+    fn endpoint_for(&self, audience: Audience) -> Option<&Arc<dyn RemotingService>> {
+        match audience {
+            Audience::Exchange => Some(&self.endpoint),
+            Audience::Compliance => self.compliance.as_ref(),
+        }
     }
 
     /// Runs one WS-Man request through the endpoint as `route`'s caller; a fault the endpoint
@@ -126,19 +171,21 @@ impl Rest {
         &self,
         route: &Route,
         request: http::Request<Bytes>,
-    ) -> http::Response<Body> {
-        let rsp = self
-            .endpoint
+    ) -> Result<http::Response<Body>, ProxyError> {
+        let endpoint = self
+            .endpoint_for(route.audience)
+            .ok_or(ProxyError::ComplianceNeedsRest)?;
+        let rsp = endpoint
             .handle(&route.user, rest_caller(route), request)
             .await;
         let code = proxy_code(&rsp);
-        tracing::info!(user = %route.user, tenant = %route.tenant.name, mode = "rest",
+        tracing::info!(user = %route.user, tenant = %route.tenant.name, mode = "rest", endpoint = route.audience.as_str(),
             status = rsp.status().as_u16(), code = code.unwrap_or("-"), "handled");
         let mut rsp = rsp.map(errors::full);
         if let Some(code) = code {
             errors::mark_invented(&mut rsp, code);
         }
-        rsp
+        Ok(rsp)
     }
 }
 

@@ -574,6 +574,7 @@ mod tests {
                 app_id: "app".into(),
                 require_directory_role: false,
             }),
+            audience: crate::token::Audience::Exchange,
         }
     }
 

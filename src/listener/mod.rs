@@ -41,6 +41,7 @@ use crate::errors::{self, Body, ProxyError};
 use crate::forward::query::query_value;
 use crate::forward::{ConnectionState, Forwarder, Inbound, Route, TenantRoute};
 use crate::shutdown::Drain;
+use crate::token::Audience;
 use basic_auth::Authenticator;
 use tls::ListenerTls;
 
@@ -227,15 +228,11 @@ async fn route_and_forward(
     req: Request<Incoming>,
     relates_to: &mut Option<String>,
 ) -> Result<Response<Body>, ProxyError> {
-    let path = req.uri().path();
-    if !path
-        .trim_end_matches('/')
-        .eq_ignore_ascii_case("/powershell-liveid")
-    {
+    let Some(audience) = endpoint_of(req.uri().path()) else {
         return Err(ProxyError::UnknownPath {
-            path: path.chars().take(200).collect(),
+            path: req.uri().path().chars().take(200).collect(),
         });
-    }
+    };
     if req.method() != Method::POST {
         return Err(ProxyError::MethodNotAllowed {
             method: req.method().to_string(),
@@ -251,6 +248,7 @@ async fn route_and_forward(
     let route = Route {
         user: user.name.clone(),
         tenant,
+        audience,
     };
     let user_agent = req
         .headers()
@@ -285,7 +283,7 @@ async fn route_and_forward(
                     tenant: route.tenant.name.as_str(),
                     client,
                     mode: proxy.mode(),
-                    endpoint: "exchange",
+                    endpoint: route.audience.as_str(),
                     client_kind,
                     client_version,
                 });
@@ -305,6 +303,19 @@ fn created_shell_id(envelope: &[u8]) -> Option<String> {
     match req.body {
         crate::remoting::wsman::Body::Shell(shell) => shell.shell_id,
         _ => None,
+    }
+}
+
+/// Which endpoint a path names: `/powershell-liveid` (Exchange) or
+/// `/compliance/powershell-liveid` (Security & Compliance), any case, trailing slash optional.
+pub fn endpoint_of(path: &str) -> Option<Audience> {
+    let path = path.trim_end_matches('/');
+    if path.eq_ignore_ascii_case("/powershell-liveid") {
+        Some(Audience::Exchange)
+    } else if path.eq_ignore_ascii_case("/compliance/powershell-liveid") {
+        Some(Audience::Compliance)
+    } else {
+        None
     }
 }
 

@@ -9,6 +9,21 @@
 /// Exchange Online's resource: the token's `aud` (exo-access-token.md §2, `aud`).
 pub const EXCHANGE_RESOURCE: &str = "https://outlook.office365.com";
 
+/// Security & Compliance's resource: the `aud` of its tokens (scc-rest-adminapi.md §1, §3).
+pub const COMPLIANCE_RESOURCE: &str = "https://ps.compliance.protection.outlook.com";
+
+/// Role template ids S&C accepts for app-only access (scc-rest-adminapi.md §1: Compliance
+/// Administrator, Global Administrator, Global Reader, Security Administrator, Security
+/// Reader; not Exchange Administrator, Exchange Recipient Administrator, Helpdesk
+/// Administrator).
+pub const COMPLIANCE_ROLES: [&str; 5] = [
+    "17315797-102d-40b4-93e0-432062caca18",
+    "62e90394-69f5-4237-9190-012177145e10",
+    "f2ef992c-3afb-46b9-b7cf-a126ee74c451",
+    "194ae4cb-b126-40b2-bd5b-6091b380977d",
+    "5d6b6bb7-de71-4623-b4af-96380a352509",
+];
+
 /// The application permission an app-only token must carry in `roles`
 /// (exo-access-token.md §2 `roles`, §3 layer 3).
 pub const MANAGE_AS_APP: &str = "Exchange.ManageAsApp";

@@ -15,6 +15,7 @@
 
 pub mod adminapi;
 pub mod claims;
+pub mod compliance;
 pub mod data;
 pub mod entra;
 pub mod exchange;
@@ -120,13 +121,26 @@ pub fn banner(
     admin: SocketAddr,
 ) -> String {
     let cert = cert.display();
+    let compliance = match mode {
+        Mode::Rest => format!(
+            "\n  compliance    https://{url_host}:{port}/compliance/powershell-liveid/  (simulated Security & Compliance: contoso in region nam02b, fabrikam in eur02b)\n"
+        ),
+        Mode::Winrm => String::new(),
+    };
+    let compliance_connect = match mode {
+        Mode::Rest => format!(
+            "$c = New-PSSession -ConfigurationName Microsoft.Exchange -ConnectionUri https://{url_host}:{port}/compliance/powershell-liveid/ -Authentication Basic -Credential $cred -AllowRedirection -SessionOption (New-PSSessionOption -SkipCACheck -SkipCNCheck)\n\
+             Invoke-Command -Session $c {{ Get-RetentionCompliancePolicy }}\n"
+        ),
+        Mode::Winrm => String::new(),
+    };
     let mode = match mode {
         Mode::Winrm => "winrm (WS-Man passthrough to simulated /PowerShell-LiveID)",
         Mode::Rest => "rest (the proxy is the endpoint; simulated REST admin API)",
     };
     format!(
         "exo-authproxy sandbox is running: simulated Entra ID + simulated Exchange Online, mode {mode}\n\
-         \n  listener      https://{url_host}:{port}/powershell-liveid/\n\
+         \n  listener      https://{url_host}:{port}/powershell-liveid/\n{compliance}\
          \x20 certificate   {cert}\n\
          \x20 SHA-256       {fingerprint}\n\
          \x20 user          {DEMO_USER} / {password}\n\
@@ -135,7 +149,7 @@ pub fn banner(
          \npwsh / Windows PowerShell:\n\n\
          $cred = New-Object System.Management.Automation.PSCredential('{DEMO_USER}', (ConvertTo-SecureString '{password}' -AsPlainText -Force))\n\
          $s = New-PSSession -ConfigurationName Microsoft.Exchange -ConnectionUri https://{url_host}:{port}/powershell-liveid/ -Authentication Basic -Credential $cred -AllowRedirection -SessionOption (New-PSSessionOption -SkipCACheck -SkipCNCheck)\n\
-         Invoke-Command -Session $s {{ Get-OrganizationConfig }}\n\
+         Invoke-Command -Session $s {{ Get-OrganizationConfig }}\n{compliance_connect}\
          \npypsrp (pip install pypsrp):\n\n\
          python3 - <<'PY'\n\
          from pypsrp.powershell import PowerShell, RunspacePool\n\
@@ -214,6 +228,7 @@ pub async fn run_on(
             adminapi: Some(adminapi),
             audit_file: true,
             extra_users: Vec::new(),
+            compliance_admins: vec!["contoso".into()],
         },
     )
     .await?;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::compliance::{self, ComplianceSim, ComplianceTenant};
 use super::exchange::{self, AdminApi, ExchangeSim, RpsService, SigningKeys, SimTenant};
 use super::{DEMO_APP_ID, DEMO_USER, SandboxError, claims, entra, io, pki};
 use crate::config::{Config, Mode};
@@ -83,7 +84,18 @@ pub struct WorldOptions {
     /// More local users besides the demo user, with the same password and tenants (one user
     /// per script, as the audit report recommends).
     pub extra_users: Vec<String>,
+    /// Tenants (by name) whose app holds Compliance Administrator, the role Security &
+    /// Compliance accepts (Exchange Administrator is not one).
+    pub compliance_admins: Vec<String>,
 }
+
+/// The S&C region of the `i`th tenant: two regions, alternating.
+pub fn compliance_region(i: usize) -> &'static str {
+    ["nam02b", "eur02b"][i % 2]
+}
+
+/// Compliance Administrator's role template id (scc-rest-adminapi.md §1).
+const COMPLIANCE_ADMINISTRATOR: &str = "17315797-102d-40b4-93e0-432062caca18";
 
 impl WorldOptions {
     /// The demo user with `password`, the demo tenants, listening on `listen` in `mode`, with
@@ -98,6 +110,7 @@ impl WorldOptions {
             adminapi: None,
             audit_file: false,
             extra_users: Vec::new(),
+            compliance_admins: vec!["contoso".into()],
         }
     }
 }
@@ -118,6 +131,11 @@ pub struct World {
     pub exchange: Arc<ExchangeSim>,
     /// Simulated Exchange's address.
     pub exchange_addr: SocketAddr,
+    /// Simulated Security & Compliance (counters, knobs).
+    pub compliance: Arc<ComplianceSim>,
+    /// Its global host's address (`[compliance] endpoint`).
+    pub compliance_addr: SocketAddr,
+    compliance_stop: CancellationToken,
     _entra: entra::SimHandle,
     exchange_stop: CancellationToken,
     exchange_task: Option<tokio::task::JoinHandle<()>>,
@@ -126,6 +144,7 @@ pub struct World {
 impl Drop for World {
     fn drop(&mut self) {
         self.exchange_stop.cancel();
+        self.compliance_stop.cancel();
     }
 }
 
@@ -170,6 +189,9 @@ impl World {
             if t.directory_role {
                 entra.assign_role(&t.tenant_id, DEMO_APP_ID, claims::EXCHANGE_ADMINISTRATOR);
             }
+            if options.compliance_admins.contains(&t.name) {
+                entra.assign_role(&t.tenant_id, DEMO_APP_ID, COMPLIANCE_ADMINISTRATOR);
+            }
         }
         let entra_listener = TcpListener::bind("127.0.0.1:0").await.map_err(io(dir))?;
         let entra_handle = entra
@@ -181,6 +203,41 @@ impl World {
         keys.push(Some(entra.kid().to_owned()), entra.decoding_key());
         for (kid, key) in trusted_keys {
             keys.push(Some(kid), key);
+        }
+        // Security & Compliance: a global host and one host per region, same trust.
+        let compliance = Arc::new(ComplianceSim::new(
+            keys.clone(),
+            options
+                .tenants
+                .iter()
+                .enumerate()
+                .map(|(i, t)| ComplianceTenant {
+                    tenant_id: t.tenant_id.clone(),
+                    organization: t.organization(),
+                    region: compliance_region(i).to_owned(),
+                })
+                .collect(),
+        ));
+        let compliance_stop = CancellationToken::new();
+        let global = TcpListener::bind("127.0.0.1:0").await.map_err(io(dir))?;
+        let compliance_addr = global.local_addr().map_err(io(dir))?;
+        tokio::spawn(compliance::serve(
+            global,
+            server_tls.clone(),
+            compliance.clone(),
+            compliance::Host::Global,
+            compliance_stop.clone(),
+        ));
+        for region in compliance.region_names() {
+            let listener = TcpListener::bind("127.0.0.1:0").await.map_err(io(dir))?;
+            compliance.set_region_addr(&region, listener.local_addr().map_err(io(dir))?);
+            tokio::spawn(compliance::serve(
+                listener,
+                server_tls.clone(),
+                compliance.clone(),
+                compliance::Host::Region(region),
+                compliance_stop.clone(),
+            ));
         }
         let sim_tenants = options
             .tenants
@@ -223,6 +280,7 @@ impl World {
             ca_file: &ca_file,
             mode: options.mode,
             exchange: exchange_addr,
+            compliance: compliance_addr,
             tenants: &options.tenants,
             password_hash: &hash,
             audit_file: options.audit_file,
@@ -238,6 +296,9 @@ impl World {
             entra,
             exchange,
             exchange_addr,
+            compliance,
+            compliance_addr,
+            compliance_stop,
             _entra: entra_handle,
             exchange_stop,
             exchange_task: Some(exchange_task),
@@ -307,6 +368,7 @@ struct ConfigInputs<'a> {
     ca_file: &'a Path,
     mode: Mode,
     exchange: SocketAddr,
+    compliance: SocketAddr,
     tenants: &'a [WorldTenant],
     password_hash: &'a str,
     audit_file: bool,
@@ -326,7 +388,8 @@ fn config_text(c: &ConfigInputs<'_>) -> String {
         "# Generated by `exo-authproxy sandbox`: the real proxy config, pointing at the simulators.\n\
          state_dir = {state}\n\n[listen]\naddress = \"{listen}\"\n\n[entra]\nauthority = \"{authority}\"\n\
          client_id = \"{DEMO_APP_ID}\"\ncertificate = {cert}\nprivate_key = {key}\nca_file = {ca}\n\n\
-         [exchange]\nmode = \"{mode}\"\nendpoint = \"https://127.0.0.1:{port}\"\nca_file = {ca}\n",
+         [exchange]\nmode = \"{mode}\"\nendpoint = \"https://127.0.0.1:{port}\"\nca_file = {ca}\n\n\
+         [compliance]\nendpoint = \"https://127.0.0.1:{scc_port}\"\nca_file = {ca}\n",
         state = toml_str(c.state_dir),
         listen = c.listen,
         authority = c.authority,
@@ -334,6 +397,7 @@ fn config_text(c: &ConfigInputs<'_>) -> String {
         key = toml_str(c.private_key),
         ca = toml_str(c.ca_file),
         port = c.exchange.port(),
+        scc_port = c.compliance.port(),
     );
     if c.audit_file {
         text.push_str(&format!(

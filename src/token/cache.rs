@@ -33,9 +33,11 @@ use tokio::time::Instant;
 use super::{AccessToken, TokenError};
 use crate::config::TenantName;
 
-/// What a cache slot is keyed by: one token per (authority, tenant, client id).
+/// What a cache slot is keyed by: one token per (authority, tenant, client id, audience).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
+    /// Which service the token is for (Exchange or Security & Compliance).
+    pub audience: super::Audience,
     /// The authority host URL.
     pub authority: Arc<str>,
     /// Our name for the tenant.
@@ -366,6 +368,7 @@ async fn fetch_with_retry<S: TokenSource>(
         m.requests
             .get_or_create(&crate::metrics::TokenLabels {
                 tenant: key.tenant.0.clone(),
+                audience: key.audience.as_str(),
                 result: if result.is_ok() { "ok" } else { "error" },
             })
             .inc();

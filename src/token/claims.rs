@@ -208,6 +208,40 @@ pub struct RoleRefusal {
     pub app_id: String,
 }
 
+/// Security & Compliance refused an app for its role: S&C accepts other directory roles than
+/// Exchange (scc-rest-adminapi.md §1), so Exchange Administrator — enough for
+/// `/powershell-liveid/` — is not enough here. The one text for it, with both fixes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "tenant {tenant}: Security & Compliance refused app {app_id} ({detail}): S&C accepts the \
+     directory roles Compliance Administrator, Global Administrator, Global Reader, Security \
+     Administrator or Security Reader — not Exchange Administrator, Exchange Recipient \
+     Administrator or Helpdesk Administrator. Assign Compliance Administrator to the app's \
+     service principal in {tenant} ({organization}) (Entra admin center → Roles and \
+     administrators → Compliance Administrator → Add assignment), or in Security & Compliance \
+     run New-ServicePrincipal and Add-RoleGroupMember for it; then retry (tokens keep their \
+     roles until refreshed)"
+)]
+pub struct ComplianceRoleRefusal {
+    /// Local tenant name.
+    pub tenant: TenantName,
+    /// Organization domain.
+    pub organization: String,
+    /// The app's client id.
+    pub app_id: String,
+    /// What S&C said.
+    pub detail: String,
+}
+
+/// The directory roles S&C accepts app-only (scc-rest-adminapi.md §1), by name.
+pub const COMPLIANCE_ROLE_NAMES: [&str; 5] = [
+    "Compliance Administrator",
+    "Global Administrator",
+    "Global Reader",
+    "Security Administrator",
+    "Security Reader",
+];
+
 /// The admin-consent URL for `tenant_id` (exo-access-token.md §5.2).
 pub fn consent_url(authority: &str, tenant_id: &str, client_id: &str) -> String {
     format!(

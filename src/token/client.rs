@@ -20,6 +20,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 
+use super::Audience;
 use super::cache::{CacheKey, Fetched, TokenSource};
 use super::claims::{self, Claims, Expected};
 use super::credential::{self, Credential, CredentialError};
@@ -91,8 +92,21 @@ pub struct Target {
     pub authority: String,
     /// `https://outlook.office365.com` or the cloud's Exchange host.
     pub resource: String,
+    /// `https://ps.compliance.protection.outlook.com` or the cloud's S&C host
+    /// (scc-rest-adminapi.md §1).
+    pub compliance_resource: String,
     /// The resolved credential, or why it could not be.
     pub credential: Result<Credential, CredentialError>,
+}
+
+impl Target {
+    /// The resource (and expected `aud`) of `audience`'s tokens.
+    pub fn resource_for(&self, audience: Audience) -> &str {
+        match audience {
+            Audience::Exchange => &self.resource,
+            Audience::Compliance => &self.compliance_resource,
+        }
+    }
 }
 
 /// The production [`TokenSource`]: Entra ID's token endpoint.
@@ -136,12 +150,13 @@ impl EntraSource {
         self.targets.get(tenant)
     }
 
-    async fn request(&self, t: &Target) -> Result<Fetched, TokenError> {
+    async fn request(&self, t: &Target, audience: Audience) -> Result<Fetched, TokenError> {
+        let resource = t.resource_for(audience);
         let cred = t.credential.as_ref().map_err(|e| TokenError::Credential {
             tenant: t.tenant.clone(),
             error: e.clone(),
         })?;
-        let scope = format!("{}/.default", t.resource);
+        let scope = format!("{resource}/.default");
         let mut form: Vec<(&str, String)> = vec![
             ("client_id", t.client_id.clone()),
             ("scope", scope),
@@ -217,7 +232,7 @@ impl EntraSource {
             .await
             .map_err(|reason| unavailable(Some(status.as_u16()), reason, retry_after))?;
         if status.is_success() {
-            return self.success(t, &bytes);
+            return self.success(t, resource, &bytes);
         }
         let parsed: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
         if status.is_server_error() || status.as_u16() == 429 {
@@ -255,7 +270,7 @@ impl EntraSource {
         })))
     }
 
-    fn success(&self, t: &Target, bytes: &[u8]) -> Result<Fetched, TokenError> {
+    fn success(&self, t: &Target, resource: &str, bytes: &[u8]) -> Result<Fetched, TokenError> {
         #[derive(Deserialize)]
         struct Ok_ {
             access_token: String,
@@ -292,7 +307,7 @@ impl EntraSource {
                         tenant: t.tenant.as_str(),
                         tenant_id: t.tenant_id.as_str(),
                         client_id: &t.client_id,
-                        audience: &t.resource,
+                        audience: resource,
                         authority: &t.authority,
                     },
                 );
@@ -348,7 +363,7 @@ impl TokenSource for EntraSource {
                 .targets
                 .get(&key.tenant)
                 .ok_or_else(|| TokenError::UnknownTenant(key.tenant.clone()))?;
-            self.request(t).await
+            self.request(t, key.audience).await
         })
     }
 }
@@ -501,6 +516,7 @@ mod tests {
             token_url: "https://login.example/t/oauth2/v2.0/token".into(),
             authority: "https://login.example".into(),
             resource: "https://outlook.office365.com".into(),
+            compliance_resource: "https://ps.compliance.protection.outlook.com".into(),
             credential: Err(CredentialError::Read {
                 what: "certificate",
                 path: "app.pem".into(),
@@ -513,7 +529,7 @@ mod tests {
         let source = EntraSource::new(vec![target()], None).unwrap();
         let refresh = refresh_in.map_or(String::new(), |r| format!(",\"refresh_in\":{r}"));
         let body = format!(r#"{{"access_token":"not.a.jwt","expires_in":{expires_in}{refresh}}}"#);
-        source.success(&target(), body.as_bytes())
+        source.success(&target(), "https://outlook.office365.com", body.as_bytes())
     }
 
     #[test]

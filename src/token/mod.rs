@@ -36,6 +36,59 @@ pub use cache::{CacheKey, Fetched, Health, Settings, TokenCache, TokenSource};
 pub use client::{CaFileError, EntraSource, Target};
 pub use credential::{Credential, CredentialError};
 
+/// Which Microsoft service a token (and a remoting endpoint) is for.
+///
+/// The two admin endpoints take tokens for different resources (scc-rest-adminapi.md §1), so
+/// each tenant has one cache slot per audience, with the same refresh rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Audience {
+    /// Exchange Online (`/powershell-liveid/`).
+    #[default]
+    Exchange,
+    /// Security & Compliance (`/compliance/powershell-liveid/`).
+    Compliance,
+}
+
+impl Audience {
+    /// Both, in display order.
+    pub const ALL: [Audience; 2] = [Audience::Exchange, Audience::Compliance];
+
+    /// `exchange` or `compliance` (CLI, metrics labels, logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exchange => "exchange",
+            Self::Compliance => "compliance",
+        }
+    }
+
+    /// The service's name in messages.
+    pub fn service(self) -> &'static str {
+        match self {
+            Self::Exchange => "Exchange Online",
+            Self::Compliance => "Security & Compliance",
+        }
+    }
+}
+
+impl std::fmt::Display for Audience {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Audience {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "exchange" => Ok(Self::Exchange),
+            "compliance" => Ok(Self::Compliance),
+            other => Err(format!(
+                "unknown audience {other:?}: exchange or compliance"
+            )),
+        }
+    }
+}
+
 /// An Exchange Online access token for one tenant, with what we decoded from it.
 #[derive(Debug, Clone)]
 pub struct AccessToken {
@@ -77,6 +130,36 @@ pub trait TokenProvider: Send + Sync + 'static {
     fn health(&self) -> BoxFuture<'_, Vec<(TenantName, Health)>> {
         Box::pin(std::future::ready(Vec::new()))
     }
+    /// A valid token for `tenant` and `audience`. A provider with one token per tenant (a
+    /// test's scripted one) serves it for both audiences.
+    fn token_for<'a>(
+        &'a self,
+        tenant: &'a TenantName,
+        audience: Audience,
+    ) -> BoxFuture<'a, Result<AccessToken, TokenError>> {
+        let _ = audience;
+        self.token(tenant)
+    }
+    /// As [`TokenProvider::refresh`], for `audience`.
+    fn refresh_for<'a>(
+        &'a self,
+        tenant: &'a TenantName,
+        audience: Audience,
+    ) -> BoxFuture<'a, Result<AccessToken, TokenError>> {
+        let _ = audience;
+        self.refresh(tenant)
+    }
+    /// Token state per tenant and audience (readiness, metrics); by default every tenant's
+    /// [`TokenProvider::health`] as Exchange's.
+    fn health_by_audience(&self) -> BoxFuture<'_, Vec<(TenantName, Audience, Health)>> {
+        Box::pin(async move {
+            self.health()
+                .await
+                .into_iter()
+                .map(|(t, h)| (t, Audience::Exchange, h))
+                .collect()
+        })
+    }
 }
 
 impl TokenProvider for TokenEngine {
@@ -94,6 +177,23 @@ impl TokenProvider for TokenEngine {
     }
     fn health(&self) -> BoxFuture<'_, Vec<(TenantName, Health)>> {
         Box::pin(TokenEngine::health(self))
+    }
+    fn token_for<'a>(
+        &'a self,
+        tenant: &'a TenantName,
+        audience: Audience,
+    ) -> BoxFuture<'a, Result<AccessToken, TokenError>> {
+        Box::pin(TokenEngine::token_for(self, tenant, audience))
+    }
+    fn refresh_for<'a>(
+        &'a self,
+        tenant: &'a TenantName,
+        audience: Audience,
+    ) -> BoxFuture<'a, Result<AccessToken, TokenError>> {
+        Box::pin(TokenEngine::refresh_for(self, tenant, audience))
+    }
+    fn health_by_audience(&self) -> BoxFuture<'_, Vec<(TenantName, Audience, Health)>> {
+        Box::pin(TokenEngine::health_by_audience(self))
     }
 }
 
@@ -276,6 +376,7 @@ impl TokenEngine {
     ) -> Result<Self, EngineError> {
         let authority = config.entra.authority.trim_end_matches('/').to_owned();
         let resource = config.exchange.resource();
+        let compliance_resource = config.compliance_resource();
         let mut targets = Vec::new();
         let mut keys = std::collections::HashMap::new();
         for t in &config.tenants {
@@ -291,6 +392,7 @@ impl TokenEngine {
             keys.insert(
                 t.name.clone(),
                 CacheKey {
+                    audience: Audience::Exchange,
                     authority: authority.as_str().into(),
                     tenant: t.name.clone(),
                     client_id: client_id.as_str().into(),
@@ -302,6 +404,7 @@ impl TokenEngine {
                 token_url: format!("{authority}/{}/oauth2/v2.0/token", t.tenant_id),
                 authority: authority.clone(),
                 resource: resource.clone(),
+                compliance_resource: compliance_resource.clone(),
                 client_id,
                 credential,
             });
@@ -317,6 +420,56 @@ impl TokenEngine {
         self.keys
             .get(tenant)
             .ok_or_else(|| TokenError::UnknownTenant(tenant.clone()))
+    }
+
+    fn key_for(&self, tenant: &TenantName, audience: Audience) -> Result<CacheKey, TokenError> {
+        Ok(CacheKey {
+            audience,
+            ..self.key(tenant)?.clone()
+        })
+    }
+
+    /// A valid token for `tenant` and `audience` (the same cache, one slot per audience).
+    ///
+    /// # Errors
+    /// As for [`TokenEngine::token`].
+    pub async fn token_for(
+        &self,
+        tenant: &TenantName,
+        audience: Audience,
+    ) -> Result<AccessToken, TokenError> {
+        self.cache.acquire(&self.key_for(tenant, audience)?).await
+    }
+
+    /// As [`TokenEngine::refresh`], for `audience`.
+    ///
+    /// # Errors
+    /// As for [`TokenEngine::token`].
+    pub async fn refresh_for(
+        &self,
+        tenant: &TenantName,
+        audience: Audience,
+    ) -> Result<AccessToken, TokenError> {
+        self.cache.refresh(&self.key_for(tenant, audience)?).await
+    }
+
+    /// Every tenant's token state for both audiences, without fetching.
+    pub async fn health_by_audience(&self) -> Vec<(TenantName, Audience, Health)> {
+        let mut out = Vec::new();
+        for (tenant, exchange) in self.health().await {
+            out.push((tenant.clone(), Audience::Exchange, exchange));
+            if let Ok(key) = self.key_for(&tenant, Audience::Compliance) {
+                let health = match self.target(&tenant).map(|t| t.credential.as_ref()) {
+                    Some(Err(error)) => Health::Failing(TokenError::Credential {
+                        tenant: tenant.clone(),
+                        error: error.clone(),
+                    }),
+                    _ => self.cache.health(&key).await,
+                };
+                out.push((tenant, Audience::Compliance, health));
+            }
+        }
+        out
     }
 
     /// A valid token for `tenant` (cached; one request per tenant however many callers).

@@ -71,6 +71,7 @@ impl Proxy {
                 adminapi: Some(adminapi),
                 audit_file: false,
                 extra_users: Vec::new(),
+                compliance_admins: Vec::new(),
             },
         )
         .await

@@ -84,19 +84,28 @@ async fn readiness_names_the_tenant_without_a_token_and_metrics_count_what_happe
         1.0
     );
     assert_eq!(
-        get("exo_authproxy_token_requests_total{tenant=\"contoso\",result=\"ok\"}"),
+        get(
+            "exo_authproxy_token_requests_total{tenant=\"contoso\",audience=\"exchange\",result=\"ok\"}"
+        ),
         1.0
     );
     assert_eq!(
-        get("exo_authproxy_token_requests_total{tenant=\"northwind\",result=\"error\"}"),
+        get(
+            "exo_authproxy_token_requests_total{tenant=\"northwind\",audience=\"exchange\",result=\"error\"}"
+        ),
         1.0
     );
     assert_eq!(
-        get("exo_authproxy_token_failing{tenant=\"northwind\"}"),
+        get("exo_authproxy_token_failing{tenant=\"northwind\",audience=\"exchange\"}"),
         1.0
     );
-    assert_eq!(get("exo_authproxy_token_failing{tenant=\"contoso\"}"), 0.0);
-    assert!(get("exo_authproxy_token_usable_seconds{tenant=\"contoso\"}") > 60.0);
+    assert_eq!(
+        get("exo_authproxy_token_failing{tenant=\"contoso\",audience=\"exchange\"}"),
+        0.0
+    );
+    assert!(
+        get("exo_authproxy_token_usable_seconds{tenant=\"contoso\",audience=\"exchange\"}") > 60.0
+    );
     // One client, keep-alive: the three requests shared one connection, still open.
     assert_eq!(get("exo_authproxy_connections_total"), 1.0);
     assert_eq!(get("exo_authproxy_connections_open"), 1.0);

@@ -7,6 +7,7 @@ mod audit_report;
 mod bridge;
 mod cli;
 mod compat;
+mod compliance;
 mod config;
 mod hostile_upstream;
 mod local_cmdlets;

@@ -376,6 +376,7 @@ impl TokenSource for Counting {
 async fn a_refresh_storm_costs_entra_one_request_per_interval_issue_12() {
     let cache = TokenCache::new(Counting::default(), Settings::default());
     let key = CacheKey {
+        audience: exo_authproxy::token::Audience::Exchange,
         authority: "https://login.microsoftonline.com".into(),
         tenant: TenantName("fabrikam".into()),
         client_id: "app".into(),
@@ -433,6 +434,7 @@ impl TokenSource for Forever {
 async fn an_absurd_token_lifetime_is_clamped_not_a_panic_issue_12() {
     let cache = TokenCache::new(Forever, Settings::default());
     let key = CacheKey {
+        audience: exo_authproxy::token::Audience::Exchange,
         authority: "https://login.microsoftonline.com".into(),
         tenant: TenantName("contoso".into()),
         client_id: "app".into(),

@@ -658,6 +658,7 @@ fn unavailable(retry_after: Option<Duration>) -> TokenError {
 
 fn key() -> CacheKey {
     CacheKey {
+        audience: exo_authproxy::token::Audience::Exchange,
         authority: "https://login.example".into(),
         tenant: contoso(),
         client_id: CLIENT.into(),

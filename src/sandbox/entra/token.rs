@@ -17,6 +17,7 @@ use crate::sandbox::claims::{APP_ONLY_MARKER, MANAGE_AS_APP};
 
 use super::response::{aadsts, json_response};
 use super::{EXCHANGE_RESOURCE, EntraSim, JWT_BEARER, lock, now_secs};
+use crate::sandbox::claims::COMPLIANCE_RESOURCE;
 
 impl EntraSim {
     pub(super) fn token(&self, tenant: &str, url: &str, body: &[u8]) -> Response<Full<Bytes>> {
@@ -95,7 +96,11 @@ impl EntraSim {
             ));
         };
         let scope = field("scope").unwrap_or_default();
-        if scope != format!("{EXCHANGE_RESOURCE}/.default") {
+        // Exchange's resource, or Security & Compliance's (scc-rest-adminapi.md §1).
+        let Some(audience) = [EXCHANGE_RESOURCE, COMPLIANCE_RESOURCE]
+            .into_iter()
+            .find(|r| scope == format!("{r}/.default"))
+        else {
             return Err(aadsts(
                 bad,
                 "invalid_scope",
@@ -106,7 +111,7 @@ impl EntraSim {
                      {EXCHANGE_RESOURCE}/.default is valid."
                 ),
             ));
-        }
+        };
         let (Some(app), Some(consent)) = (reg.apps.get(client_id), consents.get(client_id)) else {
             return Err(aadsts(
                 bad,
@@ -163,7 +168,7 @@ impl EntraSim {
         let mut wids = consent.directory_roles.clone();
         wids.push(APP_ONLY_MARKER.to_owned());
         let mut claims = json!({
-            "aud": EXCHANGE_RESOURCE,
+            "aud": audience,
             "iss": Self::issuer(tenant),
             "iat": now, "nbf": now, "exp": now + k.lifetime,
             "app_displayname": app.display_name,

@@ -39,7 +39,7 @@ impl SigningKeys {
         Ok(keys)
     }
 
-    pub(super) fn find(&self, kid: Option<&str>) -> Option<&DecodingKey> {
+    pub(crate) fn find(&self, kid: Option<&str>) -> Option<&DecodingKey> {
         self.0
             .iter()
             .find(|(k, _)| k.as_deref() == kid)
