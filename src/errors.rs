@@ -202,6 +202,12 @@ pub enum ProxyError {
         /// The bound.
         limit: usize,
     },
+    /// A request head that is not HTTP/1.1 syntax.
+    #[error("malformed HTTP request: {reason}")]
+    MalformedHead {
+        /// What is wrong (never the bytes).
+        reason: &'static str,
+    },
     /// Plain HTTP on the TLS port.
     #[error(
         "exo-authproxy listens with TLS: use https:// in -ConnectionUri (and -UseSSL is implied by https)"
@@ -325,6 +331,7 @@ impl ProxyError {
             Self::HeadTooLarge { .. } => "request-header-too-large",
             Self::TooManyHeaders { .. } => "too-many-headers",
             Self::PlaintextOnTlsPort => "plaintext-on-tls-port",
+            Self::MalformedHead { .. } => "malformed-request",
             Self::Token { .. } => "token-unavailable",
             Self::TokenUnusable { .. } => "token-unusable",
             Self::DirectoryRoleMissing(_) => "directory-role-missing",
@@ -349,7 +356,7 @@ impl ProxyError {
             Self::MethodNotAllowed { .. } => Shape::Plain(StatusCode::METHOD_NOT_ALLOWED),
             // A client's mistake is a 4xx: nothing Exchange-side went wrong.
             Self::RequestTooLarge { .. } => Shape::Plain(StatusCode::PAYLOAD_TOO_LARGE),
-            Self::ClientBody { .. } | Self::PlaintextOnTlsPort => {
+            Self::ClientBody { .. } | Self::PlaintextOnTlsPort | Self::MalformedHead { .. } => {
                 Shape::Plain(StatusCode::BAD_REQUEST)
             }
             Self::ClientBodyTimeout { .. } => Shape::Plain(StatusCode::REQUEST_TIMEOUT),

@@ -31,6 +31,10 @@ pub const MAX_REQUEST_LINE: usize = 16 * 1024;
 pub const MAX_HEADERS: usize = 100;
 /// Largest head (request line and all header fields) accepted.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// After a refusal, at most this much more of the client's input is read and dropped, so a
+/// client still sending its head reads the refusal instead of a connection reset (a lingering
+/// close); hyper's header timeout bounds the time.
+const MAX_LINGER_BYTES: usize = 1024 * 1024;
 
 /// Set by the listener when the request in flight is finished and the next bytes are a head.
 #[derive(Clone, Default)]
@@ -58,14 +62,23 @@ struct Scan {
     line: usize,
     /// Still on the request line.
     in_request_line: bool,
+    /// Spaces seen on the request line.
+    spaces: usize,
+    /// Bytes of the current header line before its colon (`None` once the colon was seen).
+    name: Option<usize>,
 }
 
 impl Scan {
     fn new() -> Self {
         Self {
             in_request_line: true,
+            name: Some(0),
             ..Self::default()
         }
+    }
+
+    fn malformed(reason: &'static str) -> Option<ProxyError> {
+        Some(ProxyError::MalformedHead { reason })
     }
 
     /// Scans `data`; the refusal when a limit is passed.
@@ -84,25 +97,54 @@ impl Scan {
                 b'\n' if self.in_request_line => {
                     // Empty lines before the request line are tolerated (RFC 9112 §2.2).
                     if self.line > 0 {
+                        if self.spaces != 2 {
+                            return Self::malformed("the request line is not METHOD TARGET VERSION");
+                        }
                         self.in_request_line = false;
                     }
                     self.line = 0;
                 }
                 b'\n' if self.line == 0 => self.passive = true,
                 b'\n' => {
+                    if self.name.is_some() {
+                        return Self::malformed("a header line without a colon");
+                    }
                     self.fields += 1;
                     self.line = 0;
+                    self.name = Some(0);
                     if self.fields > MAX_HEADERS {
                         return Some(ProxyError::TooManyHeaders { limit: MAX_HEADERS });
                     }
                 }
                 b'\r' => {}
+                b'\t' | b' ' if !self.in_request_line && self.name.is_some() => {
+                    return Self::malformed(
+                        "white space in a header name (or a folded header line)",
+                    );
+                }
+                0..=8 | 10..=31 | 127 => {
+                    return Self::malformed("a control character in the request head");
+                }
                 _ => {
                     self.line += 1;
-                    if self.in_request_line && self.line > MAX_REQUEST_LINE {
-                        return Some(ProxyError::RequestLineTooLong {
-                            limit: MAX_REQUEST_LINE,
-                        });
+                    if self.in_request_line {
+                        if b == b' ' {
+                            self.spaces += 1;
+                        }
+                        if self.line > MAX_REQUEST_LINE {
+                            return Some(ProxyError::RequestLineTooLong {
+                                limit: MAX_REQUEST_LINE,
+                            });
+                        }
+                    } else if let Some(name) = &mut self.name {
+                        if b == b':' {
+                            if *name == 0 {
+                                return Self::malformed("a header line with an empty name");
+                            }
+                            self.name = None;
+                        } else {
+                            *name += 1;
+                        }
                     }
                 }
             }
@@ -118,8 +160,10 @@ pub struct HeadGuard<S> {
     scan: Scan,
     /// The refusal being written, and how much of it is out.
     refusal: Option<(Vec<u8>, usize)>,
-    /// Refused: reads are EOF, writes are discarded.
+    /// Refused: reads are EOF (after the linger), writes are discarded.
     closed: bool,
+    /// Bytes dropped since the refusal.
+    lingered: usize,
 }
 
 impl<S> HeadGuard<S> {
@@ -131,6 +175,7 @@ impl<S> HeadGuard<S> {
             scan: Scan::new(),
             refusal: None,
             closed: false,
+            lingered: 0,
         }
     }
 }
@@ -164,6 +209,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for HeadGuard<S> {
             ready!(this.poll_refuse(cx));
         }
         if this.closed {
+            while this.lingered < MAX_LINGER_BYTES {
+                let mut scratch = [0u8; 8192];
+                let mut dropped = ReadBuf::new(&mut scratch);
+                match ready!(Pin::new(&mut this.inner).poll_read(cx, &mut dropped)) {
+                    Ok(()) if !dropped.filled().is_empty() => {
+                        this.lingered += dropped.filled().len();
+                    }
+                    _ => break,
+                }
+            }
             return Poll::Ready(Ok(()));
         }
         if this.rearm.take() {
@@ -177,8 +232,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for HeadGuard<S> {
         buf.set_filled(before);
         tracing::info!(code = err.code(), error = %err, "refused a request head");
         this.refusal = Some((errors::raw_response(&err), 0));
-        ready!(this.poll_refuse(cx));
-        Poll::Ready(Ok(()))
+        // Writes the refusal, then lingers (the branches above).
+        Pin::new(this).poll_read(cx, buf)
     }
 }
 
@@ -236,6 +291,15 @@ mod tests {
         assert_eq!(scan(many.as_bytes()), Some("too-many-headers"));
         let exactly = format!("GET / HTTP/1.1\r\n{}\r\n", "a: b\r\n".repeat(MAX_HEADERS));
         assert_eq!(scan(exactly.as_bytes()), None);
+        for bad in [
+            "HELLO\r\n\r\n",
+            "GET / HTTP/1.1\r\nNoColon\r\n\r\n",
+            "GET / HTTP/1.1\r\nA: b\0c\r\n\r\n",
+            "GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
+            "GET / HTTP/1.1\r\n: empty\r\n\r\n",
+        ] {
+            assert_eq!(scan(bad.as_bytes()), Some("malformed-request"), "{bad:?}");
+        }
         let big = format!("GET / HTTP/1.1\r\nA: {}\r\n\r\n", "b".repeat(MAX_HEAD_BYTES));
         assert_eq!(scan(big.as_bytes()), Some("request-header-too-large"));
     }

@@ -269,6 +269,17 @@ async fn route_and_forward(
             method: req.method().to_string(),
         });
     }
+    if req
+        .headers()
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(ProxyError::MalformedCredentials {
+            reason: "more than one Authorization header",
+        });
+    }
     let user = proxy
         .auth
         .authenticate(req.headers().get(http::header::AUTHORIZATION), client)
