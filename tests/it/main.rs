@@ -2,6 +2,7 @@
 
 mod abuse;
 mod admin;
+mod bad_input;
 mod architecture;
 mod bridge;
 mod cli;
