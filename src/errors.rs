@@ -360,9 +360,7 @@ impl ProxyError {
                 Shape::Plain(StatusCode::BAD_REQUEST)
             }
             Self::ClientBodyTimeout { .. } => Shape::Plain(StatusCode::REQUEST_TIMEOUT),
-            Self::UnsupportedContentType { .. } => {
-                Shape::Plain(StatusCode::UNSUPPORTED_MEDIA_TYPE)
-            }
+            Self::UnsupportedContentType { .. } => Shape::Plain(StatusCode::UNSUPPORTED_MEDIA_TYPE),
             Self::RequestLineTooLong { .. } => Shape::Plain(StatusCode::URI_TOO_LONG),
             Self::HeadTooLarge { .. } | Self::TooManyHeaders { .. } => {
                 Shape::Plain(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)

@@ -98,7 +98,9 @@ impl Scan {
                     // Empty lines before the request line are tolerated (RFC 9112 §2.2).
                     if self.line > 0 {
                         if self.spaces != 2 {
-                            return Self::malformed("the request line is not METHOD TARGET VERSION");
+                            return Self::malformed(
+                                "the request line is not METHOD TARGET VERSION",
+                            );
                         }
                         self.in_request_line = false;
                     }
@@ -287,7 +289,10 @@ mod tests {
     fn each_limit_has_its_code() {
         let long_line = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_REQUEST_LINE));
         assert_eq!(scan(long_line.as_bytes()), Some("request-line-too-long"));
-        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "a: b\r\n".repeat(MAX_HEADERS + 1));
+        let many = format!(
+            "GET / HTTP/1.1\r\n{}\r\n",
+            "a: b\r\n".repeat(MAX_HEADERS + 1)
+        );
         assert_eq!(scan(many.as_bytes()), Some("too-many-headers"));
         let exactly = format!("GET / HTTP/1.1\r\n{}\r\n", "a: b\r\n".repeat(MAX_HEADERS));
         assert_eq!(scan(exactly.as_bytes()), None);
@@ -300,7 +305,10 @@ mod tests {
         ] {
             assert_eq!(scan(bad.as_bytes()), Some("malformed-request"), "{bad:?}");
         }
-        let big = format!("GET / HTTP/1.1\r\nA: {}\r\n\r\n", "b".repeat(MAX_HEAD_BYTES));
+        let big = format!(
+            "GET / HTTP/1.1\r\nA: {}\r\n\r\n",
+            "b".repeat(MAX_HEAD_BYTES)
+        );
         assert_eq!(scan(big.as_bytes()), Some("request-header-too-large"));
     }
 }

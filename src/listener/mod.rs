@@ -169,9 +169,7 @@ where
         let proxy = proxy.clone();
         let state = state.clone();
         let rearm = rearm.clone();
-        async move {
-            Ok::<_, std::convert::Infallible>(handle(&proxy, &state, peer, req, &rearm).await)
-        }
+        async move { Ok::<_, std::convert::Infallible>(handle(&proxy, &state, peer, req, &rearm).await) }
     });
     let mut http = http1::Builder::new();
     // hyper's own head limits sit well above the guard's, so the guard answers (with a code)

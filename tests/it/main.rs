@@ -2,8 +2,8 @@
 
 mod abuse;
 mod admin;
-mod bad_input;
 mod architecture;
+mod bad_input;
 mod bridge;
 mod cli;
 mod compat;
