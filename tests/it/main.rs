@@ -16,5 +16,6 @@ mod proxy;
 mod remoting;
 mod rest_table;
 mod sandbox;
+mod secrets;
 mod support;
 mod token;
