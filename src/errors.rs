@@ -488,6 +488,19 @@ mod tests {
             ProxyError::BadCredentials,
             ProxyError::ShuttingDown,
             ProxyError::UnknownPath { path: "/".into() },
+            ProxyError::RequestTooLarge { limit: 1 },
+            ProxyError::ClientBody { reason: "x".into() },
+            ProxyError::ClientBodyTimeout {
+                after: Duration::from_secs(1),
+            },
+            ProxyError::UnsupportedContentType {
+                content_type: "text/plain".into(),
+            },
+            ProxyError::RequestLineTooLong { limit: 1 },
+            ProxyError::HeadTooLarge { limit: 1 },
+            ProxyError::TooManyHeaders { limit: 1 },
+            ProxyError::MalformedHead { reason: "x" },
+            ProxyError::PlaintextOnTlsPort,
         ];
         let mut codes: Vec<_> = errs.iter().map(ProxyError::code).collect();
         codes.sort_unstable();
@@ -514,6 +527,33 @@ mod tests {
             assert_eq!(rsp.status(), StatusCode::UNAUTHORIZED);
             assert_eq!(rsp.headers()[WWW_AUTHENTICATE], BASIC_CHALLENGE);
             assert_eq!(rsp.headers()[PROXY_ERROR], code);
+        }
+    }
+
+    #[test]
+    fn a_clients_mistake_is_a_4xx_with_its_code_and_a_one_line_reason() {
+        for err in [
+            ProxyError::RequestTooLarge { limit: 1 },
+            ProxyError::ClientBody { reason: "x".into() },
+            ProxyError::ClientBodyTimeout {
+                after: Duration::from_secs(1),
+            },
+            ProxyError::UnsupportedContentType {
+                content_type: "text/plain".into(),
+            },
+            ProxyError::HeadTooLarge { limit: 1 },
+            ProxyError::MalformedHead { reason: "x" },
+        ] {
+            let code = err.code();
+            let raw = String::from_utf8(raw_response(&err)).unwrap();
+            let rsp = respond(Err(err), None);
+            assert!(rsp.status().is_client_error(), "{code}: {}", rsp.status());
+            assert_eq!(rsp.headers()[PROXY_ERROR], code);
+            let status = format!("HTTP/1.1 {} ", rsp.status().as_u16());
+            assert!(raw.starts_with(&status), "{raw}");
+            assert!(raw.contains(&format!("x-exo-authproxy-error: {code}\r\n")));
+            let body = raw.split("\r\n\r\n").nth(1).unwrap();
+            assert_eq!(body.lines().count(), 1, "{body}");
         }
     }
 
