@@ -9,7 +9,12 @@ use exo_authproxy::config::{Mode, TenantName};
 use http::StatusCode;
 use tracing_subscriber::layer::SubscriberExt as _;
 
-use crate::support::harness::{Logs, PASSWORD, Sandboxed, SandboxedOptions, USER};
+use std::time::Duration;
+
+use exo_authproxy::sandbox::{RunningProxy, World, WorldOptions};
+use tokio::net::TcpListener;
+
+use crate::support::harness::{Logs, USER, client_trusting, post_soap, world_tenants};
 use crate::support::python;
 
 /// Everything secret this run handed the proxy or the proxy obtained.
@@ -45,38 +50,62 @@ fn private_key_lines(dir: &std::path::Path, found: &mut Vec<String>) {
     }
 }
 
+/// A password distinctive enough to grep for (the harness's is a common word).
+const PASSWORD: &str = "Pw-7f3c9e1b-secret-Kq";
+const WRONG_PASSWORD: &str = "not-the-password-Zq81";
+
 async fn run_mode(mode: Mode, secrets: &mut Secrets) {
-    let h = Sandboxed::start(SandboxedOptions::simulated(mode, 3)).await;
-    let client = h.client();
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (_data, rps, adminapi) = exo_authproxy::sandbox::simulated_exchange(3);
+    let mut options = WorldOptions::new(mode, listener.local_addr().unwrap(), rps);
+    options.password = PASSWORD.into();
+    options.tenants = world_tenants();
+    options.adminapi = Some(adminapi);
+    let world = World::start(dir.path(), options).await.expect("world");
+    let (prepared, tokens) = world.prepare_for_mode().expect("prepare");
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut running =
+        RunningProxy::spawn(prepared, listener, admin, Duration::from_secs(5)).unwrap();
+    let cert = running.listener_cert.clone().expect("tls");
+    let url = running.url();
+    let client = client_trusting(&cert);
     // A wrong password.
-    let rsp = crate::support::harness::post_soap(
+    let rsp = post_soap(&client, &url, Some((USER, WRONG_PASSWORD)), "", "<x/>").await;
+    assert_eq!(rsp.status(), StatusCode::UNAUTHORIZED);
+    // A tenant the user may not use.
+    let rsp = post_soap(
         &client,
-        &h.url,
-        Some((USER, "not-the-password-Zq81")),
-        "",
+        &url,
+        Some((USER, PASSWORD)),
+        "DelegatedOrg=not-mine.onmicrosoft.com",
         "<x/>",
     )
     .await;
-    assert_eq!(rsp.status(), StatusCode::UNAUTHORIZED);
-    // A tenant the user may not use.
-    let rsp = h
-        .post(&client, "DelegatedOrg=not-mine.onmicrosoft.com", "<x/>")
-        .await;
     assert_eq!(rsp.headers()["x-exo-authproxy-error"], "tenant-not-allowed");
     // Entra failing for a tenant whose token is not cached yet.
-    h.world
-        .entra
-        .fail_next(50, StatusCode::INTERNAL_SERVER_ERROR);
-    let rsp = h
-        .post(&client, "DelegatedOrg=northwind.onmicrosoft.com", "<x/>")
-        .await;
+    world.entra.fail_next(50, StatusCode::INTERNAL_SERVER_ERROR);
+    let rsp = post_soap(
+        &client,
+        &url,
+        Some((USER, PASSWORD)),
+        "DelegatedOrg=northwind.onmicrosoft.com",
+        "<x/>",
+    )
+    .await;
     assert_eq!(rsp.headers()["x-exo-authproxy-error"], "token-unavailable");
-    h.world
-        .entra
-        .fail_next(0, StatusCode::INTERNAL_SERVER_ERROR);
+    world.entra.fail_next(0, StatusCode::INTERNAL_SERVER_ERROR);
     // A whole session with the real client.
-    let mut env = h.pypsrp_env("");
-    env.push(("MAILBOXES".into(), "3".into()));
+    let env = vec![
+        ("PROXY_HOST".into(), "127.0.0.1".into()),
+        ("PROXY_PORT".into(), port.to_string()),
+        ("PROXY_USER".into(), USER.into()),
+        ("PROXY_PASSWORD".into(), PASSWORD.into()),
+        ("PROXY_CA".into(), cert.display().to_string()),
+        ("PROXY_QUERY".into(), String::new()),
+        ("MAILBOXES".into(), "3".into()),
+    ];
     let out = python::run_script("proxy_session.py", env).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -85,14 +114,13 @@ async fn run_mode(mode: Mode, secrets: &mut Secrets) {
         String::from_utf8_lossy(&out.stderr)
     );
     // The token that session used.
-    let token = h
-        .tokens
+    let token = tokens
         .token(&TenantName("contoso".into()))
         .await
         .expect("contoso's token is cached");
     secrets.add("access token", token.token.expose().clone());
     let mut lines = Vec::new();
-    private_key_lines(&h.world.dir, &mut lines);
+    private_key_lines(&world.dir, &mut lines);
     assert!(
         !lines.is_empty(),
         "the app's private key is under the world dir"
@@ -100,6 +128,7 @@ async fn run_mode(mode: Mode, secrets: &mut Secrets) {
     for line in lines {
         secrets.add("private key PEM line", line);
     }
+    running.shutdown().await.expect("clean shutdown");
 }
 
 #[tokio::test]
@@ -131,7 +160,7 @@ async fn no_secret_reaches_the_logs_in_either_format_issue_13() {
         "Basic blob",
         base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}")),
     );
-    secrets.add("wrong password", "not-the-password-Zq81");
+    secrets.add("wrong password", WRONG_PASSWORD);
     for mode in [Mode::Rest, Mode::Winrm] {
         run_mode(mode, &mut secrets).await;
     }
