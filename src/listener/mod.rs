@@ -206,16 +206,24 @@ async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let mut relates_to = None;
-    let mut body_read = hyper::body::Body::is_end_stream(req.body());
+    let (parts, body) = req.into_parts();
+    let mut body_read = hyper::body::Body::is_end_stream(&body);
+    let mut body = Some(body);
     let result = route_and_forward(
         proxy,
         state,
         peer.ip(),
-        req,
+        Request::from_parts(parts, ()),
+        &mut body,
         &mut relates_to,
         &mut body_read,
     )
     .await;
+    if let Some(unread) = body.take() {
+        // Refused before the body was read: read and drop it (bounded like any body), so the
+        // connection carries the client's next request (a 401 challenge is retried on it).
+        body_read = body_read || read_body(unread).await.is_ok();
+    }
     let outcome = match &result {
         Ok(rsp) => errors::invented_code(rsp).unwrap_or("ok"),
         Err(err) => {
@@ -235,8 +243,8 @@ async fn handle(
     if body_read {
         rearm.rearm();
     } else {
-        // The rest of the body is unread: no further request on this connection (hyper would
-        // otherwise drain it, and the head guard could not tell where the next head starts).
+        // The body was cut short (too large, too slow, broken): no further request on this
+        // connection (the head guard could not tell where the next head starts).
         rsp.headers_mut().insert(
             http::header::CONNECTION,
             http::HeaderValue::from_static("close"),
@@ -249,7 +257,8 @@ async fn route_and_forward(
     proxy: &Proxy,
     state: &ConnectionState,
     client: IpAddr,
-    req: Request<Incoming>,
+    req: Request<()>,
+    body: &mut Option<Incoming>,
     relates_to: &mut Option<String>,
     body_read: &mut bool,
 ) -> Result<Response<Body>, ProxyError> {
@@ -290,8 +299,8 @@ async fn route_and_forward(
         user: user.name.clone(),
         tenant,
     };
-    let (parts, body) = req.into_parts();
-    let body = read_body(body).await?;
+    let (parts, ()) = req.into_parts();
+    let body = read_body(body.take().expect("the body is read once")).await?;
     *body_read = true;
     *relates_to = errors::message_id(&body);
     let action = crate::remoting::wsman::action_name(&body);
