@@ -163,12 +163,61 @@ pub enum ProxyError {
         /// The cap in bytes.
         limit: usize,
     },
-    /// The client's body could not be read (gone, or too slow).
+    /// The client's body could not be read (cut off, or malformed framing).
     #[error("could not read the request body from the client: {reason}")]
     ClientBody {
         /// What happened.
         reason: String,
     },
+    /// The client stopped sending its body.
+    #[error(
+        "the request body did not arrive within {after:?} of the headers: the client or the network path stalled"
+    )]
+    ClientBodyTimeout {
+        /// The bound.
+        after: Duration,
+    },
+    /// A WS-Man POST whose Content-Type is not `application/soap+xml`.
+    #[error(
+        "WS-Man requests must be sent with Content-Type: application/soap+xml, not {content_type:?}"
+    )]
+    UnsupportedContentType {
+        /// The Content-Type as sent (at most 100 characters), or "none".
+        content_type: String,
+    },
+    /// The request line (method and URL) is longer than the proxy accepts.
+    #[error(
+        "request line longer than {limit} bytes: shorten the URL (the connection URI and its query)"
+    )]
+    RequestLineTooLong {
+        /// The bound.
+        limit: usize,
+    },
+    /// The request's header section is larger than the proxy accepts.
+    #[error(
+        "request header section larger than {limit} bytes: a header (often Authorization) is far longer than any client sends"
+    )]
+    HeadTooLarge {
+        /// The bound.
+        limit: usize,
+    },
+    /// The request has more header fields than the proxy accepts.
+    #[error("more than {limit} header fields in one request")]
+    TooManyHeaders {
+        /// The bound.
+        limit: usize,
+    },
+    /// A request head that is not HTTP/1.1 syntax.
+    #[error("malformed HTTP request: {reason}")]
+    MalformedHead {
+        /// What is wrong (never the bytes).
+        reason: &'static str,
+    },
+    /// Plain HTTP on the TLS port.
+    #[error(
+        "exo-authproxy listens with TLS: use https:// in -ConnectionUri (and -UseSSL is implied by https)"
+    )]
+    PlaintextOnTlsPort,
     /// The token engine could not provide a token.
     #[error("no Exchange access token for tenant {tenant}: {source}")]
     Token {
@@ -282,6 +331,13 @@ impl ProxyError {
             Self::MethodNotAllowed { .. } => "method-not-allowed",
             Self::RequestTooLarge { .. } => "request-too-large",
             Self::ClientBody { .. } => "client-body",
+            Self::ClientBodyTimeout { .. } => "client-body-timeout",
+            Self::UnsupportedContentType { .. } => "unsupported-content-type",
+            Self::RequestLineTooLong { .. } => "request-line-too-long",
+            Self::HeadTooLarge { .. } => "request-header-too-large",
+            Self::TooManyHeaders { .. } => "too-many-headers",
+            Self::PlaintextOnTlsPort => "plaintext-on-tls-port",
+            Self::MalformedHead { .. } => "malformed-request",
             Self::Token { .. } => "token-unavailable",
             Self::TokenUnusable { .. } => "token-unusable",
             Self::DirectoryRoleMissing(_) => "directory-role-missing",
@@ -304,8 +360,16 @@ impl ProxyError {
             | Self::Throttled { .. } => Shape::Challenge,
             Self::UnknownPath { .. } => Shape::Plain(StatusCode::NOT_FOUND),
             Self::MethodNotAllowed { .. } => Shape::Plain(StatusCode::METHOD_NOT_ALLOWED),
-            Self::RequestTooLarge { .. } | Self::ClientBody { .. } => {
-                Shape::Fault(FaultCode::Sender, "w:EncodingLimit", WSMAN_CANNOT_PROCESS)
+            // A client's mistake is a 4xx: nothing Exchange-side went wrong.
+            Self::RequestTooLarge { .. } => Shape::Plain(StatusCode::PAYLOAD_TOO_LARGE),
+            Self::ClientBody { .. } | Self::PlaintextOnTlsPort | Self::MalformedHead { .. } => {
+                Shape::Plain(StatusCode::BAD_REQUEST)
+            }
+            Self::ClientBodyTimeout { .. } => Shape::Plain(StatusCode::REQUEST_TIMEOUT),
+            Self::UnsupportedContentType { .. } => Shape::Plain(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            Self::RequestLineTooLong { .. } => Shape::Plain(StatusCode::URI_TOO_LONG),
+            Self::HeadTooLarge { .. } | Self::TooManyHeaders { .. } => {
+                Shape::Plain(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
             }
             Self::TenantNotAllowed { .. }
             | Self::DirectoryRoleMissing(_)
@@ -392,6 +456,27 @@ pub fn respond(
     rsp
 }
 
+/// `err` as the bytes of a complete HTTP/1.1 response that closes the connection: for refusals
+/// made before hyper has a request to answer (an oversized head, plain HTTP on the TLS port).
+/// Same status, code header and text as [`respond`] gives the error.
+pub fn raw_response(err: &ProxyError) -> Vec<u8> {
+    let status = match err.shape() {
+        Shape::Plain(status) => status,
+        Shape::Challenge => StatusCode::UNAUTHORIZED,
+        Shape::Fault(..) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let text = format!("{err}\n");
+    format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {TEXT_PLAIN}\r\nContent-Length: {}\r\n{}: {}\r\nConnection: close\r\n\r\n{text}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        text.len(),
+        PROXY_ERROR.as_str(),
+        err.code(),
+    )
+    .into_bytes()
+}
+
 /// Extracts `wsa:MessageID` from a request envelope (for `RelatesTo`): the SOAP header as
 /// [`wsman::peek`] reads it.
 pub fn message_id(envelope: &[u8]) -> Option<String> {
@@ -411,6 +496,19 @@ mod tests {
             ProxyError::ShuttingDown,
             ProxyError::UnknownPath { path: "/".into() },
             ProxyError::ComplianceNeedsRest,
+            ProxyError::RequestTooLarge { limit: 1 },
+            ProxyError::ClientBody { reason: "x".into() },
+            ProxyError::ClientBodyTimeout {
+                after: Duration::from_secs(1),
+            },
+            ProxyError::UnsupportedContentType {
+                content_type: "text/plain".into(),
+            },
+            ProxyError::RequestLineTooLong { limit: 1 },
+            ProxyError::HeadTooLarge { limit: 1 },
+            ProxyError::TooManyHeaders { limit: 1 },
+            ProxyError::MalformedHead { reason: "x" },
+            ProxyError::PlaintextOnTlsPort,
         ];
         let mut codes: Vec<_> = errs.iter().map(ProxyError::code).collect();
         codes.sort_unstable();
@@ -437,6 +535,33 @@ mod tests {
             assert_eq!(rsp.status(), StatusCode::UNAUTHORIZED);
             assert_eq!(rsp.headers()[WWW_AUTHENTICATE], BASIC_CHALLENGE);
             assert_eq!(rsp.headers()[PROXY_ERROR], code);
+        }
+    }
+
+    #[test]
+    fn a_clients_mistake_is_a_4xx_with_its_code_and_a_one_line_reason() {
+        for err in [
+            ProxyError::RequestTooLarge { limit: 1 },
+            ProxyError::ClientBody { reason: "x".into() },
+            ProxyError::ClientBodyTimeout {
+                after: Duration::from_secs(1),
+            },
+            ProxyError::UnsupportedContentType {
+                content_type: "text/plain".into(),
+            },
+            ProxyError::HeadTooLarge { limit: 1 },
+            ProxyError::MalformedHead { reason: "x" },
+        ] {
+            let code = err.code();
+            let raw = String::from_utf8(raw_response(&err)).unwrap();
+            let rsp = respond(Err(err), None);
+            assert!(rsp.status().is_client_error(), "{code}: {}", rsp.status());
+            assert_eq!(rsp.headers()[PROXY_ERROR], code);
+            let status = format!("HTTP/1.1 {} ", rsp.status().as_u16());
+            assert!(raw.starts_with(&status), "{raw}");
+            assert!(raw.contains(&format!("x-exo-authproxy-error: {code}\r\n")));
+            let body = raw.split("\r\n\r\n").nth(1).unwrap();
+            assert_eq!(body.lines().count(), 1, "{body}");
         }
     }
 

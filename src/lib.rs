@@ -5,7 +5,8 @@
 //! - `cli`: the command line (clap).
 //! - `onboarding`: the `check`, `token` and `consent-url` commands as library functions.
 //! - `secret`: `Secret<T>`, the one type secrets live in.
-//! - `listener`: accept loop, limits, TLS (`tls`), local Basic authentication (`basic_auth`).
+//! - `listener`: accept loop, limits (the request head's: `head_guard`), TLS (`tls`), local Basic
+//!   authentication (`basic_auth`).
 //! - `forward`: the door to the upstream modes: the pre-flight policy (`policy`), then `winrm`
 //!   passthrough or `rest` (the remoting endpoint over the bridge); the shared HTTPS client
 //!   (`client`), the redirect policy and pod pins (`redirect`), the client query (`query`),

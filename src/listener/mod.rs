@@ -13,12 +13,19 @@
 //! before `accept`, so excess clients wait in the kernel backlog rather than costing memory);
 //! a [`HEADER_READ_TIMEOUT`] so a silent client cannot hold a connection; request bodies
 //! capped at [`MAX_BODY`] (WS-Man envelopes are bounded by MaxEnvelopeSize, 500 KiB at most).
-//! No idle timeout shorter than a long-poll Receive: the request in flight decides.
+//! No idle timeout shorter than a long-poll Receive: the request in flight decides. A body
+//! that stops arriving is answered `408` after [`BODY_READ_TIMEOUT`]; an oversized body `413`.
+//! The head (request line, header count and size) is bounded by [`head_guard`], which answers
+//! before hyper does so the reply is the proxy's (`414`/`431` with a code) in both modes.
+//! A POST must carry `Content-Type: application/soap+xml` (any case, any parameters), as WS-Man
+//! requires and Windows and pypsrp send; anything else is `415`. Every refusal of a client's
+//! mistake is a 4xx with `X-Exo-Authproxy-Error`.
 //!
 //! A client that speaks plain HTTP to the TLS port gets a plain-HTTP 400 that says to use
 //! https, instead of a TLS alert it cannot show.
 
 pub mod basic_auth;
+pub mod head_guard;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
@@ -52,7 +59,7 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Request bodies larger than this are refused (MaxEnvelopeSize is at most 512 000 bytes).
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
 /// A client has this long to send its body once the headers arrived.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// The TLS handshake must finish within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -151,13 +158,8 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, proxy: Arc<Proxy>, drain: 
 
 async fn plaintext_refusal(mut tcp: TcpStream, peer: SocketAddr) {
     tracing::info!(client = %peer, "plain HTTP on the TLS port: answered 400");
-    let text = "exo-authproxy listens with TLS: use https:// in -ConnectionUri (and -UseSSL is implied by https)\n";
-    let rsp = format!(
-        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{}: plaintext-on-tls-port\r\nConnection: close\r\n\r\n{text}",
-        text.len(),
-        errors::PROXY_ERROR
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(rsp.as_bytes())).await;
+    let rsp = errors::raw_response(&ProxyError::PlaintextOnTlsPort);
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(&rsp)).await;
     let _ = tcp.shutdown().await;
 }
 
@@ -166,16 +168,22 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let state = Arc::new(ConnectionState::default());
+    let rearm = head_guard::Rearm::default();
+    let stream = head_guard::HeadGuard::new(stream, rearm.clone());
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
         let state = state.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(&proxy, &state, peer, req).await) }
+        let rearm = rearm.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(&proxy, &state, peer, req, &rearm).await) }
     });
     let mut http = http1::Builder::new();
+    // hyper's own head limits sit well above the guard's, so the guard answers (with a code)
+    // and hyper's bare 431 is only the backstop for heads read ahead while pipelining.
     http.timer(TokioTimer::new())
         .keep_alive(true)
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(64 * 1024);
+        .max_headers(4 * head_guard::MAX_HEADERS)
+        .max_buf_size(4 * head_guard::MAX_HEAD_BYTES);
     let conn = http.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {
@@ -199,10 +207,28 @@ async fn handle(
     state: &ConnectionState,
     peer: SocketAddr,
     req: Request<Incoming>,
+    rearm: &head_guard::Rearm,
 ) -> Response<Body> {
     let started = Instant::now();
     let mut relates_to = None;
-    let result = route_and_forward(proxy, state, peer.ip(), req, &mut relates_to).await;
+    let (parts, body) = req.into_parts();
+    let mut body_read = hyper::body::Body::is_end_stream(&body);
+    let mut body = Some(body);
+    let result = route_and_forward(
+        proxy,
+        state,
+        peer.ip(),
+        Request::from_parts(parts, ()),
+        &mut body,
+        &mut relates_to,
+        &mut body_read,
+    )
+    .await;
+    if let Some(unread) = body.take() {
+        // Refused before the body was read: read and drop it (bounded like any body), so the
+        // connection carries the client's next request (a 401 challenge is retried on it).
+        body_read = body_read || read_body(unread).await.is_ok();
+    }
     let outcome = match &result {
         Ok(rsp) => errors::invented_code(rsp).unwrap_or("ok"),
         Err(err) => {
@@ -218,15 +244,28 @@ async fn handle(
     m.request_seconds
         .get_or_create(&crate::metrics::ModeLabels { mode })
         .observe(started.elapsed().as_secs_f64());
-    errors::respond(result, relates_to.as_deref())
+    let mut rsp = errors::respond(result, relates_to.as_deref());
+    if body_read {
+        rearm.rearm();
+    } else {
+        // The body was cut short (too large, too slow, broken): no further request on this
+        // connection (the head guard could not tell where the next head starts).
+        rsp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    rsp
 }
 
 async fn route_and_forward(
     proxy: &Proxy,
     state: &ConnectionState,
     client: IpAddr,
-    req: Request<Incoming>,
+    req: Request<()>,
+    body: &mut Option<Incoming>,
     relates_to: &mut Option<String>,
+    body_read: &mut bool,
 ) -> Result<Response<Body>, ProxyError> {
     let Some(audience) = endpoint_of(req.uri().path()) else {
         return Err(ProxyError::UnknownPath {
@@ -238,11 +277,23 @@ async fn route_and_forward(
             method: req.method().to_string(),
         });
     }
+    if req
+        .headers()
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(ProxyError::MalformedCredentials {
+            reason: "more than one Authorization header",
+        });
+    }
     let user = proxy
         .auth
         .authenticate(req.headers().get(http::header::AUTHORIZATION), client)
         .await?;
     let user = &proxy.users[user.0];
+    check_content_type(req.headers().get(http::header::CONTENT_TYPE))?;
     let query = req.uri().query().map(str::to_owned);
     let tenant = pick_tenant(user, query.as_deref())?;
     let route = Route {
@@ -255,8 +306,9 @@ async fn route_and_forward(
         .get(http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let (parts, body) = req.into_parts();
-    let body = read_body(body).await?;
+    let (parts, ()) = req.into_parts();
+    let body = read_body(body.take().expect("the body is read once")).await?;
+    *body_read = true;
     let head = crate::remoting::wsman::peek(&body);
     relates_to.clone_from(&head.message_id);
     let action = head.operation();
@@ -356,6 +408,25 @@ pub fn pick_tenant(user: &LocalUser, query: Option<&str>) -> Result<Arc<TenantRo
         })
 }
 
+/// WS-Man's media type: `application/soap+xml`, any case, any parameters (Windows and pypsrp
+/// send `;charset=UTF-8`).
+///
+/// # Errors
+/// [`ProxyError::UnsupportedContentType`], missing included.
+pub fn check_content_type(value: Option<&http::HeaderValue>) -> Result<(), ProxyError> {
+    let sent = value.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let media = sent
+        .as_deref()
+        .and_then(|s| s.split(';').next())
+        .map(str::trim);
+    if media.is_some_and(|m| m.eq_ignore_ascii_case("application/soap+xml")) {
+        return Ok(());
+    }
+    Err(ProxyError::UnsupportedContentType {
+        content_type: sent.map_or_else(|| "none".into(), |s| s.chars().take(100).collect()),
+    })
+}
+
 async fn read_body(body: Incoming) -> Result<Bytes, ProxyError> {
     let limited = http_body_util::Limited::new(body, MAX_BODY);
     match tokio::time::timeout(BODY_READ_TIMEOUT, limited.collect()).await {
@@ -366,8 +437,8 @@ async fn read_body(body: Incoming) -> Result<Bytes, ProxyError> {
         Ok(Err(err)) => Err(ProxyError::ClientBody {
             reason: err.to_string(),
         }),
-        Err(_) => Err(ProxyError::ClientBody {
-            reason: format!("not complete within {BODY_READ_TIMEOUT:?}"),
+        Err(_) => Err(ProxyError::ClientBodyTimeout {
+            after: BODY_READ_TIMEOUT,
         }),
     }
 }

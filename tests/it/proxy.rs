@@ -484,6 +484,7 @@ async fn shutdown_lets_the_in_flight_request_finish_then_serve_returns_ok() {
                 "authorization",
                 exo_authproxy::listener::basic_auth::Credentials::encode(USER, PASSWORD),
             )
+            .header("content-type", "application/soap+xml;charset=UTF-8")
             .body(ENVELOPE)
             .send()
             .await
