@@ -19,5 +19,13 @@ fuzz_target!(|data: &[u8]| {
     if let Err(e) = &parsed {
         let _ = e.to_fault();
     }
-    let _ = wsman::parse_request(data, usize::MAX);
+    // The listener routes and audits by `peek`; the endpoint acts on `parse_request`. On a
+    // request both read, they must agree on what it is.
+    if let Ok(req) = wsman::parse_request(data, usize::MAX)
+        && data.len() <= wsman::PEEK_LIMIT
+    {
+        assert_eq!(head.action.as_deref(), Some(req.action.as_str()));
+        assert_eq!(head.resource_uri, req.resource_uri);
+        assert_eq!(head.shell_id, req.shell_id);
+    }
 });
