@@ -3,8 +3,8 @@
 #
 #   fuzz/run.sh SECONDS [TARGET...]     (no TARGET: every target in fuzz/Cargo.toml)
 #
-# Works on a stable toolchain: `--sanitizer none` needs no -Z flag, and RUSTC_BOOTSTRAP=1
-# covers the nightly-only corners of libfuzzer-sys/cargo-fuzz should a version need one.
+# Works on a stable toolchain: with `--sanitizer none` cargo-fuzz passes rustc no -Z flag
+# (the sanitizers are what needs nightly), so neither nightly nor RUSTC_BOOTSTRAP is needed.
 # Installs cargo-fuzz when it is missing. The committed corpus is fuzz/seeds/TARGET (read
 # only here); what a run adds goes to fuzz/corpus/TARGET (ignored by git). A finding stops
 # the script with a non-zero status; the input is in fuzz/artifacts/TARGET/. See
@@ -20,8 +20,6 @@ seconds=$1
 shift
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
-export RUSTC_BOOTSTRAP=1
-
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz/run.sh: installing cargo-fuzz" >&2
     cargo install cargo-fuzz --locked
@@ -48,7 +46,7 @@ for target in "${targets[@]}"; do
     # -rss_limit_mb: so is one that needs 2 GiB.
     cargo fuzz run "${flags[@]}" "$target" "corpus/$target" "seeds/$target" -- \
         -max_total_time="$seconds" -timeout=5 -rss_limit_mb=2048 -print_final_stats=1 2>&1 |
-        tee "$log" | grep -E '^(==|SUMMARY|#[0-9]+ +DONE)|INFO: (seed|Loaded)|panicked|Test unit written'
+        tee "$log" | grep -E '^(==|SUMMARY|#[0-9]+[[:space:]]+DONE)|INFO: (seed|Loaded)|panicked|Test unit written'
     status=${PIPESTATUS[0]}
     set -e
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
