@@ -289,6 +289,25 @@ fn is_cmdlet_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// The page parser alone, for the `rest_page` target in `fuzz/`: a page body as
+/// [`RestCall`] reads it, its objects converted as it converts them. Not an API.
+///
+/// # Errors
+/// The JSON error for a body that is not a page.
+#[doc(hidden)]
+pub fn fuzz_page(
+    body: &[u8],
+    types: &[String],
+) -> Result<Vec<crate::remoting::clixml::Value>, serde_json::Error> {
+    let page: Page = serde_json::from_slice(body)?;
+    Ok(page
+        .value
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| convert::object_from_json(o, types))
+        .collect())
+}
+
 /// A page's `value`, refused while parsing once it holds more than [`MAX_PAGE_OBJECTS`].
 fn bounded_objects<'de, D>(de: D) -> Result<Option<Vec<Map<String, Json>>>, D::Error>
 where

@@ -108,6 +108,11 @@ pub(super) fn read(body: &[u8], scope: Scope, req: &mut Request) -> Result<(), P
     let mut selector_is_shell = false;
     let mut saw_envelope = false;
     let mut body_kind_set = false;
+    // SOAP 1.2: at most one Header, then one Body. A second Header (or Body) would be read
+    // here but not by `peek`, which stops at the first Body: the listener would route and
+    // audit one shell while the endpoint acts on another.
+    let mut saw_header = false;
+    let mut saw_body = false;
 
     loop {
         let position = reader.buffer_position();
@@ -135,6 +140,20 @@ pub(super) fn read(body: &[u8], scope: Scope, req: &mut Request) -> Result<(), P
                     depth >= 2 && stack[1].1 == b"Header" && stack[1].0 == NS_SOAP.as_bytes();
                 let in_body =
                     depth >= 2 && stack[1].1 == b"Body" && stack[1].0 == NS_SOAP.as_bytes();
+                if depth == 1 && ns == NS_SOAP.as_bytes() {
+                    let out_of_order = match local.as_slice() {
+                        b"Header" => std::mem::replace(&mut saw_header, true) || saw_body,
+                        b"Body" => std::mem::replace(&mut saw_body, true),
+                        _ => false,
+                    };
+                    if out_of_order {
+                        return Err(ParseError::Malformed(format!(
+                            "s:{} out of place (near byte {position}): an envelope has at most one \
+                             s:Header, then one s:Body",
+                            String::from_utf8_lossy(&local)
+                        )));
+                    }
+                }
                 if scope == Scope::Header
                     && depth == 1
                     && local == b"Body"

@@ -302,6 +302,30 @@ fn peek_reads_only_the_header_and_never_fails() {
     assert_eq!(action_name(padded.as_bytes()), "-");
 }
 
+/// Fuzz finding (`fuzz/` target `wsman`): a second `s:Header` after `s:Body` was read by
+/// `parse_request` but not by `peek`, so the listener routed and audited one shell while the
+/// endpoint acted on another. Such an envelope is refused.
+#[test]
+fn fuzz_wsman_second_header_after_body_is_refused() {
+    let second = r#"</s:Body><s:Header><a:Action>http://schemas.xmlsoap.org/ws/2004/09/transfer/Delete</a:Action><w:SelectorSet><w:Selector Name="ShellId">forged</w:Selector></w:SelectorSet></s:Header><s:Body/>"#;
+    let env = CREATE.replace("</s:Body>", second);
+    assert!(matches!(
+        parse_request(env.as_bytes(), 1 << 20),
+        Err(ParseError::Malformed(m)) if m.contains("s:Header out of place")
+    ));
+    assert_eq!(peek(env.as_bytes()).operation(), "Create");
+    // A second Body, and a Body before the Header, likewise.
+    let two_bodies = CREATE.replace("</s:Body>", "</s:Body><s:Body/>");
+    assert!(parse_request(two_bodies.as_bytes(), 1 << 20).is_err());
+    let header_last = CREATE
+        .replace("<s:Header>", "<s:Body/><s:Header>")
+        .replacen("<s:Body>", "<s:Bodx>", 1)
+        .replacen("</s:Body>", "</s:Bodx>", 1);
+    assert!(parse_request(header_last.as_bytes(), 1 << 20).is_err());
+    // The one-Header-one-Body envelope still parses.
+    assert!(parse_request(CREATE.as_bytes(), 1 << 20).is_ok());
+}
+
 proptest::proptest! {
     #[test]
     fn peek_never_panics(cut in 0usize..3000, pos in 0usize..3000, byte in proptest::num::u8::ANY) {
