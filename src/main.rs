@@ -164,6 +164,16 @@ async fn run(command: Command) -> Result<(), Failure> {
             .map_err(onboarding_failure)
         }
         Command::HashPassword => hash_password(),
+        Command::Wait { admin, timeout } => exo_authproxy::admin::wait_started(admin, timeout)
+            .await
+            .map_err(|e| Failure::Runtime(e.to_string())),
+        Command::Shutdown { admin } => {
+            exo_authproxy::admin::request_shutdown(admin)
+                .await
+                .map_err(|e| Failure::Runtime(e.to_string()))?;
+            eprintln!("exo-authproxy: the proxy at {admin} is draining and will exit");
+            Ok(())
+        }
         Command::Report {
             audit,
             since,

@@ -8,6 +8,7 @@ mod cli;
 mod compat;
 mod config;
 mod hostile_upstream;
+mod lifecycle;
 mod local_cmdlets;
 mod login;
 mod modes;
