@@ -113,7 +113,7 @@ result=$(PROXY_HOST=127.0.0.1 PROXY_PORT=$port PROXY_USER=reporting PROXY_PASSWO
     PROXY_CA=$cert MAILBOXES=5 "$python" tests/interop/proxy_session.py) ||
     fail "the pypsrp session failed: $result"
 say "pypsrp: $result"
-"$python" -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r.get("ok") and r.get("opened") else 1)' "$result" ||
+"$python" -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r.get("ok") and r.get("opened") and r.get("mailboxes") == 5 and r.get("org") and not r.get("org_errors") and not r.get("mailbox_errors") else 1)' "$result" ||
     fail "the pypsrp session did not succeed: $result"
 
 say "stopping it (exo-authproxy shutdown --admin $admin)"

@@ -270,7 +270,9 @@ pub enum ClientError {
         last: String,
     },
     /// Nothing answered at the admin address.
-    #[error("cannot reach the admin listener at {address}: {reason}; is the proxy running with `[admin] address = \"{address}\"`?")]
+    #[error(
+        "cannot reach the admin listener at {address}: {reason}; is the proxy running with `[admin] address = \"{address}\"`?"
+    )]
     Unreachable {
         /// The admin address asked.
         address: SocketAddr,
@@ -376,9 +378,14 @@ mod tests {
         for ok in ["127.0.0.1", "127.3.4.5", "::1", "::ffff:127.0.0.1"] {
             assert!(may_shut_down(ok.parse().unwrap()), "{ok}");
         }
-        for no in ["10.0.0.7", "0.0.0.0", "::ffff:10.0.0.7", "fe80::1", "192.168.1.2"] {
+        for no in [
+            "10.0.0.7",
+            "0.0.0.0",
+            "::ffff:10.0.0.7",
+            "fe80::1",
+            "192.168.1.2",
+        ] {
             assert!(!may_shut_down(no.parse().unwrap()), "{no}");
         }
     }
-
 }

@@ -139,11 +139,17 @@ pub enum Command {
 /// A text with a valid example, for clap to print.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let bad = || format!("`{text}` is not a duration; for example: 60s, 2m, 500ms");
     let n: u64 = number.parse().map_err(|_| bad())?;
-    let seconds = |factor: u64| n.checked_mul(factor).map(Duration::from_secs).ok_or_else(bad);
+    let seconds = |factor: u64| {
+        n.checked_mul(factor)
+            .map(Duration::from_secs)
+            .ok_or_else(bad)
+    };
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "" | "s" => seconds(1),
@@ -201,7 +207,14 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
-        for bad in ["", "s", "1.5s", "-1s", "10 parsecs", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "s",
+            "1.5s",
+            "-1s",
+            "10 parsecs",
+            "99999999999999999999h",
+        ] {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.contains("for example"), "{bad}: {err}");
         }

@@ -217,7 +217,7 @@ fn report(
 }
 
 fn load_config(path: &std::path::Path) -> Result<Config, Failure> {
-    Config::load(path).map_err(|e| Failure::Config(e.to_string()))
+    Config::load_with_env(path, &ProcessEnvironment).map_err(|e| Failure::Config(e.to_string()))
 }
 
 fn onboarding_failure(err: onboarding::Error) -> Failure {

@@ -160,7 +160,10 @@ async fn shutdown_of_nothing_fails_with_the_address() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cannot reach the admin listener"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the admin listener"),
+        "{stderr}"
+    );
     assert!(stderr.contains(&address.to_string()), "{stderr}");
 }
 
