@@ -7,6 +7,7 @@ mod bridge;
 mod cli;
 mod compat;
 mod config;
+mod config_env;
 mod hostile_upstream;
 mod lifecycle;
 mod local_cmdlets;
