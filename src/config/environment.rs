@@ -97,7 +97,8 @@ const fn set(
 
 /// Every scalar key of the file that a variable can set: all of them outside the `[[tenant]]`
 /// and `[[user]]` arrays (those are lists of tables, with no name a variable could use).
-/// A new scalar key gets a row here; `tests::every_scalar_key_has_a_variable` checks it.
+/// A new scalar key gets a row here and in README's table; `tests/it/config_env.rs`
+/// (`every_scalar_key_has_a_variable`) checks both against the schema and the example file.
 pub const SETTINGS: &[Setting] = &[
     set(None, "state_dir", Kind::Path, "/var/lib/exo-authproxy"),
     set(

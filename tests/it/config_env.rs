@@ -98,7 +98,7 @@ fn a_bad_value_names_the_variable_and_a_valid_example() {
         let text = err.to_string();
         let Error::Env {
             variable: named,
-            example,
+            example: valid,
             ..
         } = &err
         else {
@@ -106,9 +106,9 @@ fn a_bad_value_names_the_variable_and_a_valid_example() {
         };
         assert_eq!(named, variable, "{text}");
         assert!(text.contains(says), "{variable}: {text}");
-        assert!(example.starts_with(&format!("{variable}=")), "{text}");
+        assert!(valid.starts_with(&format!("{variable}=")), "{text}");
         // The example is itself accepted.
-        let fixed = example.split_once('=').unwrap().1;
+        let fixed = valid.split_once('=').unwrap().1;
         let ok = Config::parse_with_env(&source, &example(), &env(&[(variable, fixed)]));
         assert!(ok.is_ok(), "{variable}={fixed}: {:?}", ok.err());
     }
@@ -199,4 +199,49 @@ fn serve_refuses_a_bad_variable_with_exit_64_naming_it() {
     assert_eq!(out.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("EXO_AUTHPROXY_EXCHANGE_MODE"), "{stderr}");
     assert!(stderr.contains("EXO_AUTHPROXY_EXCHANGE_MODE=rest"), "{stderr}");
+}
+
+/// Both directions between [`SETTINGS`] and the schema: every row names a real key (the
+/// schema denies unknown keys, so all of them set at once must load), and every scalar key
+/// the complete example file uses outside `[[tenant]]`/`[[user]]` has a row.
+#[test]
+fn every_scalar_key_has_a_variable() {
+    let source = std::fs::read_to_string(example()).unwrap();
+    let all: BTreeMap<String, String> = SETTINGS
+        .iter()
+        .map(|s| {
+            // Only one credential kind may be set: leave the others to the file.
+            let value = match (s.section, s.key) {
+                (Some("entra"), "pfx" | "pfx_password_env" | "client_secret_env")
+                | (Some("entra"), "federated_token_file" | "private_key") => None,
+                (Some("listen"), "certificate" | "private_key") => Some("listener.pem"),
+                _ => Some(s.example),
+            };
+            (s.variable(), value)
+        })
+        .filter_map(|(k, v)| v.map(|v| (k, v.to_owned())))
+        .collect();
+    let config = Config::parse_with_env(&source, &example(), &all);
+    // listen.certificate without its private_key is refused by validation: that is still a
+    // key the schema knows (the error names the variable, not "unknown field").
+    if let Err(err) = &config {
+        let text = err.to_string();
+        assert!(!text.contains("unknown field"), "{text}");
+    }
+    let table: toml::Table = toml::from_str(&source).unwrap();
+    let known: std::collections::HashSet<String> = SETTINGS.iter().map(|s| s.dotted()).collect();
+    for (key, value) in &table {
+        match value {
+            toml::Value::Table(section) => {
+                for (inner, v) in section {
+                    if !matches!(v, toml::Value::Table(_) | toml::Value::Array(_)) {
+                        let dotted = format!("{key}.{inner}");
+                        assert!(known.contains(&dotted), "no EXO_AUTHPROXY_ variable for {dotted}");
+                    }
+                }
+            }
+            toml::Value::Array(_) => {} // [[tenant]], [[user]]
+            _ => assert!(known.contains(key), "no EXO_AUTHPROXY_ variable for {key}"),
+        }
+    }
 }
