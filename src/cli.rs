@@ -9,9 +9,18 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// `0.1.0 (abc1234)`: the crate version and the git commit it was built from (`build.rs`;
+/// "unknown" when built outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("EXO_AUTHPROXY_GIT_COMMIT"),
+    ")"
+);
+
 /// Modern authentication for unchanged Exchange Online Remote PowerShell scripts.
 #[derive(Debug, Parser)]
-#[command(name = "exo-authproxy", version, about, long_about = None)]
+#[command(name = "exo-authproxy", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
