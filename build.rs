@@ -28,8 +28,7 @@ fn main() {
     // commit). `--git-path` finds both in a worktree too, where `.git` is a file.
     for path in [
         git(&["rev-parse", "--git-path", "HEAD"]),
-        git(&["symbolic-ref", "-q", "HEAD"])
-            .and_then(|r| git(&["rev-parse", "--git-path", &r])),
+        git(&["symbolic-ref", "-q", "HEAD"]).and_then(|r| git(&["rev-parse", "--git-path", &r])),
         git(&["rev-parse", "--git-path", "packed-refs"]),
     ]
     .into_iter()

@@ -32,7 +32,10 @@ fn variables_override_the_file_and_the_file_stays_the_default() {
     let vars = env(&[
         ("EXO_AUTHPROXY_EXCHANGE_MODE", "winrm"),
         ("EXO_AUTHPROXY_LISTEN_ADDRESS", "127.0.0.1:18443"),
-        ("EXO_AUTHPROXY_ENTRA_CLIENT_ID", "11111111-2222-4333-8444-555555555555\n"),
+        (
+            "EXO_AUTHPROXY_ENTRA_CLIENT_ID",
+            "11111111-2222-4333-8444-555555555555\n",
+        ),
         ("EXO_AUTHPROXY_STATE_DIR", "/srv/exo-state"),
         ("EXO_AUTHPROXY_ADMIN_ADDRESS", "127.0.0.1:19090"),
     ]);
@@ -73,14 +76,21 @@ fn a_variable_supplies_a_required_key_the_file_lacks() {
         "11111111-2222-4333-8444-555555555555",
     )]);
     let config = Config::parse_with_env(&without, &example(), &vars).unwrap();
-    assert_eq!(config.entra.client_id, "11111111-2222-4333-8444-555555555555");
+    assert_eq!(
+        config.entra.client_id,
+        "11111111-2222-4333-8444-555555555555"
+    );
 }
 
 #[test]
 fn a_bad_value_names_the_variable_and_a_valid_example() {
     let source = std::fs::read_to_string(example()).unwrap();
     for (variable, value, says) in [
-        ("EXO_AUTHPROXY_EXCHANGE_MODE", "REST-please", "not one of winrm, rest"),
+        (
+            "EXO_AUTHPROXY_EXCHANGE_MODE",
+            "REST-please",
+            "not one of winrm, rest",
+        ),
         ("EXO_AUTHPROXY_LISTEN_ADDRESS", "localhost:8443", "IP:port"),
         ("EXO_AUTHPROXY_LISTEN_PLAINTEXT", "yes", "true or false"),
         ("EXO_AUTHPROXY_ENTRA_AUTHORITY", "", "empty"),
@@ -169,7 +179,10 @@ async fn serve_takes_its_listeners_from_variables() {
         .status()
         .await
         .unwrap();
-    assert!(wait.success(), "the admin listener from the variable came up");
+    assert!(
+        wait.success(),
+        "the admin listener from the variable came up"
+    );
     assert_eq!(admin_get(admin, "/healthz/liveness").await.0, 200);
     tokio::net::TcpStream::connect(proxy)
         .await
@@ -198,7 +211,10 @@ fn serve_refuses_a_bad_variable_with_exit_64_naming_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("EXO_AUTHPROXY_EXCHANGE_MODE"), "{stderr}");
-    assert!(stderr.contains("EXO_AUTHPROXY_EXCHANGE_MODE=rest"), "{stderr}");
+    assert!(
+        stderr.contains("EXO_AUTHPROXY_EXCHANGE_MODE=rest"),
+        "{stderr}"
+    );
 }
 
 /// Both directions between [`SETTINGS`] and the schema: every row names a real key (the
@@ -236,7 +252,10 @@ fn every_scalar_key_has_a_variable() {
                 for (inner, v) in section {
                     if !matches!(v, toml::Value::Table(_) | toml::Value::Array(_)) {
                         let dotted = format!("{key}.{inner}");
-                        assert!(known.contains(&dotted), "no EXO_AUTHPROXY_ variable for {dotted}");
+                        assert!(
+                            known.contains(&dotted),
+                            "no EXO_AUTHPROXY_ variable for {dotted}"
+                        );
                     }
                 }
             }

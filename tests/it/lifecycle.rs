@@ -215,7 +215,7 @@ async fn sandbox_command_waits_then_stops_through_shutdown_with_exit_0() {
         while let Some(line) = lines.next_line().await.unwrap() {
             // "  health        http://127.0.0.1:PORT/healthz/readiness   metrics ..."
             if let Some(rest) = line.trim().strip_prefix("health") {
-                let url = rest.trim().split_whitespace().next().unwrap();
+                let url = rest.split_whitespace().next().unwrap();
                 let hostport = url
                     .strip_prefix("http://")
                     .and_then(|u| u.split('/').next())
