@@ -15,8 +15,18 @@
 //!   fetched on first use, so "not fetched yet" counts as ready.
 //! - `/metrics`: [`Metrics`] in the text exposition format, with per-tenant token gauges
 //!   sampled at scrape time.
+//! - `POST /quitquitquit`: drain and exit 0, exactly as SIGTERM does ([`Trigger`]). For the
+//!   main container of a Job, which cannot signal its sidecar, and `exo-authproxy shutdown`.
+//!   Accepted from loopback peers only (in a pod, containers share the loopback interface;
+//!   on a host, only local users): anyone who can reach a pod-IP admin address could
+//!   otherwise stop the proxy. Others get 403 with the alternatives.
+//!
+//! The client side lives here too, so the protocol has one home: [`wait_started`] (the
+//! `wait` command: poll `/healthz/startup` until 200 or a timeout) and [`request_shutdown`]
+//! (the `shutdown` command).
 
 use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +40,7 @@ use tokio::net::TcpListener;
 use crate::errors::{self, Body, TEXT_PLAIN};
 use crate::forward::RemotingService;
 use crate::metrics::{Metrics, TenantLabels};
-use crate::shutdown::Drain;
+use crate::shutdown::{Drain, Trigger};
 use crate::token::Health;
 use crate::token::TokenProvider;
 
@@ -51,6 +61,8 @@ pub struct Admin {
     pub drain: Drain,
     /// rest mode: the remoting endpoint, whose open sessions `/metrics` reports.
     pub sessions: Option<Arc<dyn RemotingService>>,
+    /// Pulled by `POST /quitquitquit`; `serve` then drains as on SIGTERM.
+    pub quit: Trigger,
 }
 
 /// Serves `listener` until the task is dropped (serve aborts it after the drain).
@@ -75,7 +87,7 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
             let _permit = permit;
             let service = service_fn(move |req| {
                 let admin = admin.clone();
-                async move { Ok::<_, std::convert::Infallible>(answer(&admin, req).await) }
+                async move { Ok::<_, std::convert::Infallible>(answer(&admin, peer, req).await) }
             });
             let mut http = http1::Builder::new();
             http.timer(TokioTimer::new())
@@ -88,8 +100,11 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
     }
 }
 
-async fn answer(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
+async fn answer(admin: &Admin, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().trim_end_matches('/');
+    if path == "/quitquitquit" {
+        return quit(admin, peer.ip(), req.method());
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return errors::text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -113,11 +128,48 @@ async fn answer(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             StatusCode::NOT_FOUND,
             TEXT_PLAIN,
             format!(
-                "{}: not an admin endpoint; try /healthz/liveness, /healthz/startup, /healthz/readiness or /metrics\n",
+                "{}: not an admin endpoint; try /healthz/liveness, /healthz/startup, /healthz/readiness, /metrics or POST /quitquitquit\n",
                 path.chars().take(200).collect::<String>()
             ),
         ),
     }
+}
+
+/// `POST /quitquitquit`: pull the shutdown trigger, from loopback peers only.
+fn quit(admin: &Admin, peer: IpAddr, method: &Method) -> Response<Body> {
+    if method != Method::POST {
+        return errors::text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            TEXT_PLAIN,
+            "/quitquitquit: use POST (or run `exo-authproxy shutdown --admin ADDR`)\n".into(),
+        );
+    }
+    if !may_shut_down(peer) {
+        tracing::warn!(client = %peer, "refused POST /quitquitquit from a non-loopback peer");
+        return errors::text(
+            StatusCode::FORBIDDEN,
+            TEXT_PLAIN,
+            format!(
+                "/quitquitquit is accepted from loopback only, and {peer} is not: run \
+                 `exo-authproxy shutdown` on the same host or in the same pod, or send SIGTERM\n"
+            ),
+        );
+    }
+    if admin.quit.is_pulled() || admin.drain.is_stopping() {
+        return errors::text(StatusCode::OK, TEXT_PLAIN, "already draining\n".into());
+    }
+    tracing::info!(client = %peer, "shutdown requested over the admin listener");
+    admin.quit.pull();
+    errors::text(
+        StatusCode::OK,
+        TEXT_PLAIN,
+        "draining: finishing in-flight requests, then exiting\n".into(),
+    )
+}
+
+/// Whether `peer` may ask for a shutdown: loopback, also as an IPv4-mapped IPv6 address.
+pub fn may_shut_down(peer: IpAddr) -> bool {
+    peer.to_canonical().is_loopback()
 }
 
 async fn readiness(admin: &Admin) -> Response<Body> {
@@ -203,5 +255,143 @@ async fn sample_tokens(admin: &Admin) {
             .failing
             .get_or_create(&labels)
             .set(failing);
+    }
+}
+
+/// Why `wait` or `shutdown` did not succeed. Each says what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// `/healthz/startup` did not answer 200 in time.
+    #[error(
+        "the proxy at admin address {address} did not report started within {} s (last attempt: {last}); \
+         is it running with `[admin] address = \"{address}\"`, and does its log say why it stopped?",
+        waited.as_secs_f64()
+    )]
+    NotStarted {
+        /// The admin address asked.
+        address: SocketAddr,
+        /// How long `wait` tried.
+        waited: Duration,
+        /// What the last attempt got.
+        last: String,
+    },
+    /// Nothing answered at the admin address.
+    #[error(
+        "cannot reach the admin listener at {address}: {reason}; is the proxy running with `[admin] address = \"{address}\"`?"
+    )]
+    Unreachable {
+        /// The admin address asked.
+        address: SocketAddr,
+        /// What failed.
+        reason: String,
+    },
+    /// The proxy answered but did not accept the shutdown.
+    #[error("the proxy at {address} refused the shutdown ({status}): {body}")]
+    Refused {
+        /// The admin address asked.
+        address: SocketAddr,
+        /// The HTTP status.
+        status: u16,
+        /// Its explanation.
+        body: String,
+    },
+}
+
+/// How often `wait` asks.
+const WAIT_INTERVAL: Duration = Duration::from_millis(250);
+/// One attempt of `wait` or `shutdown` gets this long (a listener that accepts but never
+/// answers must not hang the command past its timeout).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn admin_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy() // an HTTP_PROXY in a Job's environment must not capture a loopback call
+        .build()
+        .unwrap_or_default()
+}
+
+/// Polls `http://{address}/healthz/startup` until it answers 200 (Ok) or `timeout` has
+/// passed (`ClientError::NotStarted`, naming the last thing an attempt got).
+///
+/// # Errors
+/// [`ClientError::NotStarted`].
+pub async fn wait_started(address: SocketAddr, timeout: Duration) -> Result<(), ClientError> {
+    let client = admin_client();
+    let url = format!("http://{address}/healthz/startup");
+    let start = tokio::time::Instant::now();
+    let deadline = start + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let attempt = tokio::time::timeout(left.min(ATTEMPT_TIMEOUT), client.get(&url).send());
+        let last = match attempt.await {
+            Ok(Ok(rsp)) if rsp.status() == StatusCode::OK => return Ok(()),
+            Ok(Ok(rsp)) => format!("HTTP {}", rsp.status()),
+            Ok(Err(err)) => describe(&err),
+            Err(_) => "no answer within the attempt's time".into(),
+        };
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(ClientError::NotStarted {
+                address,
+                waited: now - start,
+                last,
+            });
+        }
+        tokio::time::sleep(WAIT_INTERVAL.min(deadline - now)).await;
+    }
+}
+
+/// `POST http://{address}/quitquitquit`: Ok once the proxy has begun to drain.
+///
+/// # Errors
+/// [`ClientError::Unreachable`] when nothing answers, [`ClientError::Refused`] otherwise.
+pub async fn request_shutdown(address: SocketAddr) -> Result<(), ClientError> {
+    let request = admin_client()
+        .post(format!("http://{address}/quitquitquit"))
+        .timeout(Duration::from_secs(10))
+        .send();
+    let rsp = request.await.map_err(|err| ClientError::Unreachable {
+        address,
+        reason: describe(&err),
+    })?;
+    let status = rsp.status();
+    if status == StatusCode::OK {
+        return Ok(());
+    }
+    let body = rsp.text().await.unwrap_or_default();
+    Err(ClientError::Refused {
+        address,
+        status: status.as_u16(),
+        body: body.trim().chars().take(500).collect(),
+    })
+}
+
+/// The innermost cause (reqwest's own text is "error sending request").
+fn describe(err: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_peers_may_shut_down() {
+        for ok in ["127.0.0.1", "127.3.4.5", "::1", "::ffff:127.0.0.1"] {
+            assert!(may_shut_down(ok.parse().unwrap()), "{ok}");
+        }
+        for no in [
+            "10.0.0.7",
+            "0.0.0.0",
+            "::ffff:10.0.0.7",
+            "fe80::1",
+            "192.168.1.2",
+        ] {
+            assert!(!may_shut_down(no.parse().unwrap()), "{no}");
+        }
     }
 }

@@ -5,12 +5,22 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// `0.1.0 (abc1234)`: the crate version and the git commit it was built from (`build.rs`;
+/// "unknown" when built outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("EXO_AUTHPROXY_GIT_COMMIT"),
+    ")"
+);
+
 /// Modern authentication for unchanged Exchange Online Remote PowerShell scripts.
 #[derive(Debug, Parser)]
-#[command(name = "exo-authproxy", version, about, long_about = None)]
+#[command(name = "exo-authproxy", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -101,6 +111,21 @@ pub enum Command {
     },
     /// Read a password (typed without echo on a terminal, or piped on stdin) and print its argon2id PHC string.
     HashPassword,
+    /// Wait until the proxy at the admin address has started (`/healthz/startup` answers 200); exit 0 then, 1 at the timeout.
+    Wait {
+        /// The proxy's `[admin] address`.
+        #[arg(long, value_name = "ADDR")]
+        admin: SocketAddr,
+        /// Give up after this long: `90s`, `2m`, `500ms` (a bare number is seconds).
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Ask the proxy at the admin address to drain and exit 0, as SIGTERM does (POST /quitquitquit; loopback only).
+    Shutdown {
+        /// The proxy's `[admin] address`.
+        #[arg(long, value_name = "ADDR")]
+        admin: SocketAddr,
+    },
     /// The migration report from audit files: per local user/script what ran, how often, and how it moves to ExchangeOnlineManagement v3.
     Report {
         /// Audit files (`[audit] file`; rotated and .gz files too).
@@ -119,6 +144,32 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+}
+
+/// `90s`, `2m`, `1h`, `500ms`, or a bare number of seconds.
+///
+/// # Errors
+/// A text with a valid example, for clap to print.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad = || format!("`{text}` is not a duration; for example: 60s, 2m, 500ms");
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = |factor: u64| {
+        n.checked_mul(factor)
+            .map(Duration::from_secs)
+            .ok_or_else(bad)
+    };
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        _ => Err(bad()),
+    }
 }
 
 #[cfg(test)]
@@ -152,10 +203,36 @@ mod tests {
                 "x", "token", "--config", "f", "--tenant", "contoso", "--raw",
             ],
             &["x", "hash-password", "--log-format", "json"],
+            &["x", "wait", "--admin", "127.0.0.1:9090"],
+            &["x", "wait", "--admin", "127.0.0.1:9090", "--timeout", "2m"],
+            &["x", "shutdown", "--admin", "[::1]:9090"],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }
         let err = Cli::try_parse_from(["x", "serve"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn durations_parse_with_units_and_refuse_the_rest() {
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
+        for bad in [
+            "",
+            "s",
+            "1.5s",
+            "-1s",
+            "10 parsecs",
+            "99999999999999999999h",
+        ] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.contains("for example"), "{bad}: {err}");
+        }
+        let err = Cli::try_parse_from(["x", "wait", "--admin", "127.0.0.1:1", "--timeout", "soon"])
+            .unwrap_err();
         assert_eq!(err.exit_code(), 2);
     }
 }

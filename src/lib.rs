@@ -332,6 +332,7 @@ pub async fn serve_with_grace(
     grace: std::time::Duration,
 ) -> Result<(), ServeError> {
     let drain = shutdown::Drain::new(grace);
+    let quit = shutdown::Trigger::new();
     let proxy = prepared.proxy;
     let tokens = prepared.tokens;
     if let Ok(addr) = listeners.proxy.local_addr() {
@@ -395,10 +396,14 @@ pub async fn serve_with_grace(
                 tokens,
                 drain: drain.clone(),
                 sessions: proxy.forward.remoting(),
+                quit: quit.clone(),
             }),
         ))
     });
-    shutdown.await;
+    tokio::select! {
+        () = shutdown => {}
+        () = quit.pulled() => tracing::info!("POST /quitquitquit: draining"),
+    }
     tracing::info!("shutting down: finishing in-flight requests");
     let open = drain.drain().await;
     let _ = accept.await;

@@ -173,6 +173,16 @@ async fn run(command: Command) -> Result<(), Failure> {
             .map_err(onboarding_failure)
         }
         Command::HashPassword => hash_password(),
+        Command::Wait { admin, timeout } => exo_authproxy::admin::wait_started(admin, timeout)
+            .await
+            .map_err(|e| Failure::Runtime(e.to_string())),
+        Command::Shutdown { admin } => {
+            exo_authproxy::admin::request_shutdown(admin)
+                .await
+                .map_err(|e| Failure::Runtime(e.to_string()))?;
+            eprintln!("exo-authproxy: the proxy at {admin} is draining and will exit");
+            Ok(())
+        }
         Command::Report {
             audit,
             since,
@@ -216,7 +226,7 @@ fn report(
 }
 
 fn load_config(path: &std::path::Path) -> Result<Config, Failure> {
-    Config::load(path).map_err(|e| Failure::Config(e.to_string()))
+    Config::load_with_env(path, &ProcessEnvironment).map_err(|e| Failure::Config(e.to_string()))
 }
 
 fn onboarding_failure(err: onboarding::Error) -> Failure {

@@ -10,6 +10,11 @@
 //!
 //! [`os_signal`] is the production `shutdown` future: SIGTERM or SIGINT (Ctrl-C). SIGHUP is
 //! not a shutdown: [`reload_signal`] reloads the listener certificate.
+//!
+//! [`Trigger`] is the programmatic way in: `POST /quitquitquit` on the admin listener (for a
+//! Job's main container, which cannot signal its sidecar, and for `exo-authproxy shutdown`).
+//! `serve` stops on whichever comes first, the caller's `shutdown` future or the trigger, and
+//! then runs the very same drain, so the two ways to stop cannot behave differently.
 
 use std::time::Duration;
 
@@ -78,6 +83,34 @@ impl Drain {
     }
 }
 
+/// A request to shut down that does not come from a signal (`POST /quitquitquit`).
+///
+/// Cloning shares the trigger; [`Trigger::pull`] is idempotent.
+#[derive(Debug, Clone, Default)]
+pub struct Trigger(CancellationToken);
+
+impl Trigger {
+    /// A trigger nobody has pulled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the server to shut down (drain, then return from `serve`).
+    pub fn pull(&self) {
+        self.0.cancel();
+    }
+
+    /// Whether [`Trigger::pull`] was called.
+    pub fn is_pulled(&self) -> bool {
+        self.0.is_cancelled()
+    }
+
+    /// Completes once the trigger is pulled.
+    pub async fn pulled(&self) {
+        self.0.cancelled().await;
+    }
+}
+
 /// Completes on SIGTERM or SIGINT (Windows: Ctrl-C, Ctrl-Break, console close, system
 /// shutdown): the production shutdown signal (exit code 0 follows).
 ///
@@ -142,6 +175,18 @@ mod tests {
         tx.send(()).unwrap();
         assert_eq!(drain.drain().await, 1, "the stuck task is reported");
         assert!(drain.is_stopping());
+    }
+
+    #[tokio::test]
+    async fn a_pulled_trigger_completes_every_clone() {
+        let trigger = Trigger::new();
+        let waiting = trigger.clone();
+        assert!(!waiting.is_pulled());
+        let wait = tokio::spawn(async move { waiting.pulled().await });
+        trigger.pull();
+        trigger.pull(); // idempotent
+        wait.await.unwrap();
+        assert!(trigger.is_pulled());
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::Config;
+use super::environment::{self, Environment};
 
 /// Why the configuration cannot be used. Each says where and what a valid value looks like.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,27 @@ pub enum Error {
         line: usize,
         /// 1-based column.
         column: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// An `EXO_AUTHPROXY_*` variable's value cannot be used.
+    #[error("{variable}: {problem}; for example: {example}")]
+    Env {
+        /// The variable.
+        variable: String,
+        /// What is wrong.
+        problem: String,
+        /// A valid setting, `VARIABLE=value`.
+        example: String,
+    },
+    /// The file and the `EXO_AUTHPROXY_*` variables together do not make a configuration
+    /// (e.g. a required key neither sets).
+    #[error("{} with {variables}: {message}", path.display())]
+    WithEnv {
+        /// The file.
+        path: PathBuf,
+        /// The variables that were applied, comma-separated.
+        variables: String,
         /// The parser's message.
         message: String,
     },
@@ -59,11 +81,21 @@ impl Config {
     /// # Errors
     /// [`Error::Read`] when the file cannot be read, otherwise as for [`Config::parse`].
     pub fn load(path: &Path) -> Result<Self, Error> {
+        Self::load_with_env(path, &std::collections::BTreeMap::new())
+    }
+
+    /// [`Config::load`], then every `EXO_AUTHPROXY_<SECTION>_<KEY>` that `env` has overrides
+    /// the file's value (README "Configuration from the environment"): what `serve` and the
+    /// other commands use, with the process environment.
+    ///
+    /// # Errors
+    /// As for [`Config::parse_with_env`].
+    pub fn load_with_env(path: &Path, env: &dyn Environment) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path)
+        Self::parse_with_env(&text, path, env)
     }
 
     /// Parses and validates `text`, which was read from `path` (used in messages and to resolve
@@ -73,8 +105,19 @@ impl Config {
     /// [`Error::Parse`] for TOML and schema errors, [`Error::Invalid`] for values that fail
     /// validation.
     pub fn parse(text: &str, path: &Path) -> Result<Self, Error> {
+        Self::parse_with_env(text, path, &std::collections::BTreeMap::new())
+    }
+
+    /// [`Config::parse`] with the values of the `EXO_AUTHPROXY_*` variables in `env` in place
+    /// of the file's (file < environment). A variable may also supply a key the file lacks.
+    ///
+    /// # Errors
+    /// As for [`Config::parse`]; [`Error::Env`] names the variable when its value is of the
+    /// wrong type or fails validation; [`Error::WithEnv`] when file and variables together
+    /// still lack a key.
+    pub fn parse_with_env(text: &str, path: &Path, env: &dyn Environment) -> Result<Self, Error> {
         let source = Source { text, path };
-        let mut config: Config = toml::from_str(text).map_err(|err| {
+        let positioned = |err: toml::de::Error| {
             let (line, column) = source.line_col(err.span().map_or(0, |s| s.start));
             Error::Parse {
                 path: path.to_owned(),
@@ -82,7 +125,36 @@ impl Config {
                 column,
                 message: err.message().trim().to_owned(),
             }
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(positioned)?;
+        let applied = environment::apply(env, &mut table).map_err(|bad| Error::Env {
+            variable: bad.variable,
+            problem: bad.problem,
+            example: bad.example,
         })?;
+        let mut config: Config = if applied.is_empty() {
+            toml::from_str(text).map_err(positioned)?
+        } else {
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|merged: toml::de::Error| {
+                    // The file's own mistakes keep their line and column.
+                    match toml::from_str::<Config>(text) {
+                        Err(own) if own.message().trim() == merged.message().trim() => {
+                            positioned(own)
+                        }
+                        _ => Error::WithEnv {
+                            path: path.to_owned(),
+                            variables: applied
+                                .iter()
+                                .map(environment::Setting::variable)
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            message: merged.message().trim().to_owned(),
+                        },
+                    }
+                })?
+        };
         let spans = DeTable::parse(text).map_err(|err| {
             let (line, column) = source.line_col(err.span().map_or(0, |s| s.start));
             Error::Parse {
@@ -96,7 +168,20 @@ impl Config {
             source,
             root: &spans,
         };
-        config.validate(&check)?;
+        config.validate(&check).map_err(|err| match err {
+            // A value from a variable is blamed on the variable, not on the file's line.
+            Error::Invalid { key, problem, .. }
+                if let Some(setting) = applied.iter().find(|s| s.dotted() == key) =>
+            {
+                let variable = setting.variable();
+                Error::Env {
+                    example: format!("{variable}={}", setting.example),
+                    variable,
+                    problem,
+                }
+            }
+            other => other,
+        })?;
         let base = path.parent().unwrap_or(Path::new(""));
         config.resolve_paths(base);
         Ok(config)

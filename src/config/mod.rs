@@ -13,6 +13,12 @@
 //! ([`crate::token::TokenEngine::new`]), which takes the environment as a parameter
 //! ([`Environment`]) so tests never touch the process environment.
 //!
+//! Every scalar key can also come from an `EXO_AUTHPROXY_<SECTION>_<KEY>` variable
+//! ([`SETTINGS`], [`Config::load_with_env`]), so a Kubernetes Secret or a systemd credential
+//! can supply it without a file being rewritten. The variables are merged into the parsed TOML
+//! table before it is deserialized, so they may supply a key the file lacks, and checked by
+//! the same validation; an error about such a value names the variable, not a line.
+//!
 //! Relative paths are resolved against the directory of the configuration file at parse time,
 //! so the rest of the program only ever sees absolute (or cwd-relative, for a relative config
 //! path) paths and does not need to know where the file was.
@@ -29,7 +35,7 @@ mod schema;
 mod tests;
 mod validate;
 
-pub use environment::{Environment, ProcessEnvironment};
+pub use environment::{Environment, Kind, PREFIX, ProcessEnvironment, SETTINGS, Setting};
 pub use load::Error;
 pub use schema::{
     Admin, Audit, Config, Credentials, Entra, Exchange, Listen, Mode, Organization, Tenant,

@@ -152,6 +152,7 @@ async fn readiness_turns_503_when_the_drain_begins_and_liveness_stays_200() {
             tokens: h.tokens.clone(),
             drain: drain.clone(),
             sessions: None,
+            quit: Default::default(),
         }),
     ));
     assert_eq!(admin_get(addr, "/healthz/readiness").await.0, 200);

@@ -239,3 +239,31 @@ organization = "contoso.onmicrosoft.com"
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("chmod 600"), "{stderr}");
 }
+
+#[test]
+fn version_names_the_release_and_the_git_commit() {
+    let out = bin().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let expected = format!("exo-authproxy {} (", env!("CARGO_PKG_VERSION"));
+    assert!(text.starts_with(&expected), "{text}");
+    let commit = text
+        .trim()
+        .strip_prefix(&expected)
+        .and_then(|t| t.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{text}"));
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    match head {
+        // Built in this checkout: build.rs reruns when HEAD moves, so it is HEAD's commit.
+        Some(head) if std::env::var_os("EXO_AUTHPROXY_GIT_COMMIT").is_none() => {
+            assert_eq!(commit, head, "{text}");
+        }
+        _ => assert!(!commit.is_empty(), "{text}"),
+    }
+}
