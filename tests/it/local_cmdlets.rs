@@ -320,7 +320,36 @@ async fn trailing_select_first_stops_paging_issue_11() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pathological_metadata_patterns_answer_issue_12() {
     let (h, _data) = start().await;
-    let r = pypsrp(&h, "metadata").await;
+    // Two hostile sessions at once (the case that froze the proxy), while the admin probe
+    // and an ordinary session keep being answered.
+    let probing = async {
+        let mut answered = 0;
+        for _ in 0..20 {
+            let (status, _) = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                h.admin_get("/healthz/liveness"),
+            )
+            .await
+            .expect("/healthz/liveness answers while the patterns run");
+            assert_eq!(status, 200);
+            answered += 1;
+            tokio::task::yield_now().await;
+        }
+        answered
+    };
+    let (r, r2, other, answered) = tokio::join!(
+        pypsrp(&h, "metadata"),
+        pypsrp(&h, "metadata"),
+        pypsrp(&h, "first"),
+        probing
+    );
+    assert_eq!(answered, 20);
+    assert_eq!(r, r2, "both hostile sessions got the same answers");
+    assert_eq!(
+        other["output"].as_array().map(Vec::len),
+        Some(1),
+        "the ordinary session ran meanwhile: {other}"
+    );
     assert_eq!(r["stars_q"], json!([]), "{r}");
     assert_eq!(r["stars_questions_q"], json!([]), "{r}");
     assert_eq!(r["long_stars_q"], json!([]), "{r}");
