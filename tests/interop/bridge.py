@@ -30,23 +30,7 @@ def connect(**kw):
     )
 
 
-def conv(o, depth=0):
-    if depth > 12:
-        return "<deep>"
-    if isinstance(o, GenericComplexObject):
-        return {
-            "types": o.types,
-            "to_string": o.to_string,
-            "adapted": {k: conv(v, depth + 1) for k, v in o.adapted_properties.items()},
-            "extended": {k: conv(v, depth + 1) for k, v in o.extended_properties.items()},
-        }
-    if isinstance(o, (list, tuple)):
-        return [conv(v, depth + 1) for v in o]
-    if isinstance(o, dict):
-        return {str(k): conv(v, depth + 1) for k, v in o.items()}
-    if isinstance(o, (str, int, float, bool)) or o is None:
-        return o
-    return str(o)
+from common import conv
 
 
 def run(pool, cmds, input=None, keep=3):
