@@ -211,7 +211,7 @@ impl SessionLog {
     }
 
     /// Ends the sessions idle for longer than the idle timeout (at most every 10 s; the
-    /// listener calls it per request and the server on a timer).
+    /// server calls it on a timer, off the request path).
     pub fn sweep(&self) {
         let now = Instant::now();
         {

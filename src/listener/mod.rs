@@ -321,7 +321,6 @@ async fn route_and_forward(
         action,
     };
     let rsp = proxy.forward.forward(state, &route, inbound).await?;
-    proxy.sessions.sweep();
     if rsp.status().is_success() {
         match (action, created_shell, head.shell_id.as_deref()) {
             ("Create", Some(shell), _) => {
