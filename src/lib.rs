@@ -13,6 +13,7 @@
 //!   and `check`'s live question to Exchange through the same door (`probe`).
 //! - `errors`: every response the proxy makes up itself (WS-Man faults, 401).
 //! - `shutdown`: the one shutdown signal and the drain.
+//! - `reload`: configuration reload on SIGHUP or a changed file, all or nothing.
 //! - `metrics`: Prometheus counters, incremented where events happen.
 //! - `admin`: the `[admin]` listener: health probes and `/metrics`.
 //! - `audit`: the audit trail: one `Record` schema, the `[audit] file` writer (`file`), the
@@ -43,6 +44,7 @@ pub mod forward;
 pub mod listener;
 pub mod metrics;
 pub mod onboarding;
+pub mod reload;
 pub mod remoting;
 pub mod report;
 pub mod sandbox;
@@ -59,7 +61,7 @@ use tokio::net::TcpListener;
 use config::{Config, Mode};
 use forward::{Forwarder, RemotingService, TenantRoute, Upstream};
 use listener::tls::ListenerTls;
-use listener::{LocalUser, Proxy};
+use listener::{Identity, LocalUser, Proxy};
 use token::TokenProvider;
 
 /// The sockets `serve` runs on, bound by the caller (tests bind `127.0.0.1:0` and read the
@@ -177,6 +179,7 @@ pub struct Prepared {
     listen: SocketAddr,
     admin: Option<SocketAddr>,
     tokens: Arc<dyn TokenProvider>,
+    reload: Option<reload::Source>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -211,46 +214,7 @@ impl Prepared {
                 listen,
             )?))
         };
-        let routes: Vec<Arc<TenantRoute>> = config
-            .tenants
-            .iter()
-            .map(|t| {
-                Arc::new(TenantRoute {
-                    name: t.name.clone(),
-                    tenant_id: t.tenant_id.clone(),
-                    organization: t.organization.clone(),
-                    app_id: t
-                        .client_id
-                        .clone()
-                        .unwrap_or_else(|| config.entra.client_id.clone()),
-                    require_directory_role: t.require_directory_role,
-                })
-            })
-            .collect();
-        let mut users = Vec::with_capacity(config.users.len());
-        for user in &config.users {
-            let mut tenants = Vec::with_capacity(user.tenants.len());
-            for name in &user.tenants {
-                let route = routes.iter().find(|r| &r.name == name).ok_or_else(|| {
-                    ServeError::UnknownTenant {
-                        user: user.name.clone(),
-                        tenant: name.0.clone(),
-                        known: routes
-                            .iter()
-                            .map(|r| r.name.0.clone())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    }
-                })?;
-                tenants.push(route.clone());
-            }
-            users.push(LocalUser {
-                name: user.name.clone(),
-                tenants,
-            });
-        }
-        let auth = listener::basic_auth::Authenticator::new(&config.users)?
-            .with_audit(services.audit.clone());
+        let identity = identity(config, &services.audit)?;
         let upstream = match config.exchange.mode {
             Mode::Winrm => Upstream::Winrm(Box::new(forward::Winrm::new(
                 &config.exchange.endpoint,
@@ -273,8 +237,7 @@ impl Prepared {
         };
         Ok(Self {
             proxy: Arc::new(Proxy {
-                auth,
-                users,
+                identity: arc_swap::ArcSwap::from_pointee(identity),
                 forward: Forwarder::new(services.tokens.clone(), upstream),
                 tls,
                 metrics: services.metrics,
@@ -284,7 +247,16 @@ impl Prepared {
             listen,
             admin: config.admin.as_ref().map(|a| a.address),
             tokens: services.tokens,
+            reload: None,
         })
+    }
+
+    /// Reloads the configuration from `source` on SIGHUP and when a watched file changes
+    /// ([`reload`]); without it only the listener certificate and the audit file are.
+    #[must_use]
+    pub fn with_reload(mut self, source: reload::Source) -> Self {
+        self.reload = Some(source);
+        self
     }
 
     /// The listener certificate (path, fingerprint, trust hint), if TLS is on.
@@ -308,8 +280,57 @@ impl Prepared {
     }
 }
 
+/// The users of `config` and the tenant routes each may use: built at startup and again by a
+/// reload, one function for both.
+///
+/// # Errors
+/// [`ServeError::Users`] for an unusable `[[user]]`, [`ServeError::UnknownTenant`].
+pub(crate) fn identity(config: &Config, audit: &audit::Audit) -> Result<Identity, ServeError> {
+    let routes: Vec<Arc<TenantRoute>> = config
+        .tenants
+        .iter()
+        .map(|t| {
+            Arc::new(TenantRoute {
+                name: t.name.clone(),
+                tenant_id: t.tenant_id.clone(),
+                organization: t.organization.clone(),
+                app_id: t
+                    .client_id
+                    .clone()
+                    .unwrap_or_else(|| config.entra.client_id.clone()),
+                require_directory_role: t.require_directory_role,
+            })
+        })
+        .collect();
+    let mut users = Vec::with_capacity(config.users.len());
+    for user in &config.users {
+        let mut tenants = Vec::with_capacity(user.tenants.len());
+        for name in &user.tenants {
+            let route = routes.iter().find(|r| &r.name == name).ok_or_else(|| {
+                ServeError::UnknownTenant {
+                    user: user.name.clone(),
+                    tenant: name.0.clone(),
+                    known: routes
+                        .iter()
+                        .map(|r| r.name.0.clone())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+            })?;
+            tenants.push(route.clone());
+        }
+        users.push(LocalUser {
+            name: user.name.clone(),
+            tenants,
+        });
+    }
+    let auth = listener::basic_auth::Authenticator::new(&config.users)?.with_audit(audit.clone());
+    Ok(Identity { auth, users })
+}
+
 /// Serves until `shutdown` completes, then drains within the grace period: each connection
-/// finishes the request in hand and closes. SIGHUP reloads the listener certificate.
+/// finishes the request in hand and closes. SIGHUP reloads the listener certificate and the
+/// audit file, and with [`Prepared::with_reload`] the configuration ([`reload`]).
 ///
 /// # Errors
 /// None today; the `Result` is for what would stop the whole proxy.
@@ -335,37 +356,48 @@ pub async fn serve_with_grace(
     let quit = shutdown::Trigger::new();
     let proxy = prepared.proxy;
     let tokens = prepared.tokens;
-    if let Ok(addr) = listeners.proxy.local_addr() {
-        let scheme = if proxy.tls.is_some() { "https" } else { "http" };
-        tracing::info!(address = %addr, "listening on {scheme}://{addr}/powershell-liveid");
-    }
-    if let Some(tls) = &proxy.tls {
-        tracing::info!("{}", tls.trust_hint());
-    }
-    // SIGHUP: reload the listener certificate, reopen the audit file (logrotate `create`).
+    // SIGHUP and changed files: the configuration, the listener certificate, the audit file
+    // (logrotate `create`), all through `reload::reload`.
+    let source = prepared.reload.map(Arc::new);
     #[cfg(unix)]
     if let Some(mut hup) = shutdown::reload_signal() {
         let stop = drain.token();
-        let tls = proxy.tls.clone();
-        let audit = proxy.audit.clone();
+        let proxy = proxy.clone();
+        let source = source.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     got = hup.recv() => if got.is_none() { break },
                     () = stop.cancelled() => break,
                 }
-                audit.reopen();
-                let Some(tls) = &tls else { continue };
-                match tls.reload() {
-                    Ok(()) => {
-                        tracing::info!(fingerprint = %tls.fingerprint(), "SIGHUP: listener certificate reloaded")
-                    }
-                    Err(err) => {
-                        tracing::error!(error = %err, "SIGHUP: reload failed; keeping the current certificate")
-                    }
+                reload::reload(&proxy, source.as_deref(), "SIGHUP").await;
+            }
+        });
+    }
+    if let Some(source) = source {
+        let stop = drain.token();
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(source.watch_every());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stop.cancelled() => break,
+                }
+                if reload::changed(&source).await {
+                    reload::reload(&proxy, Some(&source), "a watched file changed").await;
                 }
             }
         });
+    }
+    // Logged once SIGHUP is handled: whoever waits for this line may signal at once.
+    if let Ok(addr) = listeners.proxy.local_addr() {
+        let scheme = if proxy.tls.is_some() { "https" } else { "http" };
+        tracing::info!(address = %addr, "listening on {scheme}://{addr}/powershell-liveid");
+    }
+    if let Some(tls) = &proxy.tls {
+        tracing::info!("{}", tls.trust_hint());
     }
     // Sessions nobody uses end as idle in the audit trail even when no request comes.
     {

@@ -247,14 +247,24 @@ async fn serve(
 ) -> Result<(), Failure> {
     let config = load_config(path)?;
     exo_authproxy::config::permissions::warn_exposed(&config, path);
-    let tokens = exo_authproxy::token::TokenEngine::new(&config, &ProcessEnvironment)
-        .map_err(|e| Failure::Credential(e.to_string()))?;
-    let services = Services::for_config(&config, Arc::new(tokens))
+    let tokens = Arc::new(
+        exo_authproxy::token::TokenEngine::new(&config, &ProcessEnvironment)
+            .map_err(|e| Failure::Credential(e.to_string()))?,
+    );
+    let services = Services::for_config(&config, tokens.clone())
         .map_err(|e| Failure::Config(e.to_string()))?;
-    let prepared = Prepared::new(&config, services).map_err(|e| match e {
-        ServeError::Tls(_) => Failure::Certificate(e.to_string()),
-        _ => Failure::Config(e.to_string()),
-    })?;
+    let prepared = Prepared::new(&config, services)
+        .map_err(|e| match e {
+            ServeError::Tls(_) => Failure::Certificate(e.to_string()),
+            _ => Failure::Config(e.to_string()),
+        })?
+        .with_reload(exo_authproxy::reload::Source::new(
+            path.to_owned(),
+            config,
+            Arc::new(ProcessEnvironment),
+            tokens,
+            exo_authproxy::reload::WATCH_INTERVAL,
+        ));
     let address = prepared.listen_address();
     let proxy = tokio::net::TcpListener::bind(address)
         .await

@@ -70,6 +70,13 @@ pub struct RetryLabels {
     pub reason: &'static str,
 }
 
+/// A configuration reload's result.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `ok` or `refused` (the previous configuration stays).
+    pub result: &'static str,
+}
+
 /// The token engine's handles.
 #[derive(Debug, Clone, Default)]
 pub struct TokenMetrics {
@@ -114,6 +121,8 @@ pub struct Metrics {
     pub bridge: BridgeMetrics,
     /// `[audit] file`: lines written, dropped (queue full), lost (failed writes).
     pub audit: crate::audit::file::Counters,
+    /// Configuration reloads (SIGHUP, a watched file changed), by result.
+    pub config_reloads: Family<ReloadLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -191,6 +200,12 @@ impl Metrics {
             "Waits before retrying an InvokeCommand request, by reason",
             bridge.retries.clone(),
         );
+        let config_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP or a watched file changed), by result (ok, refused)",
+            config_reloads.clone(),
+        );
         let audit = crate::audit::file::Counters::default();
         registry.register(
             "audit_lines",
@@ -212,6 +227,7 @@ impl Metrics {
             tokens,
             bridge,
             audit,
+            config_reloads,
         }
     }
 

@@ -147,8 +147,8 @@ pub async fn check(
     }
     // Not a failure yet: the tenant works today, and the notice says until when.
     for name in &names {
-        if let Some(Ok(crate::token::Credential::Certificate(cert))) =
-            engine.target(name).map(|t| &t.credential)
+        if let Some(target) = engine.target(name)
+            && let Ok(crate::token::Credential::Certificate(cert)) = &target.credential
             && let Some(notice) =
                 cert.expiry_notice(std::time::SystemTime::now(), crate::token::EXPIRY_WARNING)
         {

@@ -9,7 +9,7 @@
 //! last command finish when the proxy is redeployed.
 //!
 //! [`os_signal`] is the production `shutdown` future: SIGTERM or SIGINT (Ctrl-C). SIGHUP is
-//! not a shutdown: [`reload_signal`] reloads the listener certificate.
+//! not a shutdown: [`reload_signal`] reloads the configuration (`crate::reload`).
 //!
 //! [`Trigger`] is the programmatic way in: `POST /quitquitquit` on the admin listener (for a
 //! Job's main container, which cannot signal its sidecar, and for `exo-authproxy shutdown`).
@@ -147,8 +147,8 @@ pub async fn os_signal() {
     }
 }
 
-/// A stream of SIGHUPs (certificate reload); `None` if the handler cannot be installed.
-/// Unix only: Windows has no SIGHUP (restart the service to load a new certificate).
+/// A stream of SIGHUPs (configuration reload, `crate::reload`); `None` if the handler cannot be
+/// installed. Unix only: Windows has no SIGHUP (there the file watch reloads).
 #[cfg(unix)]
 pub fn reload_signal() -> Option<tokio::signal::unix::Signal> {
     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()

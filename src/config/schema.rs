@@ -78,7 +78,7 @@ pub struct Config {
 }
 
 /// `[listen]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
     /// Loopback by default: a proxy that turns passwords into admin tokens should not be
@@ -178,7 +178,7 @@ pub enum Mode {
 }
 
 /// `[exchange]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Exchange {
     /// winrm or rest.
@@ -215,7 +215,7 @@ fn default_endpoint() -> String {
 ///
 /// Nothing is required: the global S&C host follows the cloud of `[exchange] endpoint`, and
 /// the regional host is discovered per tenant at run time (§2).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Compliance {
     /// The global S&C host; default from the cloud of `[exchange] endpoint`.
@@ -288,7 +288,7 @@ pub fn compliance_resource(endpoint: &str) -> String {
 }
 
 /// `[admin]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     /// Loopback by default.
@@ -296,7 +296,7 @@ pub struct Admin {
 }
 
 /// `[audit]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Audit {
     /// JSON lines appended here (0600; reopened on SIGHUP for logrotate). Relative to the

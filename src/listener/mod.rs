@@ -72,12 +72,20 @@ pub struct LocalUser {
     pub tenants: Vec<Arc<TenantRoute>>,
 }
 
-/// Everything a connection needs, shared.
-pub struct Proxy {
+/// Who may log in and where each user goes: replaced whole by a config reload, so a request
+/// sees either the old users or the new ones, never a mix (one that authenticated against the
+/// old set finishes with the old set's tenant routes).
+pub struct Identity {
     /// Local users.
     pub auth: Authenticator,
     /// Users' tenants, by `UserIndex`.
     pub users: Vec<LocalUser>,
+}
+
+/// Everything a connection needs, shared.
+pub struct Proxy {
+    /// Users and their tenants (swapped by a reload).
+    pub identity: arc_swap::ArcSwap<Identity>,
     /// Where authenticated requests go (pre-flight policy, then the mode).
     pub forward: Forwarder,
     /// TLS, or None for `plaintext = true` (loopback only).
@@ -288,11 +296,12 @@ async fn route_and_forward(
             reason: "more than one Authorization header",
         });
     }
-    let user = proxy
+    let identity = proxy.identity.load_full();
+    let user = identity
         .auth
         .authenticate(req.headers().get(http::header::AUTHORIZATION), client)
         .await?;
-    let user = &proxy.users[user.0];
+    let user = &identity.users[user.0];
     check_content_type(req.headers().get(http::header::CONTENT_TYPE))?;
     let query = req.uri().query().map(str::to_owned);
     let tenant = pick_tenant(user, query.as_deref())?;

@@ -210,6 +210,12 @@ impl<S: TokenSource> TokenCache<S> {
         }
     }
 
+    /// Forgets `key`'s token, error and back-off (a reload changed what it is fetched with).
+    /// A fetch in flight finishes into the forgotten slot, seen by nobody.
+    pub async fn forget(&self, key: &CacheKey) {
+        self.inner.slots.invalidate(key).await;
+    }
+
     async fn slot(&self, key: &CacheKey) -> Arc<Slot> {
         if let Some(slot) = self.inner.slots.get(key).await {
             return slot;

@@ -97,6 +97,8 @@ pub struct Target {
     pub compliance_resource: String,
     /// The resolved credential, or why it could not be.
     pub credential: Result<Credential, CredentialError>,
+    /// The configuration it was resolved from (a reload compares it).
+    pub settings: crate::config::Credentials,
 }
 
 impl Target {
@@ -109,11 +111,23 @@ impl Target {
     }
 }
 
+fn index(targets: Vec<Target>) -> Targets {
+    targets
+        .into_iter()
+        .map(|t| (t.tenant.clone(), Arc::new(t)))
+        .collect()
+}
+
 /// The production [`TokenSource`]: Entra ID's token endpoint.
 pub struct EntraSource {
     http: reqwest::Client,
-    targets: std::collections::HashMap<TenantName, Arc<Target>>,
+    /// Swapped whole by a config reload ([`EntraSource::replace_targets`]); a fetch in flight
+    /// keeps the target it started with.
+    targets: arc_swap::ArcSwap<Targets>,
 }
+
+/// Every tenant's target, by our name for it.
+pub type Targets = std::collections::HashMap<TenantName, Arc<Target>>;
 
 impl EntraSource {
     /// A source for `targets`, trusting the extra CA in `ca_file`.
@@ -138,16 +152,18 @@ impl EntraSource {
             })?;
         Ok(Self {
             http,
-            targets: targets
-                .into_iter()
-                .map(|t| (t.tenant.clone(), Arc::new(t)))
-                .collect(),
+            targets: arc_swap::ArcSwap::from_pointee(index(targets)),
         })
     }
 
+    /// Replaces every target (a config reload); returns the ones replaced.
+    pub fn replace_targets(&self, targets: Vec<Target>) -> Arc<Targets> {
+        self.targets.swap(Arc::new(index(targets)))
+    }
+
     /// The target for `tenant`.
-    pub fn target(&self, tenant: &TenantName) -> Option<&Arc<Target>> {
-        self.targets.get(tenant)
+    pub fn target(&self, tenant: &TenantName) -> Option<Arc<Target>> {
+        self.targets.load().get(tenant).cloned()
     }
 
     async fn request(&self, t: &Target, audience: Audience) -> Result<Fetched, TokenError> {
@@ -360,10 +376,9 @@ impl TokenSource for EntraSource {
     fn fetch<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Result<Fetched, TokenError>> {
         Box::pin(async move {
             let t = self
-                .targets
-                .get(&key.tenant)
+                .target(&key.tenant)
                 .ok_or_else(|| TokenError::UnknownTenant(key.tenant.clone()))?;
-            self.request(t, key.audience).await
+            self.request(&t, key.audience).await
         })
     }
 }
@@ -522,6 +537,7 @@ mod tests {
                 path: "app.pem".into(),
                 problem: "unused".into(),
             }),
+            settings: crate::config::Credentials::default(),
         }
     }
 

@@ -348,7 +348,54 @@ fn warn_on_expiry(tenant: &TenantName, cert: &credential::CertificateKey) {
 /// Certificate-based app-only tokens, cached per tenant, refreshed ahead of expiry.
 pub struct TokenEngine {
     cache: TokenCache<EntraSource>,
-    keys: std::collections::HashMap<TenantName, CacheKey>,
+    /// Swapped whole by [`TokenEngine::reload`].
+    keys: arc_swap::ArcSwap<std::collections::HashMap<TenantName, CacheKey>>,
+}
+
+/// Every tenant's target and cache key for `config`. A tenant's own credential problem is
+/// logged and kept in its target (other tenants are unaffected).
+fn tenants_of(
+    config: &Config,
+    env: &dyn Environment,
+) -> (Vec<Target>, std::collections::HashMap<TenantName, CacheKey>) {
+    let authority = config.entra.authority.trim_end_matches('/').to_owned();
+    let resource = config.exchange.resource();
+    let compliance_resource = config.compliance_resource();
+    let mut targets = Vec::new();
+    let mut keys = std::collections::HashMap::new();
+    for t in &config.tenants {
+        let client_id = config.client_id_for(t).to_owned();
+        let settings = config.credentials_for(t);
+        let credential = credential::resolve(&settings, env);
+        match &credential {
+            Err(e) => {
+                tracing::error!(tenant = %t.name, error = %e, "tenant credential unusable; other tenants are unaffected");
+            }
+            Ok(Credential::Certificate(cert)) => warn_on_expiry(&t.name, cert),
+            Ok(_) => {}
+        }
+        keys.insert(
+            t.name.clone(),
+            CacheKey {
+                audience: Audience::Exchange,
+                authority: authority.as_str().into(),
+                tenant: t.name.clone(),
+                client_id: client_id.as_str().into(),
+            },
+        );
+        targets.push(Target {
+            tenant: t.name.clone(),
+            tenant_id: t.tenant_id.clone(),
+            token_url: format!("{authority}/{}/oauth2/v2.0/token", t.tenant_id),
+            authority: authority.clone(),
+            resource: resource.clone(),
+            compliance_resource: compliance_resource.clone(),
+            client_id,
+            credential,
+            settings,
+        });
+    }
+    (targets, keys)
 }
 
 impl TokenEngine {
@@ -374,58 +421,61 @@ impl TokenEngine {
         env: &dyn Environment,
         settings: Settings,
     ) -> Result<Self, EngineError> {
-        let authority = config.entra.authority.trim_end_matches('/').to_owned();
-        let resource = config.exchange.resource();
-        let compliance_resource = config.compliance_resource();
-        let mut targets = Vec::new();
-        let mut keys = std::collections::HashMap::new();
-        for t in &config.tenants {
-            let client_id = config.client_id_for(t).to_owned();
-            let credential = credential::resolve(&config.credentials_for(t), env);
-            match &credential {
-                Err(e) => {
-                    tracing::error!(tenant = %t.name, error = %e, "tenant credential unusable; other tenants are unaffected");
-                }
-                Ok(Credential::Certificate(cert)) => warn_on_expiry(&t.name, cert),
-                Ok(_) => {}
-            }
-            keys.insert(
-                t.name.clone(),
-                CacheKey {
-                    audience: Audience::Exchange,
-                    authority: authority.as_str().into(),
-                    tenant: t.name.clone(),
-                    client_id: client_id.as_str().into(),
-                },
-            );
-            targets.push(Target {
-                tenant: t.name.clone(),
-                tenant_id: t.tenant_id.clone(),
-                token_url: format!("{authority}/{}/oauth2/v2.0/token", t.tenant_id),
-                authority: authority.clone(),
-                resource: resource.clone(),
-                compliance_resource: compliance_resource.clone(),
-                client_id,
-                credential,
-            });
-        }
+        let (targets, keys) = tenants_of(config, env);
         let source = EntraSource::new(targets, config.entra.ca_file.as_deref())?;
         Ok(Self {
             cache: TokenCache::new(source, settings),
-            keys,
+            keys: arc_swap::ArcSwap::from_pointee(keys),
         })
     }
 
-    fn key(&self, tenant: &TenantName) -> Result<&CacheKey, TokenError> {
+    /// Takes the tenants and credentials of a reloaded `config` (the authority and its trust
+    /// roots need a restart: the reload refuses a change to them before calling this).
+    ///
+    /// Tokens already cached stay in use until they are refreshed as usual (a token does not
+    /// stop being valid because the certificate that obtained it was replaced), except for a
+    /// tenant whose identity (directory, app, credential settings) changed or whose last
+    /// fetch failed: its cached state is forgotten, so the next request asks Entra at once
+    /// with the new settings instead of waiting out a back-off or using the old tenant's token.
+    /// Reads the credential files synchronously, like [`TokenEngine::new`].
+    pub async fn reload(&self, config: &Config, env: &dyn Environment) {
+        let (targets, keys) = tenants_of(config, env);
+        let old_targets = self.cache.source().replace_targets(targets);
+        let old_keys = self.keys.swap(Arc::new(keys));
+        for (tenant, key) in old_keys.iter() {
+            let new_target = self.target(tenant);
+            let changed = match (old_targets.get(tenant), &new_target) {
+                (Some(old), Some(new)) => {
+                    old.tenant_id != new.tenant_id
+                        || old.client_id != new.client_id
+                        || old.settings != new.settings
+                }
+                _ => true,
+            };
+            for audience in [Audience::Exchange, Audience::Compliance] {
+                let key = CacheKey {
+                    audience,
+                    ..key.clone()
+                };
+                if changed || matches!(self.cache.health(&key).await, Health::Failing(_)) {
+                    self.cache.forget(&key).await;
+                }
+            }
+        }
+    }
+
+    fn key(&self, tenant: &TenantName) -> Result<CacheKey, TokenError> {
         self.keys
+            .load()
             .get(tenant)
+            .cloned()
             .ok_or_else(|| TokenError::UnknownTenant(tenant.clone()))
     }
 
     fn key_for(&self, tenant: &TenantName, audience: Audience) -> Result<CacheKey, TokenError> {
         Ok(CacheKey {
             audience,
-            ..self.key(tenant)?.clone()
+            ..self.key(tenant)?
         })
     }
 
@@ -459,7 +509,8 @@ impl TokenEngine {
         for (tenant, exchange) in self.health().await {
             out.push((tenant.clone(), Audience::Exchange, exchange));
             if let Ok(key) = self.key_for(&tenant, Audience::Compliance) {
-                let health = match self.target(&tenant).map(|t| t.credential.as_ref()) {
+                let target = self.target(&tenant);
+                let health = match target.as_ref().map(|t| t.credential.as_ref()) {
                     Some(Err(error)) => Health::Failing(TokenError::Credential {
                         tenant: tenant.clone(),
                         error: error.clone(),
@@ -477,7 +528,7 @@ impl TokenEngine {
     /// # Errors
     /// [`TokenError`] when Entra refuses or cannot be reached and no valid token is cached.
     pub async fn token(&self, tenant: &TenantName) -> Result<AccessToken, TokenError> {
-        self.cache.acquire(self.key(tenant)?).await
+        self.cache.acquire(&self.key(tenant)?).await
     }
 
     /// Drops the cached token for `tenant` and fetches a new one (claims are snapshotted at
@@ -486,7 +537,7 @@ impl TokenEngine {
     /// # Errors
     /// As for [`TokenEngine::token`].
     pub async fn refresh(&self, tenant: &TenantName) -> Result<AccessToken, TokenError> {
-        self.cache.refresh(self.key(tenant)?).await
+        self.cache.refresh(&self.key(tenant)?).await
     }
 
     /// Counts token requests into `metrics` from now on.
@@ -496,10 +547,11 @@ impl TokenEngine {
 
     /// Every configured tenant's token state, by tenant name, without fetching.
     pub async fn health(&self) -> Vec<(TenantName, Health)> {
-        let mut out = Vec::with_capacity(self.keys.len());
-        for (tenant, key) in &self.keys {
-            let credential = self.target(tenant).map(|t| t.credential.as_ref());
-            let health = match credential {
+        let keys = self.keys.load_full();
+        let mut out = Vec::with_capacity(keys.len());
+        for (tenant, key) in keys.iter() {
+            let target = self.target(tenant);
+            let health = match target.as_ref().map(|t| t.credential.as_ref()) {
                 // Known at startup: no fetch will ever succeed until the config is fixed.
                 Some(Err(error)) => Health::Failing(TokenError::Credential {
                     tenant: tenant.clone(),
@@ -514,7 +566,7 @@ impl TokenEngine {
     }
 
     /// What the engine knows about `tenant`'s app and credential (for `check` and messages).
-    pub fn target(&self, tenant: &TenantName) -> Option<&Arc<Target>> {
+    pub fn target(&self, tenant: &TenantName) -> Option<Arc<Target>> {
         self.cache.source().target(tenant)
     }
 }

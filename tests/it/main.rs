@@ -17,6 +17,7 @@ mod local_cmdlets;
 mod login;
 mod modes;
 mod proxy;
+mod reload;
 mod remoting;
 mod rest_table;
 mod sandbox;

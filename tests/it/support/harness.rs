@@ -491,8 +491,29 @@ pub struct Sandboxed {
     /// The token engine the proxy uses.
     pub tokens: Arc<exo_authproxy::token::TokenEngine>,
     running: RunningProxy,
+    /// With [`SandboxedOptions::reload_from_mount`]: the directory the config is mounted in,
+    /// laid out as the kubelet mounts a Secret ([`kubelet_write`]).
+    pub mounted_config: Option<PathBuf>,
     /// Keeps the files.
     pub dir: tempfile::TempDir,
+}
+
+/// Lays `config` out as the kubelet mounts a Secret or ConfigMap: `dir/exo-authproxy.toml` →
+/// `..data/exo-authproxy.toml`, `..data` → `..<version>`; a new version is swapped in by
+/// renaming a new `..data` symlink over the old one.
+#[cfg(unix)]
+pub fn kubelet_write(dir: &std::path::Path, version: &str, config: &str) {
+    let versioned = dir.join(format!("..{version}"));
+    std::fs::create_dir_all(&versioned).unwrap();
+    std::fs::write(versioned.join("exo-authproxy.toml"), config).unwrap();
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..{version}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    let link = dir.join("exo-authproxy.toml");
+    if std::fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink("..data/exo-authproxy.toml", &link).unwrap();
+    }
 }
 
 /// What [`Sandboxed::start`] builds.
@@ -507,6 +528,8 @@ pub struct SandboxedOptions {
     pub adminapi: Option<exchange::AdminApi>,
     /// The proxy's rest-mode endpoint.
     pub rest: Option<Arc<dyn exo_authproxy::forward::RemotingService>>,
+    /// Serve the config from a kubelet-style mount and watch it (every 50 ms) for reloads.
+    pub reload_from_mount: bool,
 }
 
 /// contoso (role), fabrikam (none), northwind (Exchange RBAC only).
@@ -543,6 +566,7 @@ impl Default for SandboxedOptions {
             rps: Arc::new(Recorder::default()),
             adminapi: None,
             rest: None,
+            reload_from_mount: false,
         }
     }
 }
@@ -560,11 +584,26 @@ impl Sandboxed {
         let world = World::start(dir.path(), world_options)
             .await
             .expect("sandbox world");
-        let (prepared, tokens) = match options.rest {
+        let (mut prepared, tokens) = match options.rest {
             Some(rest) => world.prepare(Some(rest)),
             None => world.prepare_for_mode(),
         }
         .expect("prepare the proxy");
+        let mut mounted_config = None;
+        #[cfg(unix)]
+        if options.reload_from_mount {
+            let mount = dir.path().join("mount");
+            let text = std::fs::read_to_string(&world.config_path).unwrap();
+            kubelet_write(&mount, "v1", &text);
+            prepared = prepared.with_reload(exo_authproxy::reload::Source::new(
+                mount.join("exo-authproxy.toml"),
+                world.config.clone(),
+                Arc::new(std::collections::HashMap::<String, String>::new()),
+                tokens.clone(),
+                Duration::from_millis(50),
+            ));
+            mounted_config = Some(mount);
+        }
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let running =
             RunningProxy::spawn(prepared, listener, admin, Duration::from_secs(10)).unwrap();
@@ -576,6 +615,7 @@ impl Sandboxed {
             listener_cert: running.listener_cert.clone().expect("tls on"),
             tokens,
             running,
+            mounted_config,
             dir,
         }
     }
