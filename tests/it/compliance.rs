@@ -821,3 +821,43 @@ async fn the_same_shell_id_on_both_endpoints_keeps_both_session_ends_issue_17() 
         "{lines:?}"
     );
 }
+
+/// The README's list of refused S&C cmdlets is the catalog's, exactly, and each README entry
+/// gets the refusal the README describes (the reason and both alternatives).
+#[test]
+fn readme_lists_exactly_the_refused_compliance_cmdlets_issue_17() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("Security & Compliance scripts"))
+        .expect("the README's compliance section");
+    let list = section
+        .split_once("Refused up front, never sent:")
+        .expect("the refused-cmdlets paragraph")
+        .1;
+    let listed: Vec<&str> = list
+        .lines()
+        .skip_while(|l| !l.starts_with("- `"))
+        .take_while(|l| l.starts_with("- `"))
+        .map(|l| l.trim_start_matches("- `").trim_end_matches('`'))
+        .collect();
+    let mut from_readme = listed.clone();
+    from_readme.sort_unstable();
+    let mut from_catalog = exo_authproxy::bridge::catalog::compliance_refused_cmdlets().to_vec();
+    from_catalog.sort_unstable();
+    assert_eq!(from_readme, from_catalog, "README vs catalog");
+    for cmdlet in listed {
+        let why = exo_authproxy::bridge::catalog::compliance_refusal(cmdlet)
+            .unwrap_or_else(|| panic!("{cmdlet} is not refused"));
+        for needle in [
+            "app-only",
+            "search-only",
+            "Connect-IPPSSession -EnableSearchOnlySession",
+            "Microsoft Graph eDiscovery API",
+        ] {
+            assert!(why.contains(needle), "{cmdlet}: {needle}: {why}");
+            assert!(section.contains(needle), "the README says {needle}");
+        }
+    }
+}
