@@ -227,13 +227,18 @@ pub enum ProxyError {
         #[source]
         source: Box<TokenError>,
     },
-    /// The token's claims show Exchange will refuse it.
-    #[error("tenant {tenant}: the app's token cannot be used with Exchange: {reason}")]
+    /// The token's claims show the endpoint (Exchange, or S&C for its audience) will refuse it.
+    #[error(
+        "tenant {tenant}: the app's token cannot be used with {}: {reason}",
+        claims::endpoint_name(*endpoint)
+    )]
     TokenUnusable {
         /// Local tenant.
         tenant: TenantName,
         /// The token engine's diagnosis, with the fix.
         reason: String,
+        /// The endpoint the client opened (its token's audience).
+        endpoint: crate::token::Audience,
     },
     /// Exchange refused an app without a supported directory role (the text is
     /// [`RoleRefusal`]'s, shared with `rest` mode's error record).

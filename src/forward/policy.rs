@@ -72,6 +72,7 @@ pub fn check(route: &Route, token: &AccessToken) -> Result<(), ProxyError> {
         return Err(ProxyError::TokenUnusable {
             tenant: route.tenant.name.clone(),
             reason: reason.clone(),
+            endpoint: route.audience,
         });
     }
     if route.tenant.require_directory_role && token.lacks_directory_role() {
