@@ -281,6 +281,49 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn one_shell_id_on_both_endpoints_is_two_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let log = SessionLog::new(
+            Audit::file(&path, super::super::file::Counters::default()).unwrap(),
+            Duration::from_secs(900),
+        );
+        for endpoint in ["exchange", "compliance"] {
+            log.opened(&Opened {
+                session: "S1",
+                user: "reporting",
+                tenant: "contoso",
+                client: IpAddr::from([127, 0, 0, 1]),
+                mode: "rest",
+                endpoint,
+                client_kind: "Windows PowerShell",
+                client_version: Some("5.1".into()),
+            });
+        }
+        assert_eq!(log.len(), 2);
+        log.touched("compliance", "s1", true);
+        log.closed("compliance", "S1", "deleted");
+        log.closed("exchange", "S1", "deleted");
+        log.close_all("shutdown");
+        let closed: Vec<(String, u64)> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|l| l["event"] == "session-closed")
+            .map(|l| {
+                (
+                    l["endpoint"].as_str().unwrap().to_owned(),
+                    l["commands"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            closed,
+            [("compliance".to_owned(), 1), ("exchange".to_owned(), 0)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn every_end_is_recorded_once_with_length_and_commands() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.jsonl");
