@@ -1,5 +1,5 @@
-//! Decoding an access token's claims and judging whether its endpoint (Exchange, or Security & Compliance
-//! for the compliance audience) will accept it.
+//! Decoding an access token's claims and judging whether its endpoint (Exchange, or
+//! Security & Compliance for the compliance audience) will accept it.
 //!
 //! The token comes to us over TLS straight from Entra, so its signature is not checked here:
 //! decoding is a diagnostic (exo-access-token.md §2), and a token that does not decode is
