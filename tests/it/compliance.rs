@@ -359,9 +359,14 @@ async fn require_directory_role_is_judged_per_endpoint_issue_17() {
             (code, fault_text(&rsp.text().await.unwrap()))
         }
     };
-    // Exchange: past the policy (the endpoint's own fault for a bare envelope).
-    let (code, text) = post("/powershell-liveid/").await;
-    assert_ne!(code.as_deref(), Some("directory-role-required"), "{text}");
+    // Exchange: ready — a Windows session opens and runs a cmdlet.
+    let (mut exo, _) = Wire::open_with_query(&h, true, org).await;
+    let r = exo
+        .run(&[Cmd::new("Get-OrganizationConfig", [])], None)
+        .await;
+    assert_eq!(r.state, state::COMPLETED, "{:?}", r.state_error);
+    assert_eq!(r.outputs.len(), 1);
+    assert_eq!(exo.close().await.status, 200);
     // S&C: refused before contacting it, with S&C's roles.
     let (code, text) = post(COMPLIANCE_PATH).await;
     assert_eq!(code.as_deref(), Some("directory-role-required"), "{text}");
