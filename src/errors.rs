@@ -22,7 +22,7 @@ use http_body_util::{BodyExt, Full};
 use crate::config::TenantName;
 use crate::remoting::wsman::{self, Fault, SoapCode as FaultCode};
 use crate::token::TokenError;
-use crate::token::claims::RoleRefusal;
+use crate::token::claims::{self, RoleRefusal};
 
 /// The boxed error type of streamed bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -227,21 +227,30 @@ pub enum ProxyError {
         #[source]
         source: Box<TokenError>,
     },
-    /// The token's claims show Exchange will refuse it.
-    #[error("tenant {tenant}: the app's token cannot be used with Exchange: {reason}")]
+    /// The token's claims show the endpoint (Exchange, or S&C for its audience) will refuse it.
+    #[error(
+        "tenant {tenant}: the app's token cannot be used with {}: {reason}",
+        claims::endpoint_name(*endpoint)
+    )]
     TokenUnusable {
         /// Local tenant.
         tenant: TenantName,
         /// The token engine's diagnosis, with the fix.
         reason: String,
+        /// The endpoint the client opened (its token's audience).
+        endpoint: crate::token::Audience,
     },
     /// Exchange refused an app without a supported directory role (the text is
     /// [`RoleRefusal`]'s, shared with `rest` mode's error record).
     #[error(transparent)]
     DirectoryRoleMissing(#[from] RoleRefusal),
-    /// `require_directory_role = true` and the token has no supported role.
+    /// `require_directory_role = true` and the token has no directory role the endpoint
+    /// accepts (judged per endpoint: S&C accepts other roles than Exchange).
     #[error(
-        "tenant {tenant}: refused before contacting Exchange (require_directory_role = true): the token of app {app_id} carries no supported directory role; assign Exchange Administrator to the app's service principal in {tenant} ({organization}) (Entra admin center → Roles and administrators → Exchange Administrator → Add assignment); then retry"
+        "tenant {tenant}: refused before contacting {} (require_directory_role = true): the token of app {app_id} carries {}; {}",
+        claims::endpoint_name(*endpoint),
+        claims::role_lack(*endpoint),
+        claims::role_fix(*endpoint, &format!("{tenant} ({organization})"))
     )]
     DirectoryRoleRequired {
         /// Local tenant.
@@ -250,6 +259,8 @@ pub enum ProxyError {
         organization: String,
         /// The app's client id.
         app_id: String,
+        /// The endpoint the client opened.
+        endpoint: crate::token::Audience,
     },
     /// Exchange answered 401 to a freshly fetched token too.
     #[error(

@@ -6,7 +6,8 @@
 //! component takes the handles it needs (`prometheus-client` families are cheap clones of
 //! shared state); a component built without a `Metrics` counts into an unregistered one.
 //!
-//! Label sets are bounded: `mode` (2), `outcome` (the proxy's error codes, `ok`), `tenant`
+//! Label sets are bounded: `mode` (2), `endpoint` (`exchange`, `compliance`; `none` for a
+//! request whose path names neither), `outcome` (the proxy's error codes, `ok`), `tenant`
 //! (configured names only), `cmdlet` (catalog names only: unknown commands are refused
 //! before they reach Exchange). Nothing from a request's content becomes a label.
 
@@ -17,11 +18,14 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// `mode` and `outcome` of one client request.
+/// `mode`, `endpoint` and `outcome` of one client request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RequestLabels {
     /// `winrm` or `rest`.
     pub mode: &'static str,
+    /// The endpoint the path names: `exchange` (`/powershell-liveid/`), `compliance`
+    /// (`/compliance/powershell-liveid/`), or `none` (any other path, refused).
+    pub endpoint: &'static str,
     /// `ok` (forwarded or answered by the remoting endpoint) or the proxy's error code
     /// (`X-Exo-Authproxy-Error`, e.g. `bad-credentials`).
     pub outcome: &'static str,
@@ -54,9 +58,11 @@ pub struct TokenLabels {
     pub result: &'static str,
 }
 
-/// One Exchange cmdlet call through the REST bridge.
+/// One cmdlet call through the REST bridge.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct CmdletLabels {
+    /// `exchange` or `compliance`: the service the call went to.
+    pub endpoint: &'static str,
     /// The cmdlet (a catalog name).
     pub cmdlet: String,
     /// `ok`, `error` (non-terminating: the pipeline went on) or `failed`.
@@ -105,7 +111,7 @@ pub struct BridgeMetrics {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// Client requests by mode and outcome.
+    /// Client requests by mode, endpoint and outcome.
     pub requests: Family<RequestLabels, Counter>,
     /// Client request latency (from headers to response headers), by mode.
     pub request_seconds: Family<ModeLabels, Histogram>,
@@ -138,7 +144,7 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",
-            "Client requests, by mode and outcome (ok, or the proxy's error code)",
+            "Client requests, by mode, endpoint and outcome (ok, or the proxy's error code)",
             requests.clone(),
         );
         // 1 ms … ~65 s: a Receive long-poll is answered within the client's OperationTimeout.
@@ -187,7 +193,7 @@ impl Metrics {
         let bridge = BridgeMetrics::default();
         registry.register(
             "rest_cmdlet_calls",
-            "Exchange cmdlet calls through the REST admin API, by cmdlet and result",
+            "Cmdlet calls through the REST admin API, by endpoint, cmdlet and result",
             bridge.calls.clone(),
         );
         registry.register(
@@ -250,6 +256,7 @@ mod tests {
         m.requests
             .get_or_create(&RequestLabels {
                 mode: "winrm",
+                endpoint: "exchange",
                 outcome: "bad-credentials",
             })
             .inc();
@@ -264,7 +271,7 @@ mod tests {
         let text = m.encode();
         assert!(
             text.contains(
-                "exo_authproxy_requests_total{mode=\"winrm\",outcome=\"bad-credentials\"} 1"
+                "exo_authproxy_requests_total{mode=\"winrm\",endpoint=\"exchange\",outcome=\"bad-credentials\"} 1"
             ),
             "{text}"
         );

@@ -10,6 +10,14 @@
 //! opens and deletes a shell on `/PowerShell-LiveID`, `rest` runs `Get-OrganizationConfig`
 //! through the bridge): accepted → ok, refused → error with the text a script would see;
 //! Exchange unreachable → the verdict stays, with why the probe failed.
+//!
+//! In `rest` mode the proxy also serves `/compliance/powershell-liveid/`, and Security &
+//! Compliance judges an app differently (its own token audience, its own directory roles,
+//! an unsettled application permission: scc-rest-adminapi.md §1, §8). So `check` asks S&C
+//! too, the same way (a read-only S&C cmdlet through the S&C bridge, after the pre-flight
+//! policy judged the S&C token by S&C's roles), and prints a `(compliance)` note with the
+//! fix when S&C would refuse: the role fix, or the permission question with both possible
+//! fixes. A note, not a failure: S&C is optional.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -136,11 +144,12 @@ pub async fn check(
         }
         ready &= r.verdict != "error";
     }
-    // rest mode serves /compliance/powershell-liveid/ too: S&C takes its own token and other
-    // directory roles (scc-rest-adminapi.md §1). A note, not a failure: S&C is optional.
+    // rest mode serves /compliance/powershell-liveid/ too: S&C takes its own token, other
+    // directory roles and maybe another permission (scc-rest-adminapi.md §1, §8), so it is
+    // asked itself. A note, not a failure: S&C is optional.
     if config.exchange.mode == crate::config::Mode::Rest {
         for r in rows.iter().filter(|r| r.verdict != "error") {
-            if let Some(note) = compliance_note(&engine, config, &r.tenant).await {
+            if let Some(note) = compliance_note(&engine, &probe, config, &r.tenant).await {
                 writeln!(out, "\n{} (compliance): {note}", r.tenant)?;
             }
         }
@@ -167,14 +176,9 @@ pub async fn check(
     Ok(ready)
 }
 
-/// Turns the row's claims-based verdict into the one Exchange gave.
-async fn settle(
-    row: &mut TenantStatus,
-    probe: &Probe,
-    config: &Config,
-    tenant: &crate::config::Tenant,
-) {
-    let route = Route {
+/// The route `check` probes `tenant` with, on `audience`'s endpoint.
+fn probe_route(config: &Config, tenant: &crate::config::Tenant, audience: Audience) -> Route {
+    Route {
         user: "check".into(),
         tenant: Arc::new(TenantRoute {
             name: tenant.name.clone(),
@@ -183,8 +187,18 @@ async fn settle(
             app_id: config.client_id_for(tenant).to_owned(),
             require_directory_role: tenant.require_directory_role,
         }),
-        audience: crate::token::Audience::Exchange,
-    };
+        audience,
+    }
+}
+
+/// Turns the row's claims-based verdict into the one Exchange gave.
+async fn settle(
+    row: &mut TenantStatus,
+    probe: &Probe,
+    config: &Config,
+    tenant: &crate::config::Tenant,
+) {
+    let route = probe_route(config, tenant, Audience::Exchange);
     match probe.run(&route).await {
         Verdict::Accepted if row.verdict == "warning" => {
             row.verdict = "ok";
@@ -212,44 +226,49 @@ async fn settle(
     }
 }
 
-/// What `/compliance/powershell-liveid/` would meet for `tenant`: None when its S&C token
-/// carries a directory role S&C accepts.
+/// What `/compliance/powershell-liveid/` meets for `tenant`, asked of Security & Compliance
+/// itself: None when S&C accepts the app and its token shows an S&C role; otherwise the
+/// text a script would see (the pre-flight refusal, S&C's role refusal or the permission
+/// question), or why S&C could not be asked.
 async fn compliance_note(
     engine: &TokenEngine,
+    probe: &Probe,
     config: &Config,
     tenant: &TenantName,
 ) -> Option<String> {
+    let t = config.tenant(tenant)?;
     let token = match engine.refresh_for(tenant, Audience::Compliance).await {
         Ok(t) => t,
         Err(e) => return Some(format!("no Security & Compliance token: {e}")),
     };
-    let roles = Claims::decode(token.token.expose())
-        .map(|c| c.directory_roles())
-        .unwrap_or_default();
-    if roles
-        .iter()
-        .any(|r| claims::COMPLIANCE_ROLE_NAMES.contains(r))
-    {
-        return None;
+    let route = probe_route(config, t, Audience::Compliance);
+    // The pre-flight policy, as a script's request meets it (roles judged for S&C).
+    if let Err(refusal) = crate::forward::policy::check(&route, &token) {
+        return Some(refusal.to_string());
     }
-    let t = config.tenant(tenant)?;
-    Some(
-        claims::ComplianceRoleRefusal {
-            tenant: tenant.clone(),
-            organization: t.organization.0.clone(),
-            app_id: config.client_id_for(t).to_owned(),
-            detail: format!(
-                "its token's directory roles: {}",
-                if roles.is_empty() {
-                    "none".to_owned()
-                } else {
-                    roles.join(", ")
-                }
-            ),
+    let warning = match token.diagnosis {
+        Diagnosis::Warning(w) => Some(w),
+        _ => None,
+    };
+    match probe.run(&route).await {
+        Verdict::Accepted => warning.map(|_| {
+            "no directory role Security & Compliance accepts in the token, but S&C accepts the \
+             app (an S&C role group assignment, New-ServicePrincipal + Add-RoleGroupMember, \
+             authorizes it)"
+                .to_owned()
+        }),
+        Verdict::Refused(text) => Some(text),
+        Verdict::Inconclusive(why) => {
+            let note = format!(
+                "Security & Compliance at {} could not be probed: {why}",
+                config.compliance_endpoint()
+            );
+            Some(match warning {
+                Some(w) => format!("{w} ({note})"),
+                None => note,
+            })
         }
-        .to_string()
-        .replacen("refused", "will refuse", 1),
-    )
+    }
 }
 
 /// The status of one tenant, with a forced token refresh.

@@ -6,6 +6,11 @@
 //! [`SessionLog::closed`] removes the entry, so a second report of the same end is a no-op —
 //! with its reason, the session's length and the number of commands it ran.
 //!
+//! Sessions are keyed by endpoint and shell id: the client names its shell (Windows
+//! PowerShell proposes the runspace pool id), so the same ShellId can be open on
+//! `/powershell-liveid/` and on `/compliance/powershell-liveid/` at once, and each must end
+//! with its own `session-closed`.
+//!
 //! Bounded: at most [`MAX_TRACKED`] sessions are tracked; beyond that a session's opening is
 //! still recorded but its end is not (counted in the log).
 
@@ -57,7 +62,7 @@ struct Open {
 pub struct SessionLog {
     audit: Audit,
     idle: Duration,
-    open: Mutex<HashMap<String, Open>>,
+    open: Mutex<HashMap<Key, Open>>,
     last_sweep: Mutex<Instant>,
 }
 
@@ -68,6 +73,9 @@ impl std::fmt::Debug for SessionLog {
             .finish()
     }
 }
+
+/// A tracked session: (endpoint, normalized shell id).
+type Key = (&'static str, String);
 
 fn key(session: &str) -> String {
     session
@@ -125,7 +133,7 @@ impl SessionLog {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Open>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Open>> {
         self.open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -164,7 +172,7 @@ impl SessionLog {
             return;
         }
         open.insert(
-            key(o.session),
+            (o.endpoint, key(o.session)),
             Open {
                 user: o.user.to_owned(),
                 tenant: o.tenant.to_owned(),
@@ -178,17 +186,18 @@ impl SessionLog {
         );
     }
 
-    /// A request for `session` arrived (`command`: it started a pipeline).
-    pub fn touched(&self, session: &str, command: bool) {
-        if let Some(s) = self.lock().get_mut(&key(session)) {
+    /// A request for `session` on `endpoint` arrived (`command`: it started a pipeline).
+    pub fn touched(&self, endpoint: &'static str, session: &str, command: bool) {
+        if let Some(s) = self.lock().get_mut(&(endpoint, key(session))) {
             s.last = Instant::now();
             s.commands += u64::from(command);
         }
     }
 
-    /// `session` ended (`deleted`, `idle`, `reclaimed`, `shutdown`); recorded once.
-    pub fn closed(&self, session: &str, reason: &'static str) {
-        let Some(s) = self.lock().remove(&key(session)) else {
+    /// `session` on `endpoint` ended (`deleted`, `idle`, `reclaimed`, `shutdown`); recorded
+    /// once.
+    pub fn closed(&self, endpoint: &'static str, session: &str, reason: &'static str) {
+        let Some(s) = self.lock().remove(&(endpoint, key(session))) else {
             return;
         };
         self.record_close(&key(session), &s, reason);
@@ -224,9 +233,9 @@ impl SessionLog {
             }
             *last = now;
         }
-        let idle: Vec<(String, Open)> = {
+        let idle: Vec<(Key, Open)> = {
             let mut open = self.lock();
-            let ids: Vec<String> = open
+            let ids: Vec<Key> = open
                 .iter()
                 .filter(|(_, s)| now.duration_since(s.last) >= self.idle)
                 .map(|(k, _)| k.clone())
@@ -235,16 +244,16 @@ impl SessionLog {
                 .filter_map(|k| open.remove(&k).map(|s| (k, s)))
                 .collect()
         };
-        for (k, s) in idle {
-            self.record_close(&k, &s, "idle");
+        for ((_, id), s) in idle {
+            self.record_close(&id, &s, "idle");
         }
     }
 
     /// Ends every session (shutdown).
     pub fn close_all(&self, reason: &'static str) {
-        let all: Vec<(String, Open)> = self.lock().drain().collect();
-        for (k, s) in all {
-            self.record_close(&k, &s, reason);
+        let all: Vec<(Key, Open)> = self.lock().drain().collect();
+        for ((_, id), s) in all {
+            self.record_close(&id, &s, reason);
         }
         self.audit.flush();
     }
@@ -272,6 +281,49 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn one_shell_id_on_both_endpoints_is_two_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let log = SessionLog::new(
+            Audit::file(&path, super::super::file::Counters::default()).unwrap(),
+            Duration::from_secs(900),
+        );
+        for endpoint in ["exchange", "compliance"] {
+            log.opened(&Opened {
+                session: "S1",
+                user: "reporting",
+                tenant: "contoso",
+                client: IpAddr::from([127, 0, 0, 1]),
+                mode: "rest",
+                endpoint,
+                client_kind: "Windows PowerShell",
+                client_version: Some("5.1".into()),
+            });
+        }
+        assert_eq!(log.len(), 2);
+        log.touched("compliance", "s1", true);
+        log.closed("compliance", "S1", "deleted");
+        log.closed("exchange", "S1", "deleted");
+        log.close_all("shutdown");
+        let closed: Vec<(String, u64)> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|l| l["event"] == "session-closed")
+            .map(|l| {
+                (
+                    l["endpoint"].as_str().unwrap().to_owned(),
+                    l["commands"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            closed,
+            [("compliance".to_owned(), 1), ("exchange".to_owned(), 0)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn every_end_is_recorded_once_with_length_and_commands() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.jsonl");
@@ -292,10 +344,10 @@ mod tests {
         log.opened(&open("a"));
         log.opened(&open("{b}"));
         tokio::time::advance(Duration::from_secs(5)).await;
-        log.touched("A", true);
-        log.touched("A", true);
-        log.closed("a", "deleted");
-        log.closed("a", "deleted");
+        log.touched("exchange", "A", true);
+        log.touched("exchange", "A", true);
+        log.closed("exchange", "a", "deleted");
+        log.closed("exchange", "a", "deleted");
         tokio::time::advance(Duration::from_secs(900)).await;
         log.sweep();
         assert!(log.is_empty());

@@ -487,6 +487,11 @@ const COMPLIANCE_APP_ONLY_UNSUPPORTED: &[&str] = &[
     "Remove-CaseHoldPolicy",
 ];
 
+/// The S&C cmdlets refused up front (README lists exactly these; a test compares).
+pub fn compliance_refused_cmdlets() -> &'static [&'static str] {
+    COMPLIANCE_APP_ONLY_UNSUPPORTED
+}
+
 /// Why `cmdlet` cannot run on the S&C endpoint with the proxy's app-only token, and what to
 /// do instead; None when it may be sent.
 pub fn compliance_refusal(cmdlet: &str) -> Option<String> {

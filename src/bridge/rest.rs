@@ -40,7 +40,7 @@ use super::region::{Regions, regional_base};
 use crate::config::TenantName;
 use crate::remoting::binding::CommonParameters;
 use crate::remoting::executor::ErrorCategory;
-use crate::token::claims::{ComplianceRoleRefusal, RoleRefusal};
+use crate::token::claims::{ComplianceRoleRefusal, PermissionQuestion, RoleRefusal};
 use crate::token::{AccessToken, Audience, TokenError, TokenProvider};
 
 /// The system mailbox app-only requests anchor on.
@@ -801,20 +801,24 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
                         .to_string(),
                     ))
                 }
+                // S&C refused app-only: which permission it checks is open (§8, question 1),
+                // so the record asks the question with both fixes.
                 (401, e) if self.settings.audience == Audience::Compliance => {
                     Failure::Terminating(bridge_record(
                         cmdlet,
                         "AuthenticationError",
                         ErrorCategory::AuthenticationError,
-                        format!(
-                            "Security & Compliance refused the app's token for tenant {tenant} (401) even after a \
-                             fresh token was fetched{}: grant the app Exchange.ManageAsApp with admin consent from \
-                             both Office 365 Exchange Online (00000002-0000-0ff1-ce00-000000000000) and Microsoft \
-                             Exchange Online Protection (00000007-0000-0ff1-ce00-000000000000) — which one S&C checks \
-                             is not settled — and check that the token's audience is {}.",
-                            e.map(|e| format!(" ({})", e.message)).unwrap_or_default(),
-                            self.tokens_resource_hint()
-                        ),
+                        PermissionQuestion {
+                            tenant: tenant.clone(),
+                            app_id: ctx.caller.app_id.clone(),
+                            detail: format!(
+                                "HTTP 401 even with a freshly fetched token{}; the token's \
+                                 audience is {}",
+                                e.map(|e| format!(": {}", e.message)).unwrap_or_default(),
+                                self.tokens_resource_hint()
+                            ),
+                        }
+                        .to_string(),
                     ))
                 }
                 // Exchange refused an app without a directory role: DESIGN.md §4's text,
@@ -985,6 +989,7 @@ impl<T: ?Sized> RestCall<'_, T> {
             .metrics
             .calls
             .get_or_create(&crate::metrics::CmdletLabels {
+                endpoint: self.client.settings.audience.as_str(),
                 cmdlet: cmdlet.clone(),
                 result,
             })

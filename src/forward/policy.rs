@@ -6,8 +6,10 @@
 //! 1. the tenant's token from the token engine (a failure carries Entra's diagnosis and fix);
 //! 2. a token whose claims show Exchange will refuse it (wrong audience, tenant, no
 //!    `Exchange.ManageAsApp`) is refused with the claims diagnosis, without contacting Exchange;
-//! 3. with `[[tenant]] require_directory_role = true`, a token without a supported directory
-//!    role is refused up front (DESIGN.md §4). Without it the missing role is only a warning:
+//! 3. with `[[tenant]] require_directory_role = true`, a token without a directory role the
+//!    route's endpoint accepts is refused up front (DESIGN.md §4; the token engine judges each
+//!    audience's token by its endpoint's roles, so an Exchange Administrator is ready for
+//!    `/powershell-liveid/` and refused here for `/compliance/powershell-liveid/`). Without it the missing role is only a warning:
 //!    an Exchange-side role assignment (RBAC for applications) authorizes the app without
 //!    showing in the token, so only Exchange's refusal is a verdict, and its text is
 //!    [`RoleRefusal`]'s in both modes.
@@ -70,6 +72,7 @@ pub fn check(route: &Route, token: &AccessToken) -> Result<(), ProxyError> {
         return Err(ProxyError::TokenUnusable {
             tenant: route.tenant.name.clone(),
             reason: reason.clone(),
+            endpoint: route.audience,
         });
     }
     if route.tenant.require_directory_role && token.lacks_directory_role() {
@@ -77,6 +80,7 @@ pub fn check(route: &Route, token: &AccessToken) -> Result<(), ProxyError> {
             tenant: route.tenant.name.clone(),
             organization: route.tenant.organization.0.clone(),
             app_id: route.tenant.app_id.clone(),
+            endpoint: route.audience,
         });
     }
     Ok(())

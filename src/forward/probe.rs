@@ -8,7 +8,11 @@
 //!
 //! - `winrm`: open a shell on `/PowerShell-LiveID` (a WS-Man Create with the creationXml
 //!   Windows PowerShell 5.1 sends, reference psrp-protocol.md §11.1) and delete it again;
-//! - `rest`: run `Get-OrganizationConfig` (read-only) through the REST bridge.
+//! - `rest`: run `Get-OrganizationConfig` (read-only) through the REST bridge; for
+//!   `/compliance/powershell-liveid/` (a [`Route`] for the compliance audience) run
+//!   `Get-RetentionCompliancePolicy` (read-only, and one of the S&C cmdlets known to run
+//!   app-only in production, scc-rest-adminapi.md §5) through the S&C bridge, region
+//!   discovery included — so `check` asks S&C itself instead of predicting from the claims.
 //!
 //! Exchange refusing the app (or the pre-flight policy refusing it first) is a
 //! [`Verdict::Refused`] with the same text a script would see; Exchange out of reach settles
@@ -32,7 +36,7 @@ use crate::errors::ProxyError;
 use crate::remoting::binding::CommonParameters;
 use crate::remoting::executor::ErrorCategory;
 use crate::remoting::wsman;
-use crate::token::TokenProvider;
+use crate::token::{Audience, TokenProvider};
 
 /// How long one probe may take (a shell Create on a cold Exchange pod takes seconds).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -43,8 +47,13 @@ const ANSWER_LIMIT: usize = 256 * 1024;
 const CREATION_XML: &str = include_str!("probe_creation_xml.b64");
 /// The ShellId the probe proposes (the creationXml's RunspacePool id).
 const PROBE_SHELL_ID: &str = "1F0B3C2A-5D4E-4F60-8A7B-9C0D1E2F3A4B";
-/// The read-only cmdlet the `rest` probe runs.
-const REST_PROBE_CMDLET: &str = "Get-OrganizationConfig";
+/// The read-only cmdlet the `rest` probe runs on `audience`'s endpoint.
+fn rest_probe_cmdlet(audience: Audience) -> &'static str {
+    match audience {
+        Audience::Exchange => "Get-OrganizationConfig",
+        Audience::Compliance => "Get-RetentionCompliancePolicy",
+    }
+}
 
 /// What Exchange said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,15 +70,20 @@ pub enum Verdict {
 pub enum Probe {
     /// Through the door, in `winrm` mode.
     Winrm(Forwarder),
-    /// Through the bridge's InvokeCommand client.
-    Rest(Box<RestClient<dyn TokenProvider>>),
+    /// Through the bridge's InvokeCommand clients, one per endpoint.
+    Rest {
+        /// Exchange (`[exchange] endpoint`).
+        exchange: Box<RestClient<dyn TokenProvider>>,
+        /// Security & Compliance (`[compliance] endpoint`, regions discovered).
+        compliance: Box<RestClient<dyn TokenProvider>>,
+    },
 }
 
 impl std::fmt::Debug for Probe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Winrm(_) => "Probe::Winrm",
-            Self::Rest(_) => "Probe::Rest",
+            Self::Rest { .. } => "Probe::Rest",
         })
     }
 }
@@ -87,25 +101,47 @@ impl Probe {
                 Self::Winrm(Forwarder::new(tokens, Upstream::Winrm(Box::new(winrm))))
             }
             Mode::Rest => {
-                let mut settings = RestSettings::new(client::endpoint(&config.exchange.endpoint)?);
-                settings.timeout = PROBE_TIMEOUT;
-                settings.max_retries = 0;
-                settings.fetch_exported_cmdlets = false;
-                Self::Rest(Box::new(RestClient::new(
-                    client::http_client(ca)?,
-                    tokens,
-                    settings,
-                )))
+                let probe_settings = |mut settings: RestSettings| {
+                    settings.timeout = PROBE_TIMEOUT;
+                    settings.max_retries = 0;
+                    settings.fetch_exported_cmdlets = false;
+                    settings
+                };
+                let exchange = probe_settings(RestSettings::new(client::endpoint(
+                    &config.exchange.endpoint,
+                )?));
+                let compliance = probe_settings(RestSettings::compliance(client::endpoint(
+                    &config.compliance_endpoint(),
+                )?));
+                Self::Rest {
+                    exchange: Box::new(RestClient::new(
+                        client::http_client(ca)?,
+                        tokens.clone(),
+                        exchange,
+                    )),
+                    compliance: Box::new(RestClient::new(
+                        client::http_client(config.compliance.ca_file.as_deref())?,
+                        tokens,
+                        compliance,
+                    )),
+                }
             }
         })
     }
 
-    /// Asks Exchange whether it accepts `route`'s app.
+    /// Asks the endpoint of `route` (Exchange, or Security & Compliance for the compliance
+    /// audience) whether it accepts `route`'s app.
     pub async fn run(&self, route: &Route) -> Verdict {
         let probe = async {
-            match self {
-                Self::Winrm(door) => winrm(door, route).await,
-                Self::Rest(client) => rest(client, route).await,
+            match (self, route.audience) {
+                (Self::Winrm(door), Audience::Exchange) => winrm(door, route).await,
+                (Self::Winrm(_), Audience::Compliance) => {
+                    Verdict::Inconclusive(ProxyError::ComplianceNeedsRest.to_string())
+                }
+                (Self::Rest { exchange, .. }, Audience::Exchange) => rest(exchange, route).await,
+                (Self::Rest { compliance, .. }, Audience::Compliance) => {
+                    rest(compliance, route).await
+                }
             }
         };
         tokio::time::timeout(PROBE_TIMEOUT, probe)
@@ -202,9 +238,10 @@ fn refused_or_not(err: &ProxyError) -> Verdict {
 }
 
 async fn rest(client: &RestClient<dyn TokenProvider>, route: &Route) -> Verdict {
-    let catalog = Catalog::builtin();
-    let Some(entry) = catalog.lookup(REST_PROBE_CMDLET) else {
-        return Verdict::Inconclusive(format!("{REST_PROBE_CMDLET} is not in the catalog"));
+    let catalog = Catalog::builtin_for(route.audience);
+    let cmdlet = rest_probe_cmdlet(route.audience);
+    let Some(entry) = catalog.lookup(cmdlet) else {
+        return Verdict::Inconclusive(format!("{cmdlet} is not in the catalog"));
     };
     let caller = rest_caller(route);
     let common = CommonParameters::default();

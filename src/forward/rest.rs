@@ -103,7 +103,7 @@ pub fn endpoint(
         .with_audit(observers.audit.clone());
     Ok(Arc::new(
         Endpoint::new(Arc::new(executor), crate::remoting::Settings::default())
-            .with_sessions(observers.sessions.clone()),
+            .with_sessions(observers.sessions.clone(), audience.as_str()),
     ))
 }
 

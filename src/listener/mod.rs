@@ -5,7 +5,8 @@
 //! of the user's tenants (by organization domain or local name), else the first. Then the
 //! body is read (bounded) and handed to the door of the upstream modes
 //! ([`Forwarder`]); the listener knows neither mode's internals.
-//! Every request is counted once in `requests_total` by its outcome: `ok`, or the
+//! Every request is counted once in `requests_total` by its endpoint (`exchange`,
+//! `compliance`, `none` for another path) and outcome: `ok`, or the
 //! `X-Exo-Authproxy-Error` code of the response the proxy made up (in `rest` mode that
 //! includes the remoting endpoint's faults).
 //!
@@ -220,6 +221,7 @@ async fn handle(
     let started = Instant::now();
     let mut relates_to = None;
     let (parts, body) = req.into_parts();
+    let endpoint = endpoint_of(parts.uri.path()).map_or("none", Audience::as_str);
     let mut body_read = hyper::body::Body::is_end_stream(&body);
     let mut body = Some(body);
     let result = route_and_forward(
@@ -247,7 +249,11 @@ async fn handle(
     let mode = proxy.mode();
     let m = &proxy.metrics;
     m.requests
-        .get_or_create(&crate::metrics::RequestLabels { mode, outcome })
+        .get_or_create(&crate::metrics::RequestLabels {
+            mode,
+            endpoint,
+            outcome,
+        })
         .inc();
     m.request_seconds
         .get_or_create(&crate::metrics::ModeLabels { mode })
@@ -348,8 +354,16 @@ async fn route_and_forward(
                     client_version,
                 });
             }
-            ("Delete", _, Some(shell)) => proxy.sessions.closed(shell, "deleted"),
-            (_, _, Some(shell)) => proxy.sessions.touched(shell, action == "Command"),
+            ("Delete", _, Some(shell)) => {
+                proxy
+                    .sessions
+                    .closed(route.audience.as_str(), shell, "deleted");
+            }
+            (_, _, Some(shell)) => {
+                proxy
+                    .sessions
+                    .touched(route.audience.as_str(), shell, action == "Command");
+            }
             _ => {}
         }
     }

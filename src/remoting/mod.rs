@@ -142,9 +142,10 @@ pub struct Endpoint<E: Executor> {
     shells: Mutex<Shells<E::Caller>>,
     /// One memory budget per owner, shared by the owner's shells.
     budgets: Mutex<HashMap<String, Arc<MemoryBudget>>>,
-    /// The audit trail's sessions: told when the endpoint itself ends one (idle, reclaimed,
-    /// shutdown). None for endpoints that are not the proxy's (the simulated Exchange).
-    sessions: Option<Arc<crate::audit::sessions::SessionLog>>,
+    /// The audit trail's sessions and the endpoint label they are tracked under (`exchange`,
+    /// `compliance`): told when the endpoint itself ends one (idle, reclaimed, shutdown).
+    /// None for endpoints that are not the proxy's (the simulated Exchange).
+    sessions: Option<(Arc<crate::audit::sessions::SessionLog>, &'static str)>,
 }
 
 /// The fault for a request that would take its user over the memory budget.
@@ -174,16 +175,22 @@ impl<E: Executor> Endpoint<E> {
     }
 
     /// Tells `sessions` when the endpoint ends a session itself (idle, reclaimed, shutdown);
-    /// the listener records the openings and the Deletes.
+    /// the listener records the openings and the Deletes. `endpoint` (`exchange`,
+    /// `compliance`) is the label the listener tracks this endpoint's sessions under: one
+    /// ShellId may be open on both endpoints.
     #[must_use]
-    pub fn with_sessions(mut self, sessions: Arc<crate::audit::sessions::SessionLog>) -> Self {
-        self.sessions = Some(sessions);
+    pub fn with_sessions(
+        mut self,
+        sessions: Arc<crate::audit::sessions::SessionLog>,
+        endpoint: &'static str,
+    ) -> Self {
+        self.sessions = Some((sessions, endpoint));
         self
     }
 
     fn session_ended(&self, shell_id: &str, reason: &'static str) {
-        if let Some(log) = &self.sessions {
-            log.closed(shell_id, reason);
+        if let Some((log, endpoint)) = &self.sessions {
+            log.closed(endpoint, shell_id, reason);
         }
     }
 

@@ -18,13 +18,15 @@
 //!   label policies, compliance tags, role groups, cases), kept across `New-`/`Set-`/`Add-`.
 //!   eDiscovery cmdlets fail as the service does without a search-only session (§5).
 //!
-//! Knobs for tests: [`ComplianceSim::fail_region`] (the region answers 421), and counters of
-//! region lookups per region and InvokeCommand calls.
+//! Knobs for tests: [`ComplianceSim::fail_region`] (the region answers 421),
+//! [`ComplianceSim::move_tenant`], [`ComplianceSim::check_protection_permission`] (S&C checks
+//! the permission of the other resource, §8 question 1: every app-only call is a 401), and
+//! counters of region lookups per region and InvokeCommand calls.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -79,6 +81,9 @@ pub struct ComplianceSim {
     failing: Mutex<HashSet<String>>,
     lookups: Mutex<HashMap<String, u64>>,
     data: Mutex<HashMap<String, Map<String, Json>>>,
+    /// S&C checks Microsoft Exchange Online Protection's `Exchange.ManageAsApp`, which the
+    /// simulated app was never granted.
+    protection_permission: AtomicBool,
     /// InvokeCommand requests answered.
     pub invocations: AtomicU64,
 }
@@ -228,6 +233,7 @@ impl ComplianceSim {
             failing: Mutex::new(HashSet::new()),
             lookups: Mutex::new(HashMap::new()),
             data: Mutex::new(data),
+            protection_permission: AtomicBool::new(false),
             invocations: AtomicU64::new(0),
         }
     }
@@ -263,6 +269,16 @@ impl ComplianceSim {
     /// lookup redirects to the new one.
     pub fn move_tenant(&self, tenant_id: &str, region: &str) {
         lock(&self.placement).insert(tenant_id.to_owned(), region.to_owned());
+    }
+
+    /// Which permission S&C checks app-only is an open question (§1 lists conflicting
+    /// sources, §8 question 1). With `true`, S&C behaves as the answer "Microsoft Exchange
+    /// Online Protection (`00000007-…`) → `Exchange.ManageAsApp`", which the simulated app
+    /// (consented only to the permission in its token's `roles`) does not hold: every
+    /// app-only request is refused with a 401 whose challenge names `client_id`
+    /// `00000007-…` (§6), however fresh the token.
+    pub fn check_protection_permission(&self, on: bool) {
+        self.protection_permission.store(on, Ordering::SeqCst);
     }
 
     fn region_of(&self, tenant_id: &str) -> String {
@@ -318,7 +334,9 @@ impl ComplianceSim {
             .tenants
             .get(&claims.tid)
             .ok_or_else(|| challenge("the tenant is not hosted here"))?;
-        if !claims.roles.iter().any(|r| r == MANAGE_AS_APP) {
+        if !claims.roles.iter().any(|r| r == MANAGE_AS_APP)
+            || self.protection_permission.load(Ordering::SeqCst)
+        {
             return Err(challenge("UnAuthorized"));
         }
         Ok((claims, tenant))

@@ -248,7 +248,7 @@ impl EntraSource {
             .await
             .map_err(|reason| unavailable(Some(status.as_u16()), reason, retry_after))?;
         if status.is_success() {
-            return self.success(t, resource, &bytes);
+            return self.success(t, audience, &bytes);
         }
         let parsed: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
         if status.is_server_error() || status.as_u16() == 429 {
@@ -286,7 +286,7 @@ impl EntraSource {
         })))
     }
 
-    fn success(&self, t: &Target, resource: &str, bytes: &[u8]) -> Result<Fetched, TokenError> {
+    fn success(&self, t: &Target, audience: Audience, bytes: &[u8]) -> Result<Fetched, TokenError> {
         #[derive(Deserialize)]
         struct Ok_ {
             access_token: String,
@@ -323,8 +323,9 @@ impl EntraSource {
                         tenant: t.tenant.as_str(),
                         tenant_id: t.tenant_id.as_str(),
                         client_id: &t.client_id,
-                        audience: resource,
+                        audience: t.resource_for(audience),
                         authority: &t.authority,
+                        endpoint: audience,
                     },
                 );
                 (c.uti.clone(), d)
@@ -545,7 +546,7 @@ mod tests {
         let source = EntraSource::new(vec![target()], None).unwrap();
         let refresh = refresh_in.map_or(String::new(), |r| format!(",\"refresh_in\":{r}"));
         let body = format!(r#"{{"access_token":"not.a.jwt","expires_in":{expires_in}{refresh}}}"#);
-        source.success(&target(), "https://outlook.office365.com", body.as_bytes())
+        source.success(&target(), Audience::Exchange, body.as_bytes())
     }
 
     #[test]

@@ -622,7 +622,7 @@ fn the_longest_idle_session_is_reclaimed_at_the_quota_issue_12_row_4() {
                 ..Settings::default()
             },
         )
-        .with_sessions(sessions.clone());
+        .with_sessions(sessions.clone(), "exchange");
         let ids = [
             "10000000-0000-4000-8000-000000000001",
             "10000000-0000-4000-8000-000000000002",

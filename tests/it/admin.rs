@@ -72,15 +72,19 @@ async fn readiness_names_the_tenant_without_a_token_and_metrics_count_what_happe
     assert_eq!(status, 200);
     let get = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("{series} in\n{text}"));
     assert_eq!(
-        get("exo_authproxy_requests_total{mode=\"winrm\",outcome=\"ok\"}"),
+        get("exo_authproxy_requests_total{mode=\"winrm\",endpoint=\"exchange\",outcome=\"ok\"}"),
         1.0
     );
     assert_eq!(
-        get("exo_authproxy_requests_total{mode=\"winrm\",outcome=\"bad-credentials\"}"),
+        get(
+            "exo_authproxy_requests_total{mode=\"winrm\",endpoint=\"exchange\",outcome=\"bad-credentials\"}"
+        ),
         1.0
     );
     assert_eq!(
-        get("exo_authproxy_requests_total{mode=\"winrm\",outcome=\"token-unavailable\"}"),
+        get(
+            "exo_authproxy_requests_total{mode=\"winrm\",endpoint=\"exchange\",outcome=\"token-unavailable\"}"
+        ),
         1.0
     );
     assert_eq!(

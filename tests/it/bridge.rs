@@ -1097,8 +1097,8 @@ async fn bridge_counts_cmdlet_calls_pages_and_retries() {
     assert_eq!(end, PipelineEnd::Completed);
     let text = metrics.encode();
     for line in [
-        "exo_authproxy_rest_cmdlet_calls_total{cmdlet=\"Get-Mailbox\",result=\"ok\"} 2",
-        "exo_authproxy_rest_cmdlet_calls_total{cmdlet=\"Get-Mailbox\",result=\"error\"} 1",
+        "exo_authproxy_rest_cmdlet_calls_total{endpoint=\"exchange\",cmdlet=\"Get-Mailbox\",result=\"ok\"} 2",
+        "exo_authproxy_rest_cmdlet_calls_total{endpoint=\"exchange\",cmdlet=\"Get-Mailbox\",result=\"error\"} 1",
         // 3 pages of the 2,500, then one for AdeleV.
         "exo_authproxy_rest_pages_total 4",
         "exo_authproxy_rest_retries_total{reason=\"503\"} 2",

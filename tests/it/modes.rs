@@ -128,7 +128,7 @@ async fn rest_mode_honours_require_directory_role_issue_11() {
     assert_eq!(
         sample(
             &metrics,
-            "exo_authproxy_requests_total{mode=\"rest\",outcome=\"directory-role-required\"}"
+            "exo_authproxy_requests_total{mode=\"rest\",endpoint=\"exchange\",outcome=\"directory-role-required\"}"
         ),
         Some(1.0),
         "{metrics}"
@@ -496,7 +496,7 @@ async fn a_rest_mode_fault_carries_the_header_and_is_counted_issue_12() {
     assert_eq!(
         sample(
             &metrics,
-            "exo_authproxy_requests_total{mode=\"rest\",outcome=\"unknown-shell\"}"
+            "exo_authproxy_requests_total{mode=\"rest\",endpoint=\"exchange\",outcome=\"unknown-shell\"}"
         ),
         Some(1.0),
         "{metrics}"
@@ -504,7 +504,7 @@ async fn a_rest_mode_fault_carries_the_header_and_is_counted_issue_12() {
     assert_eq!(
         sample(
             &metrics,
-            "exo_authproxy_requests_total{mode=\"rest\",outcome=\"ok\"}"
+            "exo_authproxy_requests_total{mode=\"rest\",endpoint=\"exchange\",outcome=\"ok\"}"
         ),
         None,
         "{metrics}"

@@ -420,7 +420,7 @@ async fn a_token_without_a_directory_role_names_the_role_to_assign() {
     let Diagnosis::Warning(text) = engine.token(&"fabrikam".into()).await.unwrap().diagnosis else {
         panic!("expected a warning");
     };
-    assert!(text.contains(&format!("tenant fabrikam: the token of app {CLIENT} carries no supported directory role: assign Exchange Administrator to the app's service principal in fabrikam (Entra admin center → Roles and administrators → Exchange Administrator → Add assignments)")), "{text}");
+    assert!(text.contains(&format!("tenant fabrikam: the token of app {CLIENT} carries no supported directory role: assign Exchange Administrator to the app's service principal in fabrikam (Entra admin center → Roles and administrators → Exchange Administrator → Add assignment), or give it an Exchange role group")), "{text}");
 
     // `check` prints both and passes: a warning alone does not fail it.
     let mut out = Vec::new();

@@ -530,6 +530,10 @@ pub struct SandboxedOptions {
     pub rest: Option<Arc<dyn exo_authproxy::forward::RemotingService>>,
     /// Serve the config from a kubelet-style mount and watch it (every 50 ms) for reloads.
     pub reload_from_mount: bool,
+    /// Tenants (by name) whose app holds Compliance Administrator (Security & Compliance).
+    pub compliance_admins: Vec<String>,
+    /// Write `[audit] file` (`<dir>/state/audit.jsonl`, see [`Sandboxed::audit_lines`]).
+    pub audit_file: bool,
 }
 
 /// contoso (role), fabrikam (none), northwind (Exchange RBAC only).
@@ -567,6 +571,8 @@ impl Default for SandboxedOptions {
             adminapi: None,
             rest: None,
             reload_from_mount: false,
+            compliance_admins: vec!["contoso".into()],
+            audit_file: false,
         }
     }
 }
@@ -581,6 +587,8 @@ impl Sandboxed {
         world_options.password = PASSWORD.into();
         world_options.tenants = options.tenants;
         world_options.adminapi = options.adminapi;
+        world_options.compliance_admins = options.compliance_admins;
+        world_options.audit_file = options.audit_file;
         let world = World::start(dir.path(), world_options)
             .await
             .expect("sandbox world");
@@ -655,6 +663,27 @@ impl Sandboxed {
     /// Stops the proxy (as SIGTERM) and waits for `serve`.
     pub async fn shutdown(&mut self) -> Result<(), exo_authproxy::ServeError> {
         self.running.shutdown().await
+    }
+
+    /// `https://127.0.0.1:<port><path>` on the proxy's listener (e.g. the compliance path).
+    pub fn url_for(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.proxy.port())
+    }
+
+    /// The `[audit] file` lines written so far (with `audit_file`), parsed.
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        let path = &self
+            .world
+            .config
+            .audit
+            .as_ref()
+            .expect("started with audit_file")
+            .file;
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("an audit line is JSON"))
+            .collect()
     }
 }
 

@@ -714,7 +714,8 @@ impl Run {
 
 /// A Windows-PowerShell-shaped session through the proxy's listener.
 pub struct Wire<'a> {
-    h: &'a Sandboxed,
+    /// The sandbox the session runs in (it outlives the session).
+    _h: std::marker::PhantomData<&'a Sandboxed>,
     http: reqwest::Client,
     /// Whether the shell was created with `CompressionType xpress` (Send data is compressed,
     /// Receive data arrives in chunks).
@@ -722,6 +723,8 @@ pub struct Wire<'a> {
     object_id: u64,
     /// Query string on every request (e.g. `DelegatedOrg=…`).
     pub query: String,
+    /// The connection URI (`…/powershell-liveid`, or `…/compliance/powershell-liveid/`).
+    pub url: String,
 }
 
 /// The WS-Man envelope Windows sends (reference §11.1 headers).
@@ -763,12 +766,24 @@ impl<'a> Wire<'a> {
         compression: bool,
         query: &str,
     ) -> (Self, Vec<Message>) {
+        Self::open_at(h, &h.url, compression, query).await
+    }
+
+    /// [`Wire::open_with_query`] on the connection URI `url` (the proxy's compliance path:
+    /// `h.url_for("/compliance/powershell-liveid/")`).
+    pub async fn open_at(
+        h: &'a Sandboxed,
+        url: &str,
+        compression: bool,
+        query: &str,
+    ) -> (Self, Vec<Message>) {
         let mut w = Self {
-            h,
+            _h: std::marker::PhantomData,
             http: h.client(),
             compression,
             object_id: 100,
             query: query.to_owned(),
+            url: url.to_owned(),
         };
         let headers = format!(
             "<w:OptionSet s:mustUnderstand=\"true\"><w:Option Name=\"protocolversion\" MustComply=\"true\">2.3</w:Option></w:OptionSet>\
@@ -805,7 +820,14 @@ impl<'a> Wire<'a> {
 
     /// POSTs a WS-Man envelope through the listener as the demo user.
     pub async fn post(&self, xml: String) -> Reply {
-        let rsp = self.h.post(&self.http, &self.query, &xml).await;
+        let rsp = super::harness::post_soap(
+            &self.http,
+            &self.url,
+            Some((super::harness::USER, super::harness::PASSWORD)),
+            &self.query,
+            &xml,
+        )
+        .await;
         let status = rsp.status().as_u16();
         let proxy_error = rsp
             .headers()
@@ -1106,6 +1128,12 @@ impl<'a> Wire<'a> {
         );
         self.command(&pid, &frags.concat()).await;
         Run::collect(self.drain(Some(&pid), 0).await)
+    }
+
+    /// WS-Man Delete of the shell (`Remove-PSSession`).
+    pub async fn close(&self) -> Reply {
+        self.post(envelope(wsman::ACTION_DELETE, Some(SHELL_ID), "", ""))
+            .await
     }
 
     /// Sends a pool-level message (no CommandId), e.g. PUBLIC_KEY.
