@@ -19,9 +19,7 @@ use exo_authproxy::{Listeners, Prepared, Services};
 use http::StatusCode;
 use tokio::net::TcpListener;
 
-use crate::support::harness::{
-    Harness, Logs, Options, PASSWORD, Sandboxed, SandboxedOptions, USER,
-};
+use crate::support::harness::{Harness, Options, PASSWORD, Sandboxed, SandboxedOptions, USER};
 
 const OTHER_USER: &str = "helpdesk";
 const OTHER_PASSWORD: &str = "helpdesk-pw";
