@@ -24,7 +24,10 @@ use crate::config::Environment;
 #[derive(Debug, Default)]
 pub struct Notifier {
     #[cfg(unix)]
-    socket: Option<(std::os::unix::net::UnixDatagram, std::os::unix::net::SocketAddr)>,
+    socket: Option<(
+        std::os::unix::net::UnixDatagram,
+        std::os::unix::net::SocketAddr,
+    )>,
     watchdog: Option<Duration>,
 }
 
@@ -120,7 +123,10 @@ fn watchdog_interval(env: &dyn Environment, pid: u32) -> Option<Duration> {
 #[cfg(unix)]
 fn open(
     path: &str,
-) -> std::io::Result<(std::os::unix::net::UnixDatagram, std::os::unix::net::SocketAddr)> {
+) -> std::io::Result<(
+    std::os::unix::net::UnixDatagram,
+    std::os::unix::net::SocketAddr,
+)> {
     let socket = std::os::unix::net::UnixDatagram::unbound()?;
     let address = match path.strip_prefix('@') {
         #[cfg(target_os = "linux")]

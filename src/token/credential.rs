@@ -253,22 +253,17 @@ pub fn resolve(c: &Credentials, env: &dyn Environment) -> Result<Credential, Cre
     if let Some(pfx) = &c.pfx {
         let password = match &c.pfx_password_env {
             None => Secret::new(String::new()),
-            Some(name) => {
-                Secret::new(env.var(name).ok_or_else(|| CredentialError::MissingEnv {
-                    name: name.clone(),
-                    what: "the PFX password",
-                    key: "pfx_password_env",
-                })?)
-            }
+            Some(name) => Secret::new(secret_var(
+                env,
+                name,
+                "the PFX password",
+                "pfx_password_env",
+            )?),
         };
         return from_pfx(pfx, &password).map(Credential::Certificate);
     }
     if let Some(name) = &c.client_secret_env {
-        let secret = env.var(name).ok_or_else(|| CredentialError::MissingEnv {
-            name: name.clone(),
-            what: "the app's client secret",
-            key: "client_secret_env",
-        })?;
+        let secret = secret_var(env, name, "the app's client secret", "client_secret_env")?;
         static WARN: Once = Once::new();
         WARN.call_once(|| {
             tracing::warn!(
@@ -285,6 +280,25 @@ pub fn resolve(c: &Credentials, env: &dyn Environment) -> Result<Credential, Cre
         return Ok(Credential::Federated(path.clone()));
     }
     Err(CredentialError::NotConfigured)
+}
+
+/// A secret from the variable `name`, without the line ending a Kubernetes Secret made with
+/// `--from-file`, a systemd `EnvironmentFile=` or a heredoc leaves at its end (`\n`, `\r\n`):
+/// Entra would refuse the secret with it (AADSTS7000215) and the PFX would not open.
+fn secret_var(
+    env: &dyn Environment,
+    name: &str,
+    what: &'static str,
+    key: &'static str,
+) -> Result<String, CredentialError> {
+    let mut value = env.var(name).ok_or_else(|| CredentialError::MissingEnv {
+        name: name.to_owned(),
+        what,
+        key,
+    })?;
+    let kept = value.trim_end_matches(['\n', '\r']).len();
+    value.truncate(kept);
+    Ok(value)
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, CredentialError> {

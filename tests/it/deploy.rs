@@ -196,8 +196,12 @@ fn listener_cert(world: &World) -> PathBuf {
 }
 
 fn fault_text(body: &str) -> &str {
-    let start = body.find("<f:Message>").map_or(0, |i| i + "<f:Message>".len());
-    let end = body[start..].find("</f:Message>").map_or(body.len(), |i| start + i);
+    let start = body
+        .find("<f:Message>")
+        .map_or(0, |i| i + "<f:Message>".len());
+    let end = body[start..]
+        .find("</f:Message>")
+        .map_or(body.len(), |i| start + i);
     &body[start..end]
 }
 
@@ -307,9 +311,7 @@ async fn one_bad_tenant_at_start_leaves_the_others_serving() {
     for good in ["contoso", "fabrikam"] {
         let rsp = post(good).await;
         assert_ne!(
-            rsp.headers()
-                .get(PROXY_ERROR)
-                .and_then(|v| v.to_str().ok()),
+            rsp.headers().get(PROXY_ERROR).and_then(|v| v.to_str().ok()),
             Some("token-unavailable"),
             "{good}"
         );
@@ -328,7 +330,10 @@ async fn systemd_hears_ready_watchdog_and_stopping_from_serve() {
     let served = Served::spawn(&world.config_path, &[("WATCHDOG_USEC", "200000")]);
     let (url, admin) = served.ready().await;
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
-    assert!(!url.contains(":0/"), "the bound port, not the configured 0: {url}");
+    assert!(
+        !url.contains(":0/"),
+        "the bound port, not the configured 0: {url}"
+    );
     // READY=1 means serving: the startup probe agrees at once, no polling.
     let (status, _) = admin_get(admin, "/healthz/startup").await;
     assert_eq!(status, 200);
@@ -346,7 +351,11 @@ async fn the_systemd_unit_verifies() {
         "WatchdogSec=",
         "NotifyAccess=main",
     ] {
-        assert!(text.contains(line), "{line} missing from {}", unit.display());
+        assert!(
+            text.contains(line),
+            "{line} missing from {}",
+            unit.display()
+        );
     }
     let Ok(found) = std::process::Command::new("systemd-analyze")
         .arg("--version")
@@ -400,10 +409,9 @@ async fn the_systemd_unit_verifies() {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("systemd-analyze security printed no score:\n{text}"));
-    let docs = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/onboarding.md"),
-    )
-    .unwrap();
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/onboarding.md"))
+            .unwrap();
     let recorded: f64 = docs
         .split("exposure level ")
         .nth(1)
@@ -415,4 +423,80 @@ async fn the_systemd_unit_verifies() {
         score <= recorded,
         "the unit's exposure rose to {score}; docs/onboarding.md says {recorded}"
     );
+}
+
+/// Secrets as a Kubernetes Secret (`kubectl create secret --from-file`), a systemd
+/// `EnvironmentFile=` or a heredoc deliver them: with a trailing `\n` or `\r\n` nobody meant.
+/// The client secret and the PFX password still work, and the federated token file (re-read on
+/// every use, as kubelet rotates it) is read without its line ending.
+#[tokio::test]
+async fn secrets_ending_in_a_newline_still_get_tokens() {
+    use exo_authproxy::sandbox::entra::{App, EntraSim, RegisteredCertificate};
+    use exo_authproxy::sandbox::pki::{AppCertificate, TestCa};
+    use exo_authproxy::secret::Secret;
+
+    const CLIENT: &str = "7a3c1f0e-1234-4abc-9def-0123456789ab";
+    const TENANT: &str = "0f9c3b1e-1111-2222-3333-444455556666";
+    let ca = TestCa::new("test CA").unwrap();
+    let entra = EntraSim::new().unwrap();
+    let app = AppCertificate::generate("exo-authproxy test app").unwrap();
+    entra.register_app(App {
+        client_id: CLIENT.into(),
+        display_name: "test app".into(),
+        certificates: vec![RegisteredCertificate::from(&app)],
+        secrets: vec![Secret::new("s3cr3t-Q~value".into())],
+        federated: vec![],
+    });
+    entra.assign_role(
+        TENANT,
+        CLIENT,
+        exo_authproxy::token::claims::EXCHANGE_ADMINISTRATOR,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let handle = entra
+        .spawn(listener, ca.loopback_server_config().unwrap())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    let _files = app.write_to(dir.path(), "app", "pfx-pass").unwrap();
+    let config = |credentials: &str| {
+        let text = format!(
+            "state_dir = \"state\"\n[listen]\naddress = \"127.0.0.1:0\"\n[entra]\nauthority = \"{}\"\n\
+             client_id = \"{CLIENT}\"\nca_file = \"ca.pem\"\n{credentials}\n[exchange]\nmode = \"rest\"\n\
+             endpoint = \"https://127.0.0.1:1\"\n[[tenant]]\nname = \"contoso\"\ntenant_id = \"{TENANT}\"\n\
+             organization = \"contoso.onmicrosoft.com\"\n",
+            handle.authority
+        );
+        exo_authproxy::config::Config::parse(&text, &dir.path().join("exo-authproxy.toml")).unwrap()
+    };
+    let contoso = exo_authproxy::config::TenantName::from("contoso");
+    for ending in ["\n", "\r\n"] {
+        let env = std::collections::BTreeMap::from([
+            ("SECRET".to_owned(), format!("s3cr3t-Q~value{ending}")),
+            ("PFX_PASSWORD".to_owned(), format!("pfx-pass{ending}")),
+        ]);
+        for credentials in [
+            "client_secret_env = \"SECRET\"",
+            "pfx = \"app.pfx\"\npfx_password_env = \"PFX_PASSWORD\"",
+        ] {
+            let engine =
+                exo_authproxy::token::TokenEngine::new(&config(credentials), &env).unwrap();
+            let token = engine.refresh(&contoso).await;
+            assert!(token.is_ok(), "{credentials} ending {ending:?}: {token:?}");
+        }
+        let federated = dir.path().join("azure-identity-token");
+        std::fs::write(&federated, format!("eyJ.header.sig{ending}")).unwrap();
+        let read = exo_authproxy::token::credential::read_federated(&federated)
+            .await
+            .unwrap();
+        assert_eq!(read.expose(), "eyJ.header.sig");
+    }
+    // Only the line ending goes: a secret that is wrong stays wrong.
+    let env =
+        std::collections::BTreeMap::from([("SECRET".to_owned(), "s3cr3t-Q~valu\n".to_owned())]);
+    let engine =
+        exo_authproxy::token::TokenEngine::new(&config("client_secret_env = \"SECRET\""), &env)
+            .unwrap();
+    let err = engine.refresh(&contoso).await.unwrap_err().to_string();
+    assert!(err.contains("7000215"), "{err}");
 }
