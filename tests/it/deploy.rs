@@ -500,3 +500,394 @@ async fn secrets_ending_in_a_newline_still_get_tokens() {
     let err = engine.refresh(&contoso).await.unwrap_err().to_string();
     assert!(err.contains("7000215"), "{err}");
 }
+
+// ---- Kubernetes: deploy/k8s-*.yaml ------------------------------------------------------
+
+/// The manifests every deployment guide points to.
+const MANIFESTS: &[&str] = &[
+    "deploy/k8s-job.yaml",
+    "deploy/k8s-deployment.yaml",
+    "deploy/k8s-workload-identity.yaml",
+];
+
+/// The pinned offline schema validator (PyPI), with the Kubernetes schemas it bundles: run as `python -m kubernetes_validate`.
+const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Every document of a multi-document YAML file, as JSON values.
+fn documents(path: &Path) -> Vec<serde_json::Value> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| {
+            serde_json::Value::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{}: not YAML: {e}", path.display()))
+        })
+        .collect()
+}
+
+fn str_at<'a>(v: &'a serde_json::Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(serde_json::Value::as_str)
+}
+
+/// The restricted Pod Security Standard, for one container (pod-level values count where the
+/// standard lets them).
+fn assert_restricted(
+    what: &str,
+    pod: &serde_json::Value,
+    container: &serde_json::Value,
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let sc = &container["securityContext"];
+    let psc = &pod["securityContext"];
+    let either = |key: &str| {
+        let c = &sc[key];
+        if c.is_null() {
+            psc[key].clone()
+        } else {
+            c.clone()
+        }
+    };
+    if either("runAsNonRoot") != serde_json::json!(true) {
+        wrong.push(format!("{what}: runAsNonRoot is not true"));
+    }
+    match either("runAsUser").as_u64() {
+        Some(uid) if uid > 0 => {}
+        other => wrong.push(format!(
+            "{what}: runAsUser is {other:?}, not a numeric non-root uid"
+        )),
+    }
+    if sc["allowPrivilegeEscalation"] != serde_json::json!(false) {
+        wrong.push(format!("{what}: allowPrivilegeEscalation is not false"));
+    }
+    if sc["readOnlyRootFilesystem"] != serde_json::json!(true) {
+        wrong.push(format!("{what}: readOnlyRootFilesystem is not true"));
+    }
+    if sc["capabilities"]["drop"] != serde_json::json!(["ALL"]) {
+        wrong.push(format!("{what}: capabilities.drop is not [ALL]"));
+    }
+    if sc["capabilities"]["add"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        wrong.push(format!("{what}: adds capabilities"));
+    }
+    if either("seccompProfile")["type"] != "RuntimeDefault" {
+        wrong.push(format!("{what}: seccompProfile is not RuntimeDefault"));
+    }
+    if sc["privileged"] == serde_json::json!(true) {
+        wrong.push(format!("{what}: privileged"));
+    }
+    wrong
+}
+
+#[test]
+fn kubernetes_manifests_are_complete_and_restricted() {
+    let mut wrong = Vec::new();
+    let mut sidecars = 0;
+    for file in MANIFESTS {
+        let docs = documents(&repo(file));
+        assert!(!docs.is_empty(), "{file} is empty");
+        for doc in &docs {
+            let kind =
+                str_at(doc, "/kind").unwrap_or_else(|| panic!("{file}: a document without kind"));
+            let name = str_at(doc, "/metadata/name")
+                .unwrap_or_else(|| panic!("{file}: {kind} without metadata.name"));
+            let what = format!("{file} {kind}/{name}");
+            let api = str_at(doc, "/apiVersion").unwrap_or_default();
+            let expected = match kind {
+                "Job" => "batch/v1",
+                "Deployment" => "apps/v1",
+                "Secret" | "ConfigMap" | "Service" | "ServiceAccount" => "v1",
+                other => panic!("{what}: kind {other} is not checked here; add it"),
+            };
+            assert_eq!(api, expected, "{what}: apiVersion");
+            let pod = match kind {
+                "Job" => &doc["spec"]["template"],
+                "Deployment" => &doc["spec"]["template"],
+                _ => continue,
+            };
+            let spec = &pod["spec"];
+            if kind == "Job" {
+                let policy = str_at(spec, "/restartPolicy");
+                assert!(
+                    matches!(policy, Some("Never" | "OnFailure")),
+                    "{what}: a Job's pod restartPolicy is Never or OnFailure, not {policy:?}"
+                );
+            } else {
+                let selector = doc["spec"]["selector"]["matchLabels"].as_object().unwrap();
+                for (k, v) in selector {
+                    assert_eq!(
+                        &pod["metadata"]["labels"][k], v,
+                        "{what}: selector {k} matches the template"
+                    );
+                }
+            }
+            for forbidden in ["hostNetwork", "hostPID", "hostIPC"] {
+                assert_ne!(
+                    spec[forbidden],
+                    serde_json::json!(true),
+                    "{what}: {forbidden}"
+                );
+            }
+            let volumes: Vec<&str> = spec["volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| {
+                    assert!(v["hostPath"].is_null(), "{what}: hostPath volume");
+                    v["name"].as_str().unwrap()
+                })
+                .collect();
+            let init = spec["initContainers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let main = spec["containers"].as_array().cloned().unwrap_or_default();
+            assert!(!main.is_empty(), "{what}: no containers");
+            for container in init.iter().chain(&main) {
+                let cname = container["name"].as_str().unwrap();
+                assert!(container["image"].is_string(), "{what} {cname}: image");
+                wrong.extend(assert_restricted(
+                    &format!("{what} {cname}"),
+                    spec,
+                    container,
+                ));
+                for mount in container["volumeMounts"].as_array().into_iter().flatten() {
+                    let vname = mount["name"].as_str().unwrap();
+                    assert!(
+                        volumes.contains(&vname),
+                        "{what} {cname}: mounts unknown volume {vname}"
+                    );
+                }
+            }
+            let proxy = init
+                .iter()
+                .chain(&main)
+                .find(|c| c["name"] == "exo-authproxy")
+                .unwrap_or_else(|| panic!("{what}: no exo-authproxy container"));
+            assert_eq!(
+                proxy["args"],
+                serde_json::json!([
+                    "serve",
+                    "--config",
+                    "/etc/exo-authproxy/exo-authproxy.toml",
+                    "--log-format",
+                    "json"
+                ]),
+                "{what}"
+            );
+            assert!(
+                proxy["startupProbe"]["httpGet"]["path"] == "/healthz/startup",
+                "{what}: startup probe"
+            );
+            assert_ne!(
+                proxy["readinessProbe"]["httpGet"]["path"], "/healthz/readiness",
+                "{what}: /healthz/readiness is 503 while one tenant has no token; as a readiness probe it would stop every tenant"
+            );
+            if kind == "Job" {
+                assert!(
+                    init.iter()
+                        .any(|c| c["name"] == "exo-authproxy" && c["restartPolicy"] == "Always"),
+                    "{what}: the proxy is a native sidecar (initContainers, restartPolicy: Always)"
+                );
+                sidecars += 1;
+            }
+            if pod["metadata"]["labels"]["azure.workload.identity/use"] == "true" {
+                let account = str_at(spec, "/serviceAccountName").unwrap_or_else(|| {
+                    panic!("{what}: workload identity needs serviceAccountName")
+                });
+                let sa = docs
+                    .iter()
+                    .find(|d| d["kind"] == "ServiceAccount" && d["metadata"]["name"] == account)
+                    .unwrap_or_else(|| panic!("{what}: ServiceAccount {account} is in the file"));
+                assert!(
+                    str_at(
+                        sa,
+                        "/metadata/annotations/azure.workload.identity~1client-id"
+                    )
+                    .is_some(),
+                    "{what}: the ServiceAccount names the app's client id"
+                );
+            } else {
+                assert_eq!(
+                    spec["automountServiceAccountToken"],
+                    serde_json::json!(false),
+                    "{what}: no API token without workload identity"
+                );
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "restricted Pod Security:\n{}",
+        wrong.join("\n")
+    );
+    assert_eq!(sidecars, 2, "the Job and its workload-identity variant");
+}
+
+/// The config each manifest carries, as `serve` would load it in the pod: its paths pointed at
+/// local files (that is all `check --config-only` needs besides the file itself), and each path
+/// in it inside a volume the proxy container mounts (or the token the workload identity
+/// webhook projects).
+#[test]
+fn the_config_in_every_manifest_passes_check_config_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = exo_authproxy::sandbox::pki::AppCertificate::generate("manifest test").unwrap();
+    let files = app.write_to(dir.path(), "app", "unused").unwrap();
+    let federated = dir.path().join("azure-identity-token");
+    std::fs::write(&federated, "eyJ.header.sig\n").unwrap();
+    for file in MANIFESTS {
+        let docs = documents(&repo(file));
+        let text = docs
+            .iter()
+            .find_map(|d| str_at(d, "/stringData/exo-authproxy.toml"))
+            .unwrap_or_else(|| panic!("{file}: no Secret with exo-authproxy.toml"));
+        let table: toml::Table = text.parse().unwrap();
+        let pod = docs
+            .iter()
+            .find(|d| matches!(d["kind"].as_str(), Some("Job" | "Deployment")))
+            .map(|d| &d["spec"]["template"])
+            .unwrap();
+        let proxy = ["initContainers", "containers"]
+            .iter()
+            .filter_map(|k| pod["spec"][k].as_array())
+            .flatten()
+            .find(|c| c["name"] == "exo-authproxy")
+            .unwrap();
+        let mut mounted: Vec<String> = proxy["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["mountPath"].as_str().unwrap().to_owned())
+            .collect();
+        if pod["metadata"]["labels"]["azure.workload.identity/use"] == "true" {
+            mounted.push("/var/run/secrets/azure/tokens".into());
+        }
+        let state = dir.path().join(file.replace('/', "_"));
+        let mut env = std::collections::BTreeMap::new();
+        let mut point = |section: Option<&str>, key: &str, local: &Path| {
+            let value = match section {
+                Some(s) => table.get(s).and_then(|t| t.get(key)),
+                None => table.get(key),
+            };
+            let Some(path) = value.and_then(toml::Value::as_str) else {
+                return;
+            };
+            assert!(
+                mounted
+                    .iter()
+                    .any(|m| path == m || path.starts_with(&format!("{m}/"))),
+                "{file}: {key} = {path:?} is in no volume the proxy mounts ({mounted:?})"
+            );
+            let variable = match section {
+                Some(s) => format!("EXO_AUTHPROXY_{}_{}", s.to_uppercase(), key.to_uppercase()),
+                None => format!("EXO_AUTHPROXY_{}", key.to_uppercase()),
+            };
+            env.insert(variable, local.display().to_string());
+        };
+        point(None, "state_dir", &state);
+        point(Some("entra"), "certificate", &files.certificate);
+        point(Some("entra"), "private_key", &files.private_key);
+        point(Some("entra"), "federated_token_file", &federated);
+        point(Some("listen"), "certificate", &files.certificate);
+        point(Some("listen"), "private_key", &files.private_key);
+        point(Some("audit"), "file", &state.join("audit.jsonl"));
+        let path = dir.path().join("exo-authproxy.toml");
+        let config = exo_authproxy::config::Config::parse_with_env(text, &path, &env)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let mut out = Vec::new();
+        let checked = exo_authproxy::onboarding::check_config(&config, &env, &mut out);
+        let out = String::from_utf8_lossy(&out);
+        let checked = checked.unwrap_or_else(|e| panic!("{file}: check --config-only: {e}\n{out}"));
+        assert!(checked.unusable.is_empty(), "{file}:\n{out}");
+    }
+}
+
+/// The manifests against the Kubernetes API's own schemas (strict: an unknown field fails), by
+/// `kubernetes-validate` in a venv under target/. Without PyPI: a loud skip, a failure in CI.
+#[test]
+fn kubernetes_manifests_pass_the_schema_validator() {
+    let Some(validator) = kubernetes_validate() else {
+        return;
+    };
+    let out = std::process::Command::new(validator)
+        .args(["-m", "kubernetes_validate", "--strict", "--kubernetes-version", "1.33.0"])
+        .args(MANIFESTS.iter().map(|m| repo(m)))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "kubernetes-validate:\n{text}");
+    // It checked every resource, and a mistake does fail it (so a pass means something).
+    assert_eq!(text.matches(" passed for resource ").count(), 8, "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    let job = std::fs::read_to_string(repo("deploy/k8s-job.yaml")).unwrap();
+    std::fs::write(
+        &bad,
+        job.replacen("readOnlyRootFilesystem", "readOnlyRootFileSystem", 1),
+    )
+    .unwrap();
+    let out = std::process::Command::new(validator)
+        .args(["-m", "kubernetes_validate", "--strict", "--kubernetes-version", "1.33.0"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a misspelt field must fail the validator"
+    );
+}
+
+fn kubernetes_validate() -> Option<&'static Path> {
+    static VALIDATOR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    VALIDATOR
+        .get_or_init(|| {
+            let root = repo("target/k8s-validate-venv");
+            // `python -m`: the venv is made under another name and renamed into place, which
+            // breaks the absolute shebangs of its console scripts, not its python.
+            let bin = root.join("bin").join("python");
+            let marker = root.join(format!(".ready-{}", KUBERNETES_VALIDATE.replace("==", "-")));
+            if marker.exists() && bin.exists() {
+                return Some(bin);
+            }
+            let tmp = root.with_file_name(format!("k8s-validate-venv.tmp-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&tmp);
+            let made = std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&tmp)
+                .status()
+                .is_ok_and(|s| s.success())
+                && std::process::Command::new(tmp.join("bin").join("python"))
+                    .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+                    .arg(KUBERNETES_VALIDATE)
+                    .stdin(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+            if !made {
+                let _ = std::fs::remove_dir_all(&tmp);
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "pip install {KUBERNETES_VALIDATE} failed; CI=true requires the schema validation"
+                );
+                eprintln!(
+                    "SKIPPED: cannot pip install {KUBERNETES_VALIDATE} (needs python3-venv and PyPI): the manifests were NOT schema-validated"
+                );
+                return None;
+            }
+            std::fs::write(tmp.join(marker.file_name().unwrap()), KUBERNETES_VALIDATE).unwrap();
+            let _ = std::fs::remove_dir_all(&root);
+            if std::fs::rename(&tmp, &root).is_err() {
+                let _ = std::fs::remove_dir_all(&tmp); // another test process won the race
+            }
+            Some(bin)
+        })
+        .as_deref()
+}
