@@ -815,7 +815,13 @@ fn kubernetes_manifests_pass_the_schema_validator() {
         return;
     };
     let out = std::process::Command::new(validator)
-        .args(["-m", "kubernetes_validate", "--strict", "--kubernetes-version", "1.33.0"])
+        .args([
+            "-m",
+            "kubernetes_validate",
+            "--strict",
+            "--kubernetes-version",
+            "1.33.0",
+        ])
         .args(MANIFESTS.iter().map(|m| repo(m)))
         .output()
         .unwrap();
@@ -836,7 +842,13 @@ fn kubernetes_manifests_pass_the_schema_validator() {
     )
     .unwrap();
     let out = std::process::Command::new(validator)
-        .args(["-m", "kubernetes_validate", "--strict", "--kubernetes-version", "1.33.0"])
+        .args([
+            "-m",
+            "kubernetes_validate",
+            "--strict",
+            "--kubernetes-version",
+            "1.33.0",
+        ])
         .arg(&bad)
         .output()
         .unwrap();

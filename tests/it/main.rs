@@ -12,6 +12,7 @@ mod compliance;
 mod config;
 mod config_env;
 mod deploy;
+mod docs;
 mod hostile_upstream;
 mod lifecycle;
 mod local_cmdlets;
