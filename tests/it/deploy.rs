@@ -475,9 +475,18 @@ async fn secrets_ending_in_a_newline_still_get_tokens() {
             ("SECRET".to_owned(), format!("s3cr3t-Q~value{ending}")),
             ("PFX_PASSWORD".to_owned(), format!("pfx-pass{ending}")),
         ]);
+        // The same secrets as files: a systemd credential (LoadCredential=) or a mounted Secret.
+        std::fs::write(
+            dir.path().join("client-secret"),
+            format!("s3cr3t-Q~value{ending}"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("pfx-password"), format!("pfx-pass{ending}")).unwrap();
         for credentials in [
             "client_secret_env = \"SECRET\"",
             "pfx = \"app.pfx\"\npfx_password_env = \"PFX_PASSWORD\"",
+            "client_secret_file = \"client-secret\"",
+            "pfx = \"app.pfx\"\npfx_password_file = \"pfx-password\"",
         ] {
             let engine =
                 exo_authproxy::token::TokenEngine::new(&config(credentials), &env).unwrap();
@@ -491,6 +500,18 @@ async fn secrets_ending_in_a_newline_still_get_tokens() {
             .unwrap();
         assert_eq!(read.expose(), "eyJ.header.sig");
     }
+    // An empty secret file is named, not sent.
+    std::fs::write(dir.path().join("client-secret"), "\n").unwrap();
+    let engine = exo_authproxy::token::TokenEngine::new(
+        &config("client_secret_file = \"client-secret\""),
+        &std::collections::BTreeMap::<String, String>::new(),
+    )
+    .unwrap();
+    let err = engine.refresh(&contoso).await.unwrap_err().to_string();
+    assert!(
+        err.contains("client secret file") && err.contains("is empty"),
+        "{err}"
+    );
     // Only the line ending goes: a secret that is wrong stays wrong.
     let env =
         std::collections::BTreeMap::from([("SECRET".to_owned(), "s3cr3t-Q~valu\n".to_owned())]);
@@ -902,4 +923,42 @@ fn kubernetes_validate() -> Option<&'static Path> {
             Some(bin)
         })
         .as_deref()
+}
+
+/// A secret comes from one place: a variable or a file, and a secret file only where it is used.
+#[test]
+fn secret_files_are_validated_like_their_variables() {
+    let config = |credentials: &str| {
+        let text = format!(
+            "state_dir = \"state\"\n[listen]\naddress = \"127.0.0.1:0\"\n[entra]\n\
+             client_id = \"7a3c1f0e-1234-4abc-9def-0123456789ab\"\n{credentials}\n[exchange]\n\
+             mode = \"rest\"\n[[tenant]]\n\
+             name = \"contoso\"\ntenant_id = \"0f9c3b1e-1111-2222-3333-444455556666\"\n\
+             organization = \"contoso.onmicrosoft.com\"\n"
+        );
+        exo_authproxy::config::Config::parse(&text, Path::new("/etc/exo-authproxy/x.toml"))
+    };
+    let ok = config("pfx = \"app.pfx\"\npfx_password_file = \"pfx-password\"").unwrap();
+    assert_eq!(
+        ok.entra.pfx_password_file.as_deref(),
+        Some(Path::new("/etc/exo-authproxy/pfx-password")),
+        "relative to the config file, like every path"
+    );
+    for (credentials, needle) in [
+        (
+            "client_secret_env = \"S\"\nclient_secret_file = \"s\"",
+            "more than one credential kind",
+        ),
+        (
+            "pfx = \"app.pfx\"\npfx_password_env = \"P\"\npfx_password_file = \"p\"",
+            "not both",
+        ),
+        (
+            "certificate = \"app.pem\"\npfx_password_file = \"p\"",
+            "pfx_password_file is only used with pfx",
+        ),
+    ] {
+        let err = config(credentials).unwrap_err().to_string();
+        assert!(err.contains(needle), "{credentials}: {err}");
+    }
 }
