@@ -7,25 +7,20 @@
 //! - `Type=notify`: with `NOTIFY_SOCKET` pointing at a datagram socket the test bound, the
 //!   proxy sends `READY=1` (its `STATUS=` names the bound addresses, which is how this test
 //!   finds a proxy started on port 0), `WATCHDOG=1` pings and `STOPPING=1` at the drain.
-//! - The unit file verifies with `systemd-analyze verify` where systemd-analyze exists.
+//! - The unit file verifies with `systemd-analyze verify` where systemd-analyze exists, and its
+//!   `systemd-analyze security` exposure stays at most what docs/onboarding.md records.
+//! - Secrets as Kubernetes and systemd deliver them (a variable or a file ending in a newline).
+//! - Kubernetes: every manifest's structure and restricted Pod Security fields, the schema
+//!   validator where PyPI is reachable, and the config each carries through `check --config-only`.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
 
-use exo_authproxy::errors::PROXY_ERROR;
 use exo_authproxy::sandbox::{World, WorldOptions};
-use tokio::net::UnixDatagram;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-use crate::support::harness::{PASSWORD, Recorder, USER, admin_get, client_trusting, post_soap};
-
-/// Guards against a hang only; no test asserts how long anything takes.
-const HANG_GUARD: Duration = Duration::from_secs(120);
-
-const ENVELOPE: &str = r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:w="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"><s:Header><a:Action>http://schemas.xmlsoap.org/ws/2004/09/transfer/Create</a:Action><a:MessageID>uuid:11111111-2222-3333-4444-555555555555</a:MessageID><w:OperationTimeout>PT20S</w:OperationTimeout></s:Header><s:Body/></s:Envelope>"#;
+use crate::support::harness::{PASSWORD, Recorder, USER};
 
 /// A directory simulated Entra knows, where nobody consented to the app (AADSTS700016).
 const UNCONSENTED_ID: &str = "5e5e5e5e-0000-4000-8000-00000000beef";
@@ -90,119 +85,6 @@ fn add_bad_tenants(world: &World) {
             names.push("nokey".into());
         }
     });
-}
-
-/// `serve --config` with `NOTIFY_SOCKET` (and the admin listener on port 0 through its
-/// variable), as systemd starts it.
-struct Served {
-    child: Child,
-    notify: UnixDatagram,
-    _socket_dir: tempfile::TempDir,
-}
-
-impl Served {
-    fn spawn(config: &Path, extra_env: &[(&str, &str)]) -> Self {
-        let socket_dir = tempfile::tempdir().unwrap();
-        let socket = socket_dir.path().join("notify");
-        let notify = UnixDatagram::bind(&socket).unwrap();
-        let mut cmd = bin();
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(config)
-            .env("NOTIFY_SOCKET", &socket)
-            .env("EXO_AUTHPROXY_ADMIN_ADDRESS", "127.0.0.1:0")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        Self {
-            child: cmd.spawn().unwrap(),
-            notify,
-            _socket_dir: socket_dir,
-        }
-    }
-
-    /// The next notification (one datagram).
-    async fn next(&self) -> String {
-        let mut buf = vec![0u8; 4096];
-        let n = tokio::time::timeout(HANG_GUARD, self.notify.recv(&mut buf))
-            .await
-            .expect("a notification arrives")
-            .unwrap();
-        String::from_utf8(buf[..n].to_vec()).unwrap()
-    }
-
-    /// Waits for `READY=1` and reads the bound addresses from its `STATUS=`.
-    async fn ready(&self) -> (String, SocketAddr) {
-        let message = self.next().await;
-        assert!(
-            message.starts_with("READY=1\n"),
-            "READY=1 comes first: {message:?}"
-        );
-        let status = message
-            .lines()
-            .find_map(|l| l.strip_prefix("STATUS="))
-            .unwrap_or_else(|| panic!("READY=1 has a STATUS=: {message:?}"));
-        // "serving https://127.0.0.1:PORT/powershell-liveid; admin http://127.0.0.1:PORT"
-        let url = status
-            .strip_prefix("serving ")
-            .and_then(|s| s.split(';').next())
-            .unwrap_or_else(|| panic!("{status}"))
-            .to_owned();
-        let admin = status
-            .split("admin http://")
-            .nth(1)
-            .unwrap_or_else(|| panic!("the admin address is in {status}"))
-            .parse()
-            .unwrap();
-        (url, admin)
-    }
-
-    /// `exo-authproxy shutdown`, then `STOPPING=1` and exit 0.
-    async fn shutdown(mut self, admin: SocketAddr) {
-        let stop = bin()
-            .args(["shutdown", "--admin", &admin.to_string()])
-            .status()
-            .await
-            .unwrap();
-        assert!(stop.success());
-        loop {
-            let message = self.next().await;
-            if message == "WATCHDOG=1" {
-                continue;
-            }
-            assert!(
-                message.starts_with("STOPPING=1\n"),
-                "after READY=1 only WATCHDOG=1 until STOPPING=1: {message:?}"
-            );
-            break;
-        }
-        let status = tokio::time::timeout(HANG_GUARD, self.child.wait())
-            .await
-            .expect("serve exits after the drain")
-            .unwrap();
-        assert_eq!(status.code(), Some(0));
-    }
-}
-
-fn listener_cert(world: &World) -> PathBuf {
-    world
-        .config
-        .state_dir
-        .join(exo_authproxy::listener::tls::GENERATED_CERT)
-}
-
-fn fault_text(body: &str) -> &str {
-    let start = body
-        .find("<f:Message>")
-        .map_or(0, |i| i + "<f:Message>".len());
-    let end = body[start..]
-        .find("</f:Message>")
-        .map_or(body.len(), |i| start + i);
-    &body[start..end]
 }
 
 #[tokio::test]
@@ -270,77 +152,207 @@ async fn check_config_only_fails_with_64_for_what_stops_serve() {
     assert_eq!(serve.status.code(), Some(64));
 }
 
-#[tokio::test]
-async fn one_bad_tenant_at_start_leaves_the_others_serving() {
-    let dir = tempfile::tempdir().unwrap();
-    let world = world(dir.path()).await;
-    add_bad_tenants(&world);
-    let served = Served::spawn(&world.config_path, &[]);
-    let (url, admin) = served.ready().await;
-    let client = client_trusting(&listener_cert(&world));
-    let post = |org: &str| {
-        let query = format!("DelegatedOrg={org}.onmicrosoft.com");
-        let (client, url) = (client.clone(), url.clone());
-        async move { post_soap(&client, &url, Some((USER, PASSWORD)), &query, ENVELOPE).await }
-    };
+/// The real binary as systemd runs it: Unix only (systemd's socket is a Unix datagram socket).
+#[cfg(unix)]
+mod served {
+    use std::net::SocketAddr;
+    use std::time::Duration;
 
-    let rsp = post("contoso").await;
-    assert_eq!(rsp.status(), 200, "a good tenant is served");
+    use exo_authproxy::errors::PROXY_ERROR;
+    use tokio::net::UnixDatagram;
+    use tokio::process::Child;
 
-    let rsp = post("unconsented").await;
-    assert_eq!(rsp.status(), 500);
-    assert_eq!(rsp.headers()[PROXY_ERROR], "token-unavailable");
-    let body = rsp.text().await.unwrap();
-    let text = fault_text(&body);
-    assert!(
-        text.contains("unconsented") && text.contains("700016"),
-        "the fault names the tenant and Entra's refusal: {text}"
-    );
+    use super::*;
+    use crate::support::harness::{admin_get, client_trusting, post_soap};
 
-    let rsp = post("nokey").await;
-    assert_eq!(rsp.status(), 500);
-    assert_eq!(rsp.headers()[PROXY_ERROR], "token-unavailable");
-    let body = rsp.text().await.unwrap();
-    let text = fault_text(&body);
-    assert!(
-        text.contains("nokey") && text.contains("missing-app.pem"),
-        "the fault names the tenant and the missing file: {text}"
-    );
+    /// Guards against a hang only; no test asserts how long anything takes.
+    const HANG_GUARD: Duration = Duration::from_secs(120);
 
-    // The bad tenants did not poison anything: the good ones still work afterwards.
-    for good in ["contoso", "fabrikam"] {
-        let rsp = post(good).await;
-        assert_ne!(
-            rsp.headers().get(PROXY_ERROR).and_then(|v| v.to_str().ok()),
-            Some("token-unavailable"),
-            "{good}"
-        );
+    const ENVELOPE: &str = r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:w="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"><s:Header><a:Action>http://schemas.xmlsoap.org/ws/2004/09/transfer/Create</a:Action><a:MessageID>uuid:11111111-2222-3333-4444-555555555555</a:MessageID><w:OperationTimeout>PT20S</w:OperationTimeout></s:Header><s:Body/></s:Envelope>"#;
+
+    /// `serve --config` with `NOTIFY_SOCKET` (and the admin listener on port 0 through its
+    /// variable), as systemd starts it. Unix only: systemd's socket is a Unix datagram socket.
+    struct Served {
+        child: Child,
+        notify: UnixDatagram,
+        _socket_dir: tempfile::TempDir,
     }
-    assert_eq!(post("contoso").await.status(), 200);
-    let (status, _) = admin_get(admin, "/healthz/liveness").await;
-    assert_eq!(status, 200);
-    served.shutdown(admin).await;
-}
 
-#[tokio::test]
-async fn systemd_hears_ready_watchdog_and_stopping_from_serve() {
-    let dir = tempfile::tempdir().unwrap();
-    let world = world(dir.path()).await;
-    // 0.2 s: pings every 0.1 s, so the test sees one without waiting long.
-    let served = Served::spawn(&world.config_path, &[("WATCHDOG_USEC", "200000")]);
-    let (url, admin) = served.ready().await;
-    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
-    assert!(
-        !url.contains(":0/"),
-        "the bound port, not the configured 0: {url}"
-    );
-    // READY=1 means serving: the startup probe agrees at once, no polling.
-    let (status, _) = admin_get(admin, "/healthz/startup").await;
-    assert_eq!(status, 200);
-    assert_eq!(served.next().await, "WATCHDOG=1");
-    served.shutdown(admin).await;
-}
+    impl Served {
+        fn spawn(config: &Path, extra_env: &[(&str, &str)]) -> Self {
+            let socket_dir = tempfile::tempdir().unwrap();
+            let socket = socket_dir.path().join("notify");
+            let notify = UnixDatagram::bind(&socket).unwrap();
+            let mut cmd = bin();
+            cmd.arg("serve")
+                .arg("--config")
+                .arg(config)
+                .env("NOTIFY_SOCKET", &socket)
+                .env("EXO_AUTHPROXY_ADMIN_ADDRESS", "127.0.0.1:0")
+                .env_remove("WATCHDOG_USEC")
+                .env_remove("WATCHDOG_PID")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            for (k, v) in extra_env {
+                cmd.env(k, v);
+            }
+            Self {
+                child: cmd.spawn().unwrap(),
+                notify,
+                _socket_dir: socket_dir,
+            }
+        }
 
+        /// The next notification (one datagram).
+        async fn next(&self) -> String {
+            let mut buf = vec![0u8; 4096];
+            let n = tokio::time::timeout(HANG_GUARD, self.notify.recv(&mut buf))
+                .await
+                .expect("a notification arrives")
+                .unwrap();
+            String::from_utf8(buf[..n].to_vec()).unwrap()
+        }
+
+        /// Waits for `READY=1` and reads the bound addresses from its `STATUS=`.
+        async fn ready(&self) -> (String, SocketAddr) {
+            let message = self.next().await;
+            assert!(
+                message.starts_with("READY=1\n"),
+                "READY=1 comes first: {message:?}"
+            );
+            let status = message
+                .lines()
+                .find_map(|l| l.strip_prefix("STATUS="))
+                .unwrap_or_else(|| panic!("READY=1 has a STATUS=: {message:?}"));
+            // "serving https://127.0.0.1:PORT/powershell-liveid; admin http://127.0.0.1:PORT"
+            let url = status
+                .strip_prefix("serving ")
+                .and_then(|s| s.split(';').next())
+                .unwrap_or_else(|| panic!("{status}"))
+                .to_owned();
+            let admin = status
+                .split("admin http://")
+                .nth(1)
+                .unwrap_or_else(|| panic!("the admin address is in {status}"))
+                .parse()
+                .unwrap();
+            (url, admin)
+        }
+
+        /// `exo-authproxy shutdown`, then `STOPPING=1` and exit 0.
+        async fn shutdown(mut self, admin: SocketAddr) {
+            let stop = bin()
+                .args(["shutdown", "--admin", &admin.to_string()])
+                .status()
+                .await
+                .unwrap();
+            assert!(stop.success());
+            loop {
+                let message = self.next().await;
+                if message == "WATCHDOG=1" {
+                    continue;
+                }
+                assert!(
+                    message.starts_with("STOPPING=1\n"),
+                    "after READY=1 only WATCHDOG=1 until STOPPING=1: {message:?}"
+                );
+                break;
+            }
+            let status = tokio::time::timeout(HANG_GUARD, self.child.wait())
+                .await
+                .expect("serve exits after the drain")
+                .unwrap();
+            assert_eq!(status.code(), Some(0));
+        }
+    }
+
+    fn listener_cert(world: &World) -> PathBuf {
+        world
+            .config
+            .state_dir
+            .join(exo_authproxy::listener::tls::GENERATED_CERT)
+    }
+
+    fn fault_text(body: &str) -> &str {
+        let start = body
+            .find("<f:Message>")
+            .map_or(0, |i| i + "<f:Message>".len());
+        let end = body[start..]
+            .find("</f:Message>")
+            .map_or(body.len(), |i| start + i);
+        &body[start..end]
+    }
+    #[tokio::test]
+    async fn one_bad_tenant_at_start_leaves_the_others_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let world = world(dir.path()).await;
+        add_bad_tenants(&world);
+        let served = Served::spawn(&world.config_path, &[]);
+        let (url, admin) = served.ready().await;
+        let client = client_trusting(&listener_cert(&world));
+        let post = |org: &str| {
+            let query = format!("DelegatedOrg={org}.onmicrosoft.com");
+            let (client, url) = (client.clone(), url.clone());
+            async move { post_soap(&client, &url, Some((USER, PASSWORD)), &query, ENVELOPE).await }
+        };
+
+        let rsp = post("contoso").await;
+        assert_eq!(rsp.status(), 200, "a good tenant is served");
+
+        let rsp = post("unconsented").await;
+        assert_eq!(rsp.status(), 500);
+        assert_eq!(rsp.headers()[PROXY_ERROR], "token-unavailable");
+        let body = rsp.text().await.unwrap();
+        let text = fault_text(&body);
+        assert!(
+            text.contains("unconsented") && text.contains("700016"),
+            "the fault names the tenant and Entra's refusal: {text}"
+        );
+
+        let rsp = post("nokey").await;
+        assert_eq!(rsp.status(), 500);
+        assert_eq!(rsp.headers()[PROXY_ERROR], "token-unavailable");
+        let body = rsp.text().await.unwrap();
+        let text = fault_text(&body);
+        assert!(
+            text.contains("nokey") && text.contains("missing-app.pem"),
+            "the fault names the tenant and the missing file: {text}"
+        );
+
+        // The bad tenants did not poison anything: the good ones still work afterwards.
+        for good in ["contoso", "fabrikam"] {
+            let rsp = post(good).await;
+            assert_ne!(
+                rsp.headers().get(PROXY_ERROR).and_then(|v| v.to_str().ok()),
+                Some("token-unavailable"),
+                "{good}"
+            );
+        }
+        assert_eq!(post("contoso").await.status(), 200);
+        let (status, _) = admin_get(admin, "/healthz/liveness").await;
+        assert_eq!(status, 200);
+        served.shutdown(admin).await;
+    }
+
+    #[tokio::test]
+    async fn systemd_hears_ready_watchdog_and_stopping_from_serve() {
+        let dir = tempfile::tempdir().unwrap();
+        let world = world(dir.path()).await;
+        // 0.2 s: pings every 0.1 s, so the test sees one without waiting long.
+        let served = Served::spawn(&world.config_path, &[("WATCHDOG_USEC", "200000")]);
+        let (url, admin) = served.ready().await;
+        assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+        assert!(
+            !url.contains(":0/"),
+            "the bound port, not the configured 0: {url}"
+        );
+        // READY=1 means serving: the startup probe agrees at once, no polling.
+        let (status, _) = admin_get(admin, "/healthz/startup").await;
+        assert_eq!(status, 200);
+        assert_eq!(served.next().await, "WATCHDOG=1");
+        served.shutdown(admin).await;
+    }
+}
 #[tokio::test]
 async fn the_systemd_unit_verifies() {
     let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/exo-authproxy.service");
