@@ -411,8 +411,12 @@ pub async fn serve_with_grace(
     // may start the units ordered after this one.
     let notify = Arc::new(systemd::Notifier::from_env(&config::ProcessEnvironment));
     notify.ready(&status);
+    // Pings continue through the drain (it may take the whole grace period): they stop only
+    // when `serve` returns.
+    let alive = tokio_util::sync::CancellationToken::new();
+    let _stop_pinging = alive.clone().drop_guard();
     if let Some(every) = notify.watchdog() {
-        let stop = drain.token();
+        let stop = alive.clone();
         let notify = notify.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);

@@ -220,8 +220,16 @@ pub fn check_config(
     let now = SystemTime::now();
     let mut unusable = Vec::new();
     for t in &config.tenants {
-        match offline_credential(engine.target(&t.name).map(|x| &x.credential), now) {
-            Ok(described) => writeln!(out, "tenant {}: ok: {described}", t.name)?,
+        let credential = engine.target(&t.name).map(|x| &x.credential);
+        match offline_credential(credential, now) {
+            Ok(described) => {
+                writeln!(out, "tenant {}: ok: {described}", t.name)?;
+                if let Some(Ok(crate::token::Credential::Certificate(cert))) = credential
+                    && let Some(notice) = cert.expiry_notice(now, crate::token::EXPIRY_WARNING)
+                {
+                    writeln!(out, "tenant {} (note): {notice}", t.name)?;
+                }
+            }
             Err(problem) => {
                 writeln!(out, "tenant {}: error: {problem}", t.name)?;
                 unusable.push(t.name.clone());
