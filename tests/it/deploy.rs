@@ -55,8 +55,9 @@ fn array<'a>(doc: &'a mut toml::Table, key: &str) -> &'a mut Vec<toml::Value> {
         .unwrap_or_else(|| panic!("the sandbox config has [[{key}]]"))
 }
 
-/// Adds `unconsented` (Entra knows the directory; no consent) and `nokey` (its own certificate
-/// file does not exist) as tenants the demo user may use.
+/// Adds `unconsented` (Entra knows the directory; no consent), `nokey` (its own certificate
+/// file does not exist) and `notoken` (its workload-identity token file is not mounted) as
+/// tenants the demo user may use.
 fn add_bad_tenants(world: &World) {
     world.entra.add_tenant(UNCONSENTED_ID);
     edit_config(&world.config_path, |doc| {
@@ -73,9 +74,12 @@ fn add_bad_tenants(world: &World) {
         let unconsented = tenant("unconsented", UNCONSENTED_ID);
         let mut nokey = tenant("nokey", "6f6f6f6f-0000-4000-8000-00000000f00d");
         nokey.insert("certificate".into(), "missing-app.pem".into());
+        let mut notoken = tenant("notoken", "7a7a7a7a-0000-4000-8000-00000000cafe");
+        notoken.insert("federated_token_file".into(), "missing-token".into());
         let tenants = array(doc, "tenant");
         tenants.push(unconsented.into());
         tenants.push(nokey.into());
+        tenants.push(notoken.into());
         for user in array(doc, "user") {
             let names = user
                 .get_mut("tenants")
@@ -83,6 +87,7 @@ fn add_bad_tenants(world: &World) {
                 .unwrap();
             names.push("unconsented".into());
             names.push("nokey".into());
+            names.push("notoken".into());
         }
     });
 }
@@ -110,7 +115,8 @@ async fn check_config_only_passes_one_bad_tenant_and_names_it_without_the_networ
         "tenant fabrikam: ok: certificate",
         "tenant nokey: error: cannot read certificate",
         "missing-app.pem",
-        "1 tenant(s) cannot get tokens",
+        "tenant notoken: error: cannot read federated token file",
+        "2 tenant(s) cannot get tokens",
         "generated a self-signed certificate",
     ] {
         assert!(stdout.contains(needle), "{needle:?} missing:\n{stdout}");
@@ -317,6 +323,14 @@ mod served {
         assert!(
             text.contains("nokey") && text.contains("missing-app.pem"),
             "the fault names the tenant and the missing file: {text}"
+        );
+
+        let rsp = post("notoken").await;
+        assert_eq!(rsp.headers()[PROXY_ERROR], "token-unavailable");
+        let body = rsp.text().await.unwrap();
+        assert!(
+            fault_text(&body).contains("missing-token"),
+            "the fault names the token file: {body}"
         );
 
         // The bad tenants did not poison anything: the good ones still work afterwards.
