@@ -81,8 +81,13 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Only this tenant.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", conflicts_with = "config_only")]
         tenant: Option<String>,
+        /// No network: load everything `serve` loads (config, users, listener certificate,
+        /// every tenant's credential); exit 64 only when `serve` would refuse to start. A
+        /// tenant with an unusable credential is listed but does not fail it (`ExecStartPre=`).
+        #[arg(long)]
+        config_only: bool,
     },
     /// Print the admin-consent URL for a tenant and the role-assignment step that must follow.
     ConsentUrl {
@@ -198,6 +203,7 @@ mod tests {
                 "pw",
             ],
             &["x", "check", "--config", "f", "--tenant", "contoso"],
+            &["x", "check", "--config", "f", "--config-only"],
             &["x", "consent-url", "--config", "f", "--tenant", "contoso"],
             &[
                 "x", "token", "--config", "f", "--tenant", "contoso", "--raw",
@@ -211,6 +217,17 @@ mod tests {
         }
         let err = Cli::try_parse_from(["x", "serve"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+        let err = Cli::try_parse_from([
+            "x",
+            "check",
+            "--config",
+            "f",
+            "--config-only",
+            "--tenant",
+            "contoso",
+        ])
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2, "--config-only checks every tenant");
     }
 
     #[test]

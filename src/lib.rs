@@ -14,6 +14,7 @@
 //! - `errors`: every response the proxy makes up itself (WS-Man faults, 401).
 //! - `shutdown`: the one shutdown signal and the drain.
 //! - `reload`: configuration reload on SIGHUP or a changed file, all or nothing.
+//! - `systemd`: `Type=notify` readiness, stopping and watchdog messages on `$NOTIFY_SOCKET`.
 //! - `metrics`: Prometheus counters, incremented where events happen.
 //! - `admin`: the `[admin]` listener: health probes and `/metrics`.
 //! - `audit`: the audit trail: one `Record` schema, the `[audit] file` writer (`file`), the
@@ -50,6 +51,7 @@ pub mod report;
 pub mod sandbox;
 pub mod secret;
 pub mod shutdown;
+pub mod systemd;
 pub mod token;
 
 use std::future::Future;
@@ -356,6 +358,11 @@ pub async fn serve_with_grace(
     let quit = shutdown::Trigger::new();
     let proxy = prepared.proxy;
     let tokens = prepared.tokens;
+    let status = serving_status(
+        listeners.proxy.local_addr().ok(),
+        listeners.admin.as_ref().and_then(|a| a.local_addr().ok()),
+        proxy.tls.is_some(),
+    );
     // SIGHUP and changed files: the configuration, the listener certificate, the audit file
     // (logrotate `create`), all through `reload::reload`.
     let source = prepared.reload.map(Arc::new);
@@ -432,11 +439,33 @@ pub async fn serve_with_grace(
             }),
         ))
     });
+    // Both listeners accept now (bound by the caller, served by the tasks above): systemd
+    // may start the units ordered after this one.
+    let notify = Arc::new(systemd::Notifier::from_env(&config::ProcessEnvironment));
+    notify.ready(&status);
+    // Pings continue through the drain (it may take the whole grace period): they stop only
+    // when `serve` returns.
+    let alive = tokio_util::sync::CancellationToken::new();
+    let _stop_pinging = alive.clone().drop_guard();
+    if let Some(every) = notify.watchdog() {
+        let stop = alive.clone();
+        let notify = notify.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => notify.watchdog_ping(),
+                    () = stop.cancelled() => break,
+                }
+            }
+        });
+    }
     tokio::select! {
         () = shutdown => {}
         () = quit.pulled() => tracing::info!("POST /quitquitquit: draining"),
     }
     tracing::info!("shutting down: finishing in-flight requests");
+    notify.stopping("draining: finishing in-flight requests");
     let open = drain.drain().await;
     let _ = accept.await;
     proxy.forward.close_all();
@@ -447,4 +476,18 @@ pub async fn serve_with_grace(
     }
     tracing::info!(still_open = open, "stopped");
     Ok(())
+}
+
+/// The `STATUS=` systemd shows once serving: where the proxy and the admin listener are (the
+/// addresses actually bound, so port 0 in a test or a sandbox reads back as the real one).
+fn serving_status(proxy: Option<SocketAddr>, admin: Option<SocketAddr>, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let mut status = match proxy {
+        Some(a) => format!("serving {scheme}://{a}/powershell-liveid"),
+        None => "serving".to_owned(),
+    };
+    if let Some(a) = admin {
+        status.push_str(&format!("; admin http://{a}"));
+    }
+    status
 }

@@ -127,9 +127,23 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Check {
             config: path,
             tenant,
+            config_only,
         } => {
             let config = load_config(&path)?;
             exo_authproxy::config::permissions::warn_exposed(&config, &path);
+            if config_only {
+                // 0 or 64 only: what stops `serve` is a configuration problem to fix.
+                return onboarding::check_config(
+                    &config,
+                    &ProcessEnvironment,
+                    &mut std::io::stdout(),
+                )
+                .map(drop)
+                .map_err(|e| match e {
+                    onboarding::Error::Io(_) => Failure::Runtime(e.to_string()),
+                    _ => Failure::Config(e.to_string()),
+                });
+            }
             let tenant = tenant.map(TenantName);
             let ready = onboarding::check(
                 &config,
@@ -234,9 +248,9 @@ fn onboarding_failure(err: onboarding::Error) -> Failure {
         onboarding::Error::Engine(_) | onboarding::Error::Token(_) => {
             Failure::Credential(err.to_string())
         }
-        onboarding::Error::UnknownTenant { .. } | onboarding::Error::Upstream(_) => {
-            Failure::Config(err.to_string())
-        }
+        onboarding::Error::UnknownTenant { .. }
+        | onboarding::Error::Upstream(_)
+        | onboarding::Error::Serve(_) => Failure::Config(err.to_string()),
         onboarding::Error::Io(_) => Failure::Runtime(err.to_string()),
     }
 }

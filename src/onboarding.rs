@@ -18,6 +18,14 @@
 //! policy judged the S&C token by S&C's roles), and prints a `(compliance)` note with the
 //! fix when S&C would refuse: the role fix, or the permission question with both possible
 //! fixes. A note, not a failure: S&C is optional.
+//!
+//! `check --config-only` ([`check_config`]) is the offline half, for systemd's `ExecStartPre=`
+//! and CI: it loads everything `serve` loads before binding (the config, users and their
+//! hashes, the listener certificate, the audit file, every tenant's credential files and
+//! variables), with the very functions `serve` uses, and asks no one on the network. It fails
+//! only for what would stop `serve` itself. A tenant whose own credential is unusable is
+//! listed with its fix but does not fail it: `serve` starts without that tenant's tokens and
+//! answers its requests with the fault, so one bad tenant never stops the others.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -49,6 +57,9 @@ pub enum Error {
     /// `[exchange]` is unusable (endpoint, CA file).
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// What would stop `serve` before it binds (users, listener certificate, audit file).
+    #[error(transparent)]
+    Serve(#[from] crate::ServeError),
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
@@ -174,6 +185,112 @@ pub async fn check(
         }
     )?;
     Ok(ready)
+}
+
+/// What `check --config-only` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigCheck {
+    /// Tenants whose credential cannot be used (`serve` answers them with the fault).
+    pub unusable: Vec<TenantName>,
+}
+
+/// `exo-authproxy check --config-only`: everything `serve` loads before binding, no network
+/// (see the module docs). Prints a line per tenant (its credential, or the fix) and returns the
+/// tenants that will be refused; `Ok` means `serve` starts.
+///
+/// The listener certificate is loaded as `serve` loads it, so a missing self-signed one is
+/// generated into `state_dir` here (where `serve` would generate it a moment later).
+///
+/// # Errors
+/// [`Error::Serve`] or [`Error::Engine`]: `serve` would refuse to start; [`Error::Io`].
+pub fn check_config(
+    config: &Config,
+    env: &dyn Environment,
+    out: &mut dyn Write,
+) -> Result<ConfigCheck, Error> {
+    let engine = Arc::new(TokenEngine::new(config, env)?);
+    let services = crate::Services::for_config(config, engine.clone())?;
+    let prepared = crate::Prepared::new(config, services)?;
+    match prepared.tls().map(|t| t.source()) {
+        Some(crate::listener::tls::CertSource::SelfSigned { created: true, .. }) => writeln!(
+            out,
+            "listener: generated a self-signed certificate. {}",
+            prepared.tls().map(|t| t.trust_hint()).unwrap_or_default()
+        )?,
+        Some(_) => writeln!(out, "listener: certificate loaded")?,
+        None => writeln!(out, "listener: plaintext (loopback only)")?,
+    }
+    writeln!(
+        out,
+        "users: {} with valid argon2id hashes; listen {}",
+        config.users.len(),
+        prepared.listen_address()
+    )?;
+    let now = SystemTime::now();
+    let mut unusable = Vec::new();
+    for t in &config.tenants {
+        let target = engine.target(&t.name);
+        let credential = target.as_ref().map(|x| &x.credential);
+        match offline_credential(credential, now) {
+            Ok(described) => {
+                writeln!(out, "tenant {}: ok: {described}", t.name)?;
+                if let Some(Ok(crate::token::Credential::Certificate(cert))) = credential
+                    && let Some(notice) = cert.expiry_notice(now, crate::token::EXPIRY_WARNING)
+                {
+                    writeln!(out, "tenant {} (note): {notice}", t.name)?;
+                }
+            }
+            Err(problem) => {
+                writeln!(out, "tenant {}: error: {problem}", t.name)?;
+                unusable.push(t.name.clone());
+            }
+        }
+    }
+    if unusable.is_empty() {
+        writeln!(
+            out,
+            "\nconfiguration ok; `exo-authproxy check` asks Entra and Exchange per tenant"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "\nconfiguration ok, but {} tenant(s) cannot get tokens: serve starts and answers \
+             their requests with token-unavailable, the other tenants are unaffected. Fix the \
+             above, then `exo-authproxy check --tenant <name>` asks Entra and Exchange.",
+            unusable.len()
+        )?;
+    }
+    Ok(ConfigCheck { unusable })
+}
+
+/// A tenant's credential as far as it can be judged without the network: its description, or
+/// what is wrong with it.
+fn offline_credential(
+    credential: Option<&Result<crate::token::Credential, crate::token::CredentialError>>,
+    now: SystemTime,
+) -> Result<String, String> {
+    use crate::token::Credential;
+    let credential = match credential {
+        None => return Err("not known to the token engine".into()),
+        Some(Err(e)) => return Err(e.to_string()),
+        Some(Ok(c)) => c,
+    };
+    match credential {
+        Credential::Certificate(c) => c.check_validity(now).map_err(|e| e.to_string())?,
+        Credential::Federated(path) => match std::fs::metadata(path) {
+            Ok(m) if m.len() > 0 => {}
+            Ok(_) => return Err(format!("federated token file {} is empty", path.display())),
+            Err(e) => {
+                return Err(format!(
+                    "cannot read federated token file {}: {e} (Kubernetes: is the projected \
+                     service-account token mounted there?)",
+                    path.display()
+                ));
+            }
+        },
+        Credential::Secret { .. } => {}
+    }
+    Ok(credential.describe())
 }
 
 /// The route `check` probes `tenant` with, on `audience`'s endpoint.

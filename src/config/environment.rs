@@ -158,9 +158,21 @@ pub const SETTINGS: &[Setting] = &[
     ),
     set(
         Some("entra"),
+        "pfx_password_file",
+        Kind::Path,
+        "/run/credentials/exo-authproxy.service/pfx-password",
+    ),
+    set(
+        Some("entra"),
         "client_secret_env",
         Kind::Text,
         "EXO_CLIENT_SECRET",
+    ),
+    set(
+        Some("entra"),
+        "client_secret_file",
+        Kind::Path,
+        "/run/credentials/exo-authproxy.service/client-secret",
     ),
     set(
         Some("entra"),

@@ -206,6 +206,8 @@ impl Config {
             &mut e.certificate,
             &mut e.private_key,
             &mut e.pfx,
+            &mut e.pfx_password_file,
+            &mut e.client_secret_file,
             &mut e.federated_token_file,
             &mut e.ca_file,
         ] {
@@ -221,6 +223,8 @@ impl Config {
                 &mut t.certificate,
                 &mut t.private_key,
                 &mut t.pfx,
+                &mut t.pfx_password_file,
+                &mut t.client_secret_file,
                 &mut t.federated_token_file,
             ] {
                 fix_opt(p);

@@ -69,6 +69,12 @@ fn secret_files(config: &Config, config_path: &Path) -> Vec<(String, PathBuf)> {
         if let Some(pfx) = &c.pfx {
             files.push((format!("{owner} pfx"), pfx.clone()));
         }
+        if let Some(file) = &c.pfx_password_file {
+            files.push((format!("{owner} pfx_password_file"), file.clone()));
+        }
+        if let Some(file) = &c.client_secret_file {
+            files.push((format!("{owner} client_secret_file"), file.clone()));
+        }
     };
     credential("[entra]", &config.entra.credentials());
     for tenant in &config.tenants {

@@ -97,8 +97,9 @@ pub struct Listen {
 /// App credentials; `[entra]` holds the defaults and `[[tenant]]` may override them.
 ///
 /// Exactly one kind is configured: `certificate` (+ `private_key` unless the certificate file
-/// holds the key too), `pfx` (+ `pfx_password_env`), `client_secret_env`, or
-/// `federated_token_file`.
+/// holds the key too), `pfx` (+ `pfx_password_env` or `pfx_password_file`),
+/// `client_secret_env` or `client_secret_file`, or `federated_token_file`. Secrets read from
+/// a file lose a trailing line ending (`\n`, `\r\n`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
@@ -110,8 +111,12 @@ pub struct Credentials {
     pub pfx: Option<PathBuf>,
     /// Environment variable holding the PFX password.
     pub pfx_password_env: Option<String>,
+    /// File holding the PFX password (a systemd credential, a mounted Secret).
+    pub pfx_password_file: Option<PathBuf>,
     /// Environment variable holding a client secret.
     pub client_secret_env: Option<String>,
+    /// File holding a client secret (a systemd credential, a mounted Secret).
+    pub client_secret_file: Option<PathBuf>,
     /// File holding a federated JWT (re-read on each use).
     pub federated_token_file: Option<PathBuf>,
 }
@@ -140,8 +145,12 @@ pub struct Entra {
     pub pfx: Option<PathBuf>,
     /// Environment variable holding the PFX password.
     pub pfx_password_env: Option<String>,
+    /// File holding the PFX password (a systemd credential, a mounted Secret).
+    pub pfx_password_file: Option<PathBuf>,
     /// Environment variable holding a client secret.
     pub client_secret_env: Option<String>,
+    /// File holding a client secret (a systemd credential, a mounted Secret).
+    pub client_secret_file: Option<PathBuf>,
     /// File holding a federated JWT (re-read on each use).
     pub federated_token_file: Option<PathBuf>,
     /// Extra trust roots for the authority.
@@ -156,7 +165,9 @@ impl Entra {
             private_key: self.private_key.clone(),
             pfx: self.pfx.clone(),
             pfx_password_env: self.pfx_password_env.clone(),
+            pfx_password_file: self.pfx_password_file.clone(),
             client_secret_env: self.client_secret_env.clone(),
+            client_secret_file: self.client_secret_file.clone(),
             federated_token_file: self.federated_token_file.clone(),
         }
     }
@@ -327,8 +338,12 @@ pub struct Tenant {
     pub pfx: Option<PathBuf>,
     /// Environment variable holding the PFX password.
     pub pfx_password_env: Option<String>,
+    /// File holding the PFX password (a systemd credential, a mounted Secret).
+    pub pfx_password_file: Option<PathBuf>,
     /// Environment variable holding a client secret.
     pub client_secret_env: Option<String>,
+    /// File holding a client secret (a systemd credential, a mounted Secret).
+    pub client_secret_file: Option<PathBuf>,
     /// File holding a federated JWT (re-read on each use).
     pub federated_token_file: Option<PathBuf>,
 }
@@ -341,7 +356,9 @@ impl Tenant {
             private_key: self.private_key.clone(),
             pfx: self.pfx.clone(),
             pfx_password_env: self.pfx_password_env.clone(),
+            pfx_password_file: self.pfx_password_file.clone(),
             client_secret_env: self.client_secret_env.clone(),
+            client_secret_file: self.client_secret_file.clone(),
             federated_token_file: self.federated_token_file.clone(),
         }
     }

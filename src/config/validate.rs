@@ -247,12 +247,14 @@ fn check_credentials(
         ("certificate", c.certificate.is_some()),
         ("pfx", c.pfx.is_some()),
         ("client_secret_env", c.client_secret_env.is_some()),
+        ("client_secret_file", c.client_secret_file.is_some()),
         ("federated_token_file", c.federated_token_file.is_some()),
     ];
     let set: Vec<&str> = kinds.iter().filter(|k| k.1).map(|k| k.0).collect();
     let example = "certificate = \"app.pem\" and private_key = \"app-key.pem\"; or pfx = \"app.pfx\" \
-                   with pfx_password_env = \"EXO_AUTHPROXY_PFX_PASSWORD\"; or client_secret_env = \
-                   \"EXO_AUTHPROXY_CLIENT_SECRET\"; or federated_token_file = \
+                   with pfx_password_env = \"EXO_AUTHPROXY_PFX_PASSWORD\" (or pfx_password_file); \
+                   or client_secret_env = \"EXO_AUTHPROXY_CLIENT_SECRET\" (or client_secret_file = \
+                   \"/run/credentials/exo-authproxy.service/client-secret\"); or federated_token_file = \
                    \"/var/run/secrets/azure/tokens/azure-identity-token\"";
     if set.len() > 1 {
         return Err(check.invalid(
@@ -273,12 +275,26 @@ fn check_credentials(
             "certificate = \"app.pem\" next to private_key = \"app-key.pem\"",
         ));
     }
-    if c.pfx_password_env.is_some() && c.pfx.is_none() {
+    for (k, set) in [
+        ("pfx_password_env", c.pfx_password_env.is_some()),
+        ("pfx_password_file", c.pfx_password_file.is_some()),
+    ] {
+        if set && c.pfx.is_none() {
+            return Err(check.invalid(
+                &key(k),
+                &format!("{what}: {k}"),
+                format!("{k} is only used with pfx"),
+                "pfx = \"app.pfx\" next to pfx_password_env = \"EXO_AUTHPROXY_PFX_PASSWORD\"",
+            ));
+        }
+    }
+    if c.pfx_password_env.is_some() && c.pfx_password_file.is_some() {
         return Err(check.invalid(
-            &key("pfx_password_env"),
-            &format!("{what}: pfx_password_env"),
-            "pfx_password_env is only used with pfx".into(),
-            "pfx = \"app.pfx\" next to pfx_password_env = \"EXO_AUTHPROXY_PFX_PASSWORD\"",
+            &key("pfx_password_file"),
+            &format!("{what}: pfx_password_file"),
+            "the PFX password comes from pfx_password_env or pfx_password_file, not both; choose one"
+                .into(),
+            "pfx_password_file = \"/run/credentials/exo-authproxy.service/pfx-password\"",
         ));
     }
     for (k, v) in [

@@ -472,8 +472,8 @@ fn fix_for(code: Option<u32>, t: &Target, cred: &Credential) -> String {
                 .into(),
         },
         Some(7000215) => match cred {
-            Credential::Secret { env, .. } => format!(
-                "the client secret in ${env} is wrong for app {app}: paste the secret's *Value*, \
+            Credential::Secret { from, .. } => format!(
+                "the client secret in {from} is wrong for app {app}: paste the secret's *Value*, \
                  not its Secret ID (or better, switch to a certificate)"
             ),
             _ => format!("the client secret is wrong for app {app}"),

@@ -25,10 +25,10 @@ use crate::secret::Secret;
 pub enum Credential {
     /// Certificate + RSA private key (from PEM or PFX): signs a client assertion.
     Certificate(CertificateKey),
-    /// A client secret from the environment.
+    /// A client secret from the environment or a file.
     Secret {
-        /// The variable it came from (for messages).
-        env: String,
+        /// Where it came from, for messages: `$NAME` or the file's path.
+        from: String,
         /// The value.
         secret: Secret<String>,
     },
@@ -47,7 +47,7 @@ impl Credential {
                     c.thumbprint
                 )
             }
-            Self::Secret { env, .. } => format!("client secret from ${env}"),
+            Self::Secret { from, .. } => format!("client secret from {from}"),
             Self::Federated(p) => format!("federated token file {}", p.display()),
         }
     }
@@ -237,7 +237,7 @@ pub enum CredentialError {
     },
     /// Neither `[entra]` nor the tenant configures a credential.
     #[error(
-        "no credential is configured: set certificate/private_key, pfx, client_secret_env or federated_token_file"
+        "no credential is configured: set certificate/private_key, pfx, client_secret_env, client_secret_file or federated_token_file"
     )]
     NotConfigured,
 }
@@ -251,33 +251,39 @@ pub fn resolve(c: &Credentials, env: &dyn Environment) -> Result<Credential, Cre
         return from_pem(cert, c.private_key.as_deref()).map(Credential::Certificate);
     }
     if let Some(pfx) = &c.pfx {
-        let password = match &c.pfx_password_env {
-            None => Secret::new(String::new()),
-            Some(name) => {
-                Secret::new(env.var(name).ok_or_else(|| CredentialError::MissingEnv {
-                    name: name.clone(),
-                    what: "the PFX password",
-                    key: "pfx_password_env",
-                })?)
-            }
+        let password = match (&c.pfx_password_env, &c.pfx_password_file) {
+            (Some(name), _) => Secret::new(secret_var(
+                env,
+                name,
+                "the PFX password",
+                "pfx_password_env",
+            )?),
+            (None, Some(path)) => Secret::new(secret_file("PFX password file", path)?),
+            (None, None) => Secret::new(String::new()),
         };
         return from_pfx(pfx, &password).map(Credential::Certificate);
     }
-    if let Some(name) = &c.client_secret_env {
-        let secret = env.var(name).ok_or_else(|| CredentialError::MissingEnv {
-            name: name.clone(),
-            what: "the app's client secret",
-            key: "client_secret_env",
-        })?;
+    let secret = match (&c.client_secret_env, &c.client_secret_file) {
+        (Some(name), _) => Some((
+            format!("${name}"),
+            secret_var(env, name, "the app's client secret", "client_secret_env")?,
+        )),
+        (None, Some(path)) => Some((
+            path.display().to_string(),
+            secret_file("client secret file", path)?,
+        )),
+        (None, None) => None,
+    };
+    if let Some((from, secret)) = secret {
         static WARN: Once = Once::new();
         WARN.call_once(|| {
             tracing::warn!(
-                env = %name,
+                from = %from,
                 "using a client secret: certificates are preferred (no shared secret, proof of possession)"
             );
         });
         return Ok(Credential::Secret {
-            env: name.clone(),
+            from,
             secret: Secret::new(secret),
         });
     }
@@ -285,6 +291,46 @@ pub fn resolve(c: &Credentials, env: &dyn Environment) -> Result<Credential, Cre
         return Ok(Credential::Federated(path.clone()));
     }
     Err(CredentialError::NotConfigured)
+}
+
+/// A secret from the variable `name`, without the line ending a Kubernetes Secret made with
+/// `--from-file`, a systemd `EnvironmentFile=` or a heredoc leaves at its end (`\n`, `\r\n`):
+/// Entra would refuse the secret with it (AADSTS7000215) and the PFX would not open.
+fn secret_var(
+    env: &dyn Environment,
+    name: &str,
+    what: &'static str,
+    key: &'static str,
+) -> Result<String, CredentialError> {
+    let mut value = env.var(name).ok_or_else(|| CredentialError::MissingEnv {
+        name: name.to_owned(),
+        what,
+        key,
+    })?;
+    let kept = value.trim_end_matches(['\n', '\r']).len();
+    value.truncate(kept);
+    Ok(value)
+}
+
+/// A secret kept in a file (a systemd credential, a mounted Kubernetes Secret): its text
+/// without the line ending editors and `echo` leave at its end.
+fn secret_file(what: &'static str, path: &Path) -> Result<String, CredentialError> {
+    let bytes = read(what, path)?;
+    let mut text = String::from_utf8(bytes).map_err(|_| CredentialError::Read {
+        what,
+        path: path.to_owned(),
+        problem: "it is not UTF-8 text".into(),
+    })?;
+    let kept = text.trim_end_matches(['\n', '\r']).len();
+    text.truncate(kept);
+    if text.is_empty() {
+        return Err(CredentialError::Read {
+            what,
+            path: path.to_owned(),
+            problem: "the file is empty".into(),
+        });
+    }
+    Ok(text)
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, CredentialError> {

@@ -11,6 +11,8 @@ mod compat;
 mod compliance;
 mod config;
 mod config_env;
+mod deploy;
+mod docs;
 mod hostile_upstream;
 mod lifecycle;
 mod local_cmdlets;
