@@ -9,10 +9,11 @@
 //! - `/healthz/liveness`: 200 while the process serves HTTP at all (also while draining: a
 //!   restart would cut the requests the drain is finishing).
 //! - `/healthz/startup`: 200 once the proxy listener accepts (this listener starts after it).
-//! - `/healthz/readiness`: 200 when requests can succeed: not shutting down, and no tenant is
-//!   without a token because its last fetch failed (or its credential never loaded). The body
-//!   lists every tenant's state; a 503 says which tenant fails and Entra's reason. Tokens are
-//!   fetched on first use, so "not fetched yet" counts as ready.
+//! - `/healthz/readiness`: 200 while requests can succeed for some tenant: not shutting down,
+//!   and at least one tenant is not failing. One tenant without a token (its last fetch failed,
+//!   or its credential never loaded) must not take a Service down for every other tenant, so
+//!   it is named in the body (`NOT READY` with Entra's reason) under a 200; 503 only when
+//!   every tenant fails. Tokens are fetched on first use, so "not fetched yet" counts as ready.
 //! - `/metrics`: [`Metrics`] in the text exposition format, with per-tenant token gauges
 //!   sampled at scrape time.
 //! - `POST /quitquitquit`: drain and exit 0, exactly as SIGTERM does ([`Trigger`]). For the
@@ -180,9 +181,16 @@ async fn readiness(admin: &Admin) -> Response<Body> {
             "not ready: shutting down (finishing in-flight requests)\n".into(),
         );
     }
-    let mut ready = true;
+    let mut failing = Vec::new();
+    let mut tenants = std::collections::BTreeSet::new();
     let mut body = String::new();
     for (tenant, audience, health) in admin.tokens.health_by_audience().await {
+        if audience == crate::token::Audience::Exchange {
+            tenants.insert(tenant.to_string());
+            if matches!(health, Health::Failing(_)) {
+                failing.push(tenant.to_string());
+            }
+        }
         // Exchange's lines as before; S&C's say so.
         let tenant = match audience {
             crate::token::Audience::Exchange => tenant.to_string(),
@@ -208,18 +216,25 @@ async fn readiness(admin: &Admin) -> Response<Body> {
                 "tenant {tenant}: ready, but refreshing its token fails; the current one is usable for {} s more",
                 usable_for.as_secs()
             ),
-            Health::Failing(err) => {
-                ready = false;
-                writeln!(body, "tenant {tenant}: NOT READY: {err}")
-            }
+            Health::Failing(err) => writeln!(body, "tenant {tenant}: NOT READY: {err}"),
         };
     }
-    let (status, head) = if ready {
-        (StatusCode::OK, "ready\n")
+    let (status, head) = if failing.is_empty() {
+        (StatusCode::OK, "ready\n".to_owned())
+    } else if failing.len() < tenants.len() {
+        (
+            StatusCode::OK,
+            format!(
+                "ready for {} of {} tenants; without a token: {} (their requests get the fault below)\n",
+                tenants.len() - failing.len(),
+                tenants.len(),
+                failing.join(", ")
+            ),
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: a tenant has no token\n",
+            "not ready: no tenant has a token\n".to_owned(),
         )
     };
     errors::text(status, TEXT_PLAIN, format!("{head}{body}"))

@@ -49,16 +49,18 @@ async fn readiness_names_the_tenant_without_a_token_and_metrics_count_what_happe
         "{body}"
     );
 
-    // Entra goes down: northwind has no token yet, so it cannot be served.
+    // Entra goes down: northwind has no token yet, so it cannot be served; contoso still is,
+    // so the proxy stays ready (one tenant never takes the Service down for the others) and
+    // names northwind.
     h.world
         .entra
         .fail_next(1000, StatusCode::SERVICE_UNAVAILABLE);
     let rsp = h.post(&client, "DelegatedOrg=northwind", ENVELOPE).await;
     assert_eq!(rsp.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let (status, body) = h.admin_get("/healthz/readiness").await;
-    assert_eq!(status, 503, "{body}");
+    assert_eq!(status, 200, "{body}");
     assert!(
-        body.starts_with("not ready: a tenant has no token\n"),
+        body.starts_with("ready for 2 of 3 tenants; without a token: northwind "),
         "{body}"
     );
     assert!(body.contains("tenant northwind: NOT READY: "), "{body}");
@@ -209,4 +211,26 @@ async fn sessions_open_follows_create_and_delete_in_rest_mode() {
     let delete = envelope(wsman::ACTION_DELETE, Some(SHELL_ID), "", "", "uuid:DDDD");
     assert_eq!(h.post(&client, "", &delete).await.status(), StatusCode::OK);
     assert_eq!(open().await, 0.0);
+}
+
+/// Readiness turns 503 only when no tenant can be served: here the only tenant's token
+/// fetch fails.
+#[tokio::test]
+async fn readiness_is_503_only_when_every_tenant_is_without_a_token() {
+    let mut options = SandboxedOptions::default();
+    options.tenants.truncate(1);
+    let h = Sandboxed::start(options).await;
+    h.world
+        .entra
+        .fail_next(1000, StatusCode::SERVICE_UNAVAILABLE);
+    let client = h.client();
+    let rsp = h.post(&client, "", ENVELOPE).await;
+    assert_eq!(rsp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let (status, body) = h.admin_get("/healthz/readiness").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.starts_with("not ready: no tenant has a token\n"),
+        "{body}"
+    );
+    assert!(body.contains("tenant contoso: NOT READY: "), "{body}");
 }
