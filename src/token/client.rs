@@ -219,7 +219,7 @@ impl EntraSource {
             .body(body.into_exposed())
             .send()
             .await
-            .map_err(|e| unavailable(None, error_chain(&e), None))?;
+            .map_err(|e| unavailable(None, unreachable_reason(&e), None))?;
         let status = rsp.status();
         let retry_after = rsp
             .headers()
@@ -242,6 +242,10 @@ impl EntraSource {
                     Some(code) => format!("HTTP {status}: AADSTS{code}: {}", b.first_line()),
                     None => format!("HTTP {status}: {}", b.first_line()),
                 },
+            );
+            let reason = format!(
+                "Entra ID answered {reason}: an outage or throttling on Entra's side; tokens \
+                 already cached keep working, and this tenant gets one when Entra recovers"
             );
             return Err(unavailable(Some(status.as_u16()), reason, retry_after));
         }
@@ -280,7 +284,11 @@ impl EntraSource {
         }
         let ok: Ok_ = serde_json::from_slice(bytes).map_err(|e| TokenError::Malformed {
             tenant: t.tenant.clone(),
-            detail: format!("the token response is not the expected JSON ({e})"),
+            detail: format!(
+                "the token response is not the expected JSON ({e}): is [entra] authority a \
+                 Microsoft identity platform endpoint? (a proxy or captive portal in the network \
+                 path answers like this)"
+            ),
         })?;
         let lifetime = seconds(&ok.expires_in).map_err(|why| TokenError::Malformed {
             tenant: t.tenant.clone(),
@@ -293,13 +301,18 @@ impl EntraSource {
                 max_s = super::MAX_TOKEN_LIFETIME.as_secs(), "Entra's expires_in is implausibly long; clamped");
         }
         let lifetime = lifetime.min(super::MAX_TOKEN_LIFETIME);
+        let decoded = Claims::decode(&ok.access_token);
+        let lifetime = match &decoded {
+            Ok(c) => believed_lifetime(&t.tenant, lifetime, c.exp, SystemTime::now()),
+            Err(_) => lifetime,
+        };
         // `refresh_in` is advice: an unusable one is ignored (refresh at half-life).
         let refresh_in = ok
             .refresh_in
             .as_ref()
             .and_then(|v| seconds(v).ok())
             .map(|d| d.min(lifetime));
-        let (uti, diagnosis) = match Claims::decode(&ok.access_token) {
+        let (uti, diagnosis) = match decoded {
             Ok(c) => {
                 let d = claims::diagnose(
                     &c,
@@ -337,6 +350,50 @@ impl EntraSource {
             refresh_in,
         })
     }
+}
+
+/// The shortest lifetime believed from a token's `exp` when it is earlier than `expires_in`
+/// says: above the cache's five-minute safety margin, so a host clock running fast costs
+/// extra refreshes, never an outage.
+const MIN_EXP_LIFETIME: Duration = Duration::from_secs(360);
+
+/// How long a token lives: `expires_in`, or less when its `exp` says it expires earlier (a
+/// token must be refreshed before Exchange refuses it, not after), never below
+/// [`MIN_EXP_LIFETIME`]. `exp` 0 means the token carries none.
+fn believed_lifetime(
+    tenant: &TenantName,
+    expires_in: Duration,
+    exp: u64,
+    now: SystemTime,
+) -> Duration {
+    let now_s = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if exp == 0 {
+        return expires_in;
+    }
+    let by_exp = Duration::from_secs(exp.saturating_sub(now_s));
+    if by_exp + Duration::from_secs(60) >= expires_in {
+        return expires_in;
+    }
+    let believed = by_exp.max(MIN_EXP_LIFETIME).min(expires_in);
+    tracing::warn!(%tenant, expires_in_s = expires_in.as_secs(), exp_in_s = by_exp.as_secs(),
+        believed_s = believed.as_secs(),
+        "the token's exp is earlier than Entra's expires_in: refreshing by exp (if this host's clock runs fast, fix it: NTP)");
+    believed
+}
+
+/// Why Entra could not be reached, with what to check.
+fn unreachable_reason(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "Entra ID did not answer in time (timed out)"
+    } else {
+        "Entra ID could not be reached"
+    };
+    format!(
+        "{what}: {}; check [entra] authority, DNS and the network path to it, and [entra] ca_file",
+        error_chain(e)
+    )
 }
 
 /// A whole number of seconds, as a JSON number or string (Entra has sent both). Negative,

@@ -11,6 +11,7 @@ mod compat;
 mod compliance;
 mod config;
 mod config_env;
+mod faults;
 mod hostile_upstream;
 mod lifecycle;
 mod local_cmdlets;

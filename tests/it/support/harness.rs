@@ -550,6 +550,13 @@ impl Default for SandboxedOptions {
 impl Sandboxed {
     /// Starts the world and the proxy.
     pub async fn start(options: SandboxedOptions) -> Self {
+        Self::start_tweaked(options, |_| {}).await
+    }
+
+    /// [`Sandboxed::start`], with the loaded config changed by `tweak` before the proxy is
+    /// prepared: the fault tests point `[exchange] endpoint` or `[entra] authority` at a
+    /// scripted server of their own.
+    pub async fn start_tweaked(options: SandboxedOptions, tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut world_options =
@@ -557,9 +564,10 @@ impl Sandboxed {
         world_options.password = PASSWORD.into();
         world_options.tenants = options.tenants;
         world_options.adminapi = options.adminapi;
-        let world = World::start(dir.path(), world_options)
+        let mut world = World::start(dir.path(), world_options)
             .await
             .expect("sandbox world");
+        tweak(&mut world.config);
         let (prepared, tokens) = match options.rest {
             Some(rest) => world.prepare(Some(rest)),
             None => world.prepare_for_mode(),
