@@ -114,11 +114,12 @@ fn certificate_refused(e: &reqwest::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .and_then(std::io::Error::get_ref)
             .map(|w| w as &(dyn std::error::Error + 'static));
+        // The type when it can be reached, else rustls' own wording for it.
         if [Some(c), wrapped].into_iter().flatten().any(|err| {
             matches!(
                 err.downcast_ref::<rustls::Error>(),
                 Some(rustls::Error::InvalidCertificate(_))
-            )
+            ) || err.to_string().starts_with("invalid peer certificate")
         }) {
             return true;
         }
