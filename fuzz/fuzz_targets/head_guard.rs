@@ -95,7 +95,10 @@ fn run(chunks: Vec<Vec<u8>>, read_size: usize) -> (Vec<u8>, Sent) {
 fn check_refusal(sent: &Sent) {
     let text = String::from_utf8_lossy(&sent.bytes);
     assert!(sent.shut, "a refused connection is shut");
-    assert!(text.starts_with("HTTP/1.1 4"), "a 4xx status line: {text:?}");
+    assert!(
+        text.starts_with("HTTP/1.1 4"),
+        "a 4xx status line: {text:?}"
+    );
     let (head, body) = text.split_once("\r\n\r\n").expect("a complete head");
     let lower = head.to_ascii_lowercase();
     assert!(lower.contains("\r\nx-exo-authproxy-error: "), "{head:?}");
@@ -119,8 +122,14 @@ fuzz_target!(|data: &[u8]| {
     let chunks: Vec<Vec<u8>> = input.chunks(step).map(<[u8]>::to_vec).collect();
     let (seen, sent) = run(chunks, read_size);
     let (seen_whole, sent_whole) = run(vec![input.to_vec()], 64 * 1024);
-    assert!(input.starts_with(&seen), "hyper sees the client's bytes, in order");
-    assert_eq!(sent.bytes, sent_whole.bytes, "the cut of the reads changed the answer");
+    assert!(
+        input.starts_with(&seen),
+        "hyper sees the client's bytes, in order"
+    );
+    assert_eq!(
+        sent.bytes, sent_whole.bytes,
+        "the cut of the reads changed the answer"
+    );
     if sent.bytes.is_empty() {
         assert!(!sent.shut && !sent_whole.shut);
         assert_eq!(seen, input, "an accepted head passes every byte through");
