@@ -244,8 +244,8 @@ impl EntraSource {
                 },
             );
             let reason = format!(
-                "Entra ID answered {reason}: an outage or throttling on Entra's side; tokens \
-                 already cached keep working, and this tenant gets one when Entra recovers"
+                "{reason} (an outage or throttling at Entra ID: tokens already cached keep \
+                 working, and this tenant gets one when Entra recovers)"
             );
             return Err(unavailable(Some(status.as_u16()), reason, retry_after));
         }

@@ -741,7 +741,8 @@ async fn entra_failing_is_retried_and_a_cold_tenant_gets_a_clear_fault_issue_13(
     assert_eq!(code, "token-unavailable");
     assert!(
         text.contains("fabrikam")
-            && text.contains("Entra ID answered HTTP 500")
+            && text.contains("HTTP 500 Internal Server Error: AADSTS")
+            && text.contains("an outage or throttling at Entra ID")
             && text.contains("after 4 attempt(s)")
             && text.contains("already cached keep working"),
         "{text}"
