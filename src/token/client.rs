@@ -565,6 +565,30 @@ mod tests {
     use super::*;
     use crate::config::TenantId;
 
+    #[test]
+    fn a_token_is_believed_until_the_earlier_of_exp_and_expires_in_never_below_the_floor() {
+        let t = TenantName("contoso".into());
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let hour = Duration::from_secs(3600);
+        let at = |secs: u64| 1_000_000 + secs;
+        // No exp, or exp agreeing with expires_in (within a minute): expires_in.
+        assert_eq!(believed_lifetime(&t, hour, 0, now), hour);
+        assert_eq!(believed_lifetime(&t, hour, at(3600), now), hour);
+        assert_eq!(believed_lifetime(&t, hour, at(3550), now), hour);
+        assert_eq!(believed_lifetime(&t, hour, at(7200), now), hour);
+        // exp earlier: exp.
+        assert_eq!(
+            believed_lifetime(&t, hour, at(900), now),
+            Duration::from_secs(900)
+        );
+        // exp in the past or nearly (this host's clock runs fast): the floor, not an outage.
+        assert_eq!(believed_lifetime(&t, hour, at(10), now), MIN_EXP_LIFETIME);
+        assert_eq!(believed_lifetime(&t, hour, 5, now), MIN_EXP_LIFETIME);
+        // Never longer than expires_in.
+        let short = Duration::from_secs(200);
+        assert_eq!(believed_lifetime(&t, short, at(10), now), short);
+    }
+
     fn target() -> Target {
         Target {
             tenant: TenantName("contoso".into()),
