@@ -629,8 +629,9 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
         url
     }
 
-    /// A 2xx body, up to [`RestSettings::max_page_bytes`]: refused by its `Content-Length`
-    /// before reading, or as soon as the bytes read pass the limit, never after.
+    /// Why a 2xx body could not be read ([`read_capped`] up to
+    /// [`RestSettings::max_page_bytes`]: refused by its `Content-Length` before reading, or as
+    /// soon as the bytes read pass the limit, never after), as the cmdlet's error.
     fn body_failure(&self, cmdlet: &str, capped: Capped) -> Failure {
         let limit = self.settings.max_page_bytes;
         match capped {
@@ -650,7 +651,7 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
     fn transport_failure(&self, cmdlet: &str, e: &reqwest::Error) -> Failure {
         let delivery = Delivery::of(e);
         // What the user must know before running it again: whether it may have run.
-        let may_have_run = if may_resend(delivery, read_only(cmdlet)) {
+        let may_have_run = if read_only(cmdlet) || may_resend(delivery, false) {
             ""
         } else {
             " It may or may not have run, so the proxy did not send it again: check the result (with the \
