@@ -10,9 +10,16 @@
 //! `correlation_id`) become [`TokenError::Rejected`] with the fix for the common AADSTS codes
 //! (entra-client-credentials.md §6.1); 5xx, 429 and network failures become
 //! [`TokenError::Unavailable`], which the cache retries.
+//!
+//! An app certificate replaced on disk while the proxy serves (a rotation in place) is picked
+//! up by the next token request ([`Reload`]): the files are checked before each request (a
+//! few per tenant per hour), a changed pair is loaded, and one that does not load yet (the
+//! key written after the certificate) leaves the previous credential in use and is tried
+//! again next time. Tokens already issued stay valid, so a rotation costs no outage.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
@@ -25,7 +32,7 @@ use super::cache::{CacheKey, Fetched, TokenSource};
 use super::claims::{self, Claims, Expected};
 use super::credential::{self, Credential, CredentialError};
 use super::{AccessToken, Diagnosis, TokenError};
-use crate::config::{TenantId, TenantName};
+use crate::config::{Credentials, Environment, TenantId, TenantName};
 use crate::secret::Secret;
 
 /// Largest token response we read (a token is a few KiB).
@@ -97,6 +104,83 @@ pub struct Target {
     pub compliance_resource: String,
     /// The resolved credential, or why it could not be.
     pub credential: Result<Credential, CredentialError>,
+    /// Loads a certificate credential again when its files change (None: not file based).
+    pub reload: Option<Reload>,
+}
+
+/// Size and modification time of each credential file, to notice a replacement.
+type Stamp = Vec<Option<(u64, SystemTime)>>;
+
+/// A certificate credential's files, watched for a replacement (see the module docs).
+#[derive(Debug)]
+pub struct Reload {
+    credentials: Credentials,
+    /// The PFX password variable's value at startup (re-read files, same password).
+    env: HashMap<String, String>,
+    /// What the current credential was loaded from, and the credential when it was loaded
+    /// here (None: the one resolved at startup is current).
+    loaded: Mutex<(Stamp, Option<Arc<Credential>>)>,
+}
+
+impl Reload {
+    /// Watches `credentials` when they name certificate or PFX files.
+    pub fn new(credentials: Credentials, env: &dyn Environment) -> Option<Self> {
+        if credentials.certificate.is_none() && credentials.pfx.is_none() {
+            return None;
+        }
+        let env = credentials
+            .pfx_password_env
+            .iter()
+            .filter_map(|name| env.var(name).map(|v| (name.clone(), v)))
+            .collect();
+        let stamp = stamp(&Self::files(&credentials));
+        Some(Self {
+            credentials,
+            env,
+            loaded: Mutex::new((stamp, None)),
+        })
+    }
+
+    fn files(c: &Credentials) -> Vec<PathBuf> {
+        [&c.certificate, &c.private_key, &c.pfx]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// The credential loaded since startup, if the files changed and loaded.
+    fn current(&self, tenant: &TenantName) -> Option<Arc<Credential>> {
+        let now = stamp(&Self::files(&self.credentials));
+        let mut loaded = self
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if now != loaded.0 {
+            match credential::resolve(&self.credentials, &self.env) {
+                Ok(c) => {
+                    tracing::info!(%tenant, credential = %c.describe(),
+                        "app credential changed on disk: the next tokens use the new one");
+                    *loaded = (now, Some(Arc::new(c)));
+                }
+                Err(e) => {
+                    tracing::warn!(%tenant, error = %e,
+                        "app credential changed on disk but does not load (yet): keeping the previous one");
+                }
+            }
+        }
+        loaded.1.clone()
+    }
+}
+
+fn stamp(files: &[PathBuf]) -> Stamp {
+    files
+        .iter()
+        .map(|f| {
+            let m = std::fs::metadata(f).ok()?;
+            Some((m.len(), m.modified().ok()?))
+        })
+        .collect()
 }
 
 impl Target {
@@ -152,10 +236,14 @@ impl EntraSource {
 
     async fn request(&self, t: &Target, audience: Audience) -> Result<Fetched, TokenError> {
         let resource = t.resource_for(audience);
-        let cred = t.credential.as_ref().map_err(|e| TokenError::Credential {
-            tenant: t.tenant.clone(),
-            error: e.clone(),
-        })?;
+        let reloaded = t.reload.as_ref().and_then(|r| r.current(&t.tenant));
+        let cred = match &reloaded {
+            Some(c) => c.as_ref(),
+            None => t.credential.as_ref().map_err(|e| TokenError::Credential {
+                tenant: t.tenant.clone(),
+                error: e.clone(),
+            })?,
+        };
         let scope = format!("{resource}/.default");
         let mut form: Vec<(&str, String)> = vec![
             ("client_id", t.client_id.clone()),
@@ -603,6 +691,7 @@ mod tests {
                 path: "app.pem".into(),
                 problem: "unused".into(),
             }),
+            reload: None,
         }
     }
 

@@ -407,6 +407,7 @@ impl TokenEngine {
                 compliance_resource: compliance_resource.clone(),
                 client_id,
                 credential,
+                reload: client::Reload::new(config.credentials_for(t), env),
             });
         }
         let source = EntraSource::new(targets, config.entra.ca_file.as_deref())?;

@@ -1026,3 +1026,44 @@ async fn a_token_that_expires_early_is_refreshed_by_its_exp_issue_13() {
         "{text}"
     );
 }
+
+/// The app certificate replaced on disk while the proxy serves (a rotation in place, with
+/// Entra knowing only the new certificate from then on): tokens already cached keep working,
+/// and the next token request signs with the new certificate, first time, no restart.
+#[tokio::test]
+async fn a_replaced_app_certificate_is_used_for_the_next_token_without_an_outage_issue_13() {
+    use exo_authproxy::sandbox::{DEMO_APP_ID, entra, pki};
+    let h = Sandboxed::start(SandboxedOptions::simulated(Mode::Rest, 5)).await;
+    let (mut w, _) = Wire::open(&h, false).await;
+    assert_eq!(w.run(&[get_mailbox()], None).await.outputs.len(), 5);
+
+    let rotated = pki::AppCertificate::generate("exo-authproxy sandbox app, rotated").unwrap();
+    h.world.entra.register_app(entra::App {
+        client_id: DEMO_APP_ID.into(),
+        display_name: "exo-authproxy sandbox".into(),
+        certificates: vec![entra::RegisteredCertificate::from(&rotated)],
+        ..entra::App::default()
+    });
+    rotated.write_to(&h.world.dir, "app", "sandbox").unwrap();
+
+    // No outage: contoso's cached token still serves.
+    assert_eq!(w.run(&[get_mailbox()], None).await.outputs.len(), 5);
+    // The next token (northwind's first, and a forced one for contoso) uses the new pair.
+    let rsp = h.post(&h.client(), NORTHWIND, "<s:Envelope/>").await;
+    let code = rsp
+        .headers()
+        .get("x-exo-authproxy-error")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = rsp.text().await.unwrap();
+    assert_ne!(code.as_deref(), Some("token-unavailable"), "{body}");
+    assert_eq!(
+        h.world.entra.token_requests(NORTHWIND_ID),
+        1,
+        "accepted at once"
+    );
+    let contoso = exo_authproxy::config::TenantName("contoso".into());
+    h.tokens
+        .refresh(&contoso)
+        .await
+        .expect("a token signed with the rotated certificate");
+}
