@@ -65,8 +65,12 @@ impl AsyncWrite for Client {
     }
 }
 
-/// What hyper reads until EOF, and what the client was sent.
-fn run(chunks: Vec<Vec<u8>>, read_size: usize) -> (Vec<u8>, Sent) {
+/// hyper's answer, written after the reads end.
+const HYPER: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\r\n";
+
+/// What hyper reads until EOF, what the client was sent by then, and whether what hyper
+/// wrote afterwards ([`HYPER`]) reached the client.
+fn run(chunks: Vec<Vec<u8>>, read_size: usize) -> (Vec<u8>, Sent, bool) {
     let shared = Arc::new(Mutex::new(Sent::default()));
     let client = Client {
         chunks: chunks.into(),
@@ -84,11 +88,11 @@ fn run(chunks: Vec<Vec<u8>>, read_size: usize) -> (Vec<u8>, Sent) {
             other => panic!("an in-memory client never blocks or fails: {other:?}"),
         }
     }
-    // hyper's own answer after a refusal is swallowed, never sent after it.
-    let _ = Pin::new(&mut guard).poll_write(&mut cx, b"HTTP/1.1 400 Bad Request\r\n\r\n");
+    let before = std::mem::take(&mut *shared.lock().unwrap());
+    let _ = Pin::new(&mut guard).poll_write(&mut cx, HYPER);
     drop(guard);
-    let sent = std::mem::take(&mut *shared.lock().unwrap());
-    (seen, sent)
+    let after = std::mem::take(&mut *shared.lock().unwrap());
+    (seen, before, after.bytes == HYPER)
 }
 
 /// The refusal must be one whole response the client can read.
@@ -120,8 +124,8 @@ fuzz_target!(|data: &[u8]| {
     let step = usize::from(cut % 64) + 1;
     let read_size = usize::from(cut / 64) * 4096 + 512;
     let chunks: Vec<Vec<u8>> = input.chunks(step).map(<[u8]>::to_vec).collect();
-    let (seen, sent) = run(chunks, read_size);
-    let (seen_whole, sent_whole) = run(vec![input.to_vec()], 64 * 1024);
+    let (seen, sent, passed) = run(chunks, read_size);
+    let (seen_whole, sent_whole, _) = run(vec![input.to_vec()], 64 * 1024);
     assert!(
         input.starts_with(&seen),
         "hyper sees the client's bytes, in order"
@@ -134,7 +138,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(!sent.shut && !sent_whole.shut);
         assert_eq!(seen, input, "an accepted head passes every byte through");
         assert_eq!(seen_whole, input);
+        assert!(passed, "hyper's answer reaches the client");
     } else {
         check_refusal(&sent);
+        assert!(!passed, "nothing hyper writes follows the refusal");
     }
 });
