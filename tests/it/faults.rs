@@ -596,6 +596,36 @@ async fn slow_exchange_and_a_page_that_never_ends_are_bounded_issue_13() {
     tokio::time::resume();
 }
 
+/// winrm mode: Exchange's 5xx and 429 reach the client as Exchange sent them (the client's
+/// WinRM stack decides), and an Exchange slower than the request's deadline (its
+/// OperationTimeout plus a margin) is an `upstream-timeout` fault; neither is sent twice.
+#[tokio::test]
+async fn winrm_mode_passes_5xx_through_and_bounds_a_slow_exchange_without_resending_issue_13() {
+    let fake = FakeExchange::start(5).await;
+    let h = fake.proxy(Mode::Winrm).await;
+    let client = h.client();
+    fake.script([
+        ("PowerShell-LiveID", Act::Status(503, Some("0"))),
+        ("PowerShell-LiveID", Act::Status(429, Some("7"))),
+    ]);
+    let rsp = h.post(&client, "", "<s:Envelope/>").await;
+    assert_eq!(rsp.status(), 503);
+    assert!(rsp.headers().get("x-exo-authproxy-error").is_none());
+    let rsp = h.post(&client, "", "<s:Envelope/>").await;
+    assert_eq!(rsp.status(), 429);
+    assert_eq!(rsp.headers()["retry-after"], "7");
+    assert_eq!(fake.seen("PowerShell-LiveID"), 2);
+
+    tokio::time::pause();
+    fake.script([("PowerShell-LiveID", Act::Delay(Duration::from_secs(300)))]);
+    let envelope = "<s:Envelope><w:OperationTimeout>PT20S</w:OperationTimeout></s:Envelope>";
+    let (code, text) = fault(h.post(&client, "", envelope).await).await;
+    assert_eq!(code, "upstream-timeout");
+    assert!(text.contains("did not answer within 50s"), "{text}");
+    assert_eq!(fake.seen("PowerShell-LiveID"), 3, "not resent");
+    tokio::time::resume();
+}
+
 /// Exchange presenting a certificate the proxy does not trust: a clear error naming the
 /// certificate and `[exchange] ca_file`, in both modes, and not retried (it cannot heal).
 #[tokio::test]
