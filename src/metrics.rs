@@ -72,7 +72,8 @@ pub struct CmdletLabels {
 /// An InvokeCommand response that made the bridge wait and retry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RetryLabels {
-    /// HTTP status (429, 503, 504) or `connect`.
+    /// HTTP status (429, 503, 504), `connect`, `lost` (a Get- whose answer broke off) or
+    /// `transient`.
     pub reason: &'static str,
 }
 

@@ -14,12 +14,15 @@
 //! parsed and a stopped pipeline requests nothing more. A next link must point at the
 //! configured endpoint's origin; the token is never sent anywhere else.
 //!
-//! Failures (§9, §11): 401 → one token refresh and retry; 429/503/504 → wait `Retry-After`
+//! Failures (§9, §11): 401 → one token refresh and retry; 429/503 → wait `Retry-After`
 //! (or 2 s, 4 s, 8 s … without one, capped) and retry up to `max_retries` times; Exchange's
 //! transient exceptions (`DCOverloadedException`, …) likewise; connection failures before a
-//! request was sent are retried too. Each request has the cmdlet's timeout (the module's:
-//! 960 s, longer for a few cmdlets); running out of it is a clear error saying what to do.
-//! Response bodies are read up to `max_page_bytes`.
+//! request was sent are retried too. A request that may have reached Exchange without an
+//! answer (the connection broke after it was sent, a 504) is sent again only for a `Get-`:
+//! [`may_resend`] is the one rule, which `winrm` mode follows too. Each request has the
+//! cmdlet's timeout (the module's: 960 s, longer for a few cmdlets); running out of it is a
+//! clear error saying what to do, never a resend. Response bodies are read up to
+//! `max_page_bytes`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +61,79 @@ const TRANSIENT: &[&str] = &[
     "ADServerSettingsChangedException",
     "StorageTransientException",
 ];
+
+/// What became of a request to Exchange that got no usable answer: the input of
+/// [`may_resend`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// It never left: no connection could be made.
+    NotSent,
+    /// Exchange answered that it did not run it (401, 403 role refusal, a redirect, 421, 429,
+    /// 503, a transient exception such as `DCOverloadedException`).
+    Refused,
+    /// It may have run: the connection broke after it was sent, or a gateway gave up on it
+    /// (504).
+    Lost,
+    /// The request's own deadline passed: it may have run, and waiting again is the caller's
+    /// choice, not the proxy's.
+    TimedOut,
+}
+
+impl Delivery {
+    /// A transport error's delivery: a failed connect never sent anything.
+    pub fn of(e: &reqwest::Error) -> Self {
+        if e.is_connect() {
+            Self::NotSent
+        } else if e.is_timeout() {
+            Self::TimedOut
+        } else {
+            Self::Lost
+        }
+    }
+}
+
+/// The one retry rule for requests to Exchange, in both modes (docs/design.md, "Retries"):
+/// a request is sent again only when it never left or Exchange said it did not run it, or,
+/// when it may have run, only if running it twice changes nothing (`read_only`: a `Get-`).
+/// A timed-out request is never sent again. The caller bounds the number of attempts.
+pub fn may_resend(delivery: Delivery, read_only: bool) -> bool {
+    match delivery {
+        Delivery::NotSent | Delivery::Refused => true,
+        Delivery::Lost => read_only,
+        Delivery::TimedOut => false,
+    }
+}
+
+/// Whether a transport error is Exchange's TLS certificate being refused: sending again
+/// cannot help, and the fix is the operator's.
+fn certificate_refused(e: &reqwest::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        // rustls' error reaches reqwest wrapped in an io::Error, whose `source` skips it.
+        let wrapped = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .map(|w| w as &(dyn std::error::Error + 'static));
+        // The type when it can be reached, else rustls' own wording for it.
+        if [Some(c), wrapped].into_iter().flatten().any(|err| {
+            matches!(
+                err.downcast_ref::<rustls::Error>(),
+                Some(rustls::Error::InvalidCertificate(_))
+            ) || err.to_string().starts_with("invalid peer certificate")
+        }) {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// Whether running `cmdlet` twice changes nothing (its verb is `Get`).
+pub fn read_only(cmdlet: &str) -> bool {
+    cmdlet
+        .split_once('-')
+        .is_some_and(|(verb, _)| verb.eq_ignore_ascii_case("Get"))
+}
 
 /// Limits and behaviour of the REST client. Defaults are the module's (§11.1).
 #[derive(Debug, Clone)]
@@ -553,13 +629,13 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
         url
     }
 
-    /// A 2xx body, up to [`RestSettings::max_page_bytes`]: refused by its `Content-Length`
-    /// before reading, or as soon as the bytes read pass the limit, never after.
-    async fn read_body(&self, resp: reqwest::Response, cmdlet: &str) -> Result<Bytes, Failure> {
+    /// Why a 2xx body could not be read ([`read_capped`] up to
+    /// [`RestSettings::max_page_bytes`]: refused by its `Content-Length` before reading, or as
+    /// soon as the bytes read pass the limit, never after), as the cmdlet's error.
+    fn body_failure(&self, cmdlet: &str, capped: Capped) -> Failure {
         let limit = self.settings.max_page_bytes;
-        match read_capped(resp, limit).await {
-            Ok(body) => Ok(body),
-            Err(Capped::TooLarge) => Err(Failure::Terminating(bridge_record(
+        match capped {
+            Capped::TooLarge => Failure::Terminating(bridge_record(
                 cmdlet,
                 "ResponseTooLarge",
                 ErrorCategory::LimitsExceeded,
@@ -567,12 +643,20 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
                     "Exchange Online's answer to {cmdlet} is larger than the bridge's limit of {limit} bytes per \
                      page; ask for fewer objects per call (-ResultSize, -Filter) or select fewer properties."
                 ),
-            ))),
-            Err(Capped::Transport(e)) => Err(self.transport_failure(cmdlet, &e)),
+            )),
+            Capped::Transport(e) => self.transport_failure(cmdlet, &e),
         }
     }
 
     fn transport_failure(&self, cmdlet: &str, e: &reqwest::Error) -> Failure {
+        let delivery = Delivery::of(e);
+        // What the user must know before running it again: whether it may have run.
+        let may_have_run = if read_only(cmdlet) || may_resend(delivery, false) {
+            ""
+        } else {
+            " It may or may not have run, so the proxy did not send it again: check the result (with the \
+             matching Get- cmdlet) before running it again."
+        };
         if e.is_timeout() {
             let limit = self.settings.timeout_for(cmdlet);
             let limit = if limit < Duration::from_secs(1) {
@@ -587,16 +671,33 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
                 format!(
                     "Exchange Online did not finish {cmdlet} within {limit}. The REST API stops every cmdlet \
                      after 15 minutes: narrow the query (-ResultSize, -Filter, -Identity) or split the work into \
-                     smaller batches."
+                     smaller batches.{may_have_run}"
                 ),
             ));
+        }
+        let mut reason = e.to_string();
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            reason.push_str(": ");
+            reason.push_str(&c.to_string());
+            cause = c.source();
+        }
+        let what = match delivery {
+            Delivery::NotSent => "could not be reached for",
+            _ => "stopped answering during",
+        };
+        if certificate_refused(e) {
+            reason.push_str(
+                "; Exchange's TLS certificate was not accepted: if the endpoint uses a private CA, set \
+                 [exchange] ca_file to its certificate",
+            );
         }
         Failure::Terminating(bridge_record(
             cmdlet,
             "ConnectionError",
             ErrorCategory::ConnectionError,
             format!(
-                "Exchange Online at {} could not be reached for {cmdlet}: {e}",
+                "Exchange Online at {} {what} {cmdlet} ({reason}).{may_have_run}",
                 self.settings.endpoint
             ),
         ))
@@ -657,6 +758,7 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
     ) -> Result<(Bytes, ErrorOrigin, Url), Failure> {
         let cmdlet = ctx.entry.metadata.name.as_str();
         let tenant = &ctx.caller.tenant;
+        let read_only = read_only(cmdlet);
         let mut refreshed = false;
         let mut attempt = 0u32;
         let mut token = self
@@ -710,20 +812,43 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
                         .forget(&ctx.caller.tenant_id, "connection failed");
                     continue;
                 }
-                Err(e) if e.is_connect() && attempt < self.settings.max_retries => {
-                    tracing::warn!(%cmdlet, %request_id, error = %e, "Exchange unreachable; retrying");
-                    self.count_retry("connect");
-                    tokio::time::sleep(self.backoff(attempt, None)).await;
-                    attempt += 1;
-                    continue;
+                Err(e) => {
+                    let delivery = Delivery::of(&e);
+                    if may_resend(delivery, read_only)
+                        && attempt < self.settings.max_retries
+                        && !certificate_refused(&e)
+                    {
+                        tracing::warn!(%cmdlet, %request_id, error = %e, ?delivery, "no answer from Exchange; sending again");
+                        self.count_retry(match delivery {
+                            Delivery::NotSent => "connect",
+                            _ => "lost",
+                        });
+                        tokio::time::sleep(self.backoff(attempt, None)).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(self.transport_failure(cmdlet, &e));
                 }
-                Err(e) => return Err(self.transport_failure(cmdlet, &e)),
             };
             let status = resp.status().as_u16();
             let origin = origin(&resp);
             tracing::debug!(%cmdlet, %request_id, exchange_request_id = %origin.request_id, status, user = %ctx.caller.user, "InvokeCommand");
             match status {
-                200..=299 => return Ok((self.read_body(resp, cmdlet).await?, origin, url.clone())),
+                200..=299 => match read_capped(resp, self.settings.max_page_bytes).await {
+                    Ok(body) => return Ok((body, origin, url.clone())),
+                    // The page broke off: a Get- asks for it again, nothing else is resent.
+                    Err(Capped::Transport(e))
+                        if may_resend(Delivery::of(&e), read_only)
+                            && attempt < self.settings.max_retries =>
+                    {
+                        tracing::warn!(%cmdlet, %request_id, error = %e, "the answer broke off; asking again");
+                        self.count_retry("lost");
+                        tokio::time::sleep(self.backoff(attempt, None)).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    Err(capped) => return Err(self.body_failure(cmdlet, capped)),
+                },
                 421 if may_rediscover => {
                     may_rediscover = false;
                     self.regions
@@ -744,7 +869,17 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
                         continue;
                     }
                 }
-                429 | 503 | 504 if attempt < self.settings.max_retries => {
+                429 | 503 | 504
+                    if attempt < self.settings.max_retries
+                        && may_resend(
+                            if status == 504 {
+                                Delivery::Lost
+                            } else {
+                                Delivery::Refused
+                            },
+                            read_only,
+                        ) =>
+                {
                     let hint = retry_after(&resp);
                     if let Some(wait) = hint.filter(|w| *w > self.settings.max_retry_after) {
                         return Err(self.wait_refused(cmdlet, tenant, status, wait));
@@ -871,6 +1006,16 @@ impl<T: TokenProvider + ?Sized> RestClient<T> {
                     ),
                 )),
                 (400..=499, Some(e)) => Failure::from_exchange(&e, cmdlet, &origin),
+                (504, _) if !read_only => Failure::Terminating(bridge_record(
+                    cmdlet,
+                    "OperationTimeout",
+                    ErrorCategory::OperationTimeout,
+                    format!(
+                        "Exchange Online's gateway gave up waiting for {cmdlet} in tenant {tenant} (HTTP 504): it may \
+                         or may not have run, so the proxy did not send it again. Check the result (with the matching \
+                         Get- cmdlet) before running it again."
+                    ),
+                )),
                 (_, e) => Failure::Terminating(bridge_record(
                     cmdlet,
                     "ServerSideError",

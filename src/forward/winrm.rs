@@ -25,6 +25,13 @@
 //! for an hour at most, and dropped when the pod fails), so the following requests of that
 //! shell go straight to the pod.
 //!
+//! Resends follow the bridge's one rule (`bridge::rest::may_resend`, docs/design.md
+//! "Retries"). The proxy cannot tell a read from a write inside a WS-Man envelope, so every
+//! request counts as one that changes something: it is sent again only when it never left
+//! (a failed connect, once, to the endpoint if a pinned pod failed) or when Exchange answered
+//! that it did not act on it (a refusal, a redirect) — never after the connection broke or
+//! the deadline passed once it was sent.
+//!
 //! A 401 (or a role refusal) gets one retry with a newer token; the engine bounds these
 //! forced refreshes per tenant, and while it has no newer token the diagnosis is given at
 //! once, so a script hammering a refused tenant costs Entra one request per interval and
@@ -50,6 +57,7 @@ use super::client::{self, UpstreamError};
 use super::query::query_pairs;
 use super::redirect::{Pins, RedirectPolicy};
 use super::{Inbound, Route, policy};
+use crate::bridge::rest::{Delivery, may_resend};
 use crate::config::TenantName;
 use crate::errors::{Body, ProxyError};
 use crate::token::{AccessToken, Diagnosis, TokenProvider};
@@ -168,7 +176,7 @@ impl Winrm {
             let no_role = token.lacks_directory_role();
             // Exchange rejected the token itself: a new token, once.
             if status == StatusCode::UNAUTHORIZED {
-                if !refreshed {
+                if !refreshed && may_resend(Delivery::Refused, false) {
                     refreshed = true;
                     if let Some(newer) = self.newer_token(route, &token).await? {
                         token = newer;
@@ -205,7 +213,7 @@ impl Winrm {
                 let text = String::from_utf8_lossy(&bytes);
                 if status == StatusCode::FORBIDDEN || ROLE_REFUSALS.iter().any(|r| text.contains(r))
                 {
-                    if !refreshed {
+                    if !refreshed && may_resend(Delivery::Refused, false) {
                         refreshed = true;
                         if let Some(newer) = self.newer_token(route, &token).await? {
                             token = newer;
@@ -330,7 +338,9 @@ impl Winrm {
         let tenant = &route.tenant;
         let mut url = self.upstream_url(route, query);
         let authorization = upstream_authorization(&tenant.tenant_id.0, token);
-        for hop in 0..=MAX_REDIRECTS {
+        let mut hop = 0;
+        let mut resent = false;
+        loop {
             let mut out = HeaderMap::with_capacity(headers.len() + 2);
             for (name, value) in headers {
                 if !is_hop_by_hop(name, headers) && !DROPPED_REQUEST_HEADERS.contains(name) {
@@ -356,13 +366,25 @@ impl Winrm {
                 Ok(rsp) => rsp,
                 Err(e) => {
                     self.pins.drop_failed(&tenant.name, &url);
+                    // A WS-Man request may change something: sent again only if it never
+                    // left, once, to the endpoint when the pinned pod was what failed.
+                    if !resent && may_resend(Delivery::of(&e), false) {
+                        resent = true;
+                        tracing::info!(tenant = %tenant.name, to = %strip_query(&url), error = %e,
+                            "Exchange could not be reached; trying once more");
+                        url = self.upstream_url(route, query);
+                        continue;
+                    }
                     return Err(transport_error(&tenant.name, &url, deadline, &e));
                 }
             };
             if rsp.status().is_server_error() {
                 self.pins.drop_failed(&tenant.name, &url);
             }
-            if !rsp.status().is_redirection() || rsp.status() == StatusCode::NOT_MODIFIED {
+            let redirected =
+                rsp.status().is_redirection() && rsp.status() != StatusCode::NOT_MODIFIED;
+            // A redirect is Exchange saying it did not act on the request here.
+            if !redirected || !may_resend(Delivery::Refused, false) {
                 return Ok(rsp);
             }
             let location = rsp
@@ -405,8 +427,8 @@ impl Winrm {
             tracing::info!(tenant = %tenant.name, to = %strip_query(&next), "Exchange redirected: following and pinning");
             self.pins.pin(&tenant.name, &next);
             url = next;
+            hop += 1;
         }
-        unreachable!("the loop returns on its last iteration")
     }
 }
 

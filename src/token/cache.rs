@@ -424,7 +424,9 @@ fn entry(fetched: Fetched, s: &Settings, key: &CacheKey) -> Result<Entry, TokenE
         return Err(TokenError::Malformed {
             tenant: key.tenant.clone(),
             detail: format!(
-                "Entra issued a token valid for only {} s, less than the {} s safety margin",
+                "Entra issued a token valid for only {} s, less than the {} s safety margin the proxy \
+                 keeps before expiry (Entra issues 60–90 minutes): is [entra] authority a Microsoft \
+                 identity platform endpoint, or does a token lifetime policy on the app shorten it?",
                 fetched.lifetime.as_secs(),
                 s.expiry_margin.as_secs()
             ),

@@ -10,6 +10,12 @@
 //! `correlation_id`) become [`TokenError::Rejected`] with the fix for the common AADSTS codes
 //! (entra-client-credentials.md §6.1); 5xx, 429 and network failures become
 //! [`TokenError::Unavailable`], which the cache retries.
+//!
+//! An app certificate replaced on disk while the proxy serves (a rotation in place) is picked
+//! up by the configuration reload (`crate::reload` watches the credential files and hands the
+//! engine new targets): one that does not load yet (the key written after the certificate)
+//! leaves the previous credential in use until the files change again. Tokens already issued
+//! stay valid, so a rotation costs no outage.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -157,8 +163,8 @@ impl EntraSource {
     }
 
     /// Replaces every target (a config reload); returns the ones replaced.
-    pub fn replace_targets(&self, targets: Vec<Target>) -> Arc<Targets> {
-        self.targets.swap(Arc::new(index(targets)))
+    pub fn replace_targets(&self, targets: Targets) -> Arc<Targets> {
+        self.targets.swap(Arc::new(targets))
     }
 
     /// The target for `tenant`.
@@ -235,7 +241,7 @@ impl EntraSource {
             .body(body.into_exposed())
             .send()
             .await
-            .map_err(|e| unavailable(None, error_chain(&e), None))?;
+            .map_err(|e| unavailable(None, unreachable_reason(&e), None))?;
         let status = rsp.status();
         let retry_after = rsp
             .headers()
@@ -258,6 +264,10 @@ impl EntraSource {
                     Some(code) => format!("HTTP {status}: AADSTS{code}: {}", b.first_line()),
                     None => format!("HTTP {status}: {}", b.first_line()),
                 },
+            );
+            let reason = format!(
+                "{reason} (an outage or throttling at Entra ID: tokens already cached keep \
+                 working, and this tenant gets one when Entra recovers)"
             );
             return Err(unavailable(Some(status.as_u16()), reason, retry_after));
         }
@@ -296,7 +306,11 @@ impl EntraSource {
         }
         let ok: Ok_ = serde_json::from_slice(bytes).map_err(|e| TokenError::Malformed {
             tenant: t.tenant.clone(),
-            detail: format!("the token response is not the expected JSON ({e})"),
+            detail: format!(
+                "the token response is not the expected JSON ({e}): is [entra] authority a \
+                 Microsoft identity platform endpoint? (a proxy or captive portal in the network \
+                 path answers like this)"
+            ),
         })?;
         let lifetime = seconds(&ok.expires_in).map_err(|why| TokenError::Malformed {
             tenant: t.tenant.clone(),
@@ -309,13 +323,18 @@ impl EntraSource {
                 max_s = super::MAX_TOKEN_LIFETIME.as_secs(), "Entra's expires_in is implausibly long; clamped");
         }
         let lifetime = lifetime.min(super::MAX_TOKEN_LIFETIME);
+        let decoded = Claims::decode(&ok.access_token);
+        let lifetime = match &decoded {
+            Ok(c) => believed_lifetime(&t.tenant, lifetime, c.exp, SystemTime::now()),
+            Err(_) => lifetime,
+        };
         // `refresh_in` is advice: an unusable one is ignored (refresh at half-life).
         let refresh_in = ok
             .refresh_in
             .as_ref()
             .and_then(|v| seconds(v).ok())
             .map(|d| d.min(lifetime));
-        let (uti, diagnosis) = match Claims::decode(&ok.access_token) {
+        let (uti, diagnosis) = match decoded {
             Ok(c) => {
                 let d = claims::diagnose(
                     &c,
@@ -354,6 +373,50 @@ impl EntraSource {
             refresh_in,
         })
     }
+}
+
+/// The shortest lifetime believed from a token's `exp` when it is earlier than `expires_in`
+/// says: above the cache's five-minute safety margin, so a host clock running fast costs
+/// extra refreshes, never an outage.
+const MIN_EXP_LIFETIME: Duration = Duration::from_secs(360);
+
+/// How long a token lives: `expires_in`, or less when its `exp` says it expires earlier (a
+/// token must be refreshed before Exchange refuses it, not after), never below
+/// [`MIN_EXP_LIFETIME`]. `exp` 0 means the token carries none.
+fn believed_lifetime(
+    tenant: &TenantName,
+    expires_in: Duration,
+    exp: u64,
+    now: SystemTime,
+) -> Duration {
+    let now_s = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if exp == 0 {
+        return expires_in;
+    }
+    let by_exp = Duration::from_secs(exp.saturating_sub(now_s));
+    if by_exp + Duration::from_secs(60) >= expires_in {
+        return expires_in;
+    }
+    let believed = by_exp.max(MIN_EXP_LIFETIME).min(expires_in);
+    tracing::warn!(%tenant, expires_in_s = expires_in.as_secs(), exp_in_s = by_exp.as_secs(),
+        believed_s = believed.as_secs(),
+        "the token's exp is earlier than Entra's expires_in: refreshing by exp (if this host's clock runs fast, fix it: NTP)");
+    believed
+}
+
+/// Why Entra could not be reached, with what to check.
+fn unreachable_reason(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "Entra ID did not answer in time (timed out)"
+    } else {
+        "Entra ID could not be reached"
+    };
+    format!(
+        "{what}: {}; check [entra] authority, DNS and the network path to it, and [entra] ca_file",
+        error_chain(e)
+    )
 }
 
 /// A whole number of seconds, as a JSON number or string (Entra has sent both). Negative,
@@ -523,6 +586,30 @@ fn fix_for(code: Option<u32>, t: &Target, cred: &Credential) -> String {
 mod tests {
     use super::*;
     use crate::config::TenantId;
+
+    #[test]
+    fn a_token_is_believed_until_the_earlier_of_exp_and_expires_in_never_below_the_floor() {
+        let t = TenantName("contoso".into());
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let hour = Duration::from_secs(3600);
+        let at = |secs: u64| 1_000_000 + secs;
+        // No exp, or exp agreeing with expires_in (within a minute): expires_in.
+        assert_eq!(believed_lifetime(&t, hour, 0, now), hour);
+        assert_eq!(believed_lifetime(&t, hour, at(3600), now), hour);
+        assert_eq!(believed_lifetime(&t, hour, at(3550), now), hour);
+        assert_eq!(believed_lifetime(&t, hour, at(7200), now), hour);
+        // exp earlier: exp.
+        assert_eq!(
+            believed_lifetime(&t, hour, at(900), now),
+            Duration::from_secs(900)
+        );
+        // exp in the past or nearly (this host's clock runs fast): the floor, not an outage.
+        assert_eq!(believed_lifetime(&t, hour, at(10), now), MIN_EXP_LIFETIME);
+        assert_eq!(believed_lifetime(&t, hour, 5, now), MIN_EXP_LIFETIME);
+        // Never longer than expires_in.
+        let short = Duration::from_secs(200);
+        assert_eq!(believed_lifetime(&t, short, at(10), now), short);
+    }
 
     fn target() -> Target {
         Target {

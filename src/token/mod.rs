@@ -438,8 +438,32 @@ impl TokenEngine {
     /// fetch failed: its cached state is forgotten, so the next request asks Entra at once
     /// with the new settings instead of waiting out a back-off or using the old tenant's token.
     /// Reads the credential files synchronously, like [`TokenEngine::new`].
+    ///
+    /// A tenant whose credential files changed but do not load (yet: the key written after the
+    /// certificate, a half-copied PFX) keeps the credential it had, with a warning; the next
+    /// change of the files is tried again.
     pub async fn reload(&self, config: &Config, env: &dyn Environment) {
         let (targets, keys) = tenants_of(config, env);
+        let targets: client::Targets = targets
+            .into_iter()
+            .map(|target| {
+                let kept = match (&target.credential, self.target(&target.tenant)) {
+                    (Err(problem), Some(old))
+                        if old.credential.is_ok()
+                            && old.settings == target.settings
+                            && old.tenant_id == target.tenant_id
+                            && old.client_id == target.client_id =>
+                    {
+                        tracing::warn!(tenant = %target.tenant, error = %problem,
+                            "app credential changed on disk but does not load (yet): keeping the previous one");
+                        Some(old)
+                    }
+                    _ => None,
+                };
+                let target = kept.unwrap_or_else(|| Arc::new(target));
+                (target.tenant.clone(), target)
+            })
+            .collect();
         let old_targets = self.cache.source().replace_targets(targets);
         let old_keys = self.keys.swap(Arc::new(keys));
         for (tenant, key) in old_keys.iter() {

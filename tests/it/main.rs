@@ -13,6 +13,7 @@ mod config;
 mod config_env;
 mod deploy;
 mod docs;
+mod faults;
 mod hostile_upstream;
 mod lifecycle;
 mod local_cmdlets;

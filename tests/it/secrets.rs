@@ -2,7 +2,9 @@
 //! cases (wrong password, a refused tenant, Entra failing), with every log line captured in
 //! both the text and the JSON format at the most verbose level, then grepped for each secret
 //! the run used: the password, the Basic blob, the access tokens, the client assertion (any
-//! JWT at all) and the private key's PEM body.
+//! JWT at all) and the private key's PEM body. Each run also writes an audit file
+//! (`[audit] file`), grepped for the same secrets: the audit log is read by more people than
+//! the operator, so it must hold even less.
 
 use base64::Engine as _;
 use exo_authproxy::config::{Mode, TenantName};
@@ -54,7 +56,8 @@ fn private_key_lines(dir: &std::path::Path, found: &mut Vec<String>) {
 const PASSWORD: &str = "Pw-7f3c9e1b-secret-Kq";
 const WRONG_PASSWORD: &str = "not-the-password-Zq81";
 
-async fn run_mode(mode: Mode, secrets: &mut Secrets) {
+/// Runs the session and the failing cases in `mode`; returns the audit file's text.
+async fn run_mode(mode: Mode, secrets: &mut Secrets) -> String {
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -63,7 +66,15 @@ async fn run_mode(mode: Mode, secrets: &mut Secrets) {
     options.password = PASSWORD.into();
     options.tenants = world_tenants();
     options.adminapi = Some(adminapi);
+    options.audit_file = true;
     let world = World::start(dir.path(), options).await.expect("world");
+    let audit_file = world
+        .config
+        .audit
+        .as_ref()
+        .expect("[audit] file is configured")
+        .file
+        .clone();
     let (prepared, tokens) = world.prepare_for_mode().expect("prepare");
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut running =
@@ -129,6 +140,7 @@ async fn run_mode(mode: Mode, secrets: &mut Secrets) {
         secrets.add("private key PEM line", line);
     }
     running.shutdown().await.expect("clean shutdown");
+    std::fs::read_to_string(&audit_file).expect("the audit file was written")
 }
 
 #[tokio::test]
@@ -161,10 +173,31 @@ async fn no_secret_reaches_the_logs_in_either_format_issue_13() {
         base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}")),
     );
     secrets.add("wrong password", WRONG_PASSWORD);
+    let mut audits = Vec::new();
     for mode in [Mode::Rest, Mode::Winrm] {
-        run_mode(mode, &mut secrets).await;
+        audits.push((mode, run_mode(mode, &mut secrets).await));
     }
     drop(guard);
+
+    for (mode, audit) in &audits {
+        // The run is in it: the refused login and the session.
+        for wanted in ["\"login-failed\"", "\"session-opened\""] {
+            assert!(
+                audit.contains(wanted),
+                "the {mode:?} audit file records {wanted}:\n{audit}"
+            );
+        }
+        for (what, value) in &secrets.0 {
+            assert!(
+                !audit.contains(value.as_str()),
+                "the {what} appears in the {mode:?} audit file"
+            );
+        }
+        let jwt = audit
+            .find("eyJ")
+            .map(|i| &audit[i.saturating_sub(80)..(i + 80).min(audit.len())]);
+        assert!(jwt.is_none(), "a JWT in the {mode:?} audit file: {jwt:?}");
+    }
 
     for (format, logs) in [("text", text.text()), ("json", json.text())] {
         assert!(

@@ -580,6 +580,13 @@ impl Default for SandboxedOptions {
 impl Sandboxed {
     /// Starts the world and the proxy.
     pub async fn start(options: SandboxedOptions) -> Self {
+        Self::start_tweaked(options, |_| {}).await
+    }
+
+    /// [`Sandboxed::start`], with the loaded config changed by `tweak` before the proxy is
+    /// prepared: the fault tests point `[exchange] endpoint` or `[entra] authority` at a
+    /// scripted server of their own.
+    pub async fn start_tweaked(options: SandboxedOptions, tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut world_options =
@@ -589,9 +596,10 @@ impl Sandboxed {
         world_options.adminapi = options.adminapi;
         world_options.compliance_admins = options.compliance_admins;
         world_options.audit_file = options.audit_file;
-        let world = World::start(dir.path(), world_options)
+        let mut world = World::start(dir.path(), world_options)
             .await
             .expect("sandbox world");
+        tweak(&mut world.config);
         let (mut prepared, tokens) = match options.rest {
             Some(rest) => world.prepare(Some(rest)),
             None => world.prepare_for_mode(),
