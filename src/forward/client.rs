@@ -5,11 +5,42 @@
 //! `[exchange] endpoint` the same way; a difference between them would show up as "works in
 //! winrm mode, TLS error in rest mode". Redirects are never followed by the client itself:
 //! `winrm` follows them under its own policy (`redirect`), and the REST API does not redirect.
+//!
+//! Two clients: the rest mode's (reqwest, [`http_client`]: JSON, paging, a few requests per
+//! cmdlet) and the passthrough hop's ([`Passthrough`]: every WS-Man request of every client).
+//! The passthrough hop is hyper's HTTP/1.1 connection API over tokio-rustls with a pool of its
+//! own, because that hop is the product's hot path and reqwest's pool cannot keep the promise
+//! "never more upstream connections than client requests in flight": hyper-util's legacy pool
+//! (under reqwest) races a new connect against the checkout whenever no idle connection is
+//! there *yet*, and keeps the connection it opened even when the checkout wins. An answer's
+//! connection goes back to its pool only after a spawned task sees it ready again, which is
+//! after the proxy already handed the answer's last byte to its client, so a client that sends
+//! its next request at once found no idle connection and a new one was opened: 94 upstream
+//! connections for 64 client connections (issue 16). Here a connection is handed back the
+//! moment its answer's last frame is read, *before* that frame goes to the client, and a
+//! checkout only connects when no idle connection exists, so a client's next request always
+//! finds the connection its previous one used. It also drops reqwest's per-request layers
+//! (URL re-parsing, redirect and timeout wrappers, boxed futures): BENCHMARKS.md "passthrough"
+//! has the instruction counts.
 
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, Uri};
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 use url::Url;
 
 /// A connection attempt to Exchange gives up after this (then the request fails clearly).
@@ -36,7 +67,7 @@ pub enum UpstreamError {
         /// Why.
         reason: String,
     },
-    /// reqwest refused the configuration.
+    /// reqwest or rustls refused the configuration.
     #[error("cannot build the HTTPS client for Exchange: {0}")]
     Client(String),
 }
@@ -104,4 +135,348 @@ pub fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Upstre
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Idle upstream connections kept per origin at most (beyond this a returned one is closed).
+const MAX_IDLE_PER_ORIGIN: usize = 1024;
+/// Upstream answer heads (status line + headers) are read into a buffer of at most this; the
+/// body streams through it in pieces. Exchange's heads are ~1 KiB; hyper's default is ~400 KiB.
+const UPSTREAM_MAX_BUF: usize = 64 * 1024;
+
+/// Why a passthrough request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No answer (or no complete answer) within the request's deadline.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// TCP or TLS connect failed.
+    #[error("connecting: {0}")]
+    Connect(String),
+    /// The request or the answer's head failed on the connection.
+    #[error("{0}")]
+    Http(String),
+}
+
+/// Where a connection goes: scheme, host, port (the pool's key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    https: bool,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    fn matches(&self, url: &Url) -> bool {
+        self.https == (url.scheme() == "https")
+            && url.host_str() == Some(self.host.as_str())
+            && url.port_or_known_default() == Some(self.port)
+    }
+}
+
+struct IdleConn {
+    sender: SendRequest<Full<Bytes>>,
+    since: Instant,
+}
+
+/// Idle connections per origin, most recently returned last.
+type IdleLists = Vec<(Origin, VecDeque<IdleConn>)>;
+
+struct Shared {
+    tls: tokio_rustls::TlsConnector,
+    idle: Mutex<IdleLists>,
+    opened: AtomicU64,
+}
+
+impl Shared {
+    fn idle(&self) -> std::sync::MutexGuard<'_, IdleLists> {
+        self.idle.lock().expect("the pool lock is never poisoned")
+    }
+
+    /// The most recently returned live connection to `url`'s origin, if any.
+    fn checkout(&self, url: &Url) -> Option<(Origin, SendRequest<Full<Bytes>>)> {
+        let mut lists = self.idle();
+        let (origin, list) = lists.iter_mut().find(|(o, _)| o.matches(url))?;
+        while let Some(idle) = list.pop_back() {
+            if !idle.sender.is_closed() && idle.since.elapsed() < POOL_IDLE_TIMEOUT {
+                return Some((origin.clone(), idle.sender));
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, origin: Origin, sender: SendRequest<Full<Bytes>>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut lists = self.idle();
+        let at = match lists.iter().position(|(o, _)| *o == origin) {
+            Some(at) => at,
+            None => {
+                lists.push((origin, VecDeque::new()));
+                lists.len() - 1
+            }
+        };
+        let list = &mut lists[at].1;
+        // Connections idle too long are closed here and at checkout (no sweeper task).
+        while list
+            .front()
+            .is_some_and(|c| c.since.elapsed() >= POOL_IDLE_TIMEOUT || c.sender.is_closed())
+        {
+            list.pop_front();
+        }
+        if list.len() < MAX_IDLE_PER_ORIGIN {
+            list.push_back(IdleConn {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+/// The passthrough hop's client (cheap to clone; one pool).
+#[derive(Clone)]
+pub struct Passthrough {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Passthrough {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Passthrough")
+            .field("opened", &self.connections_opened())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Passthrough {
+    /// A client trusting the public roots plus `ca_file` ([`client_tls`]).
+    ///
+    /// # Errors
+    /// [`UpstreamError::CaFile`].
+    pub fn new(ca_file: Option<&Path>) -> Result<Self, UpstreamError> {
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(client_tls(ca_file)?));
+        Ok(Self {
+            shared: Arc::new(Shared {
+                tls,
+                idle: Mutex::new(Vec::new()),
+                opened: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Upstream connections opened so far (tests, benchmarks).
+    pub fn connections_opened(&self) -> u64 {
+        self.shared.opened.load(Ordering::Relaxed)
+    }
+
+    /// POSTs `body` to `url` with `headers` (`Host` is set here) on a pooled connection. The
+    /// answer's head must arrive, and its body end, within `deadline`.
+    ///
+    /// # Errors
+    /// [`SendError`].
+    pub async fn post(
+        &self,
+        url: &Url,
+        mut headers: HeaderMap,
+        body: Bytes,
+        deadline: Duration,
+    ) -> Result<Response<PooledBody>, SendError> {
+        let mut timer = Box::pin(tokio::time::sleep(deadline));
+        let uri = Uri::try_from(&url[url::Position::BeforePath..url::Position::AfterQuery])
+            .map_err(|e| SendError::Http(format!("request URI: {e}")))?;
+        headers.insert(header::HOST, host_header(url)?);
+        let build = |body: Bytes, headers: HeaderMap| {
+            let mut req = Request::new(Full::new(body));
+            *req.method_mut() = Method::POST;
+            *req.uri_mut() = uri.clone();
+            *req.headers_mut() = headers;
+            req
+        };
+        let exchange = async {
+            // A pooled connection the upstream closed meanwhile fails before the request is
+            // written ("canceled"): that one request is sent again on a new connection.
+            if let Some((origin, mut sender)) = self.shared.checkout(url) {
+                if sender.ready().await.is_ok() {
+                    match sender
+                        .send_request(build(body.clone(), headers.clone()))
+                        .await
+                    {
+                        Ok(rsp) => return Ok((origin, sender, rsp)),
+                        Err(e) if !e.is_canceled() => return Err(SendError::Http(chain(&e))),
+                        Err(_) => {}
+                    }
+                }
+            }
+            let (origin, mut sender) = self.connect(url).await?;
+            let rsp = sender
+                .send_request(build(body, headers))
+                .await
+                .map_err(|e| SendError::Http(chain(&e)))?;
+            Ok((origin, sender, rsp))
+        };
+        let (origin, sender, rsp) = tokio::select! {
+            biased;
+            done = exchange => done?,
+            () = timer.as_mut() => return Err(SendError::Timeout(deadline)),
+        };
+        let (parts, body) = rsp.into_parts();
+        let mut body = PooledBody {
+            body,
+            home: Some((self.shared.clone(), origin, sender)),
+            timer,
+            deadline,
+        };
+        if body.body.is_end_stream() {
+            body.give_back();
+        }
+        Ok(Response::from_parts(parts, body))
+    }
+
+    async fn connect(&self, url: &Url) -> Result<(Origin, SendRequest<Full<Bytes>>), SendError> {
+        let host = url
+            .host_str()
+            .ok_or_else(|| SendError::Connect("the URL has no host".into()))?;
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| SendError::Connect("the URL has no port".into()))?;
+        let https = url.scheme() == "https";
+        let origin = Origin {
+            https,
+            host: host.to_owned(),
+            port,
+        };
+        let dial = host.trim_start_matches('[').trim_end_matches(']');
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((dial, port)))
+            .await
+            .map_err(|_| {
+                SendError::Connect(format!("no TCP connection within {CONNECT_TIMEOUT:?}"))
+            })?
+            .map_err(|e| SendError::Connect(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        self.shared.opened.fetch_add(1, Ordering::Relaxed);
+        let mut builder = http1::Builder::new();
+        builder.max_buf_size(UPSTREAM_MAX_BUF);
+        let sender = if https {
+            let name = rustls_pki_types::ServerName::try_from(dial.to_owned())
+                .map_err(|e| SendError::Connect(format!("server name {dial:?}: {e}")))?;
+            let tls = tokio::time::timeout(CONNECT_TIMEOUT, self.shared.tls.connect(name, tcp))
+                .await
+                .map_err(|_| {
+                    SendError::Connect(format!("no TLS handshake within {CONNECT_TIMEOUT:?}"))
+                })?
+                .map_err(|e| SendError::Connect(format!("TLS: {e}")))?;
+            handshake(&builder, tls).await?
+        } else {
+            handshake(&builder, tcp).await?
+        };
+        Ok((origin, sender))
+    }
+}
+
+async fn handshake<T>(
+    builder: &http1::Builder,
+    io: T,
+) -> Result<SendRequest<Full<Bytes>>, SendError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = builder
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| SendError::Http(chain(&e)))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    sender
+        .ready()
+        .await
+        .map_err(|e| SendError::Http(chain(&e)))?;
+    Ok(sender)
+}
+
+/// `Host`: the URL's host, with the port when it is not the scheme's default.
+fn host_header(url: &Url) -> Result<HeaderValue, SendError> {
+    let host = url.host_str().unwrap_or_default();
+    let value = match url.port() {
+        Some(port) => HeaderValue::from_str(&format!("{host}:{port}")),
+        None => HeaderValue::from_str(host),
+    };
+    value.map_err(|e| SendError::Http(format!("Host header: {e}")))
+}
+
+/// An error and its causes, in one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// An upstream answer's body: streamed as it arrives, its connection handed back to the pool
+/// the moment the last frame is read (before the caller forwards that frame), and cut with a
+/// timeout error when the request's deadline passes first. Dropped unfinished, the connection
+/// is closed (the rest of that answer is never read).
+pub struct PooledBody {
+    body: Incoming,
+    home: Option<(Arc<Shared>, Origin, SendRequest<Full<Bytes>>)>,
+    timer: Pin<Box<Sleep>>,
+    deadline: Duration,
+}
+
+impl PooledBody {
+    fn give_back(&mut self) {
+        if let Some((shared, origin, sender)) = self.home.take() {
+            shared.give_back(origin, sender);
+        }
+    }
+}
+
+impl http_body::Body for PooledBody {
+    type Data = Bytes;
+    type Error = crate::errors::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        let frame = match polled {
+            Poll::Pending => {
+                ready!(this.timer.as_mut().poll(cx));
+                this.home = None;
+                return Poll::Ready(Some(Err(Box::new(SendError::Timeout(this.deadline)))));
+            }
+            Poll::Ready(frame) => frame,
+        };
+        match frame {
+            Some(Ok(frame)) => {
+                if this.body.is_end_stream() {
+                    this.give_back();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => {
+                this.home = None;
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            None => {
+                this.give_back();
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }

@@ -41,12 +41,12 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 use url::Url;
 
-use super::client::{self, UpstreamError};
+use super::client::{self, Passthrough, PooledBody, SendError, UpstreamError};
 use super::query::query_pairs;
 use super::redirect::{Pins, RedirectPolicy};
 use super::{Inbound, Route, policy};
@@ -92,7 +92,7 @@ pub struct Counters {
 
 /// The passthrough forwarder (one per proxy; cheap to share).
 pub struct Winrm {
-    client: reqwest::Client,
+    client: Passthrough,
     endpoint: Url,
     tokens: Arc<dyn TokenProvider>,
     redirects: RedirectPolicy,
@@ -121,7 +121,7 @@ impl Winrm {
     ) -> Result<Self, UpstreamError> {
         let endpoint = client::endpoint(endpoint)?;
         Ok(Self {
-            client: client::http_client(ca_file)?,
+            client: Passthrough::new(ca_file)?,
             redirects: RedirectPolicy::new(&endpoint),
             endpoint,
             tokens,
@@ -134,6 +134,11 @@ impl Winrm {
     /// Counters for tests and benchmarks.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Upstream connections opened so far (tests, benchmarks).
+    pub fn upstream_connections(&self) -> u64 {
+        self.client.connections_opened()
     }
 
     /// Forwards one WS-Man request with `token` (pre-flighted by the door).
@@ -192,7 +197,7 @@ impl Winrm {
                     StatusCode::FORBIDDEN | StatusCode::INTERNAL_SERVER_ERROR
                 );
             if inspect {
-                let (parts, body) = http::Response::from(upstream).into_parts();
+                let (parts, body) = upstream.into_parts();
                 let bytes = http_body_util::Limited::new(body, REFUSAL_INSPECT_LIMIT)
                     .collect()
                     .await
@@ -217,10 +222,7 @@ impl Winrm {
                 let rsp = Response::from_parts(parts, crate::errors::full(bytes));
                 return Ok(self.finish(conn, route, rsp, (started, action), &token));
             }
-            let rsp = http::Response::from(upstream).map(|b| {
-                b.map_err(|e| Box::new(e) as crate::errors::BoxError)
-                    .boxed_unsync()
-            });
+            let rsp = upstream.map(BodyExt::boxed_unsync);
             return Ok(self.finish(conn, route, rsp, (started, action), &token));
         }
     }
@@ -326,7 +328,7 @@ impl Winrm {
         body: &Bytes,
         token: &AccessToken,
         deadline: Duration,
-    ) -> Result<reqwest::Response, ProxyError> {
+    ) -> Result<Response<PooledBody>, ProxyError> {
         let tenant = &route.tenant;
         let mut url = self.upstream_url(route, query);
         let authorization = upstream_authorization(&tenant.tenant_id.0, token);
@@ -344,19 +346,12 @@ impl Winrm {
             self.counters
                 .upstream_requests
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let sent = self
-                .client
-                .request(Method::POST, url.clone())
-                .headers(out)
-                .body(body.clone())
-                .timeout(deadline)
-                .send()
-                .await;
+            let sent = self.client.post(&url, out, body.clone(), deadline).await;
             let rsp = match sent {
                 Ok(rsp) => rsp,
                 Err(e) => {
                     self.pins.drop_failed(&tenant.name, &url);
-                    return Err(transport_error(&tenant.name, &url, deadline, &e));
+                    return Err(transport_error(&tenant.name, &url, e));
                 }
             };
             if rsp.status().is_server_error() {
@@ -410,31 +405,19 @@ impl Winrm {
     }
 }
 
-fn transport_error(
-    tenant: &TenantName,
-    url: &Url,
-    deadline: Duration,
-    e: &reqwest::Error,
-) -> ProxyError {
+fn transport_error(tenant: &TenantName, url: &Url, e: SendError) -> ProxyError {
     let url = strip_query(url);
-    if e.is_timeout() {
-        return ProxyError::UpstreamTimeout {
+    match e {
+        SendError::Timeout(after) => ProxyError::UpstreamTimeout {
             tenant: tenant.clone(),
             url,
-            after: deadline,
-        };
-    }
-    let mut reason = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        reason.push_str(": ");
-        reason.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    ProxyError::UpstreamUnreachable {
-        tenant: tenant.clone(),
-        url,
-        reason,
+            after,
+        },
+        SendError::Connect(_) | SendError::Http(_) => ProxyError::UpstreamUnreachable {
+            tenant: tenant.clone(),
+            url,
+            reason: e.to_string(),
+        },
     }
 }
 
