@@ -161,15 +161,54 @@ pub enum SendError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Origin {
     https: bool,
-    host: String,
+    host: Arc<str>,
     port: u16,
 }
 
-impl Origin {
-    fn matches(&self, url: &Url) -> bool {
-        self.https == (url.scheme() == "https")
-            && url.host_str() == Some(self.host.as_str())
-            && url.port_or_known_default() == Some(self.port)
+/// Where passthrough requests go (the endpoint, or a pod Exchange redirected to): the URL
+/// without its query, its pool key and its `Host` header, prepared once and cheap to clone,
+/// so a request costs no URL parsing.
+#[derive(Debug, Clone)]
+pub struct Target {
+    url: Arc<Url>,
+    origin: Origin,
+    host: HeaderValue,
+}
+
+impl Target {
+    /// The target `url` names (its query is not kept).
+    ///
+    /// # Errors
+    /// [`SendError::Connect`] when `url` has no host or port.
+    pub fn new(url: &Url) -> Result<Self, SendError> {
+        let mut url = url.clone();
+        url.set_query(None);
+        url.set_fragment(None);
+        let host = url
+            .host_str()
+            .ok_or_else(|| SendError::Connect("the URL has no host".into()))?;
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| SendError::Connect("the URL has no port".into()))?;
+        let header = match url.port() {
+            Some(port) => HeaderValue::from_str(&format!("{host}:{port}")),
+            None => HeaderValue::from_str(host),
+        }
+        .map_err(|e| SendError::Connect(format!("Host header: {e}")))?;
+        Ok(Self {
+            origin: Origin {
+                https: url.scheme() == "https",
+                host: Arc::from(host),
+                port,
+            },
+            host: header,
+            url: Arc::new(url),
+        })
+    }
+
+    /// The URL (no query).
+    pub fn url(&self) -> &Url {
+        &self.url
     }
 }
 
@@ -192,13 +231,13 @@ impl Shared {
         self.idle.lock().expect("the pool lock is never poisoned")
     }
 
-    /// The most recently returned live connection to `url`'s origin, if any.
-    fn checkout(&self, url: &Url) -> Option<(Origin, SendRequest<Full<Bytes>>)> {
+    /// The most recently returned live connection to `origin`, if any.
+    fn checkout(&self, origin: &Origin) -> Option<SendRequest<Full<Bytes>>> {
         let mut lists = self.idle();
-        let (origin, list) = lists.iter_mut().find(|(o, _)| o.matches(url))?;
+        let (_, list) = lists.iter_mut().find(|(o, _)| o == origin)?;
         while let Some(idle) = list.pop_back() {
             if !idle.sender.is_closed() && idle.since.elapsed() < POOL_IDLE_TIMEOUT {
-                return Some((origin.clone(), idle.sender));
+                return Some(idle.sender);
             }
         }
         None
@@ -268,22 +307,24 @@ impl Passthrough {
         self.shared.opened.load(Ordering::Relaxed)
     }
 
-    /// POSTs `body` to `url` with `headers` (`Host` is set here) on a pooled connection. The
-    /// answer's head must arrive, and its body end, within `deadline`.
+    /// POSTs `body` to `path_and_query` at `target` with `headers` (`Host` is set here) on a
+    /// pooled connection. The answer's head must arrive, and its body end, within `deadline`.
     ///
     /// # Errors
     /// [`SendError`].
     pub async fn post(
         &self,
-        url: &Url,
+        target: &Target,
+        path_and_query: String,
         mut headers: HeaderMap,
         body: Bytes,
         deadline: Duration,
     ) -> Result<Response<PooledBody>, SendError> {
         let mut timer = Box::pin(tokio::time::sleep(deadline));
-        let uri = Uri::try_from(&url[url::Position::BeforePath..url::Position::AfterQuery])
+        let uri = Uri::try_from(path_and_query)
             .map_err(|e| SendError::Http(format!("request URI: {e}")))?;
-        headers.insert(header::HOST, host_header(url)?);
+        headers.insert(header::HOST, target.host.clone());
+        let origin = &target.origin;
         let build = |body: Bytes, headers: HeaderMap| {
             let mut req = Request::new(Full::new(body));
             *req.method_mut() = Method::POST;
@@ -294,26 +335,26 @@ impl Passthrough {
         let exchange = async {
             // A pooled connection the upstream closed meanwhile fails before the request is
             // written ("canceled"): that one request is sent again on a new connection.
-            if let Some((origin, mut sender)) = self.shared.checkout(url) {
+            if let Some(mut sender) = self.shared.checkout(origin) {
                 if sender.ready().await.is_ok() {
                     match sender
                         .send_request(build(body.clone(), headers.clone()))
                         .await
                     {
-                        Ok(rsp) => return Ok((origin, sender, rsp)),
+                        Ok(rsp) => return Ok((sender, rsp)),
                         Err(e) if !e.is_canceled() => return Err(SendError::Http(chain(&e))),
                         Err(_) => {}
                     }
                 }
             }
-            let (origin, mut sender) = self.connect(url).await?;
+            let mut sender = self.connect(origin).await?;
             let rsp = sender
                 .send_request(build(body, headers))
                 .await
                 .map_err(|e| SendError::Http(chain(&e)))?;
-            Ok((origin, sender, rsp))
+            Ok((sender, rsp))
         };
-        let (origin, sender, rsp) = tokio::select! {
+        let (sender, rsp) = tokio::select! {
             biased;
             done = exchange => done?,
             () = timer.as_mut() => return Err(SendError::Timeout(deadline)),
@@ -321,7 +362,7 @@ impl Passthrough {
         let (parts, body) = rsp.into_parts();
         let mut body = PooledBody {
             body,
-            home: Some((self.shared.clone(), origin, sender)),
+            home: Some((self.shared.clone(), origin.clone(), sender)),
             timer,
             deadline,
         };
@@ -331,20 +372,9 @@ impl Passthrough {
         Ok(Response::from_parts(parts, body))
     }
 
-    async fn connect(&self, url: &Url) -> Result<(Origin, SendRequest<Full<Bytes>>), SendError> {
-        let host = url
-            .host_str()
-            .ok_or_else(|| SendError::Connect("the URL has no host".into()))?;
-        let port = url
-            .port_or_known_default()
-            .ok_or_else(|| SendError::Connect("the URL has no port".into()))?;
-        let https = url.scheme() == "https";
-        let origin = Origin {
-            https,
-            host: host.to_owned(),
-            port,
-        };
-        let dial = host.trim_start_matches('[').trim_end_matches(']');
+    async fn connect(&self, origin: &Origin) -> Result<SendRequest<Full<Bytes>>, SendError> {
+        let port = origin.port;
+        let dial = origin.host.trim_start_matches('[').trim_end_matches(']');
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((dial, port)))
             .await
             .map_err(|_| {
@@ -355,7 +385,7 @@ impl Passthrough {
         self.shared.opened.fetch_add(1, Ordering::Relaxed);
         let mut builder = http1::Builder::new();
         builder.max_buf_size(UPSTREAM_MAX_BUF);
-        let sender = if https {
+        let sender = if origin.https {
             let name = rustls_pki_types::ServerName::try_from(dial.to_owned())
                 .map_err(|e| SendError::Connect(format!("server name {dial:?}: {e}")))?;
             let tls = tokio::time::timeout(CONNECT_TIMEOUT, self.shared.tls.connect(name, tcp))
@@ -368,7 +398,7 @@ impl Passthrough {
         } else {
             handshake(&builder, tcp).await?
         };
-        Ok((origin, sender))
+        Ok(sender)
     }
 }
 
@@ -393,16 +423,6 @@ where
         .await
         .map_err(|e| SendError::Http(chain(&e)))?;
     Ok(sender)
-}
-
-/// `Host`: the URL's host, with the port when it is not the scheme's default.
-fn host_header(url: &Url) -> Result<HeaderValue, SendError> {
-    let host = url.host_str().unwrap_or_default();
-    let value = match url.port() {
-        Some(port) => HeaderValue::from_str(&format!("{host}:{port}")),
-        None => HeaderValue::from_str(host),
-    };
-    value.map_err(|e| SendError::Http(format!("Host header: {e}")))
 }
 
 /// An error and its causes, in one line.

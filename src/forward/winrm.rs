@@ -46,12 +46,13 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 use url::Url;
 
-use super::client::{self, Passthrough, PooledBody, SendError, UpstreamError};
+use super::client::{self, Passthrough, PooledBody, SendError, Target, UpstreamError};
 use super::query::query_pairs;
 use super::redirect::{Pins, RedirectPolicy};
 use super::{Inbound, Route, policy};
 use crate::config::TenantName;
 use crate::errors::{Body, ProxyError};
+use crate::secret::Secret;
 use crate::token::{AccessToken, Diagnosis, TokenProvider};
 
 /// Redirects followed per request at most (PowerShell's MaximumRedirection default).
@@ -94,6 +95,11 @@ pub struct Counters {
 pub struct Winrm {
     client: Passthrough,
     endpoint: Url,
+    /// `{endpoint}/PowerShell-LiveID`, prepared.
+    target: Target,
+    /// The upstream `Authorization` per tenant id, for the token it was made from (one
+    /// base64 of a ~2 KiB token per token, not per request).
+    authorizations: Mutex<HashMap<String, (Secret<String>, HeaderValue)>>,
     tokens: Arc<dyn TokenProvider>,
     redirects: RedirectPolicy,
     pins: Pins,
@@ -120,10 +126,17 @@ impl Winrm {
         tokens: Arc<dyn TokenProvider>,
     ) -> Result<Self, UpstreamError> {
         let endpoint = client::endpoint(endpoint)?;
+        let mut base = endpoint.clone();
+        base.set_path("/PowerShell-LiveID");
+        let target = Target::new(&base).map_err(|_| UpstreamError::Endpoint {
+            value: endpoint.to_string(),
+        })?;
         Ok(Self {
             client: Passthrough::new(ca_file)?,
             redirects: RedirectPolicy::new(&endpoint),
             endpoint,
+            target,
+            authorizations: Mutex::new(HashMap::new()),
             tokens,
             pins: Pins::default(),
             warned: Mutex::new(HashSet::new()),
@@ -301,14 +314,29 @@ impl Winrm {
         Response::from_parts(parts, body)
     }
 
+    /// Where `tenant`'s requests go: its pinned pod, else the endpoint.
+    fn target(&self, tenant: &TenantName) -> Target {
+        self.pins.get(tenant).unwrap_or_else(|| self.target.clone())
+    }
+
     fn base(&self, tenant: &TenantName) -> Url {
-        if let Some(pinned) = self.pins.get(tenant) {
-            return pinned;
+        self.target(tenant).url().clone()
+    }
+
+    /// [`upstream_authorization`], made once per tenant and token.
+    fn authorization(&self, tenant_id: &str, token: &AccessToken) -> HeaderValue {
+        let mut made = self
+            .authorizations
+            .lock()
+            .expect("authorization lock is never poisoned");
+        if let Some((from, value)) = made.get(tenant_id) {
+            if from.expose() == token.token.expose() {
+                return value.clone();
+            }
         }
-        let mut url = self.endpoint.clone();
-        url.set_path("/PowerShell-LiveID");
-        url.set_query(None);
-        url
+        let value = upstream_authorization(tenant_id, token);
+        made.insert(tenant_id.to_owned(), (token.token.clone(), value.clone()));
+        value
     }
 
     /// The upstream URL for a client query.
@@ -330,8 +358,10 @@ impl Winrm {
         deadline: Duration,
     ) -> Result<Response<PooledBody>, ProxyError> {
         let tenant = &route.tenant;
-        let mut url = self.upstream_url(route, query);
-        let authorization = upstream_authorization(&tenant.tenant_id.0, token);
+        let mut target = self.target(&tenant.name);
+        let mut path_and_query =
+            format!("{}?{}", target.url().path(), upstream_query(route, query));
+        let authorization = self.authorization(&tenant.tenant_id.0, token);
         for hop in 0..=MAX_REDIRECTS {
             let mut out = HeaderMap::with_capacity(headers.len() + 2);
             for (name, value) in headers {
@@ -346,16 +376,19 @@ impl Winrm {
             self.counters
                 .upstream_requests
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let sent = self.client.post(&url, out, body.clone(), deadline).await;
+            let sent = self
+                .client
+                .post(&target, path_and_query, out, body.clone(), deadline)
+                .await;
             let rsp = match sent {
                 Ok(rsp) => rsp,
                 Err(e) => {
-                    self.pins.drop_failed(&tenant.name, &url);
-                    return Err(transport_error(&tenant.name, &url, e));
+                    self.pins.drop_failed(&tenant.name, target.url());
+                    return Err(transport_error(&tenant.name, target.url(), e));
                 }
             };
             if rsp.status().is_server_error() {
-                self.pins.drop_failed(&tenant.name, &url);
+                self.pins.drop_failed(&tenant.name, target.url());
             }
             if !rsp.status().is_redirection() || rsp.status() == StatusCode::NOT_MODIFIED {
                 return Ok(rsp);
@@ -378,7 +411,8 @@ impl Winrm {
                 reason,
                 allowed,
             };
-            let next = match url.join(&location) {
+            // Relative to where the request went (a query-only `Location` replaces its query).
+            let next = match target.url().join(&location) {
                 Ok(next) if !location.is_empty() => next,
                 _ => return Err(refused("which is not a URL", self.redirects.allowed())),
             };
@@ -399,7 +433,11 @@ impl Winrm {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(tenant = %tenant.name, to = %strip_query(&next), "Exchange redirected: following and pinning");
             self.pins.pin(&tenant.name, &next);
-            url = next;
+            target = match Target::new(&next) {
+                Ok(target) => target,
+                Err(_) => return Err(refused("which is not a URL", self.redirects.allowed())),
+            };
+            path_and_query = next[url::Position::BeforePath..url::Position::AfterQuery].to_owned();
         }
         unreachable!("the loop returns on its last iteration")
     }
@@ -533,11 +571,14 @@ pub fn deadline_for(envelope: &[u8]) -> Duration {
 
 /// `wsman:OperationTimeout` (`PT20S`, `PT180.000S`) from an envelope, if present.
 pub fn operation_timeout(envelope: &[u8]) -> Option<Duration> {
-    let text = std::str::from_utf8(envelope.get(..envelope.len().min(16 * 1024))?).ok()?;
-    let at = text.find("OperationTimeout")?;
-    let open = at + text[at..].find('>')? + 1;
-    let close = open + text[open..].find('<')?;
-    crate::remoting::wsman::parse_duration(text[open..close].trim())
+    // Bytes, not text: validating a whole envelope as UTF-8 per request costs more than the
+    // search (only the value itself must be text).
+    let head = &envelope[..envelope.len().min(16 * 1024)];
+    let at = memchr::memmem::find(head, b"OperationTimeout")?;
+    let open = at + memchr::memchr(b'>', &head[at..])? + 1;
+    let close = open + memchr::memchr(b'<', &head[open..])?;
+    let value = std::str::from_utf8(&head[open..close]).ok()?;
+    crate::remoting::wsman::parse_duration(value.trim())
 }
 
 #[cfg(test)]
