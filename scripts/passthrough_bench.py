@@ -39,6 +39,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--idle", type=int, default=1000, help="idle mode: connections held")
     ap.add_argument("--out", default=None, help="callgrind mode: where the callgrind file goes")
+    ap.add_argument("--dhat", default=None, help="idle mode: run the proxy under valgrind's DHAT, "
+                    "its heap profile (peak = with the connections held) to this file")
     a = ap.parse_args()
     perf_dir = os.path.abspath(a.perf_dir)
     sys.path.insert(0, perf_dir)
@@ -63,12 +65,17 @@ def main():
                                      str(bench.RESPONSE_BYTES)], tmp)
         procs.append(up)
         exe = proxy_bin
+        tool = None
         if a.mode == "callgrind":
             out = os.path.abspath(a.out or os.path.join(tmp, "callgrind.out"))
-            exe = os.path.join(tmp, "under-callgrind.sh")
+            tool = f"--tool=callgrind --callgrind-out-file={out}"
+        elif a.dhat:
+            tool = f"--tool=dhat --dhat-out-file={os.path.abspath(a.dhat)}"
+        if tool:
+            exe = os.path.join(tmp, "under-valgrind.sh")
             with open(exe, "w") as f:  # only `serve` runs under valgrind (not hash-password)
-                f.write(f'#!/bin/sh\nif [ "$1" = serve ]; then exec valgrind --tool=callgrind '
-                        f'--callgrind-out-file={out} "{proxy_bin}" "$@"; fi\nexec "{proxy_bin}" "$@"\n')
+                f.write(f'#!/bin/sh\nif [ "$1" = serve ]; then exec valgrind {tool} '
+                        f'"{proxy_bin}" "$@"; fi\nexec "{proxy_bin}" "$@"\n')
             os.chmod(exe, 0o755)
         cert, key = pki["proxy"]
         env = dict(os.environ, **bench.contender_env(tmp, pki, up_port, token),
@@ -107,6 +114,8 @@ def main():
             return w["requests"], errors
 
         if a.mode == "idle":
+            wrk(2)  # as in the comparison harness, load came first (the heap has grown once)
+            c0 = bench.upstream_stats(up_port)["conns_total"]
             rss0 = bench.status_kib([proxy.pid] + bench.tree(proxy.pid), "VmRSS")
             t = type("T", (), {})()
             t.pids, t.port, t.auth = (lambda: bench.tree(proxy.pid)), port, bench.CLIENT_AUTH
@@ -117,7 +126,8 @@ def main():
             r = bench.run_hold(t, a.idle, "idle", ctx)
             print(f"RSS at rest {rss0 / 1024:.1f} MiB; +{(r['rss_kib'] - r['baseline_rss_kib']) / 1024:.1f} MiB "
                   f"with {r['connections_ok']} idle keep-alive connections "
-                  f"({r['kib_per_conn']:.1f} KiB each; {r['connections_failed']} failed)")
+                  f"({r['kib_per_conn']:.1f} KiB each; {r['connections_failed']} failed); upstream connections "
+                  f"opened for them: {bench.upstream_stats(up_port)['conns_total'] - c0 - 2}")
             return 0
 
         wrk(2)  # warm: caches, TLS sessions
