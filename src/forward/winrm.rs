@@ -283,11 +283,13 @@ impl Winrm {
         parts.headers.remove(header::CONTENT_LENGTH);
         let request_id = parts
             .headers
-            .get("request-id")
-            .or_else(|| parts.headers.get("x-request-id"))
+            .get(REQUEST_ID)
+            .or_else(|| parts.headers.get(X_REQUEST_ID))
+            .cloned();
+        let request_id = request_id
+            .as_ref()
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_owned();
+            .unwrap_or("-");
         if parts.status.is_success() && token.lacks_directory_role() {
             let first = self
                 .warned
@@ -505,39 +507,51 @@ const DROPPED_REQUEST_HEADERS: [HeaderName; 4] = [
     header::CONTENT_LENGTH,
 ];
 
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Hop-by-hop headers (RFC 9110 §7.6.1), as header names: matched and removed without
+/// parsing or allocating per request.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
-fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
-    HOP_BY_HOP.contains(&name.as_str())
-        || headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
-}
+/// Exchange's request id headers (logged).
+const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those `Connection` names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<String> = headers
+/// The header names `Connection` lists (lower case, as header names are).
+fn connection_named(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .collect();
-    for name in HOP_BY_HOP.iter().map(|s| (*s).to_owned()).chain(named) {
-        headers.remove(name.as_str());
+        .map(str::trim)
+}
+
+fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
+    HOP_BY_HOP.contains(name)
+        || connection_named(headers).any(|token| token.eq_ignore_ascii_case(name.as_str()))
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = connection_named(headers)
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
 }
 
