@@ -130,7 +130,12 @@ def main():
                   f"opened for them: {bench.upstream_stats(up_port)['conns_total'] - c0 - 2}")
             return 0
 
+        # The comparison harness's "upstream connections opened for 64 client connections":
+        # new upstream connections during a 2 s warm-up run (each /__stats call is a
+        # connection of its own, counted before it answers).
+        w0 = bench.upstream_stats(up_port)["conns_total"]
         wrk(2)  # warm: caches, TLS sessions
+        warm_conns = bench.upstream_stats(up_port)["conns_total"] - w0 - 1
         # Steady state only: a window in the middle of a longer run (after wrk's connections
         # and the proxy's upstream connections are up, before wrk cuts its requests off),
         # requests counted as the upstream's answers in that window.
@@ -174,7 +179,8 @@ def main():
             print(f"instructions per request (user space): {ins / max(1, n):,.0f}")
         if a.mode == "stat":
             print(f"CPU per 1,000 requests: {1000 * (ticks1 - ticks0) / bench.CLK_TCK / max(1, n) * 1000:.1f} ms")
-        # Each /__stats call is a connection of its own (counted before it answers).
+        print(f"upstream connections opened during the warm-up run ({a.conns} new client "
+              f"connections): {warm_conns}")
         print(f"upstream connections the proxy opened in the window: "
               f"{s1['conns_total'] - s0['conns_total'] - 1}")
         return 0
