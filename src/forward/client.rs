@@ -448,6 +448,14 @@ pub struct PooledBody {
     deadline: Duration,
 }
 
+impl std::fmt::Debug for PooledBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledBody")
+            .field("pooled", &self.home.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl PooledBody {
     fn give_back(&mut self) {
         if let Some((shared, origin, sender)) = self.home.take() {
@@ -498,5 +506,136 @@ impl http_body::Body for PooledBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A plain-HTTP upstream on 127.0.0.1:0 counting accepted connections; `/slow` never
+    /// answers, anything else gets `len` bytes.
+    async fn upstream(len: usize) -> (Url, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req: Request<Incoming>| async move {
+                            if req.uri().path() == "/slow" {
+                                std::future::pending::<()>().await;
+                            }
+                            Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                                Bytes::from(vec![b'x'; len]),
+                            )))
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    async fn read_all(rsp: Response<PooledBody>) -> usize {
+        use http_body_util::BodyExt;
+        rsp.into_body().collect().await.unwrap().to_bytes().len()
+    }
+
+    #[tokio::test]
+    async fn an_answer_read_to_its_end_leaves_its_connection_for_the_next_request() {
+        let (url, accepted) = upstream(64 * 1024).await;
+        let client = Passthrough::new(None).unwrap();
+        let target = Target::new(&url).unwrap();
+        for _ in 0..3 {
+            let rsp = client
+                .post(
+                    &target,
+                    "/a?x=1".into(),
+                    HeaderMap::new(),
+                    Bytes::from_static(b"<e/>"),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap();
+            assert_eq!(read_all(rsp).await, 64 * 1024);
+        }
+        assert_eq!(accepted.load(Ordering::Relaxed), 1);
+        assert_eq!(client.connections_opened(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_dropped_unread_closes_its_connection() {
+        let (url, accepted) = upstream(256 * 1024).await;
+        let client = Passthrough::new(None).unwrap();
+        let target = Target::new(&url).unwrap();
+        let unread = client
+            .post(
+                &target,
+                "/a".into(),
+                HeaderMap::new(),
+                Bytes::new(),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        drop(unread);
+        // The rest of that answer is never mistaken for the next one.
+        let rsp = client
+            .post(
+                &target,
+                "/b".into(),
+                HeaderMap::new(),
+                Bytes::new(),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        assert_eq!(read_all(rsp).await, 256 * 1024);
+        assert_eq!(accepted.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_answer_within_the_deadline_is_a_timeout() {
+        let (url, _) = upstream(1).await;
+        let client = Passthrough::new(None).unwrap();
+        let target = Target::new(&url).unwrap();
+        let err = client
+            .post(
+                &target,
+                "/slow".into(),
+                HeaderMap::new(),
+                Bytes::new(),
+                Duration::from_secs(50),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, SendError::Timeout(d) if d == Duration::from_secs(50)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_target_names_host_and_port_only_when_not_the_default() {
+        let t = Target::new(
+            &Url::parse("https://outlook.office365.com/PowerShell-LiveID?a=1").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(t.host, "outlook.office365.com");
+        assert_eq!(
+            t.url().as_str(),
+            "https://outlook.office365.com/PowerShell-LiveID"
+        );
+        let t = Target::new(&Url::parse("https://localhost:4443/x").unwrap()).unwrap();
+        assert_eq!(t.host, "localhost:4443");
+        assert_eq!(t.origin.port, 4443);
     }
 }
