@@ -149,11 +149,6 @@ impl Winrm {
         &self.counters
     }
 
-    /// Upstream connections opened so far (tests, benchmarks).
-    pub fn upstream_connections(&self) -> u64 {
-        self.client.connections_opened()
-    }
-
     /// Forwards one WS-Man request with `token` (pre-flighted by the door).
     ///
     /// # Errors
