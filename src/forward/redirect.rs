@@ -28,6 +28,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use url::{Host, Url};
 
+use super::client::Target;
 use crate::config::TenantName;
 
 /// How long a redirect target is used without Exchange naming it again (1 h: long enough
@@ -182,14 +183,15 @@ fn is_loopback(host: &Host<&str>) -> bool {
     }
 }
 
-/// Per tenant, the pod Exchange redirected to, until [`PIN_TTL`] or a failure there.
+/// Per tenant, the pod Exchange redirected to, until [`PIN_TTL`] or a failure there (kept as
+/// a prepared [`Target`]: after a session's first request, every request goes there).
 #[derive(Debug, Default)]
 pub struct Pins {
-    pins: Mutex<HashMap<TenantName, (Url, Instant)>>,
+    pins: Mutex<HashMap<TenantName, (Target, Instant)>>,
 }
 
 impl Pins {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantName, (Url, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantName, (Target, Instant)>> {
         // Plain inserts and removes: a panic elsewhere cannot leave the map inconsistent.
         self.pins
             .lock()
@@ -197,10 +199,10 @@ impl Pins {
     }
 
     /// The live pin for `tenant` (an expired one is dropped).
-    pub fn get(&self, tenant: &TenantName) -> Option<Url> {
+    pub fn get(&self, tenant: &TenantName) -> Option<Target> {
         let mut pins = self.lock();
         match pins.get(tenant) {
-            Some((url, until)) if Instant::now() < *until => Some(url.clone()),
+            Some((target, until)) if Instant::now() < *until => Some(target.clone()),
             Some(_) => {
                 tracing::info!(%tenant, "pinned Exchange pod expired; back to the endpoint");
                 pins.remove(tenant);
@@ -212,10 +214,11 @@ impl Pins {
 
     /// Remembers `url` (without its query) for `tenant` for [`PIN_TTL`].
     pub fn pin(&self, tenant: &TenantName, url: &Url) {
-        let mut url = url.clone();
-        url.set_query(None);
-        self.lock()
-            .insert(tenant.clone(), (url, Instant::now() + PIN_TTL));
+        // A redirect the policy allowed names a host; one without is simply not pinned.
+        if let Ok(target) = Target::new(url) {
+            self.lock()
+                .insert(tenant.clone(), (target, Instant::now() + PIN_TTL));
+        }
     }
 
     /// Forgets `tenant`'s pin if it is still `url`'s origin (the pod failed).
@@ -223,7 +226,7 @@ impl Pins {
         let mut pins = self.lock();
         if pins
             .get(tenant)
-            .is_some_and(|(pinned, _)| pinned.origin() == url.origin())
+            .is_some_and(|(pinned, _)| pinned.url().origin() == url.origin())
         {
             tracing::info!(%tenant, pod = %url.origin().ascii_serialization(), "pinned Exchange pod failed; dropping the pin");
             pins.remove(tenant);
@@ -312,7 +315,7 @@ mod tests {
         let pod = url("https://localhost:1/PowerShell-LiveID?x=1");
         pins.pin(&t, &pod);
         assert_eq!(
-            pins.get(&t).unwrap().as_str(),
+            pins.get(&t).unwrap().url().as_str(),
             "https://localhost:1/PowerShell-LiveID"
         );
         tokio::time::advance(PIN_TTL - Duration::from_secs(1)).await;

@@ -48,18 +48,19 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 use url::Url;
 
-use super::client::{self, UpstreamError};
+use super::client::{self, Passthrough, PooledBody, SendError, Target, UpstreamError};
 use super::query::query_pairs;
 use super::redirect::{Pins, RedirectPolicy};
 use super::{Inbound, Route, policy};
 use crate::bridge::rest::{Delivery, may_resend};
 use crate::config::TenantName;
 use crate::errors::{Body, ProxyError};
+use crate::secret::Secret;
 use crate::token::{AccessToken, Diagnosis, TokenProvider};
 
 /// Redirects followed per request at most (PowerShell's MaximumRedirection default).
@@ -100,8 +101,13 @@ pub struct Counters {
 
 /// The passthrough forwarder (one per proxy; cheap to share).
 pub struct Winrm {
-    client: reqwest::Client,
+    client: Passthrough,
     endpoint: Url,
+    /// `{endpoint}/PowerShell-LiveID`, prepared.
+    target: Target,
+    /// The upstream `Authorization` per tenant id, for the token it was made from (one
+    /// base64 of a ~2 KiB token per token, not per request).
+    authorizations: Mutex<HashMap<String, (Secret<String>, HeaderValue)>>,
     tokens: Arc<dyn TokenProvider>,
     redirects: RedirectPolicy,
     pins: Pins,
@@ -128,10 +134,17 @@ impl Winrm {
         tokens: Arc<dyn TokenProvider>,
     ) -> Result<Self, UpstreamError> {
         let endpoint = client::endpoint(endpoint)?;
+        let mut base = endpoint.clone();
+        base.set_path("/PowerShell-LiveID");
+        let target = Target::new(&base).map_err(|_| UpstreamError::Endpoint {
+            value: endpoint.to_string(),
+        })?;
         Ok(Self {
-            client: client::http_client(ca_file)?,
+            client: Passthrough::new(ca_file)?,
             redirects: RedirectPolicy::new(&endpoint),
             endpoint,
+            target,
+            authorizations: Mutex::new(HashMap::new()),
             tokens,
             pins: Pins::default(),
             warned: Mutex::new(HashSet::new()),
@@ -200,7 +213,7 @@ impl Winrm {
                     StatusCode::FORBIDDEN | StatusCode::INTERNAL_SERVER_ERROR
                 );
             if inspect {
-                let (parts, body) = http::Response::from(upstream).into_parts();
+                let (parts, body) = upstream.into_parts();
                 let bytes = http_body_util::Limited::new(body, REFUSAL_INSPECT_LIMIT)
                     .collect()
                     .await
@@ -225,10 +238,7 @@ impl Winrm {
                 let rsp = Response::from_parts(parts, crate::errors::full(bytes));
                 return Ok(self.finish(conn, route, rsp, (started, action), &token));
             }
-            let rsp = http::Response::from(upstream).map(|b| {
-                b.map_err(|e| Box::new(e) as crate::errors::BoxError)
-                    .boxed_unsync()
-            });
+            let rsp = upstream.map(BodyExt::boxed_unsync);
             return Ok(self.finish(conn, route, rsp, (started, action), &token));
         }
     }
@@ -276,11 +286,13 @@ impl Winrm {
         parts.headers.remove(header::CONTENT_LENGTH);
         let request_id = parts
             .headers
-            .get("request-id")
-            .or_else(|| parts.headers.get("x-request-id"))
+            .get(REQUEST_ID)
+            .or_else(|| parts.headers.get(X_REQUEST_ID))
+            .cloned();
+        let request_id = request_id
+            .as_ref()
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_owned();
+            .unwrap_or("-");
         if parts.status.is_success() && token.lacks_directory_role() {
             let first = self
                 .warned
@@ -307,14 +319,29 @@ impl Winrm {
         Response::from_parts(parts, body)
     }
 
+    /// Where `tenant`'s requests go: its pinned pod, else the endpoint.
+    fn target(&self, tenant: &TenantName) -> Target {
+        self.pins.get(tenant).unwrap_or_else(|| self.target.clone())
+    }
+
     fn base(&self, tenant: &TenantName) -> Url {
-        if let Some(pinned) = self.pins.get(tenant) {
-            return pinned;
+        self.target(tenant).url().clone()
+    }
+
+    /// [`upstream_authorization`], made once per tenant and token.
+    fn authorization(&self, tenant_id: &str, token: &AccessToken) -> HeaderValue {
+        let mut made = self
+            .authorizations
+            .lock()
+            .expect("authorization lock is never poisoned");
+        if let Some((from, value)) = made.get(tenant_id) {
+            if from.expose() == token.token.expose() {
+                return value.clone();
+            }
         }
-        let mut url = self.endpoint.clone();
-        url.set_path("/PowerShell-LiveID");
-        url.set_query(None);
-        url
+        let value = upstream_authorization(tenant_id, token);
+        made.insert(tenant_id.to_owned(), (token.token.clone(), value.clone()));
+        value
     }
 
     /// The upstream URL for a client query.
@@ -334,10 +361,16 @@ impl Winrm {
         body: &Bytes,
         token: &AccessToken,
         deadline: Duration,
-    ) -> Result<reqwest::Response, ProxyError> {
+    ) -> Result<Response<PooledBody>, ProxyError> {
         let tenant = &route.tenant;
-        let mut url = self.upstream_url(route, query);
-        let authorization = upstream_authorization(&tenant.tenant_id.0, token);
+        let first = |this: &Self| {
+            let target = this.target(&tenant.name);
+            let path_and_query =
+                format!("{}?{}", target.url().path(), upstream_query(route, query));
+            (target, path_and_query)
+        };
+        let (mut target, mut path_and_query) = first(self);
+        let authorization = self.authorization(&tenant.tenant_id.0, token);
         let mut hop = 0;
         let mut resent = false;
         loop {
@@ -356,30 +389,26 @@ impl Winrm {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let sent = self
                 .client
-                .request(Method::POST, url.clone())
-                .headers(out)
-                .body(body.clone())
-                .timeout(deadline)
-                .send()
+                .post(&target, path_and_query, out, body.clone(), deadline)
                 .await;
             let rsp = match sent {
                 Ok(rsp) => rsp,
                 Err(e) => {
-                    self.pins.drop_failed(&tenant.name, &url);
+                    self.pins.drop_failed(&tenant.name, target.url());
                     // A WS-Man request may change something: sent again only if it never
                     // left, once, to the endpoint when the pinned pod was what failed.
-                    if !resent && may_resend(Delivery::of(&e), false) {
+                    if !resent && may_resend(e.delivery(), false) {
                         resent = true;
-                        tracing::info!(tenant = %tenant.name, to = %strip_query(&url), error = %e,
+                        tracing::info!(tenant = %tenant.name, to = %strip_query(target.url()), error = %e,
                             "Exchange could not be reached; trying once more");
-                        url = self.upstream_url(route, query);
+                        (target, path_and_query) = first(self);
                         continue;
                     }
-                    return Err(transport_error(&tenant.name, &url, deadline, &e));
+                    return Err(transport_error(&tenant.name, target.url(), e));
                 }
             };
             if rsp.status().is_server_error() {
-                self.pins.drop_failed(&tenant.name, &url);
+                self.pins.drop_failed(&tenant.name, target.url());
             }
             let redirected =
                 rsp.status().is_redirection() && rsp.status() != StatusCode::NOT_MODIFIED;
@@ -405,7 +434,8 @@ impl Winrm {
                 reason,
                 allowed,
             };
-            let next = match url.join(&location) {
+            // Relative to where the request went (a query-only `Location` replaces its query).
+            let next = match target.url().join(&location) {
                 Ok(next) if !location.is_empty() => next,
                 _ => return Err(refused("which is not a URL", self.redirects.allowed())),
             };
@@ -426,37 +456,29 @@ impl Winrm {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(tenant = %tenant.name, to = %strip_query(&next), "Exchange redirected: following and pinning");
             self.pins.pin(&tenant.name, &next);
-            url = next;
+            target = match Target::new(&next) {
+                Ok(target) => target,
+                Err(_) => return Err(refused("which is not a URL", self.redirects.allowed())),
+            };
+            path_and_query = next[url::Position::BeforePath..url::Position::AfterQuery].to_owned();
             hop += 1;
         }
     }
 }
 
-fn transport_error(
-    tenant: &TenantName,
-    url: &Url,
-    deadline: Duration,
-    e: &reqwest::Error,
-) -> ProxyError {
+fn transport_error(tenant: &TenantName, url: &Url, e: SendError) -> ProxyError {
     let url = strip_query(url);
-    if e.is_timeout() {
-        return ProxyError::UpstreamTimeout {
+    match e {
+        SendError::Timeout(after) => ProxyError::UpstreamTimeout {
             tenant: tenant.clone(),
             url,
-            after: deadline,
-        };
-    }
-    let mut reason = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        reason.push_str(": ");
-        reason.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    ProxyError::UpstreamUnreachable {
-        tenant: tenant.clone(),
-        url,
-        reason,
+            after,
+        },
+        SendError::Connect(_) | SendError::Http(_) => ProxyError::UpstreamUnreachable {
+            tenant: tenant.clone(),
+            url,
+            reason: e.to_string(),
+        },
     }
 }
 
@@ -506,39 +528,51 @@ const DROPPED_REQUEST_HEADERS: [HeaderName; 4] = [
     header::CONTENT_LENGTH,
 ];
 
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Hop-by-hop headers (RFC 9110 §7.6.1), as header names: matched and removed without
+/// parsing or allocating per request.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
-fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
-    HOP_BY_HOP.contains(&name.as_str())
-        || headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
-}
+/// Exchange's request id headers (logged).
+const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those `Connection` names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<String> = headers
+/// The header names `Connection` lists (lower case, as header names are).
+fn connection_named(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .collect();
-    for name in HOP_BY_HOP.iter().map(|s| (*s).to_owned()).chain(named) {
-        headers.remove(name.as_str());
+        .map(str::trim)
+}
+
+fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
+    HOP_BY_HOP.contains(name)
+        || connection_named(headers).any(|token| token.eq_ignore_ascii_case(name.as_str()))
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = connection_named(headers)
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
 }
 
@@ -572,11 +606,14 @@ pub fn deadline_for(envelope: &[u8]) -> Duration {
 
 /// `wsman:OperationTimeout` (`PT20S`, `PT180.000S`) from an envelope, if present.
 pub fn operation_timeout(envelope: &[u8]) -> Option<Duration> {
-    let text = std::str::from_utf8(envelope.get(..envelope.len().min(16 * 1024))?).ok()?;
-    let at = text.find("OperationTimeout")?;
-    let open = at + text[at..].find('>')? + 1;
-    let close = open + text[open..].find('<')?;
-    crate::remoting::wsman::parse_duration(text[open..close].trim())
+    // Bytes, not text: validating a whole envelope as UTF-8 per request costs more than the
+    // search (only the value itself must be text).
+    let head = &envelope[..envelope.len().min(16 * 1024)];
+    let at = memchr::memmem::find(head, b"OperationTimeout")?;
+    let open = at + memchr::memchr(b'>', &head[at..])? + 1;
+    let close = open + memchr::memchr(b'<', &head[open..])?;
+    let value = std::str::from_utf8(&head[open..close]).ok()?;
+    crate::remoting::wsman::parse_duration(value.trim())
 }
 
 #[cfg(test)]

@@ -183,7 +183,13 @@ where
         let proxy = proxy.clone();
         let state = state.clone();
         let rearm = rearm.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(&proxy, &state, peer, req, &rearm).await) }
+        // Boxed per request: hyper keeps a slot the size of the service's future for the whole
+        // life of a connection, and a request's future (listener → forward → upstream) is
+        // ~7.5 KiB; boxed, an idle keep-alive connection holds a pointer instead (issue 16).
+        async move {
+            let handled = Box::pin(async move { handle(&proxy, &state, peer, req, &rearm).await });
+            Ok::<_, std::convert::Infallible>(handled.await)
+        }
     });
     let mut http = http1::Builder::new();
     // hyper's own head limits sit well above the guard's, so the guard answers (with a code)

@@ -692,3 +692,53 @@ fn audit_records_refused_logins_and_sessions_without_secrets() {
     );
     assert!(!text.contains("hunter2-wrong"));
 }
+
+/// Issue 16: the passthrough pool never opens more upstream connections than client requests
+/// in flight. N keep-alive client connections each send requests one after another, all N at
+/// once, from a runtime of their own (as a load generator would: the proxy's runtime does not
+/// schedule them): every upstream connection must be reused for the next request, never raced
+/// by a new connect while the previous answer is still being handed back (reqwest's pool
+/// opened 94 upstream connections for 64 clients this way).
+#[tokio::test]
+async fn upstream_connections_never_outnumber_client_connections() {
+    const CLIENTS: usize = 64;
+    const REQUESTS: usize = 10;
+    let h = start_with(recorder()).await;
+    let (url, cert) = (h.url.clone(), h.listener_cert.clone());
+    let load = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let runs = (0..CLIENTS).map(|_| {
+                let client = harness::client_trusting(&cert);
+                let url = &url;
+                async move {
+                    for _ in 0..REQUESTS {
+                        let rsp =
+                            harness::post_soap(&client, url, Some((USER, PASSWORD)), "", ENVELOPE)
+                                .await;
+                        assert_eq!(rsp.status(), StatusCode::OK);
+                        rsp.bytes().await.expect("the whole answer");
+                    }
+                }
+            });
+            futures_util::future::join_all(runs).await;
+        });
+    });
+    tokio::task::spawn_blocking(move || load.join())
+        .await
+        .unwrap()
+        .expect("every client got its answers");
+    let counters = &h.exchange.counters;
+    assert_eq!(
+        counters.requests.load(Ordering::Relaxed),
+        (CLIENTS * REQUESTS) as u64
+    );
+    let opened = counters.connections.load(Ordering::Relaxed);
+    assert!(
+        (1..=CLIENTS as u64).contains(&opened),
+        "{opened} upstream connections for {CLIENTS} sequential clients"
+    );
+}

@@ -67,6 +67,8 @@ pub struct SimTenant {
 /// Counters tests assert on.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// TCP connections accepted (a proxy's upstream pool is judged by it).
+    pub connections: AtomicU64,
     /// Every request received.
     pub requests: AtomicU64,
     /// Requests that passed the token checks.

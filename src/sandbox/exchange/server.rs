@@ -40,6 +40,9 @@ pub async fn serve(
             },
             () = stop.cancelled() => break,
         };
+        sim.counters
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (acceptor, sim, pod, stop) = (acceptor.clone(), sim.clone(), pod.clone(), stop.clone());
         tasks.spawn(async move {
             let Ok(Ok(stream)) =
