@@ -777,9 +777,20 @@ impl<'a> Wire<'a> {
         compression: bool,
         query: &str,
     ) -> (Self, Vec<Message>) {
+        Self::open_client(h.client(), url, compression, query).await
+    }
+
+    /// [`Wire::open_at`] with a client of the caller's (the benches drive a proxy running
+    /// as its own process, with no [`Sandboxed`]).
+    pub async fn open_client(
+        http: reqwest::Client,
+        url: &str,
+        compression: bool,
+        query: &str,
+    ) -> (Self, Vec<Message>) {
         let mut w = Self {
             _h: std::marker::PhantomData,
-            http: h.client(),
+            http,
             compression,
             object_id: 100,
             query: query.to_owned(),

@@ -1,0 +1,354 @@
+//! Rest mode as its own process: the REST bridge's CPU per object against a fast upstream,
+//! and cold start.
+//!
+//! `cargo bench --bench rest_mode [-- cpu|cold]` (default: both). Figures go into
+//! BENCHMARKS.md, sections "bridge" and "cold start"; nothing here is asserted.
+//!
+//! The proxy is the release binary (`exo-authproxy serve`, rest mode, the sandbox world's
+//! config), a process of its own, so its CPU time (`/proc/<pid>/stat` utime + stime) is the
+//! proxy's alone. Simulated Entra, simulated Exchange and the client (a Windows-shaped
+//! WS-Man/PSRP session through the real TLS listener, `tests/it/support/wire.rs`, no
+//! compression) share this process.
+//!
+//! The upstream is *fast*: every REST answer is made once by the simulated admin API and
+//! then replayed from memory (same bytes, same `@odata.nextLink`s), so a page costs the
+//! simulator a token check and a copy, not the ≈80 ms of building 1,000 mailboxes that
+//! `benches/bridge.rs` waits for. `cpu` runs `Get-Mailbox -ResultSize Unlimited` over 10,000
+//! mailboxes (≈60 properties, pages of 1,000) and reports the proxy's CPU seconds per 10,000
+//! objects and the time from the upstream handing out the first page to the client holding
+//! the first object.
+//!
+//! `cold` spawns the proxy with its certificate already on disk and reports the time from
+//! spawn to the first served request: an anonymous POST (answered 401 by the listener: TLS
+//! up, no token, no password check), the first authenticated shell open (the Basic check),
+//! and the first command's first object (the token fetch from simulated Entra included).
+
+#![allow(clippy::disallowed_methods)] // wall-clock timing is the point of a benchmark
+
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/it/support/mod.rs"]
+mod support;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant as WallClock};
+
+use bytes::Bytes;
+use exo_authproxy::remoting::fragment::Defragmenter;
+use exo_authproxy::remoting::message::MessageType;
+use exo_authproxy::sandbox::data::ExchangeData;
+use exo_authproxy::sandbox::exchange::AdminApi;
+use exo_authproxy::sandbox::{World, WorldOptions};
+use support::harness::{PASSWORD, Recorder};
+use support::wire::{Cmd, Wire, colon, s};
+
+const MAILBOXES: usize = 10_000;
+const RUNS: usize = 5;
+
+/// Every admin API answer, made once by the simulator, then replayed.
+struct Replay {
+    data: Arc<ExchangeData>,
+    answers: Mutex<HashMap<String, http::Response<Bytes>>>,
+    /// When the last first page (no `$skiptoken`) was handed out.
+    first_page: Mutex<Option<WallClock>>,
+}
+
+fn copy(r: &http::Response<Bytes>) -> http::Response<Bytes> {
+    let mut out = http::Response::new(r.body().clone());
+    *out.status_mut() = r.status();
+    *out.headers_mut() = r.headers().clone();
+    out
+}
+
+impl Replay {
+    fn api(self: &Arc<Self>) -> AdminApi {
+        let me = self.clone();
+        Arc::new(move |app, tenant, request: http::Request<Bytes>| {
+            let me = me.clone();
+            Box::pin(async move {
+                let key = format!(
+                    "{} {} {}",
+                    request.method(),
+                    request.uri(),
+                    String::from_utf8_lossy(request.body())
+                );
+                let first = request.uri().path().ends_with("InvokeCommand")
+                    && !request.uri().query().unwrap_or("").contains("skiptoken");
+                let hit = me.answers.lock().unwrap().get(&key).map(copy);
+                let rsp = match hit {
+                    Some(r) => r,
+                    None => {
+                        let r = exo_authproxy::sandbox::adminapi::handle(
+                            &me.data, &app, &tenant, request,
+                        )
+                        .await;
+                        me.answers.lock().unwrap().insert(key, copy(&r));
+                        r
+                    }
+                };
+                if first {
+                    *me.first_page.lock().unwrap() = Some(WallClock::now());
+                }
+                rsp
+            })
+        })
+    }
+}
+
+/// A child process killed on drop.
+struct Proxy(Child);
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proxy {
+    fn spawn(world: &World) -> Self {
+        Self(
+            Command::new(env!("CARGO_BIN_EXE_exo-authproxy"))
+                .arg("serve")
+                .arg("--config")
+                .arg(&world.config_path)
+                .env("EXO_AUTHPROXY_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start exo-authproxy serve"),
+        )
+    }
+
+    /// User + system CPU seconds of the whole process (all threads).
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0.id())).unwrap();
+        // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+        ticks as f64 / 100.0 // CLK_TCK (getconf CLK_TCK = 100 on Linux)
+    }
+
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        kib / 1024.0
+    }
+}
+
+fn client_trusting(cert: &std::path::Path) -> reqwest::Client {
+    let tls = exo_authproxy::forward::client::client_tls(Some(cert)).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn world(dir: &std::path::Path, port: u16, replay: &Arc<Replay>) -> World {
+    let mut options = WorldOptions::new(
+        exo_authproxy::config::Mode::Rest,
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        Arc::new(Recorder::default()),
+    );
+    options.password = PASSWORD.into();
+    options.adminapi = Some(replay.api());
+    World::start(dir, options).await.expect("sandbox world")
+}
+
+fn cert_of(world: &World) -> std::path::PathBuf {
+    world
+        .config
+        .state_dir
+        .join(exo_authproxy::listener::tls::GENERATED_CERT)
+}
+
+fn get_mailbox() -> Vec<Cmd> {
+    vec![Cmd::new(
+        "Get-Mailbox",
+        [colon("ResultSize", s("Unlimited"))],
+    )]
+}
+
+/// Runs `cmds`; (objects, time of the first object, end).
+async fn run(w: &mut Wire<'_>, cmds: &[Cmd]) -> (usize, Option<WallClock>, WallClock) {
+    let pid = w.start(cmds, true).await;
+    let mut defrag = Defragmenter::new(64 << 20);
+    let mut objects = 0;
+    let mut first = None;
+    loop {
+        let r = w.receive(Some(&pid), "PT5S").await;
+        if r.timed_out() {
+            continue;
+        }
+        assert_eq!(r.status, 200, "Receive: {r:?}");
+        for m in w.messages(&r, &mut defrag) {
+            if m.message_type == MessageType::PipelineOutput {
+                objects += 1;
+                first.get_or_insert_with(WallClock::now);
+            }
+        }
+        if r.command_state().as_deref() == Some(exo_authproxy::remoting::wsman::COMMAND_STATE_DONE)
+        {
+            return (objects, first, WallClock::now());
+        }
+    }
+}
+
+async fn wait_served(client: &reqwest::Client, url: &str) {
+    for _ in 0..20_000 {
+        if client.post(url).body("").send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("the proxy never answered at {url}");
+}
+
+async fn cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let replay = Arc::new(Replay {
+        data: Arc::new(ExchangeData::new(MAILBOXES)),
+        answers: Mutex::default(),
+        first_page: Mutex::default(),
+    });
+    let world = world(dir.path(), port, &replay).await;
+    let proxy = Proxy::spawn(&world);
+    let url = format!("https://127.0.0.1:{port}/powershell-liveid");
+    // The certificate appears once the listener is up.
+    while !cert_of(&world).exists() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let client = client_trusting(&cert_of(&world));
+    wait_served(&client, &url).await;
+    let (mut w, _) = Wire::open_client(client, &url, false, "").await;
+    // Warm-up: the simulator makes every page once, the proxy fetches its token and catalog.
+    let (n, _, _) = run(&mut w, &get_mailbox()).await;
+    assert_eq!(n, MAILBOXES);
+    let rss_idle = proxy.rss_mib();
+    let mut cpu = Vec::new();
+    let mut firsts = Vec::new();
+    let mut totals = Vec::new();
+    for _ in 0..RUNS {
+        let before = proxy.cpu_seconds();
+        let start = WallClock::now();
+        let (n, first, end) = run(&mut w, &get_mailbox()).await;
+        let after = proxy.cpu_seconds();
+        assert_eq!(n, MAILBOXES);
+        let page = replay.first_page.lock().unwrap().expect("a first page");
+        cpu.push((after - before) * 10_000.0 / n as f64);
+        firsts.push(first.expect("objects").duration_since(page));
+        totals.push(end - start);
+    }
+    println!(
+        "rest_mode cpu: Get-Mailbox -ResultSize Unlimited, {MAILBOXES} mailboxes, pages of 1000, \
+         replayed upstream, no compression, {RUNS} runs"
+    );
+    println!(
+        "proxy CPU s per 10,000 objects: {}",
+        cpu.iter()
+            .map(|c| format!("{c:.3}"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    );
+    println!(
+        "first object after the first page left the upstream (ms): {}",
+        firsts
+            .iter()
+            .map(|d| format!("{:.1}", d.as_secs_f64() * 1e3))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    );
+    println!(
+        "wall per run (ms, shared machine): {}",
+        totals
+            .iter()
+            .map(|d| format!("{:.0}", d.as_secs_f64() * 1e3))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    );
+    println!(
+        "proxy RSS after warm-up {rss_idle:.1} MiB, after the runs {:.1} MiB",
+        proxy.rss_mib()
+    );
+    w.close().await;
+}
+
+async fn cold() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let replay = Arc::new(Replay {
+        data: Arc::new(ExchangeData::new(10)),
+        answers: Mutex::default(),
+        first_page: Mutex::default(),
+    });
+    let world = world(dir.path(), port, &replay).await;
+    let url = format!("https://127.0.0.1:{port}/powershell-liveid");
+    // First start writes the listener certificate; the measured starts reuse it.
+    {
+        let _p = Proxy::spawn(&world);
+        while !cert_of(&world).exists() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        wait_served(&client_trusting(&cert_of(&world)), &url).await;
+    }
+    let one = vec![Cmd::new("Get-Mailbox", [colon("ResultSize", s("1"))])];
+    let mut rows = Vec::new();
+    for _ in 0..RUNS {
+        let client = client_trusting(&cert_of(&world));
+        let spawned = WallClock::now();
+        let _p = Proxy::spawn(&world);
+        wait_served(&client, &url).await;
+        let served = spawned.elapsed();
+        let (mut w, _) = Wire::open_client(client, &url, false, "").await;
+        let opened = spawned.elapsed();
+        let (n, first, _) = run(&mut w, &one).await;
+        assert_eq!(n, 1);
+        let first = first.unwrap() - spawned;
+        rows.push((served, opened, first));
+    }
+    println!("rest_mode cold start ({RUNS} spawns, listener certificate on disk), ms:");
+    for (served, opened, first) in rows {
+        println!(
+            "  first request served {:6.1}  shell opened (Basic check) {:6.1}  first object (token fetched) {:6.1}",
+            served.as_secs_f64() * 1e3,
+            opened.as_secs_f64() * 1e3,
+            first.as_secs_f64() * 1e3
+        );
+    }
+}
+
+fn main() {
+    let what = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        if what.is_empty() || what == "cpu" {
+            cpu().await;
+        }
+        if what.is_empty() || what == "cold" {
+            cold().await;
+        }
+    });
+}
