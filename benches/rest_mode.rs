@@ -1,7 +1,7 @@
 //! Rest mode as its own process: the REST bridge's CPU per object against a fast upstream,
 //! and cold start.
 //!
-//! `cargo bench --bench rest_mode [-- cpu|cold]` (default: both). Figures go into
+//! `cargo bench --bench rest_mode [-- cpu|cold|scale]` (default: all three). Figures go into
 //! BENCHMARKS.md, sections "bridge" and "cold start"; nothing here is asserted.
 //!
 //! The proxy is the release binary (`exo-authproxy serve`, rest mode, the sandbox world's
@@ -18,6 +18,10 @@
 //! objects and the time from the upstream handing out the first page to the client holding
 //! the first object.
 //!
+//! `scale` opens 1,000 rest-mode sessions (16 per local user, the per-user cap; pools open,
+//! idle) and reports the proxy's RSS growth, then lets 100 of them page 10,000 mailboxes each
+//! at once and reports completeness, time to first object (p50/p99), CPU and peak RSS.
+//!
 //! `cold` spawns the proxy with its certificate already on disk and reports the time from
 //! spawn to the first served request: an anonymous POST (answered 401 by the listener: TLS
 //! up, no token, no password check), the first authenticated shell open (the Basic check),
@@ -25,7 +29,7 @@
 
 #![allow(clippy::disallowed_methods)] // wall-clock timing is the point of a benchmark
 
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
@@ -160,6 +164,15 @@ fn free_port() -> u16 {
 }
 
 async fn world(dir: &std::path::Path, port: u16, replay: &Arc<Replay>) -> World {
+    world_with_users(dir, port, replay, Vec::new()).await
+}
+
+async fn world_with_users(
+    dir: &std::path::Path,
+    port: u16,
+    replay: &Arc<Replay>,
+    extra_users: Vec<String>,
+) -> World {
     let mut options = WorldOptions::new(
         exo_authproxy::config::Mode::Rest,
         format!("127.0.0.1:{port}").parse().unwrap(),
@@ -167,6 +180,7 @@ async fn world(dir: &std::path::Path, port: u16, replay: &Arc<Replay>) -> World 
     );
     options.password = PASSWORD.into();
     options.adminapi = Some(replay.api());
+    options.extra_users = extra_users;
     World::start(dir, options).await.expect("sandbox world")
 }
 
@@ -333,6 +347,124 @@ async fn cold() {
     }
 }
 
+/// Sessions per local user (the proxy's `max_shells_per_owner`).
+const PER_USER: usize = 16;
+const SESSIONS: usize = 1_000;
+const PAGING: usize = 100;
+
+fn peak_rss_mib(proxy: &Proxy) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", proxy.0.id())).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+async fn scale() {
+    use futures_util::StreamExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let replay = Arc::new(Replay {
+        data: Arc::new(ExchangeData::new(MAILBOXES)),
+        answers: Mutex::default(),
+        first_page: Mutex::default(),
+    });
+    let users: Vec<String> = (0..SESSIONS.div_ceil(PER_USER))
+        .map(|i| format!("scale{i:03}"))
+        .collect();
+    let world = world_with_users(dir.path(), port, &replay, users.clone()).await;
+    let proxy = Proxy::spawn(&world);
+    let url = format!("https://127.0.0.1:{port}/powershell-liveid");
+    while !cert_of(&world).exists() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let client = client_trusting(&cert_of(&world));
+    wait_served(&client, &url).await;
+    // Warm-up: token, catalog, the replayed pages.
+    {
+        let (mut w, _) = Wire::open_client(client.clone(), &url, false, "").await;
+        let (n, _, _) = run(&mut w, &get_mailbox()).await;
+        assert_eq!(n, MAILBOXES);
+        w.close().await;
+    }
+    let idle = proxy.rss_mib();
+    let opened = WallClock::now();
+    let mut sessions: Vec<Wire<'static>> = futures_util::stream::iter(0..SESSIONS)
+        .map(|i| {
+            let client = client.clone();
+            let url = url.clone();
+            let user = users[i / PER_USER].clone();
+            async move {
+                let shell = uuid::Uuid::new_v4().to_string().to_uppercase();
+                Wire::open_as(client, &url, false, "", (&user, PASSWORD), &shell)
+                    .await
+                    .0
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let open_time = opened.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let with_sessions = proxy.rss_mib();
+    println!(
+        "rest_mode scale: {SESSIONS} rest-mode sessions opened (pool open, idle) in {:.1} s; proxy RSS \
+         {idle:.1} MiB before, {with_sessions:.1} MiB after: +{:.1} MiB (≈ {:.1} KiB per session)",
+        open_time.as_secs_f64(),
+        with_sessions - idle,
+        (with_sessions - idle) * 1024.0 / SESSIONS as f64
+    );
+    // 100 of them page 10,000 mailboxes each, all at once (one per user: the first session
+    // of users 0..: spread over users, as scripts would be).
+    let cpu_before = proxy.cpu_seconds();
+    let started = WallClock::now();
+    // Spread over the users (at most two sessions each), as separate scripts would be.
+    sessions.sort_by(|a, b| a.user.0.cmp(&b.user.0));
+    let chosen: std::collections::HashSet<usize> = (0..PAGING)
+        .map(|i| (i % users.len()) * PER_USER + i / users.len())
+        .collect();
+    let (mut picked, rest): (Vec<_>, Vec<_>) = sessions
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| chosen.contains(i));
+    let sessions = rest;
+    let results = futures_util::future::join_all(picked.iter_mut().map(|(_, w)| async move {
+        let start = WallClock::now();
+        let (n, first, end) = run(w, &get_mailbox()).await;
+        (n, first.map(|f| f - start), end - start)
+    }))
+    .await;
+    let wall = started.elapsed();
+    let cpu = proxy.cpu_seconds() - cpu_before;
+    let complete = results.iter().filter(|(n, _, _)| *n == MAILBOXES).count();
+    let mut firsts: Vec<f64> = results
+        .iter()
+        .filter_map(|(_, f, _)| f.map(|f| f.as_secs_f64() * 1e3))
+        .collect();
+    firsts.sort_by(f64::total_cmp);
+    let mut totals: Vec<f64> = results.iter().map(|(_, _, t)| t.as_secs_f64()).collect();
+    totals.sort_by(f64::total_cmp);
+    let pct = |v: &[f64], p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "rest_mode scale: {PAGING} sessions paging {MAILBOXES} mailboxes each at once: {complete}/{PAGING} \
+         complete with all objects; time to first object p50 {:.0} ms p99 {:.0} ms max {:.0} ms; \
+         per-session total p50 {:.1} s max {:.1} s; all done in {:.1} s; proxy CPU {cpu:.1} s \
+         ({:.3} s per 10,000 objects); proxy peak RSS (VmHWM) {:.1} MiB",
+        pct(&firsts, 0.5),
+        pct(&firsts, 0.99),
+        firsts.last().copied().unwrap_or(0.0),
+        pct(&totals, 0.5),
+        totals.last().copied().unwrap_or(0.0),
+        wall.as_secs_f64(),
+        cpu * 10_000.0 / (PAGING * MAILBOXES) as f64,
+        peak_rss_mib(&proxy)
+    );
+    drop(sessions);
+}
+
 fn main() {
     let what = std::env::args()
         .skip(1)
@@ -349,6 +481,9 @@ fn main() {
         }
         if what.is_empty() || what == "cold" {
             cold().await;
+        }
+        if what.is_empty() || what == "scale" {
+            scale().await;
         }
     });
 }
