@@ -390,7 +390,26 @@ async fn scale() {
         assert_eq!(n, MAILBOXES);
         w.close().await;
     }
+    // Every user's first Basic check (argon2id, ≈ 19 MiB of scratch each, 32 at once as the
+    // opens below) before the baseline, so the growth below is the sessions' alone.
+    let after_warm_up = proxy.rss_mib();
+    futures_util::stream::iter(users.clone())
+        .map(|user| {
+            let client = client.clone();
+            let url = url.clone();
+            async move {
+                support::harness::post_soap(&client, &url, Some((&user, PASSWORD)), "", "").await
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
     let idle = proxy.rss_mib();
+    println!(
+        "rest_mode scale: proxy RSS after warm-up {after_warm_up:.1} MiB, after each of {} users' \
+         first Basic check {idle:.1} MiB",
+        users.len()
+    );
     let opened = WallClock::now();
     let mut sessions: Vec<Wire<'static>> = futures_util::stream::iter(0..SESSIONS)
         .map(|i| {
