@@ -22,6 +22,12 @@
 //! idle) and reports the proxy's RSS growth, then lets 100 of them page 10,000 mailboxes each
 //! at once and reports completeness, time to first object (p50/p99), CPU and peak RSS.
 //!
+//! `soak` (issue 13) opens 1,000 sessions across 100 users, each holding a pool long-poll
+//! Receive as a client does, runs 200 small commands per second over them for 5 minutes, samples
+//! the proxy's RSS every 10 s (the curve), reports failed requests and the command latency
+//! percentiles, then sends SIGTERM and reports how long the drain took and the exit status.
+//! Not part of the default run (`-- soak`; `SOAK_SECONDS` shortens it).
+//!
 //! `cold` spawns the proxy with its certificate already on disk and reports the time from
 //! spawn to the first served request: an anonymous POST (answered 401 by the listener: TLS
 //! up, no token, no password check), the first authenticated shell open (the Basic check),
@@ -484,6 +490,203 @@ async fn scale() {
     drop(sessions);
 }
 
+const SOAK_USERS: usize = 100;
+const SOAK_SESSIONS: usize = 1_000;
+const SOAK_RATE: u32 = 200;
+
+/// One small command (one object back), run to completion; its latency, or why it failed.
+async fn one_command(w: &mut Wire<'static>) -> Result<Duration, String> {
+    let started = WallClock::now();
+    let cmds = [Cmd::new("Get-Mailbox", [colon("ResultSize", s("1"))])];
+    let pid = w.start(&cmds, true).await;
+    let mut defrag = Defragmenter::new(1 << 20);
+    let mut objects = 0;
+    loop {
+        let r = w.receive(Some(&pid), "PT30S").await;
+        if r.timed_out() {
+            continue;
+        }
+        if r.status != 200 {
+            return Err(format!(
+                "Receive answered {}: {:?}",
+                r.status, r.proxy_error
+            ));
+        }
+        objects += w
+            .messages(&r, &mut defrag)
+            .iter()
+            .filter(|m| m.message_type == MessageType::PipelineOutput)
+            .count();
+        if r.command_state().as_deref() == Some(exo_authproxy::remoting::wsman::COMMAND_STATE_DONE)
+        {
+            return if objects == 1 {
+                Ok(started.elapsed())
+            } else {
+                Err(format!("{objects} objects instead of 1"))
+            };
+        }
+    }
+}
+
+async fn soak() {
+    use futures_util::StreamExt as _;
+    let seconds: u64 = std::env::var("SOAK_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let replay = Arc::new(Replay {
+        data: Arc::new(ExchangeData::new(MAILBOXES)),
+        answers: Mutex::default(),
+        first_page: Mutex::default(),
+    });
+    let users: Vec<String> = (0..SOAK_USERS).map(|i| format!("soak{i:03}")).collect();
+    let world = world_with_users(dir.path(), port, &replay, users.clone()).await;
+    let mut proxy = Proxy::spawn(&world);
+    let url = format!("https://127.0.0.1:{port}/powershell-liveid");
+    while !cert_of(&world).exists() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let client = client_trusting(&cert_of(&world));
+    wait_served(&client, &url).await;
+    let opened = WallClock::now();
+    let sessions: Vec<Wire<'static>> = futures_util::stream::iter(0..SOAK_SESSIONS)
+        .map(|i| {
+            let client = client.clone();
+            let url = url.clone();
+            let user = users[i % SOAK_USERS].clone();
+            async move {
+                let shell = uuid::Uuid::new_v4().to_string().to_uppercase();
+                Wire::open_as(client, &url, false, "", (&user, PASSWORD), &shell)
+                    .await
+                    .0
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    println!(
+        "rest_mode soak: {SOAK_SESSIONS} sessions of {SOAK_USERS} users opened in {:.1} s; proxy RSS {:.1} MiB",
+        opened.elapsed().as_secs_f64(),
+        proxy.rss_mib()
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let poll_failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let polls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Every session keeps a pool Receive outstanding, as a client does.
+    let mut pollers = tokio::task::JoinSet::new();
+    for w in &sessions {
+        let handle = w.same_shell();
+        let (stop, failures, polls) = (stop.clone(), poll_failures.clone(), polls.clone());
+        pollers.spawn(async move {
+            loop {
+                let r = tokio::select! {
+                    r = handle.receive(None, "PT20S") => r,
+                    () = stop.cancelled() => break,
+                };
+                polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if !(r.status == 200 || r.timed_out()) {
+                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    let sessions: Arc<Vec<tokio::sync::Mutex<Wire<'static>>>> =
+        Arc::new(sessions.into_iter().map(tokio::sync::Mutex::new).collect());
+    let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut commands = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / SOAK_RATE);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = WallClock::now();
+    let mut curve = vec![(0u64, proxy.rss_mib())];
+    let mut next_sample = 10;
+    let mut sent = 0usize;
+    let cpu_before = proxy.cpu_seconds();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tick.tick().await;
+        let (task_sessions, task_latencies, task_failures) =
+            (sessions.clone(), latencies.clone(), failures.clone());
+        let i = sent % SOAK_SESSIONS;
+        sent += 1;
+        commands.spawn(async move {
+            let mut w = task_sessions[i].lock().await;
+            match one_command(&mut w).await {
+                Ok(d) => task_latencies.lock().unwrap().push(d.as_secs_f64() * 1e3),
+                Err(e) => task_failures.lock().unwrap().push(e),
+            }
+        });
+        while let Some(done) = commands.try_join_next() {
+            if let Err(e) = done {
+                failures.lock().unwrap().push(format!("command task: {e}"));
+            }
+        }
+        let t = started.elapsed().as_secs();
+        if t >= next_sample {
+            curve.push((t, proxy.rss_mib()));
+            next_sample += 10;
+        }
+    }
+    while let Some(done) = commands.join_next().await {
+        if let Err(e) = done {
+            failures.lock().unwrap().push(format!("command task: {e}"));
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = proxy.cpu_seconds() - cpu_before;
+    curve.push((started.elapsed().as_secs(), proxy.rss_mib()));
+    let mut lat = latencies.lock().unwrap().clone();
+    lat.sort_by(f64::total_cmp);
+    let failed = failures.lock().unwrap().clone();
+    let pct = |p: f64| {
+        lat.get(((lat.len().max(1) - 1) as f64 * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!(
+        "rest_mode soak: {seconds} s, {sent} commands sent ({:.0}/s achieved), {} ok, {} failed;          latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms; pool long-polls answered {} ({} failed);          proxy CPU {cpu:.1} s",
+        sent as f64 / wall,
+        lat.len(),
+        failed.len(),
+        pct(0.5),
+        pct(0.99),
+        lat.last().copied().unwrap_or(0.0),
+        polls.load(std::sync::atomic::Ordering::Relaxed),
+        poll_failures.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    for f in failed.iter().take(5) {
+        println!("  failure: {f}");
+    }
+    println!(
+        "rest_mode soak: RSS curve (s: MiB): {}",
+        curve
+            .iter()
+            .map(|(t, m)| format!("{t}: {m:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    // SIGTERM with every long-poll still outstanding: the drain answers them and exits 0.
+    let term = WallClock::now();
+    let pid = proxy.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::block_in_place(|| proxy.0.wait()).unwrap();
+    let drained = term.elapsed();
+    stop.cancel();
+    while pollers.join_next().await.is_some() {}
+    println!(
+        "rest_mode soak: SIGTERM with {SOAK_SESSIONS} long-polls outstanding: exited {:?} after {:.2} s",
+        status.code(),
+        drained.as_secs_f64()
+    );
+}
+
 fn main() {
     let what = std::env::args()
         .skip(1)
@@ -503,6 +706,9 @@ fn main() {
         }
         if what.is_empty() || what == "scale" {
             scale().await;
+        }
+        if what == "soak" {
+            soak().await;
         }
     });
 }

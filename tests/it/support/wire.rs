@@ -798,6 +798,22 @@ impl<'a> Wire<'a> {
 
     /// [`Wire::open_client`] as another local user, proposing `shell_id` (many sessions at
     /// once: the benches' scale run).
+    /// A second handle on the same shell (same client, user and ShellId), for the pool Receive
+    /// a client keeps outstanding while commands run on the first, as Windows PowerShell does.
+    pub fn same_shell(&self) -> Self {
+        Self {
+            _h: std::marker::PhantomData,
+            http: self.http.clone(),
+            compression: self.compression,
+            object_id: self.object_id,
+            query: self.query.clone(),
+            url: self.url.clone(),
+            shell_id: self.shell_id.clone(),
+            user: self.user.clone(),
+        }
+    }
+
+    /// Creates a shell as `user` with `shell_id` over `http` (benches: many sessions).
     pub async fn open_as(
         http: reqwest::Client,
         url: &str,
