@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use super::load::{Checker, Seg};
-use super::{Config, Credentials, Error};
+use super::{CertStoreName, Config, Credentials, Error, normalize_thumbprint};
 
 impl Config {
     pub(super) fn validate(&self, check: &Checker<'_>) -> Result<(), Error> {
@@ -246,6 +246,7 @@ fn check_credentials(
     let kinds = [
         ("certificate", c.certificate.is_some()),
         ("pfx", c.pfx.is_some()),
+        ("certificate_thumbprint", c.certificate_thumbprint.is_some()),
         ("client_secret_env", c.client_secret_env.is_some()),
         ("client_secret_file", c.client_secret_file.is_some()),
         ("federated_token_file", c.federated_token_file.is_some()),
@@ -253,6 +254,7 @@ fn check_credentials(
     let set: Vec<&str> = kinds.iter().filter(|k| k.1).map(|k| k.0).collect();
     let example = "certificate = \"app.pem\" and private_key = \"app-key.pem\"; or pfx = \"app.pfx\" \
                    with pfx_password_env = \"EXO_AUTHPROXY_PFX_PASSWORD\" (or pfx_password_file); \
+                   or (Windows) certificate_thumbprint = \"<40 hex digits>\" with store = \"LocalMachine\\\\My\"; \
                    or client_secret_env = \"EXO_AUTHPROXY_CLIENT_SECRET\" (or client_secret_file = \
                    \"/run/credentials/exo-authproxy.service/client-secret\"); or federated_token_file = \
                    \"/var/run/secrets/azure/tokens/azure-identity-token\"";
@@ -297,6 +299,7 @@ fn check_credentials(
             "pfx_password_file = \"/run/credentials/exo-authproxy.service/pfx-password\"",
         ));
     }
+    check_store_credential(check, &key, what, c)?;
     for (k, v) in [
         ("pfx_password_env", &c.pfx_password_env),
         ("client_secret_env", &c.client_secret_env),
@@ -404,4 +407,64 @@ pub fn is_loopback_host(host: &str) -> bool {
     h.eq_ignore_ascii_case("localhost")
         || h.parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `certificate_thumbprint` and `store`: well-formed, and only where there is a Windows
+/// certificate store to look in.
+fn check_store_credential<'a>(
+    check: &Checker<'_>,
+    key: &dyn Fn(&'static str) -> Vec<Seg<'a>>,
+    what: &str,
+    c: &Credentials,
+) -> Result<(), Error> {
+    if let Some(store) = &c.store {
+        if c.certificate_thumbprint.is_none() {
+            return Err(check.invalid(
+                &key("store"),
+                &format!("{what}: store"),
+                "store is only used with certificate_thumbprint".into(),
+                "certificate_thumbprint = \"<40 hex digits>\" next to store = \"LocalMachine\\\\My\"",
+            ));
+        }
+        if CertStoreName::parse(store).is_none() {
+            return Err(check.invalid(
+                &key("store"),
+                &format!("{what}: store"),
+                format!(
+                    "{store:?} is not a Windows certificate store; write it as \
+                     <LocalMachine|CurrentUser>\\<store name>"
+                ),
+                "store = \"LocalMachine\\\\My\" (or \"CurrentUser\\\\My\")",
+            ));
+        }
+    }
+    let Some(thumbprint) = &c.certificate_thumbprint else {
+        return Ok(());
+    };
+    if normalize_thumbprint(thumbprint).is_none() {
+        return Err(check.invalid(
+            &key("certificate_thumbprint"),
+            &format!("{what}: certificate_thumbprint"),
+            format!(
+                "{thumbprint:?} is not a SHA-1 thumbprint (40 hex digits; spaces and colons \
+                 between them are fine)"
+            ),
+            "certificate_thumbprint = \"3F2A9C...\" as `Get-ChildItem Cert:\\LocalMachine\\My` \
+             or the app registration's Certificates tab shows it",
+        ));
+    }
+    if !cfg!(windows) {
+        return Err(check.invalid(
+            &key("certificate_thumbprint"),
+            &format!("{what}: certificate_thumbprint"),
+            "certificate_thumbprint reads the Windows certificate store and works only on \
+             Windows; on this system give the certificate as a file: export it with its private \
+             key (Export-PfxCertificate) and configure pfx, or convert it to PEM and configure \
+             certificate and private_key"
+                .into(),
+            "pfx = \"app.pfx\" with pfx_password_env = \"EXO_AUTHPROXY_PFX_PASSWORD\"; or \
+             certificate = \"app.pem\" and private_key = \"app-key.pem\"",
+        ));
+    }
+    Ok(())
 }
