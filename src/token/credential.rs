@@ -663,3 +663,80 @@ pub async fn read_federated(path: &Path) -> Result<Secret<String>, CredentialErr
     }
     Ok(Secret::new(text))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const THUMB: &str = "3F2A9C0B6D1E4F5A7B8C9D0E1F2A3B4C5D6E7F80";
+
+    /// Validation refuses the key off Windows first; should a config reach the loader anyway,
+    /// the tenant's credential is a typed error naming the thumbprint and the file kinds.
+    #[cfg(not(windows))]
+    #[test]
+    fn a_thumbprint_off_windows_is_a_typed_error_naming_the_alternatives() {
+        let c = Credentials {
+            certificate_thumbprint: Some(
+                "3f:2a:9c:0b:6d:1e:4f:5a:7b:8c:9d:0e:1f:2a:3b:4c:5d:6e:7f:80".into(),
+            ),
+            ..Credentials::default()
+        };
+        let env = std::collections::BTreeMap::<String, String>::new();
+        let err = resolve(&c, &env).unwrap_err();
+        assert!(
+            matches!(&err, CredentialError::StoreUnsupported { thumbprint } if thumbprint == THUMB),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("pfx, or certificate and private_key"),
+            "{err}"
+        );
+        let bad = Credentials {
+            certificate_thumbprint: Some(THUMB.into()),
+            store: Some("My".into()),
+            ..Credentials::default()
+        };
+        assert!(matches!(
+            resolve(&bad, &env),
+            Err(CredentialError::StoreReference { .. })
+        ));
+    }
+
+    /// Each store failure names the thumbprint, the store and the fix.
+    #[test]
+    fn store_errors_name_the_thumbprint_the_store_and_the_fix() {
+        let store = || "LocalMachine\\My".to_owned();
+        let thumbprint = || THUMB.to_owned();
+        for (err, fix) in [
+            (
+                CredentialError::StoreNotFound {
+                    store: store(),
+                    thumbprint: thumbprint(),
+                },
+                "Import-PfxCertificate -FilePath app.pfx -CertStoreLocation Cert:\\LocalMachine\\My -Exportable",
+            ),
+            (
+                CredentialError::StoreNoPrivateKey {
+                    store: store(),
+                    thumbprint: thumbprint(),
+                    problem: "Keyset does not exist".into(),
+                },
+                "grant the service account read access to the key",
+            ),
+            (
+                CredentialError::StoreKeyNotExportable {
+                    store: store(),
+                    thumbprint: thumbprint(),
+                    problem: "Key not valid for use in specified state".into(),
+                },
+                "Import-PfxCertificate -Exportable, or configure it as a file",
+            ),
+        ] {
+            let text = err.to_string();
+            for says in [THUMB, "LocalMachine\\My", fix] {
+                assert!(text.contains(says), "{says:?} not in {text}");
+            }
+        }
+    }
+}
