@@ -25,6 +25,7 @@
 //! and testable against the simulator; the price is that type names come from our table, so
 //! cmdlets outside the table get `PSCustomObject`-style objects. Revisit with a live capture.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use base64::Engine as _;
@@ -391,48 +392,156 @@ pub fn json_to_value(json: Json, data_type: Option<&str>, odata_type: Option<&st
 /// `Name@odata.type`) are looked up by property name afterwards, as OData allows them
 /// before or after their property.
 pub fn properties(map: Map<String, Json>) -> Vec<(String, Value)> {
-    #[derive(Default)]
-    struct Types {
-        data: Option<String>,
-        odata: Option<String>,
+    let mut acc = Properties::with_capacity(map.len());
+    for (k, v) in map {
+        acc.push(Cow::Owned(k), v);
     }
-    let mut data = Vec::with_capacity(map.len());
-    let mut types: HashMap<String, Types> = HashMap::new();
-    for (mut k, v) in map {
-        match k.find('@') {
-            None if k != "_clixml" => data.push((k, v)),
+    acc.finish()
+}
+
+/// One REST object's members as they are read, in order, and what they become
+/// ([`properties`]): data properties keep their first position and their last value (as a
+/// JSON object's member does), annotations are attached to their property by name, whichever
+/// side of it they stand, and `_clixml`, `@…` members and unknown annotations are dropped.
+///
+/// Page parsing feeds it straight from the JSON reader ([`RestObject`]) with keys borrowed
+/// from the page, so no `serde_json::Map` (an ordered hash map with owned keys) is built per
+/// object: that tree and the per-object annotation table were most of the bridge's CPU
+/// (BENCHMARKS.md, bridge).
+struct Properties<'a> {
+    data: Vec<(Cow<'a, str>, Json)>,
+    /// Data property name → its index in `data`, for repeats and annotations.
+    index: HashMap<Cow<'a, str>, usize, foldhash::fast::RandomState>,
+    /// (property, `@data.type`?, type) in the order read; a non-string value clears.
+    annotations: Vec<(Cow<'a, str>, bool, Option<String>)>,
+}
+
+impl<'a> Properties<'a> {
+    fn with_capacity(members: usize) -> Self {
+        Self {
+            data: Vec::with_capacity(members),
+            index: HashMap::with_capacity_and_hasher(members, Default::default()),
+            annotations: Vec::with_capacity(members),
+        }
+    }
+
+    fn push(&mut self, key: Cow<'a, str>, value: Json) {
+        match key.find('@') {
+            None if key != "_clixml" => match self.index.get(&key) {
+                Some(&i) => self.data[i].1 = value,
+                None => {
+                    self.index.insert(key.clone(), self.data.len());
+                    self.data.push((key, value));
+                }
+            },
             Some(at) if at > 0 => {
-                let Json::String(t) = v else { continue };
-                let is_data = match &k[at..] {
+                let is_data = match &key[at..] {
                     "@data.type" => true,
                     "@odata.type" => false,
-                    _ => continue,
+                    _ => return,
                 };
-                k.truncate(at);
-                let e = types.entry(k).or_default();
-                *if is_data { &mut e.data } else { &mut e.odata } = Some(t);
+                let name = match key {
+                    Cow::Borrowed(k) => Cow::Borrowed(&k[..at]),
+                    Cow::Owned(mut k) => {
+                        k.truncate(at);
+                        Cow::Owned(k)
+                    }
+                };
+                let t = match value {
+                    Json::String(t) => Some(t),
+                    _ => None,
+                };
+                self.annotations.push((name, is_data, t));
             }
             _ => {}
         }
     }
-    data.into_iter()
-        .map(|(k, v)| {
-            let t = types.get(&k);
-            let value = json_to_value(
-                v,
-                t.and_then(|t| t.data.as_deref()),
-                t.and_then(|t| t.odata.as_deref()),
-            );
-            (k, value)
-        })
-        .collect()
+
+    fn finish(self) -> Vec<(String, Value)> {
+        let Self {
+            data,
+            index,
+            annotations,
+        } = self;
+        let mut types: Vec<(Option<String>, Option<String>)> = vec![(None, None); data.len()];
+        for (name, is_data, t) in annotations {
+            if let Some(&i) = index.get(&name) {
+                let slot = &mut types[i];
+                *if is_data { &mut slot.0 } else { &mut slot.1 } = t;
+            }
+        }
+        data.into_iter()
+            .zip(types)
+            .map(|((k, v), (d, o))| {
+                let value = json_to_value(v, d.as_deref(), o.as_deref());
+                (k.into_owned(), value)
+            })
+            .collect()
+    }
+}
+
+/// One REST result object read from a page: its data properties, as [`properties`] makes
+/// them from a parsed object, without building the object first.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RestObject(pub Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for RestObject {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = RestObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RestObject, A::Error> {
+                let mut acc = Properties::with_capacity(map.size_hint().unwrap_or(64).min(256));
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    acc.push(key.0, map.next_value()?);
+                }
+                Ok(RestObject(acc.finish()))
+            }
+        }
+        de.deserialize_map(Members)
+    }
+}
+
+/// A member name, borrowed from the page unless it holds escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct K;
+        impl<'de> serde::de::Visitor<'de> for K {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        de.deserialize_str(K)
+    }
 }
 
 /// A REST result object as the CLIXML object RPS would have sent: `type_names` (from the
 /// catalog; empty → a PSCustomObject with the properties as note properties), ToString =
 /// Identity (else Name), data properties under `Props`.
 pub fn object_from_json(map: Map<String, Json>, type_names: &[String]) -> Value {
-    let props = properties(map);
+    object_from_properties(properties(map), type_names)
+}
+
+/// [`object_from_json`] for properties already read ([`RestObject`]).
+pub fn object_from_properties(props: Vec<(String, Value)>, type_names: &[String]) -> Value {
     let to_string = ["Identity", "Name"].iter().find_map(|n| {
         props
             .iter()
@@ -693,6 +802,41 @@ mod tests {
             get("ProhibitSendQuota"),
             Value::String("99 GB (106,300,440,576 bytes)".into())
         );
+    }
+
+    #[test]
+    fn page_objects_read_as_parsed_objects_convert() {
+        // Annotations before and after their property, a repeated property (first position,
+        // last value), a repeated annotation, a non-string annotation, an escaped name, a
+        // nested object, `_clixml` and `@…` members.
+        let text = r##"{"Guid@data.type":"System.Guid","Guid":"8c2f1a5e-6b1d-4f0e-9a77-2d3c4b5a6f70",
+            "WhenCreated":"2024-04-10T08:56:22.0000000+00:00","WhenCreated@data.type":"System.DateTime",
+            "N":1,"Name":"a","N":"two","N@data.type":"System.Int16","N@data.type":5,
+            "Size@data.type":"System.Int32","Size@data.type":"System.Int64","Size":7,
+            "Tab\u0041":"x","Nested":{"A@data.type":"System.Int16","A":1,"B":[1,2]},
+            "_clixml":"<Obj/>","@odata.context":"c","Odd@other.type":"y",
+            "Ids@odata.type":"#Collection(Guid)","Ids":["8c2f1a5e-6b1d-4f0e-9a77-2d3c4b5a6f70"]}"##;
+        let map: Map<String, Json> = serde_json::from_str(text).unwrap();
+        let read: RestObject = serde_json::from_str(text).unwrap();
+        assert_eq!(read.0, properties(map));
+        let names: Vec<&str> = read.0.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Guid",
+                "WhenCreated",
+                "N",
+                "Name",
+                "Size",
+                "TabA",
+                "Nested",
+                "Ids"
+            ]
+        );
+        assert!(matches!(read.0[1].1, Value::DateTime(_)));
+        assert_eq!(read.0[2].1, Value::String("two".into()));
+        assert_eq!(read.0[4].1, Value::I64(7));
+        assert!(serde_json::from_str::<RestObject>("[1]").is_err());
     }
 
     #[test]

@@ -234,7 +234,7 @@ enum PageUrl {
 #[derive(Deserialize)]
 struct Page {
     #[serde(default, deserialize_with = "bounded_objects")]
-    value: Option<Vec<Map<String, Json>>>,
+    value: Option<Vec<convert::RestObject>>,
     #[serde(rename = "@odata.nextLink", default)]
     next: Option<String>,
     #[serde(rename = "@adminapi.warnings", default)]
@@ -380,18 +380,18 @@ pub fn fuzz_page(
         .value
         .unwrap_or_default()
         .into_iter()
-        .map(|o| convert::object_from_json(o, types))
+        .map(|o| convert::object_from_properties(o.0, types))
         .collect())
 }
 
 /// A page's `value`, refused while parsing once it holds more than [`MAX_PAGE_OBJECTS`].
-fn bounded_objects<'de, D>(de: D) -> Result<Option<Vec<Map<String, Json>>>, D::Error>
+fn bounded_objects<'de, D>(de: D) -> Result<Option<Vec<convert::RestObject>>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
     struct Objects;
     impl<'de> serde::de::Visitor<'de> for Objects {
-        type Value = Option<Vec<Map<String, Json>>>;
+        type Value = Option<Vec<convert::RestObject>>;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("an array of objects")
         }
@@ -1235,7 +1235,7 @@ impl<T: TokenProvider + ?Sized> RestCall<'_, T> {
             .value
             .unwrap_or_default()
             .into_iter()
-            .map(|o| convert::object_from_json(o, types))
+            .map(|o| convert::object_from_properties(o.0, types))
             .collect();
         let last = self.next_url.is_none();
         let warnings = page

@@ -178,7 +178,16 @@ impl<'a> Fragment<'a> {
     /// # Panics
     /// If the blob is longer than `u32::MAX` bytes (the header cannot say so).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let len = u32::try_from(self.blob.len()).expect("fragment blobs are far below 4 GiB");
+        self.encode_header_into(self.blob.len(), out);
+        out.extend_from_slice(self.blob);
+    }
+
+    /// Appends the header alone, for a blob of `len` bytes the caller places after it.
+    ///
+    /// # Panics
+    /// If `len` is over `u32::MAX` (the header cannot say so).
+    pub fn encode_header_into(&self, len: usize, out: &mut Vec<u8>) {
+        let len = u32::try_from(len).expect("fragment blobs are far below 4 GiB");
         out.extend_from_slice(&self.object_id.to_be_bytes());
         out.extend_from_slice(&self.fragment_id.to_be_bytes());
         let mut flags = 0;
@@ -190,7 +199,6 @@ impl<'a> Fragment<'a> {
         }
         out.push(flags);
         out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(self.blob);
     }
 }
 

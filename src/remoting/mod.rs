@@ -158,10 +158,6 @@ pub(crate) fn memory_fault(over: &OverBudget) -> Fault {
     .with_code("memory-budget")
 }
 
-fn b64_encode(data: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(data)
-}
-
 impl<E: Executor> Endpoint<E> {
     /// An endpoint running commands on `executor`.
     pub fn new(executor: Arc<E>, settings: Settings) -> Self {
@@ -962,15 +958,16 @@ fn receive_body(
     );
     s.push_str("<rsp:ReceiveResponse>");
     for f in fragments {
-        let data = if compression {
-            b64_encode(&xpress::store_stream(f))
+        let _ = write!(s, "<rsp:Stream Name=\"{stream}\"{cid_attr}>");
+        // Encoded straight into the body: one output object is one fragment, so a per-fragment
+        // string would be an allocation and a copy per object.
+        let b64 = base64::engine::general_purpose::STANDARD;
+        if compression {
+            b64.encode_string(xpress::store_stream(f), &mut s);
         } else {
-            b64_encode(f)
-        };
-        let _ = write!(
-            s,
-            "<rsp:Stream Name=\"{stream}\"{cid_attr}>{data}</rsp:Stream>"
-        );
+            b64.encode_string(f, &mut s);
+        }
+        s.push_str("</rsp:Stream>");
     }
     if let Some(state) = state {
         let _ = write!(s, "<rsp:CommandState{cid_attr} State=\"{state}\">");

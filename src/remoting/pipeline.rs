@@ -304,9 +304,15 @@ impl PipelineCtl {
             let c = lock(&self.control);
             (c.rpid, c.pid)
         };
-        let msg = psrp::message(message_type, rpid, pid, value);
         let id = self.object_ids.fetch_add(1, Ordering::Relaxed);
-        out.push(fragment(id, &msg.encode(), fragment_size));
+        out.push(Message::client_fragments(
+            message_type,
+            rpid,
+            pid,
+            value,
+            id,
+            fragment_size,
+        ));
     }
 
     fn queue_output(&self, out: &mut Outbox, o: Output, fragment_size: usize) {

@@ -1219,3 +1219,85 @@ async fn built_ins_take_every_parameter_powershell_declares() {
     assert_eq!(end, PipelineEnd::Completed, "{outs:?}");
     assert_eq!(objects(&outs).len(), 2);
 }
+
+/// Through the listener: a client that reads one Receive's worth of a 5,000-mailbox
+/// `Get-Mailbox -ResultSize Unlimited` and then stops reading holds the proxy at one page
+/// ahead — the simulator answers the first page and the one page requested ahead, and no
+/// third — however long the client waits; reading on then delivers every object. Counted
+/// by the simulator (pages requested), never timed.
+#[tokio::test]
+async fn a_slow_client_holds_the_proxy_to_one_page_ahead() {
+    use crate::support::harness::{Sandboxed, SandboxedOptions};
+    use crate::support::wire::{self, Cmd, Wire};
+    use exo_authproxy::remoting::fragment::Defragmenter;
+    use exo_authproxy::remoting::message::MessageType;
+
+    let (data, rps, adminapi) = exo_authproxy::sandbox::simulated_exchange(5_000);
+    let h = Sandboxed::start(SandboxedOptions {
+        mode: exo_authproxy::config::Mode::Rest,
+        rps,
+        adminapi: Some(adminapi),
+        ..SandboxedOptions::default()
+    })
+    .await;
+    let stats = &data.stats;
+    let (mut w, _) = Wire::open(&h, false).await;
+    let pid = w
+        .start(
+            &[Cmd::new(
+                "Get-Mailbox",
+                [wire::colon("ResultSize", wire::s("Unlimited"))],
+            )],
+            true,
+        )
+        .await;
+    let mut defrag = Defragmenter::new(64 << 20);
+    let mut objects = 0;
+    let mut done = false;
+    let mut receive = async |objects: &mut usize, done: &mut bool| {
+        let r = w.receive(Some(&pid), "PT5S").await;
+        if r.timed_out() {
+            return;
+        }
+        assert_eq!(r.status, 200, "Receive: {r:?}");
+        *objects += w
+            .messages(&r, &mut defrag)
+            .iter()
+            .filter(|m| m.message_type == MessageType::PipelineOutput)
+            .count();
+        *done = r.command_state().as_deref()
+            == Some(exo_authproxy::remoting::wsman::COMMAND_STATE_DONE);
+    };
+    while objects == 0 {
+        receive(&mut objects, &mut done).await;
+    }
+    assert!(
+        objects < 1_000,
+        "one Receive holds part of the first page: {objects}"
+    );
+    // The page ahead is requested and answered while the client reads nothing more …
+    seen(stats, "the page ahead answered", |s| {
+        s.pages_answered.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // … and nothing after it, however often the proxy's tasks get to run.
+    for _ in 0..2_000 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        stats.invoke_requests.load(Ordering::SeqCst),
+        2,
+        "page 1 and the one ahead"
+    );
+    assert_eq!(
+        stats.page_requests.load(Ordering::SeqCst),
+        1,
+        "no page beyond the one ahead"
+    );
+    // Reading on delivers everything.
+    while !done {
+        receive(&mut objects, &mut done).await;
+    }
+    assert_eq!(objects, 5_000);
+    assert_eq!(stats.page_requests.load(Ordering::SeqCst), 4);
+}

@@ -20,6 +20,7 @@ mod local_cmdlets;
 mod login;
 mod modes;
 mod proxy;
+#[cfg(unix)] // SIGHUP and the kubelet's symlinks
 mod reload;
 mod remoting;
 mod rest_table;

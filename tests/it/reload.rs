@@ -140,7 +140,6 @@ async fn world(dir: &Path, mode: Mode, listen: std::net::SocketAddr) -> World {
     World::start(dir, options).await.expect("sandbox world")
 }
 
-#[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_users_and_refuses_a_broken_config_or_a_restart_only_change_issue_15() {
     let dir = tempfile::tempdir().unwrap();
@@ -210,7 +209,6 @@ async fn sighup_reloads_users_and_refuses_a_broken_config_or_a_restart_only_chan
     assert!(logs_in(&client, &proxy.url, USER, PASSWORD).await);
 }
 
-#[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swapped_kubernetes_secret_is_picked_up_and_open_sessions_keep_running_issue_15() {
     let mut options = SandboxedOptions::simulated(Mode::Rest, 3);
@@ -268,7 +266,6 @@ async fn a_swapped_kubernetes_secret_is_picked_up_and_open_sessions_keep_running
 /// A tenant whose app certificate is replaced (renewed) while serving: after the reload the
 /// proxy signs with the new one; a tenant whose credential was broken at start works once
 /// its files are fixed, without a restart.
-#[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_broken_at_start_works_after_its_credential_is_fixed_and_reloaded_issue_15() {
     let dir = tempfile::tempdir().unwrap();

@@ -600,26 +600,29 @@ impl Sandboxed {
             .await
             .expect("sandbox world");
         tweak(&mut world.config);
-        let (mut prepared, tokens) = match options.rest {
+        let (prepared, tokens) = match options.rest {
             Some(rest) => world.prepare(Some(rest)),
             None => world.prepare_for_mode(),
         }
         .expect("prepare the proxy");
-        let mut mounted_config = None;
         #[cfg(unix)]
-        if options.reload_from_mount {
+        let (prepared, mounted_config) = if options.reload_from_mount {
             let mount = dir.path().join("mount");
             let text = std::fs::read_to_string(&world.config_path).unwrap();
             kubelet_write(&mount, "v1", &text);
-            prepared = prepared.with_reload(exo_authproxy::reload::Source::new(
+            let source = exo_authproxy::reload::Source::new(
                 mount.join("exo-authproxy.toml"),
                 world.config.clone(),
                 Arc::new(std::collections::HashMap::<String, String>::new()),
                 tokens.clone(),
                 Duration::from_millis(50),
-            ));
-            mounted_config = Some(mount);
-        }
+            );
+            (prepared.with_reload(source), Some(mount))
+        } else {
+            (prepared, None)
+        };
+        #[cfg(not(unix))]
+        let mounted_config = None;
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let running =
             RunningProxy::spawn(prepared, listener, admin, Duration::from_secs(10)).unwrap();

@@ -725,6 +725,10 @@ pub struct Wire<'a> {
     pub query: String,
     /// The connection URI (`…/powershell-liveid`, or `…/compliance/powershell-liveid/`).
     pub url: String,
+    /// The ShellId proposed on Create ([`SHELL_ID`] unless [`Wire::open_as`] chose one).
+    pub shell_id: String,
+    /// The local user and password every request carries.
+    pub user: (String, String),
 }
 
 /// The WS-Man envelope Windows sends (reference §11.1 headers).
@@ -777,13 +781,40 @@ impl<'a> Wire<'a> {
         compression: bool,
         query: &str,
     ) -> (Self, Vec<Message>) {
+        Self::open_client(h.client(), url, compression, query).await
+    }
+
+    /// [`Wire::open_at`] with a client of the caller's (the benches drive a proxy running
+    /// as its own process, with no [`Sandboxed`]).
+    pub async fn open_client(
+        http: reqwest::Client,
+        url: &str,
+        compression: bool,
+        query: &str,
+    ) -> (Self, Vec<Message>) {
+        let user = (super::harness::USER, super::harness::PASSWORD);
+        Self::open_as(http, url, compression, query, user, SHELL_ID).await
+    }
+
+    /// [`Wire::open_client`] as another local user, proposing `shell_id` (many sessions at
+    /// once: the benches' scale run).
+    pub async fn open_as(
+        http: reqwest::Client,
+        url: &str,
+        compression: bool,
+        query: &str,
+        user: (&str, &str),
+        shell_id: &str,
+    ) -> (Self, Vec<Message>) {
         let mut w = Self {
             _h: std::marker::PhantomData,
-            http: h.client(),
+            http,
             compression,
             object_id: 100,
             query: query.to_owned(),
             url: url.to_owned(),
+            shell_id: shell_id.to_owned(),
+            user: (user.0.to_owned(), user.1.to_owned()),
         };
         let headers = format!(
             "<w:OptionSet s:mustUnderstand=\"true\"><w:Option Name=\"protocolversion\" MustComply=\"true\">2.3</w:Option></w:OptionSet>\
@@ -795,9 +826,10 @@ impl<'a> Wire<'a> {
             }
         );
         let body = format!(
-            "<rsp:Shell ShellId=\"{SHELL_ID}\"><rsp:InputStreams>stdin pr</rsp:InputStreams>\
+            "<rsp:Shell ShellId=\"{}\"><rsp:InputStreams>stdin pr</rsp:InputStreams>\
              <rsp:OutputStreams>stdout</rsp:OutputStreams>\
              <creationXml xmlns=\"http://schemas.microsoft.com/powershell\">{}</creationXml></rsp:Shell>",
+            w.shell_id,
             CREATION_XML.trim()
         );
         let r = w
@@ -818,12 +850,13 @@ impl<'a> Wire<'a> {
         (w, msgs)
     }
 
-    /// POSTs a WS-Man envelope through the listener as the demo user.
+    /// POSTs a WS-Man envelope through the listener as the session's user (the demo user
+    /// unless opened with [`Wire::open_as`]).
     pub async fn post(&self, xml: String) -> Reply {
         let rsp = super::harness::post_soap(
             &self.http,
             &self.url,
-            Some((super::harness::USER, super::harness::PASSWORD)),
+            Some((&self.user.0, &self.user.1)),
             &self.query,
             &xml,
         )
@@ -853,7 +886,7 @@ impl<'a> Wire<'a> {
         );
         self.post(envelope(
             wsman::ACTION_RECEIVE,
-            Some(SHELL_ID),
+            Some(&self.shell_id),
             &headers,
             &format!(
                 "<rsp:Receive SequenceId=\"0\"><rsp:DesiredStream{attr}>stdout</rsp:DesiredStream></rsp:Receive>"
@@ -939,7 +972,7 @@ impl<'a> Wire<'a> {
         let r = self
             .post(envelope(
                 wsman::ACTION_COMMAND,
-                Some(SHELL_ID),
+                Some(&self.shell_id),
                 "<w:OptionSet><w:Option Name=\"WINRS_SKIP_CMD_SHELL\">False</w:Option></w:OptionSet>",
                 &body,
             ))
@@ -956,7 +989,7 @@ impl<'a> Wire<'a> {
             .unwrap_or_default();
         self.post(envelope(
             wsman::ACTION_SEND,
-            Some(SHELL_ID),
+            Some(&self.shell_id),
             "",
             &format!(
                 "<rsp:Send><rsp:Stream Name=\"stdin\"{attr}>{}</rsp:Stream></rsp:Send>",
@@ -970,7 +1003,7 @@ impl<'a> Wire<'a> {
     pub async fn signal(&self, command_id: &str, code: &str) -> Reply {
         self.post(envelope(
             wsman::ACTION_SIGNAL,
-            Some(SHELL_ID),
+            Some(&self.shell_id),
             "",
             &format!(
                 "<rsp:Signal CommandId=\"{command_id}\"><rsp:Code>{code}</rsp:Code></rsp:Signal>"
@@ -1132,7 +1165,7 @@ impl<'a> Wire<'a> {
 
     /// WS-Man Delete of the shell (`Remove-PSSession`).
     pub async fn close(&self) -> Reply {
-        self.post(envelope(wsman::ACTION_DELETE, Some(SHELL_ID), "", ""))
+        self.post(envelope(wsman::ACTION_DELETE, Some(&self.shell_id), "", ""))
             .await
     }
 
