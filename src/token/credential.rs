@@ -669,6 +669,8 @@ mod tests {
     use super::*;
 
     const THUMB: &str = "3F2A9C0B6D1E4F5A7B8C9D0E1F2A3B4C5D6E7F80";
+    /// `openssl x509 -fingerprint -sha1` of the certificate in the legacy export.
+    const LEGACY_THUMBPRINT: &str = "2A7EBDF3FDFA08DEA8E20D580CA5B2E0D93FDB96";
 
     /// Validation refuses the key off Windows first; should a config reach the loader anyway,
     /// the tenant's credential is a typed error naming the thumbprint and the file kinds.
@@ -701,6 +703,21 @@ mod tests {
             resolve(&bad, &env),
             Err(CredentialError::StoreReference { .. })
         ));
+    }
+
+    /// What `export_pkcs12` gives on Windows (PFXExportCertStore without PBES2 flags): the
+    /// certificates under pbeWithSHA1And40BitRC2-CBC, the key under 3-key triple DES, a SHA-1
+    /// MAC (`openssl pkcs12 -export -legacy` writes the same; test key only). The store path
+    /// reads it with the `pfx` reader, so that reader must open it.
+    #[test]
+    fn a_windows_legacy_export_opens_with_the_pfx_reader() {
+        let pfx = include_bytes!("testdata/windows-legacy-export.pfx");
+        let Ok(parts) = pfx_parts(pfx, "Winstore-Export-1") else {
+            panic!("the legacy export does not open")
+        };
+        let key = from_parts(Path::new("Cert:\\LocalMachine\\My\\test"), parts).unwrap();
+        assert_eq!(key.thumbprint, LEGACY_THUMBPRINT);
+        assert!(matches!(pfx_parts(pfx, "wrong"), Err(PfxProblem::Open(_))));
     }
 
     /// Each store failure names the thumbprint, the store and the fix.
