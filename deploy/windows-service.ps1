@@ -8,6 +8,9 @@
 # %ProgramData%\exo-authproxy\exo-authproxy.log. A failed start shows the exit code of
 # README "Exit codes" as the service-specific code (sc.exe query exo-authproxy), e.g. 64 for
 # a configuration error; `exo-authproxy check --config <Config>` says what to fix.
+# The app certificate may stay in the certificate store: certificate_thumbprint = "<thumbprint>"
+# (store = "LocalMachine\\My") in the config; import it with Import-PfxCertificate -Exportable and
+# give the service account (LocalSystem by default) read access to its private key.
 param(
     [Parameter(Mandatory)] [string] $Exe,
     [Parameter(Mandatory)] [string] $Config,

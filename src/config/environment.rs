@@ -164,6 +164,13 @@ pub const SETTINGS: &[Setting] = &[
     ),
     set(
         Some("entra"),
+        "certificate_thumbprint",
+        Kind::Text,
+        "3F2A9C0B6D1E4F5A7B8C9D0E1F2A3B4C5D6E7F80",
+    ),
+    set(Some("entra"), "store", Kind::Text, "LocalMachine\\My"),
+    set(
+        Some("entra"),
         "client_secret_env",
         Kind::Text,
         "EXO_CLIENT_SECRET",

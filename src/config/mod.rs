@@ -38,7 +38,7 @@ mod validate;
 pub use environment::{Environment, Kind, PREFIX, ProcessEnvironment, SETTINGS, Setting};
 pub use load::Error;
 pub use schema::{
-    Admin, Audit, Config, Credentials, Entra, Exchange, Listen, Mode, Organization, Tenant,
-    TenantId, TenantName, User,
+    Admin, Audit, CertStoreName, Config, Credentials, DEFAULT_STORE, Entra, Exchange, Listen, Mode,
+    Organization, StoreLocation, Tenant, TenantId, TenantName, User, normalize_thumbprint,
 };
 pub use validate::is_loopback_host;

@@ -98,8 +98,9 @@ pub struct Listen {
 ///
 /// Exactly one kind is configured: `certificate` (+ `private_key` unless the certificate file
 /// holds the key too), `pfx` (+ `pfx_password_env` or `pfx_password_file`),
-/// `client_secret_env` or `client_secret_file`, or `federated_token_file`. Secrets read from
-/// a file lose a trailing line ending (`\n`, `\r\n`).
+/// `certificate_thumbprint` (+ `store`; Windows only), `client_secret_env` or
+/// `client_secret_file`, or `federated_token_file`. Secrets read from a file lose a trailing
+/// line ending (`\n`, `\r\n`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
@@ -113,6 +114,10 @@ pub struct Credentials {
     pub pfx_password_env: Option<String>,
     /// File holding the PFX password (a systemd credential, a mounted Secret).
     pub pfx_password_file: Option<PathBuf>,
+    /// Windows only: SHA-1 thumbprint of a certificate in the Windows certificate store.
+    pub certificate_thumbprint: Option<String>,
+    /// Windows only: the store `certificate_thumbprint` is looked up in (`LocalMachine\\My`).
+    pub store: Option<String>,
     /// Environment variable holding a client secret.
     pub client_secret_env: Option<String>,
     /// File holding a client secret (a systemd credential, a mounted Secret).
@@ -126,6 +131,79 @@ impl Credentials {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
+}
+
+/// The store `certificate_thumbprint` is looked up in when `store` is not set: where
+/// `Import-PfxCertificate -CertStoreLocation Cert:\LocalMachine\My` puts a service's certificate.
+pub const DEFAULT_STORE: &str = "LocalMachine\\My";
+
+/// Which registry hive a Windows certificate store belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// `LocalMachine`: the computer's stores (what a service account uses).
+    LocalMachine,
+    /// `CurrentUser`: the stores of the account the proxy runs as.
+    CurrentUser,
+}
+
+/// A Windows certificate store, `<LocalMachine|CurrentUser>\<name>` (`LocalMachine\My`), as
+/// PowerShell's `Cert:` drive spells it; a leading `Cert:\` is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertStoreName {
+    /// The hive.
+    pub location: StoreLocation,
+    /// The store in it: `My`, `Root`, `WebHosting`, …
+    pub name: String,
+}
+
+impl CertStoreName {
+    /// Parses `LocalMachine\My` (hive case-insensitive); `None` when it is not of that form.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let text = match text.get(..5) {
+            Some(p) if p.eq_ignore_ascii_case("cert:") => text[5..].trim_start_matches('\\'),
+            _ => text,
+        };
+        let (hive, name) = text.split_once('\\')?;
+        let location = if hive.eq_ignore_ascii_case("LocalMachine") {
+            StoreLocation::LocalMachine
+        } else if hive.eq_ignore_ascii_case("CurrentUser") {
+            StoreLocation::CurrentUser
+        } else {
+            return None;
+        };
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.'));
+        valid.then(|| Self {
+            location,
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for CertStoreName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hive = match self.location {
+            StoreLocation::LocalMachine => "LocalMachine",
+            StoreLocation::CurrentUser => "CurrentUser",
+        };
+        write!(f, "{hive}\\{}", self.name)
+    }
+}
+
+/// A SHA-1 thumbprint as the 40 upper-case hex digits the Entra portal and `Get-ChildItem
+/// Cert:` show, from the forms people paste: with spaces or colons between the bytes, lower
+/// case, or with the invisible left-to-right mark (U+200E) the Windows certificate dialog puts
+/// in front when copied. `None` when what is left is not 40 hex digits.
+pub fn normalize_thumbprint(text: &str) -> Option<String> {
+    let hex: String = text
+        .chars()
+        .filter(|c| !matches!(c, ' ' | ':' | '\u{200e}' | '\u{feff}' | '\t'))
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    (hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
 }
 
 /// `[entra]`.
@@ -147,6 +225,10 @@ pub struct Entra {
     pub pfx_password_env: Option<String>,
     /// File holding the PFX password (a systemd credential, a mounted Secret).
     pub pfx_password_file: Option<PathBuf>,
+    /// Windows only: SHA-1 thumbprint of a certificate in the Windows certificate store.
+    pub certificate_thumbprint: Option<String>,
+    /// Windows only: the store `certificate_thumbprint` is looked up in (`LocalMachine\\My`).
+    pub store: Option<String>,
     /// Environment variable holding a client secret.
     pub client_secret_env: Option<String>,
     /// File holding a client secret (a systemd credential, a mounted Secret).
@@ -166,6 +248,8 @@ impl Entra {
             pfx: self.pfx.clone(),
             pfx_password_env: self.pfx_password_env.clone(),
             pfx_password_file: self.pfx_password_file.clone(),
+            certificate_thumbprint: self.certificate_thumbprint.clone(),
+            store: self.store.clone(),
             client_secret_env: self.client_secret_env.clone(),
             client_secret_file: self.client_secret_file.clone(),
             federated_token_file: self.federated_token_file.clone(),
@@ -340,6 +424,10 @@ pub struct Tenant {
     pub pfx_password_env: Option<String>,
     /// File holding the PFX password (a systemd credential, a mounted Secret).
     pub pfx_password_file: Option<PathBuf>,
+    /// Windows only: SHA-1 thumbprint of a certificate in the Windows certificate store.
+    pub certificate_thumbprint: Option<String>,
+    /// Windows only: the store `certificate_thumbprint` is looked up in (`LocalMachine\\My`).
+    pub store: Option<String>,
     /// Environment variable holding a client secret.
     pub client_secret_env: Option<String>,
     /// File holding a client secret (a systemd credential, a mounted Secret).
@@ -357,6 +445,8 @@ impl Tenant {
             pfx: self.pfx.clone(),
             pfx_password_env: self.pfx_password_env.clone(),
             pfx_password_file: self.pfx_password_file.clone(),
+            certificate_thumbprint: self.certificate_thumbprint.clone(),
+            store: self.store.clone(),
             client_secret_env: self.client_secret_env.clone(),
             client_secret_file: self.client_secret_file.clone(),
             federated_token_file: self.federated_token_file.clone(),

@@ -116,7 +116,7 @@ fn two_credential_kinds_are_refused() {
     );
     let err = parse(&text).unwrap_err().to_string();
     assert!(
-        err.contains(":8:21: entra: client_secret_env: more than one credential kind"),
+        err.contains(":8:21: entra.client_secret_env: more than one credential kind"),
         "{err}"
     );
 }

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use super::load::{Checker, Seg};
-use super::{Config, Credentials, Error};
+use super::{CertStoreName, Config, Credentials, Error, normalize_thumbprint};
 
 impl Config {
     pub(super) fn validate(&self, check: &Checker<'_>) -> Result<(), Error> {
@@ -243,9 +243,19 @@ fn check_credentials(
         v.push(Seg::Key(k));
         v
     };
+    // `[entra]`'s keys by their dotted names, as for every other table (and as the
+    // `EXO_AUTHPROXY_ENTRA_*` variables are matched); a tenant's after its name.
+    let name = |k: &str| {
+        if is_default {
+            format!("{what}.{k}")
+        } else {
+            format!("{what}: {k}")
+        }
+    };
     let kinds = [
         ("certificate", c.certificate.is_some()),
         ("pfx", c.pfx.is_some()),
+        ("certificate_thumbprint", c.certificate_thumbprint.is_some()),
         ("client_secret_env", c.client_secret_env.is_some()),
         ("client_secret_file", c.client_secret_file.is_some()),
         ("federated_token_file", c.federated_token_file.is_some()),
@@ -253,13 +263,14 @@ fn check_credentials(
     let set: Vec<&str> = kinds.iter().filter(|k| k.1).map(|k| k.0).collect();
     let example = "certificate = \"app.pem\" and private_key = \"app-key.pem\"; or pfx = \"app.pfx\" \
                    with pfx_password_env = \"EXO_AUTHPROXY_PFX_PASSWORD\" (or pfx_password_file); \
+                   or (Windows) certificate_thumbprint = \"<40 hex digits>\" with store = \"LocalMachine\\\\My\"; \
                    or client_secret_env = \"EXO_AUTHPROXY_CLIENT_SECRET\" (or client_secret_file = \
                    \"/run/credentials/exo-authproxy.service/client-secret\"); or federated_token_file = \
                    \"/var/run/secrets/azure/tokens/azure-identity-token\"";
     if set.len() > 1 {
         return Err(check.invalid(
             &key(set[1]),
-            &format!("{what}: {}", set[1]),
+            &name(set[1]),
             format!(
                 "more than one credential kind is configured ({}); choose one",
                 set.join(", ")
@@ -270,7 +281,7 @@ fn check_credentials(
     if c.private_key.is_some() && c.certificate.is_none() {
         return Err(check.invalid(
             &key("private_key"),
-            &format!("{what}: private_key"),
+            &name("private_key"),
             "private_key needs the certificate it belongs to".into(),
             "certificate = \"app.pem\" next to private_key = \"app-key.pem\"",
         ));
@@ -282,7 +293,7 @@ fn check_credentials(
         if set && c.pfx.is_none() {
             return Err(check.invalid(
                 &key(k),
-                &format!("{what}: {k}"),
+                &name(k),
                 format!("{k} is only used with pfx"),
                 "pfx = \"app.pfx\" next to pfx_password_env = \"EXO_AUTHPROXY_PFX_PASSWORD\"",
             ));
@@ -291,23 +302,24 @@ fn check_credentials(
     if c.pfx_password_env.is_some() && c.pfx_password_file.is_some() {
         return Err(check.invalid(
             &key("pfx_password_file"),
-            &format!("{what}: pfx_password_file"),
+            &name("pfx_password_file"),
             "the PFX password comes from pfx_password_env or pfx_password_file, not both; choose one"
                 .into(),
             "pfx_password_file = \"/run/credentials/exo-authproxy.service/pfx-password\"",
         ));
     }
+    check_store_credential(check, &key, &name, c)?;
     for (k, v) in [
         ("pfx_password_env", &c.pfx_password_env),
         ("client_secret_env", &c.client_secret_env),
     ] {
-        if let Some(name) = v
-            && (name.is_empty() || name.contains('=') || name.contains('\0'))
+        if let Some(variable) = v
+            && (variable.is_empty() || variable.contains('=') || variable.contains('\0'))
         {
             return Err(check.invalid(
                 &key(k),
-                &format!("{what}: {k}"),
-                format!("{name:?} is not an environment variable name"),
+                &name(k),
+                format!("{variable:?} is not an environment variable name"),
                 "client_secret_env = \"EXO_AUTHPROXY_CLIENT_SECRET\" (the name, not the secret)",
             ));
         }
@@ -404,4 +416,64 @@ pub fn is_loopback_host(host: &str) -> bool {
     h.eq_ignore_ascii_case("localhost")
         || h.parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `certificate_thumbprint` and `store`: well-formed, and only where there is a Windows
+/// certificate store to look in.
+fn check_store_credential<'a>(
+    check: &Checker<'_>,
+    key: &dyn Fn(&'static str) -> Vec<Seg<'a>>,
+    name: &dyn Fn(&str) -> String,
+    c: &Credentials,
+) -> Result<(), Error> {
+    if let Some(store) = &c.store {
+        if c.certificate_thumbprint.is_none() {
+            return Err(check.invalid(
+                &key("store"),
+                &name("store"),
+                "store is only used with certificate_thumbprint".into(),
+                "certificate_thumbprint = \"<40 hex digits>\" next to store = \"LocalMachine\\\\My\"",
+            ));
+        }
+        if CertStoreName::parse(store).is_none() {
+            return Err(check.invalid(
+                &key("store"),
+                &name("store"),
+                format!(
+                    "{store:?} is not a Windows certificate store; write it as \
+                     <LocalMachine|CurrentUser>\\<store name>"
+                ),
+                "store = \"LocalMachine\\\\My\" (or \"CurrentUser\\\\My\")",
+            ));
+        }
+    }
+    let Some(thumbprint) = &c.certificate_thumbprint else {
+        return Ok(());
+    };
+    if normalize_thumbprint(thumbprint).is_none() {
+        return Err(check.invalid(
+            &key("certificate_thumbprint"),
+            &name("certificate_thumbprint"),
+            format!(
+                "{thumbprint:?} is not a SHA-1 thumbprint (40 hex digits; spaces and colons \
+                 between them are fine)"
+            ),
+            "certificate_thumbprint = \"3F2A9C...\" as `Get-ChildItem Cert:\\LocalMachine\\My` \
+             or the app registration's Certificates tab shows it",
+        ));
+    }
+    if !cfg!(windows) {
+        return Err(check.invalid(
+            &key("certificate_thumbprint"),
+            &name("certificate_thumbprint"),
+            "certificate_thumbprint reads the Windows certificate store and works only on \
+             Windows; on this system give the certificate as a file: export it with its private \
+             key (Export-PfxCertificate) and configure pfx, or convert it to PEM and configure \
+             certificate and private_key"
+                .into(),
+            "pfx = \"app.pfx\" with pfx_password_env = \"EXO_AUTHPROXY_PFX_PASSWORD\"; or \
+             certificate = \"app.pem\" and private_key = \"app-key.pem\"",
+        ));
+    }
+    Ok(())
 }

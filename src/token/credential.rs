@@ -6,6 +6,12 @@
 //! client secret is accepted with a warning logged once. A federated token file is re-read on
 //! every token request, because Kubernetes rotates it underneath us.
 //!
+//! On Windows the certificate may instead sit in the Windows certificate store, named by its
+//! thumbprint (`certificate_thumbprint`, `store`). The proxy signs with `jsonwebtoken`, not with
+//! CryptoAPI, so it exports the certificate with its key to an in-memory PKCS#12 under a random
+//! password and reads that through the same code as a `pfx` file: one PFX path, one signer.
+//! That needs a key marked exportable; the errors say how to import it so.
+//!
 //! Private keys, PFX passwords and secrets live in [`Secret`]; `Debug` of every type here
 //! prints only paths and thumbprints.
 
@@ -17,13 +23,14 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rustls_pki_types::pem::{PemObject, SectionKind};
 use sha1::Digest as _;
 
-use crate::config::{Credentials, Environment};
+use crate::config::{CertStoreName, Credentials, DEFAULT_STORE, Environment, normalize_thumbprint};
 use crate::secret::Secret;
 
 /// The resolved credential of one tenant's app.
 #[derive(Debug)]
 pub enum Credential {
-    /// Certificate + RSA private key (from PEM or PFX): signs a client assertion.
+    /// Certificate + RSA private key (from PEM, PFX or the Windows certificate store): signs a
+    /// client assertion.
     Certificate(CertificateKey),
     /// A client secret from the environment or a file.
     Secret {
@@ -55,7 +62,8 @@ impl Credential {
 
 /// A certificate and the RSA private key that signs with it.
 pub struct CertificateKey {
-    /// The file the certificate came from.
+    /// The file the certificate came from (from the Windows certificate store: its PowerShell
+    /// path, `Cert:\LocalMachine\My\<thumbprint>`).
     pub source: PathBuf,
     /// DER of the leaf certificate.
     pub der: Vec<u8>,
@@ -237,9 +245,73 @@ pub enum CredentialError {
     },
     /// Neither `[entra]` nor the tenant configures a credential.
     #[error(
-        "no credential is configured: set certificate/private_key, pfx, client_secret_env, client_secret_file or federated_token_file"
+        "no credential is configured: set certificate/private_key, pfx, certificate_thumbprint (Windows), client_secret_env, client_secret_file or federated_token_file"
     )]
     NotConfigured,
+    /// `certificate_thumbprint` or `store` is malformed (validation refuses both first).
+    #[error(
+        "certificate_thumbprint {thumbprint:?} in store {store:?}: give 40 hex digits and a store written as LocalMachine\\My or CurrentUser\\My"
+    )]
+    StoreReference {
+        /// As configured.
+        thumbprint: String,
+        /// As configured.
+        store: String,
+    },
+    /// `certificate_thumbprint` where there is no Windows certificate store.
+    #[error(
+        "certificate_thumbprint {thumbprint} reads the Windows certificate store, which exists only on Windows: configure the certificate as a file (pfx, or certificate and private_key)"
+    )]
+    StoreUnsupported {
+        /// The configured thumbprint.
+        thumbprint: String,
+    },
+    /// The Windows certificate store cannot be opened.
+    #[error(
+        "cannot open the Windows certificate store {store} to find certificate {thumbprint} ({problem}): check store (LocalMachine\\My or CurrentUser\\My) and that the service account may read it"
+    )]
+    StoreOpen {
+        /// `LocalMachine\My`.
+        store: String,
+        /// The thumbprint looked for.
+        thumbprint: String,
+        /// What Windows said.
+        problem: String,
+    },
+    /// No certificate in the store has this thumbprint.
+    #[error(
+        "no certificate with thumbprint {thumbprint} in the Windows certificate store {store}: import it there with its private key (Import-PfxCertificate -FilePath app.pfx -CertStoreLocation Cert:\\{store} -Exportable) or correct certificate_thumbprint/store; Get-ChildItem Cert:\\{store} lists what is there"
+    )]
+    StoreNotFound {
+        /// `LocalMachine\My`.
+        store: String,
+        /// The thumbprint looked for.
+        thumbprint: String,
+    },
+    /// The certificate is in the store but has no private key this account can use.
+    #[error(
+        "the certificate {thumbprint} in the Windows certificate store {store} has no private key this account can use ({problem}): import it with its private key (Import-PfxCertificate -Exportable), and grant the service account read access to the key (certlm.msc → the certificate → All Tasks → Manage Private Keys)"
+    )]
+    StoreNoPrivateKey {
+        /// `LocalMachine\My`.
+        store: String,
+        /// The certificate's thumbprint.
+        thumbprint: String,
+        /// What Windows said.
+        problem: String,
+    },
+    /// The private key is not exportable, so the proxy cannot sign with it.
+    #[error(
+        "the private key of certificate {thumbprint} in the Windows certificate store {store} is not exportable ({problem}): re-import the certificate with Import-PfxCertificate -Exportable, or configure it as a file (pfx, or certificate and private_key)"
+    )]
+    StoreKeyNotExportable {
+        /// `LocalMachine\My`.
+        store: String,
+        /// The certificate's thumbprint.
+        thumbprint: String,
+        /// What Windows said, or what the export lacked.
+        problem: String,
+    },
 }
 
 /// Resolves the configured credential (reads files and environment variables).
@@ -262,6 +334,19 @@ pub fn resolve(c: &Credentials, env: &dyn Environment) -> Result<Credential, Cre
             (None, None) => Secret::new(String::new()),
         };
         return from_pfx(pfx, &password).map(Credential::Certificate);
+    }
+    if let Some(thumbprint) = &c.certificate_thumbprint {
+        let store = c.store.as_deref().unwrap_or(DEFAULT_STORE);
+        let (Some(normal), Some(parsed)) = (
+            normalize_thumbprint(thumbprint),
+            CertStoreName::parse(store),
+        ) else {
+            return Err(CredentialError::StoreReference {
+                thumbprint: thumbprint.clone(),
+                store: store.to_owned(),
+            });
+        };
+        return from_store(&normal, &parsed).map(Credential::Certificate);
     }
     let secret = match (&c.client_secret_env, &c.client_secret_file) {
         (Some(name), _) => Some((
@@ -423,40 +508,137 @@ fn pem_wrap(kind: SectionKind, der: &[u8]) -> Secret<Vec<u8>> {
     Secret::new(out.into_bytes())
 }
 
+/// Why a PKCS#12 blob gave no certificate and key.
+enum PfxProblem {
+    /// It does not open (password, format).
+    Open(String),
+    /// It holds no private key with a certificate.
+    NoKey,
+}
+
+/// The leaf certificate (DER) and its private key (PKCS#8 DER) from a PKCS#12 blob: the one
+/// reader for `pfx` files and Windows-store exports.
+fn pfx_parts(data: &[u8], password: &str) -> Result<(Vec<u8>, Secret<Vec<u8>>), PfxProblem> {
+    let store = p12_keystore::KeyStore::from_pkcs12(
+        data,
+        password,
+        p12_keystore::Pkcs12ImportPolicy::Relaxed,
+    )
+    .map_err(|e| PfxProblem::Open(e.to_string()))?;
+    let (_, chain) = store.private_key_chain().ok_or(PfxProblem::NoKey)?;
+    let cert = chain.certs().first().ok_or(PfxProblem::NoKey)?;
+    Ok((
+        cert.as_der().to_vec(),
+        Secret::new(chain.key().as_der().to_vec()),
+    ))
+}
+
+/// A certificate and key from [`pfx_parts`], named `source` in messages.
+fn from_parts(
+    source: &Path,
+    (der, key_der): (Vec<u8>, Secret<Vec<u8>>),
+) -> Result<CertificateKey, CredentialError> {
+    let key_pem = pem_wrap(SectionKind::PrivateKey, key_der.expose());
+    CertificateKey::new(source, der, key_der.expose(), key_pem.expose())
+}
+
 /// PKCS#12 with the leaf certificate and its key.
 fn from_pfx(path: &Path, password: &Secret<String>) -> Result<CertificateKey, CredentialError> {
     let data = read("PFX", path)?;
-    let store = p12_keystore::KeyStore::from_pkcs12(
-        &data,
-        password.expose(),
-        p12_keystore::Pkcs12ImportPolicy::Relaxed,
-    )
-    .map_err(|e| CredentialError::Pfx {
+    let parts = pfx_parts(&data, password.expose()).map_err(|problem| CredentialError::Pfx {
         path: path.to_owned(),
-        problem: format!(
-            "cannot open it ({e}); check the password in pfx_password_env and that the file is a \
-             PKCS#12 export with the private key"
-        ),
-    })?;
-    let (_, chain) = store
-        .private_key_chain()
-        .ok_or_else(|| CredentialError::Pfx {
-            path: path.to_owned(),
-            problem: "holds no private key with a certificate; export the certificate *with* its \
-                  private key"
+        problem: match problem {
+            PfxProblem::Open(e) => format!(
+                "cannot open it ({e}); check the password in pfx_password_env and that the file \
+                 is a PKCS#12 export with the private key"
+            ),
+            PfxProblem::NoKey => "holds no private key with a certificate; export the \
+                                  certificate *with* its private key"
                 .into(),
-        })?;
-    let cert = chain.certs().first().ok_or_else(|| CredentialError::Pfx {
-        path: path.to_owned(),
-        problem: "the private key has no certificate".into(),
+        },
     })?;
-    let key_pem = pem_wrap(SectionKind::PrivateKey, chain.key().as_der());
-    CertificateKey::new(
-        path,
-        cert.as_der().to_vec(),
-        chain.key().as_der(),
-        key_pem.expose(),
+    from_parts(path, parts)
+}
+
+/// The certificate with SHA-1 `thumbprint` (normalised) from a Windows certificate store,
+/// exported with its key to an in-memory PKCS#12 and read by [`pfx_parts`].
+#[cfg(windows)]
+fn from_store(thumbprint: &str, store: &CertStoreName) -> Result<CertificateKey, CredentialError> {
+    use rand::Rng as _;
+    use schannel::cert_context::HashAlgorithm;
+    use schannel::cert_store::{CertAdd, CertStoreBuilder, Memory};
+
+    use crate::config::StoreLocation;
+
+    let name = store.to_string();
+    let open_failed = |e: std::io::Error| CredentialError::StoreOpen {
+        store: name.clone(),
+        thumbprint: thumbprint.to_owned(),
+        problem: e.to_string(),
+    };
+    let mut builder = CertStoreBuilder::new();
+    builder.read_only();
+    let opened = match store.location {
+        StoreLocation::LocalMachine => builder.open_local_machine(&store.name),
+        StoreLocation::CurrentUser => builder.open_current_user(&store.name),
+    }
+    .map_err(open_failed)?;
+    let want = hex::decode(thumbprint).unwrap_or_default();
+    let cert = opened
+        .certs()
+        .find(|c| {
+            c.fingerprint(HashAlgorithm::sha1())
+                .is_ok_and(|f| f == want)
+        })
+        .ok_or_else(|| CredentialError::StoreNotFound {
+            store: name.clone(),
+            thumbprint: thumbprint.to_owned(),
+        })?;
+    // Asks for the key without any UI: fails when there is none or the account may not read it.
+    cert.private_key()
+        .silent(true)
+        .acquire()
+        .map_err(|e| CredentialError::StoreNoPrivateKey {
+            store: name.clone(),
+            thumbprint: thumbprint.to_owned(),
+            problem: e.to_string(),
+        })?;
+    let not_exportable = |problem: String| CredentialError::StoreKeyNotExportable {
+        store: name.clone(),
+        thumbprint: thumbprint.to_owned(),
+        problem,
+    };
+    let mut memory = Memory::new().map_err(open_failed)?.into_store();
+    memory
+        .add_cert(&cert, CertAdd::Always)
+        .map_err(open_failed)?;
+    let password: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect();
+    let password = Secret::new(password);
+    let pfx = Secret::new(
+        memory
+            .export_pkcs12(password.expose())
+            .map_err(|e| not_exportable(e.to_string()))?,
+    );
+    let parts = pfx_parts(pfx.expose(), password.expose()).map_err(|problem| match problem {
+        PfxProblem::Open(e) => not_exportable(format!("the export does not open: {e}")),
+        PfxProblem::NoKey => not_exportable("Windows exported the certificate without it".into()),
+    })?;
+    from_parts(
+        &std::path::PathBuf::from(format!("Cert:\\{name}\\{thumbprint}")),
+        parts,
     )
+}
+
+/// Without a Windows certificate store, a thumbprint names nothing (validation says so first).
+#[cfg(not(windows))]
+fn from_store(thumbprint: &str, _store: &CertStoreName) -> Result<CertificateKey, CredentialError> {
+    Err(CredentialError::StoreUnsupported {
+        thumbprint: thumbprint.to_owned(),
+    })
 }
 
 /// Reads the federated token (fresh on every request).
@@ -480,4 +662,98 @@ pub async fn read_federated(path: &Path) -> Result<Secret<String>, CredentialErr
         });
     }
     Ok(Secret::new(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const THUMB: &str = "3F2A9C0B6D1E4F5A7B8C9D0E1F2A3B4C5D6E7F80";
+    /// `openssl x509 -fingerprint -sha1` of the certificate in the legacy export.
+    const LEGACY_THUMBPRINT: &str = "2A7EBDF3FDFA08DEA8E20D580CA5B2E0D93FDB96";
+
+    /// Validation refuses the key off Windows first; should a config reach the loader anyway,
+    /// the tenant's credential is a typed error naming the thumbprint and the file kinds.
+    #[cfg(not(windows))]
+    #[test]
+    fn a_thumbprint_off_windows_is_a_typed_error_naming_the_alternatives() {
+        let c = Credentials {
+            certificate_thumbprint: Some(
+                "3f:2a:9c:0b:6d:1e:4f:5a:7b:8c:9d:0e:1f:2a:3b:4c:5d:6e:7f:80".into(),
+            ),
+            ..Credentials::default()
+        };
+        let env = std::collections::BTreeMap::<String, String>::new();
+        let err = resolve(&c, &env).unwrap_err();
+        assert!(
+            matches!(&err, CredentialError::StoreUnsupported { thumbprint } if thumbprint == THUMB),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("pfx, or certificate and private_key"),
+            "{err}"
+        );
+        let bad = Credentials {
+            certificate_thumbprint: Some(THUMB.into()),
+            store: Some("My".into()),
+            ..Credentials::default()
+        };
+        assert!(matches!(
+            resolve(&bad, &env),
+            Err(CredentialError::StoreReference { .. })
+        ));
+    }
+
+    /// What `export_pkcs12` gives on Windows (PFXExportCertStore without PBES2 flags): the
+    /// certificates under pbeWithSHA1And40BitRC2-CBC, the key under 3-key triple DES, a SHA-1
+    /// MAC (`openssl pkcs12 -export -legacy` writes the same; test key only). The store path
+    /// reads it with the `pfx` reader, so that reader must open it.
+    #[test]
+    fn a_windows_legacy_export_opens_with_the_pfx_reader() {
+        let pfx = include_bytes!("testdata/windows-legacy-export.pfx");
+        let Ok(parts) = pfx_parts(pfx, "Winstore-Export-1") else {
+            panic!("the legacy export does not open")
+        };
+        let key = from_parts(Path::new("Cert:\\LocalMachine\\My\\test"), parts).unwrap();
+        assert_eq!(key.thumbprint, LEGACY_THUMBPRINT);
+        assert!(matches!(pfx_parts(pfx, "wrong"), Err(PfxProblem::Open(_))));
+    }
+
+    /// Each store failure names the thumbprint, the store and the fix.
+    #[test]
+    fn store_errors_name_the_thumbprint_the_store_and_the_fix() {
+        let store = || "LocalMachine\\My".to_owned();
+        let thumbprint = || THUMB.to_owned();
+        for (err, fix) in [
+            (
+                CredentialError::StoreNotFound {
+                    store: store(),
+                    thumbprint: thumbprint(),
+                },
+                "Import-PfxCertificate -FilePath app.pfx -CertStoreLocation Cert:\\LocalMachine\\My -Exportable",
+            ),
+            (
+                CredentialError::StoreNoPrivateKey {
+                    store: store(),
+                    thumbprint: thumbprint(),
+                    problem: "Keyset does not exist".into(),
+                },
+                "grant the service account read access to the key",
+            ),
+            (
+                CredentialError::StoreKeyNotExportable {
+                    store: store(),
+                    thumbprint: thumbprint(),
+                    problem: "Key not valid for use in specified state".into(),
+                },
+                "Import-PfxCertificate -Exportable, or configure it as a file",
+            ),
+        ] {
+            let text = err.to_string();
+            for says in [THUMB, "LocalMachine\\My", fix] {
+                assert!(text.contains(says), "{says:?} not in {text}");
+            }
+        }
+    }
 }
