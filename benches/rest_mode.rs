@@ -588,6 +588,8 @@ async fn soak() {
         proxy.rss_mib()
     );
     let stop = tokio_util::sync::CancellationToken::new();
+    // Set before SIGTERM: each poller stops after the answer it is waiting for (the drain's).
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let poll_failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let polls = Arc::new(std::sync::atomic::AtomicU64::new(0));
     // Every session keeps a pool Receive outstanding, as a client does.
@@ -595,6 +597,7 @@ async fn soak() {
     for w in &sessions {
         let handle = w.same_shell();
         let (stop, failures, polls) = (stop.clone(), poll_failures.clone(), polls.clone());
+        let draining = draining.clone();
         pollers.spawn(async move {
             loop {
                 let r = tokio::select! {
@@ -604,6 +607,9 @@ async fn soak() {
                 polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if !(r.status == 200 || r.timed_out()) {
                     failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                if draining.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
                 }
             }
         });
@@ -683,6 +689,8 @@ async fn soak() {
             .join(", ")
     );
     // SIGTERM with every long-poll still outstanding: the drain answers them and exits 0.
+    draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    let polls_before_term = polls.load(std::sync::atomic::Ordering::Relaxed);
     let term = WallClock::now();
     let pid = proxy.0.id().to_string();
     assert!(
@@ -694,12 +702,18 @@ async fn soak() {
     );
     let status = tokio::task::block_in_place(|| proxy.0.wait()).unwrap();
     let drained = term.elapsed();
+    let mut panicked = 0;
+    while let Some(done) = pollers.join_next().await {
+        panicked += usize::from(done.is_err());
+    }
     stop.cancel();
-    while pollers.join_next().await.is_some() {}
     println!(
-        "rest_mode soak: SIGTERM with {SOAK_SESSIONS} long-polls outstanding: exited {:?} after {:.2} s",
+        "rest_mode soak: SIGTERM with {SOAK_SESSIONS} long-polls outstanding: exited {:?} after {:.2} s; \
+         {} long-polls answered during the drain ({} failed, {panicked} cut)",
         status.code(),
-        drained.as_secs_f64()
+        drained.as_secs_f64(),
+        polls.load(std::sync::atomic::Ordering::Relaxed) - polls_before_term,
+        poll_failures.load(std::sync::atomic::Ordering::Relaxed),
     );
 }
 
