@@ -16,11 +16,14 @@
 //! host's typos never lock out another user or the same user on another host, and a throttled
 //! user is back as soon as the window has moved past the failures.
 //!
-//! CPU: argon2 runs in `spawn_blocking` behind a global semaphore of [`AuthLimits::hashing`]
+//! CPU and memory: argon2 runs in `spawn_blocking` behind a global semaphore of [`AuthLimits::hashing`]
 //! permits (2 by default: on the 2-core machines this runs on, half the CPU at most goes to
 //! logins), and at most [`AuthLimits::queue`] checks wait for a permit; beyond that a login is
 //! refused at once with `auth-busy` instead of queueing without bound. Logins answered from
 //! the cache never wait there, so a flood of wrong passwords does not slow running scripts.
+//! Each check's scratch (`m_cost`, 19 MiB by default) is returned to the kernel when the check
+//! ends ([`ARGON2_SCRATCH_RESERVE_BLOCKS`]), so logins cost at most `hashing` scratches at a time
+//! and nothing after.
 
 mod throttle;
 
@@ -33,7 +36,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use argon2::{Argon2, PasswordHash};
 use base64::Engine;
 use http::HeaderValue;
 use lru::LruCache;
@@ -361,16 +364,10 @@ impl Authenticator {
             }
         };
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        let ok = tokio::task::spawn_blocking(move || {
-            let Ok(hash) = PasswordHash::new(&phc) else {
-                return false;
-            };
-            Argon2::default()
-                .verify_password(password.expose().as_bytes(), &hash)
-                .is_ok()
-        })
-        .await
-        .unwrap_or(false);
+        let ok =
+            tokio::task::spawn_blocking(move || argon2_matches(&phc, password.expose().as_bytes()))
+                .await
+                .unwrap_or(false);
         drop(permit);
         Ok(ok)
     }
@@ -454,6 +451,59 @@ fn hmac_sha256(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
         .into()
 }
 
+/// argon2's scratch is reserved with at least this many 1 KiB blocks (33 MiB of address space;
+/// only the `m_cost` blocks the hash asks for are touched, so resident memory is unchanged).
+///
+/// Why: glibc serves an allocation from the heap, not from a fresh `mmap`, once its dynamic mmap
+/// threshold has risen past the request's size, and freeing an mmapped chunk raises that
+/// threshold to the chunk's size while it is at most 32 MiB. With argon2id's default 19 MiB
+/// scratch, every check after the first was carved from a per-thread malloc arena and kept
+/// there: 63 users' first logins left the process 475 MiB larger, and every expiry of the
+/// verification cache grew it again (BENCHMARKS.md "scale", "soak"). A reservation above 32 MiB
+/// is always mapped and unmapped on free (glibc; musl and Windows map allocations this large
+/// anyway), so a login's scratch goes back to the kernel when its check ends.
+const ARGON2_SCRATCH_RESERVE_BLOCKS: usize = 33 * 1024;
+
+/// Whether `password` matches the argon2 PHC string `phc` (what `PasswordVerifier` does, with
+/// the scratch reserved by [`ARGON2_SCRATCH_RESERVE_BLOCKS`]); the comparison is constant-time.
+fn argon2_matches(phc: &str, password: &[u8]) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = argon2::Algorithm::try_from(hash.algorithm) else {
+        return false;
+    };
+    let Ok(version) = hash
+        .version
+        .map(argon2::Version::try_from)
+        .transpose()
+        .map(Option::unwrap_or_default)
+    else {
+        return false;
+    };
+    let Ok(params) = argon2::Params::try_from(&hash) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    let mut scratch = Vec::with_capacity(blocks.max(ARGON2_SCRATCH_RESERVE_BLOCKS));
+    scratch.resize(blocks, argon2::Block::new());
+    let mut computed = [0u8; argon2::password_hash::Output::MAX_LENGTH];
+    let Some(computed) = computed.get_mut(..expected.len()) else {
+        return false;
+    };
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt, computed, &mut scratch)
+        .is_ok()
+        && bool::from(computed.ct_eq(expected.as_bytes()))
+}
+
 /// An argon2id PHC string for `password` (the `hash-password` command and tests).
 ///
 /// # Errors
@@ -483,6 +533,67 @@ mod tests {
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([10, 0, 0, last])
+    }
+
+    #[test]
+    fn argon2_matches_agrees_with_the_crates_verifier() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
+        // RFC 9106-style PHC strings of other algorithms, versions and costs than ours, and the
+        // malformed ones: the reserved-scratch check answers exactly as argon2's own verifier.
+        let salt = SaltString::from_b64("c29tZXNhbHRzb21lc2FsdA").unwrap();
+        let mut phcs = vec![hash_password("sandbox").unwrap()];
+        for (algorithm, version, m, t, p, len) in [
+            (
+                argon2::Algorithm::Argon2i,
+                argon2::Version::V0x13,
+                64,
+                3,
+                1,
+                32,
+            ),
+            (
+                argon2::Algorithm::Argon2d,
+                argon2::Version::V0x10,
+                32,
+                1,
+                2,
+                16,
+            ),
+            (
+                argon2::Algorithm::Argon2id,
+                argon2::Version::V0x13,
+                256,
+                2,
+                4,
+                64,
+            ),
+        ] {
+            let params = argon2::Params::new(m, t, p, Some(len)).unwrap();
+            let phc = Argon2::new(algorithm, version, params)
+                .hash_password(b"sandbox", &salt)
+                .unwrap()
+                .to_string();
+            phcs.push(phc);
+        }
+        phcs.push("$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ".into()); // no hash
+        phcs.push("$argon2id$v=19$m=19456,t=2,p=1$!!$aGFzaA".into()); // bad salt
+        phcs.push("$scrypt$ln=16,r=8,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into());
+        for phc in &phcs {
+            for password in ["sandbox", "Sandbox", "", "sandbox "] {
+                let expected = PasswordHash::new(phc).is_ok_and(|hash| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &hash)
+                        .is_ok()
+                });
+                assert_eq!(
+                    argon2_matches(phc, password.as_bytes()),
+                    expected,
+                    "{phc} / {password:?}"
+                );
+            }
+            assert!(!argon2_matches(phc, b"wrong"), "{phc}");
+        }
+        assert!(phcs[..4].iter().all(|phc| argon2_matches(phc, b"sandbox")));
     }
 
     #[test]
