@@ -102,9 +102,9 @@ pub enum ProxyError {
         "wrong user name or password for exo-authproxy (the local [[user]] credentials, not the Microsoft 365 ones)"
     )]
     BadCredentials,
-    /// Too many failed logins from one address.
+    /// Too many failed (or still unchecked) logins from one address.
     #[error(
-        "too many failed logins from {client}: wait {retry_after:?} and check the local [[user]] password"
+        "too many failed logins from {client} (a check still running counts until it succeeds): wait {retry_after:?} and check the local [[user]] password; if many different users log in from this host at once, stagger their first logins"
     )]
     Throttled {
         /// Where the attempts came from.
