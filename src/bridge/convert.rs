@@ -292,13 +292,19 @@ pub fn list_type() -> Vec<String> {
 }
 
 /// Parses a REST DateTime (`2024-04-10T08:56:22.0000000+00:00`, `…Z`, or without offset =
-/// UTC).
+/// UTC). Only .NET's DateTime range (years 1 to 9999): anything else is not a DateTime a
+/// client can read back (fuzz finding `rest_page`: a year of `-024` made CLIXML that did not
+/// parse), so the caller keeps it as the string it was.
 pub fn parse_datetime(s: &str) -> Option<DateTime<FixedOffset>> {
-    DateTime::parse_from_rfc3339(s).ok().or_else(|| {
-        NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-            .ok()
-            .map(|n| n.and_utc().fixed_offset())
-    })
+    use chrono::Datelike as _;
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+                .ok()
+                .map(|n| n.and_utc().fixed_offset())
+        })
+        .filter(|d| (1..=9999).contains(&d.year()) && (1..=9999).contains(&d.to_utc().year()))
 }
 
 /// One JSON property value as CLIXML, using its `@data.type` / `@odata.type` annotations.
@@ -859,5 +865,26 @@ mod tests {
             ticks_to_timespan(90 * 864_000_000_000 + 1),
             "90.00:00:00.0000001"
         );
+    }
+}
+
+#[cfg(test)]
+mod datetime_range_tests {
+    use super::*;
+
+    /// Fuzz finding (`rest_page`, 2026-12-05): a DateTime outside .NET's years 1–9999 stays a
+    /// string, so the CLIXML sent is one the client (and our own parser) reads back.
+    #[test]
+    fn a_datetime_outside_dotnets_range_stays_a_string() {
+        assert!(parse_datetime("-024-04-10T08:56:22.00000000").is_none());
+        assert!(parse_datetime("10000-01-01T00:00:00Z").is_none());
+        assert!(parse_datetime("0001-01-01T00:00:00+01:00").is_none());
+        assert!(parse_datetime("2024-04-10T08:56:22.0000000+00:00").is_some());
+        let v = json_to_value(
+            Json::from("-024-04-10T08:56:22.00000000"),
+            Some("System.DateTime"),
+            None,
+        );
+        assert!(matches!(v, Value::String(_)), "{v:?}");
     }
 }
