@@ -276,16 +276,6 @@ fn ref_copies(len: usize, copies: usize) -> String {
     doc
 }
 
-/// [`Logs::capture`], robust against tests running on other threads: while this thread's
-/// subscriber is the only dispatcher alive, tracing registers a callsite first hit on another
-/// thread with that thread's interest (none) and caches it; a second live dispatcher makes it
-/// ask every dispatcher instead.
-fn capture_logs() -> (Logs, (tracing::subscriber::DefaultGuard, tracing::Dispatch)) {
-    let second = tracing::Dispatch::new(tracing_subscriber::registry());
-    let (logs, guard) = Logs::capture();
-    (logs, (guard, second))
-}
-
 fn fault_text(body: &str) -> String {
     let start = body
         .find("<f:Message>")
@@ -594,7 +584,7 @@ fn create_xml(id: &str) -> String {
 /// for two minutes is now closed (and audited as closed) to make room; one in use is not.
 #[test]
 fn the_longest_idle_session_is_reclaimed_at_the_quota_issue_12_row_4() {
-    let (logs, _guard) = capture_logs();
+    let (logs, _guard) = Logs::capture();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
@@ -689,7 +679,7 @@ fn the_longest_idle_session_is_reclaimed_at_the_quota_issue_12_row_4() {
 /// its Create and Delete, so the session is audited as opened and closed (rest mode).
 #[test]
 fn pypsrp_sessions_are_audited_as_opened_and_closed_issue_14() {
-    let (logs, _guard) = capture_logs();
+    let (logs, _guard) = Logs::capture();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

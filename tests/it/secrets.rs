@@ -161,9 +161,10 @@ async fn no_secret_reaches_the_logs_in_either_format_issue_13() {
                 .with_writer(move || j.clone()),
         );
     let guard = tracing::subscriber::set_default(subscriber);
-    // See `abuse::capture_logs`: a second live dispatcher keeps callsites first hit on other
-    // threads from being cached as uninteresting.
-    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
+    // The harness's global subscriber (`Logs`) keeps every callsite's interest "sometimes",
+    // so callsites first hit on other threads are never cached as uninteresting for this
+    // thread's subscriber.
+    crate::support::harness::Logs::install();
     tracing::callsite::rebuild_interest_cache();
 
     let mut secrets = Secrets::default();

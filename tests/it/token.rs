@@ -523,34 +523,11 @@ async fn token_command_prints_claims_and_the_token_only_when_raw() {
     assert!(raw.starts_with(b"eyJ"));
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn secrets_never_reach_the_log() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    // Global, not thread-scoped: tracing caches per-callsite interest process-wide, and other
-    // tests' threads would race a scoped subscriber into "nobody listens". Other tests' logs
-    // land here too, which only widens what is checked.
-    tracing::subscriber::set_global_default(subscriber)
-        .expect("only this test installs a global subscriber");
-    tracing::callsite::rebuild_interest_cache();
+    // Every thread's log output at every level (the harness's one global subscriber): other
+    // tests' lines landing here too only widen what is checked.
+    let (capture, _guard) = crate::support::harness::Logs::capture_all();
 
     let sim = start().await;
     let mut tokens = Vec::new();
@@ -579,7 +556,7 @@ async fn secrets_never_reach_the_log() {
     let engine = TokenEngine::new(&config, &env()).unwrap();
     let _ = engine.token(&contoso()).await;
 
-    let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let log = capture.text();
     assert!(log.contains("token issued"), "the capture works: {log}");
     assert!(log.contains("<redacted>"), "{log}");
     let key_line = sim.app.key_pem.expose().lines().nth(1).unwrap().to_owned();

@@ -286,29 +286,18 @@ impl RpsService for Recorder {
 }
 
 /// Captured log output of the current thread (use with a current-thread runtime).
+///
+/// One global subscriber, installed once, formats an event only when the emitting thread has
+/// a capture open and writes it there. Why not a thread-local `set_default` subscriber:
+/// tracing caches each callsite's interest globally, and a callsite first hit on another
+/// thread while this thread's subscriber was the only one alive was cached as "never" — the
+/// capture then missed events at random when tests ran in parallel. With one global
+/// subscriber whose filter is dynamic, every callsite's interest is "sometimes", for good.
 #[derive(Clone, Default)]
 pub struct Logs(Arc<Mutex<Vec<u8>>>);
 
-impl Logs {
-    /// Installs the capture for this thread; keep the guard alive.
-    pub fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
-        let logs = Self::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        let guard = tracing::subscriber::set_default(subscriber);
-        // Other tests in this binary may have registered callsites first; recompute their
-        // interest so this thread's subscriber sees every event.
-        tracing::callsite::rebuild_interest_cache();
-        (logs, guard)
-    }
-    /// Everything logged so far.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Logs>> = const { std::cell::RefCell::new(None) };
 }
 
 impl std::io::Write for Logs {
@@ -318,6 +307,95 @@ impl std::io::Write for Logs {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// Ends the current thread's capture when dropped.
+pub struct CaptureGuard(());
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| c.borrow_mut().take());
+    }
+}
+
+/// The process-wide capture of [`Logs::capture_all`], if one is open.
+static ALL: Mutex<Option<Logs>> = Mutex::new(None);
+static ALL_OPEN: AtomicBool = AtomicBool::new(false);
+
+/// Ends the process-wide capture when dropped.
+pub struct CaptureAllGuard(());
+
+impl Drop for CaptureAllGuard {
+    fn drop(&mut self) {
+        ALL_OPEN.store(false, Ordering::SeqCst);
+        ALL.lock().unwrap().take();
+    }
+}
+
+/// Where the global subscriber writes: the current thread's capture and the process-wide one.
+struct ThreadCapture;
+
+impl std::io::Write for ThreadCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|c| {
+            if let Some(logs) = c.borrow().as_ref() {
+                logs.0.lock().unwrap().extend_from_slice(buf);
+            }
+        });
+        if let Some(logs) = ALL.lock().unwrap().as_ref() {
+            logs.0.lock().unwrap().extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// Starts capturing this thread's log output (DEBUG and above); keep the guard alive.
+    pub fn capture() -> (Self, CaptureGuard) {
+        Self::install();
+        let logs = Self::default();
+        CAPTURE.with(|c| *c.borrow_mut() = Some(logs.clone()));
+        (logs, CaptureGuard(()))
+    }
+
+    /// Starts capturing every thread's log output at every level (a test that greps all logs
+    /// for secrets: other tests' lines landing here only widen what is checked).
+    pub fn capture_all() -> (Self, CaptureAllGuard) {
+        Self::install();
+        let logs = Self::default();
+        *ALL.lock().unwrap() = Some(logs.clone());
+        ALL_OPEN.store(true, Ordering::SeqCst);
+        (logs, CaptureAllGuard(()))
+    }
+
+    /// Installs the global subscriber (once). A test with a scoped subscriber of its own
+    /// calls this so tracing never caches a callsite as uninteresting for it.
+    pub fn install() {
+        use tracing_subscriber::layer::SubscriberExt;
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            // Dynamic: `filter_fn` would cache each callsite's first answer for good.
+            let capturing = tracing_subscriber::filter::dynamic_filter_fn(|meta, _| {
+                ALL_OPEN.load(Ordering::SeqCst)
+                    || (*meta.level() <= tracing::Level::DEBUG
+                        && CAPTURE.with(|c| c.borrow().is_some()))
+            });
+            let layer = tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(|| ThreadCapture);
+            let subscriber = tracing_subscriber::registry()
+                .with(tracing_subscriber::Layer::with_filter(layer, capturing));
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other test installs a global subscriber");
+        });
+    }
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
 
