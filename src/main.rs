@@ -62,9 +62,9 @@ fn main() -> ExitCode {
     {
         return ExitCode::from(code);
     }
-    init_tracing(
+    let logs = init_tracing(
         cli.log_format,
-        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+        std::io::stderr(),
         std::io::stderr().is_terminal(),
     );
     let runtime = match tokio::runtime::Runtime::new() {
@@ -74,18 +74,38 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let Err(err) = runtime.block_on(run(cli.command)) else {
+    let result = runtime.block_on(run(cli.command));
+    drop(runtime);
+    drop(logs); // every log line is written before the final word
+    let Err(err) = result else {
         return ExitCode::SUCCESS;
     };
     eprintln!("exo-authproxy: {err}");
     ExitCode::from(err.exit_code())
 }
 
+/// Log lines a full [`init_tracing`] writer holds before a request's task waits for it.
+const LOG_LINES_QUEUED: usize = 16 * 1024;
+
+/// Installs the log subscriber writing to `out` through a writer thread; logging stops, with
+/// every line written, when the returned guard drops.
+///
+/// Why a writer thread: a request's task formats its line and queues it; the thread writes
+/// what has queued in one `write` (a `BufWriter` flushed when the queue is empty), so a slow
+/// terminal, pipe or journald never stalls the runtime's workers for a syscall per line, and
+/// under load many lines cost one syscall. The queue is bounded in lines; when it is full the
+/// logging task waits (backpressure), because dropping lines would drop audit records when
+/// `[audit]` writes to the log.
 fn init_tracing(
     format: LogFormat,
-    writer: tracing_subscriber::fmt::writer::BoxMakeWriter,
+    out: impl std::io::Write + Send + 'static,
     ansi: bool,
-) {
+) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_LINES_QUEUED)
+        .thread_name("exo-authproxy-log")
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, out));
     let filter = tracing_subscriber::EnvFilter::try_from_env("EXO_AUTHPROXY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only on a terminal: logs written to a file, a pipe or journald stay plain text.
@@ -97,6 +117,7 @@ fn init_tracing(
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    guard
 }
 
 async fn run(command: Command) -> Result<(), Failure> {

@@ -74,7 +74,7 @@ pub fn run_if_started_by_scm(config: &Path, log_format: LogFormat) -> Option<u8>
     }
 }
 
-fn log_writer() -> tracing_subscriber::fmt::writer::BoxMakeWriter {
+fn log_writer() -> Box<dyn std::io::Write + Send> {
     let dir = std::env::var_os("ProgramData")
         .map_or_else(|| PathBuf::from(r"C:\ProgramData"), PathBuf::from)
         .join("exo-authproxy");
@@ -85,9 +85,9 @@ fn log_writer() -> tracing_subscriber::fmt::writer::BoxMakeWriter {
             .open(dir.join("exo-authproxy.log"))
     });
     match file {
-        Ok(f) => tracing_subscriber::fmt::writer::BoxMakeWriter::new(Mutex::new(f)),
+        Ok(f) => Box::new(f),
         // Nowhere to write: the SCM's exit code is then the only report.
-        Err(_) => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::sink),
+        Err(_) => Box::new(std::io::sink()),
     }
 }
 
@@ -119,7 +119,7 @@ fn service_main(_arguments: Vec<OsString>) {
         EXIT.store(1, Ordering::SeqCst);
         return;
     };
-    super::init_tracing(job.log_format, log_writer(), false);
+    let _logs = super::init_tracing(job.log_format, log_writer(), false);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let stop = Mutex::new(Some(stop));
     let handler = move |control| match control {

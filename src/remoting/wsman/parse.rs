@@ -43,6 +43,57 @@ fn ns_of<'a>(r: &'a ResolveResult<'_>) -> &'a [u8] {
     }
 }
 
+/// The namespaces the reader acts on; any other is `Other`. Resolved once per element, so the
+/// element stack holds two bytes per level and reading allocates nothing per event (the
+/// listener reads every request's header: this loop is on the hot path of both modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ns {
+    Soap,
+    Addressing,
+    Wsman,
+    Shell,
+    PowerShell,
+    Other,
+}
+
+impl Ns {
+    fn of(resolved: &ResolveResult<'_>) -> Self {
+        match ns_of(resolved) {
+            n if n == NS_SOAP.as_bytes() => Self::Soap,
+            n if n == NS_ADDRESSING.as_bytes() => Self::Addressing,
+            n if n == NS_WSMAN.as_bytes() => Self::Wsman,
+            n if n == NS_SHELL.as_bytes() => Self::Shell,
+            n if n == NS_POWERSHELL.as_bytes() => Self::PowerShell,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// The open elements the reader looks back at (the header, the body, and the parents of the
+/// header leaves it reads); any other is `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Header,
+    Body,
+    ReplyTo,
+    SelectorSet,
+    OptionSet,
+    Other,
+}
+
+impl Open {
+    fn of(ns: Ns, local: &[u8]) -> Self {
+        match (ns, local) {
+            (Ns::Soap, b"Header") => Self::Header,
+            (Ns::Soap, b"Body") => Self::Body,
+            (Ns::Addressing, b"ReplyTo") => Self::ReplyTo,
+            (Ns::Wsman, b"SelectorSet") => Self::SelectorSet,
+            (Ns::Wsman, b"OptionSet") => Self::OptionSet,
+            _ => Self::Other,
+        }
+    }
+}
+
 fn attr(
     reader: &NsReader<&[u8]>,
     e: &BytesStart<'_>,
@@ -100,8 +151,8 @@ pub(super) fn read(body: &[u8], scope: Scope, req: &mut Request) -> Result<(), P
     reader.config_mut().trim_text(false);
     reader.config_mut().check_end_names = true;
 
-    // Stack of (namespace, local name) of open elements.
-    let mut stack: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(16);
+    // The open elements, outermost first (at most MAX_DEPTH: no growth past the first push).
+    let mut stack: Vec<Open> = Vec::with_capacity(MAX_DEPTH);
     let mut leaf = Leaf::None;
     let mut text = String::new();
     let mut option_name = String::new();
@@ -119,15 +170,16 @@ pub(super) fn read(body: &[u8], scope: Scope, req: &mut Request) -> Result<(), P
         let (resolved, event) = reader
             .read_resolved_event()
             .map_err(|e| ParseError::Malformed(format!("{e} (near byte {position})")))?;
-        let ns = ns_of(&resolved).to_vec();
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let is_empty = matches!(event, Event::Empty(_));
-                let local = e.local_name().as_ref().to_vec();
+                let ns = Ns::of(&resolved);
+                let local_name = e.local_name();
+                let local = local_name.as_ref();
                 if stack.is_empty() {
-                    if ns != NS_SOAP.as_bytes() || local != b"Envelope" {
+                    if ns != Ns::Soap || local != b"Envelope" {
                         return Err(ParseError::NotEnvelope(
-                            String::from_utf8_lossy(&local).into_owned(),
+                            String::from_utf8_lossy(local).into_owned(),
                         ));
                     }
                     saw_envelope = true;
@@ -136,78 +188,59 @@ pub(super) fn read(body: &[u8], scope: Scope, req: &mut Request) -> Result<(), P
                 if depth >= MAX_DEPTH {
                     return Err(ParseError::TooDeep);
                 }
-                let in_header =
-                    depth >= 2 && stack[1].1 == b"Header" && stack[1].0 == NS_SOAP.as_bytes();
-                let in_body =
-                    depth >= 2 && stack[1].1 == b"Body" && stack[1].0 == NS_SOAP.as_bytes();
-                if depth == 1 && ns == NS_SOAP.as_bytes() {
-                    let out_of_order = match local.as_slice() {
-                        b"Header" => std::mem::replace(&mut saw_header, true) || saw_body,
-                        b"Body" => std::mem::replace(&mut saw_body, true),
+                let open = Open::of(ns, local);
+                let in_header = depth >= 2 && stack[1] == Open::Header;
+                let in_body = depth >= 2 && stack[1] == Open::Body;
+                if depth == 1 {
+                    let out_of_order = match open {
+                        Open::Header => std::mem::replace(&mut saw_header, true) || saw_body,
+                        Open::Body => std::mem::replace(&mut saw_body, true),
                         _ => false,
                     };
                     if out_of_order {
                         return Err(ParseError::Malformed(format!(
                             "s:{} out of place (near byte {position}): an envelope has at most one \
                              s:Header, then one s:Body",
-                            String::from_utf8_lossy(&local)
+                            String::from_utf8_lossy(local)
                         )));
                     }
-                }
-                if scope == Scope::Header
-                    && depth == 1
-                    && local == b"Body"
-                    && ns == NS_SOAP.as_bytes()
-                {
-                    return Ok(());
+                    if scope == Scope::Header && open == Open::Body {
+                        return Ok(());
+                    }
                 }
                 leaf = Leaf::None;
                 text.clear();
-                let nsb = ns.as_slice();
                 if in_header {
                     if depth == 2 {
-                        leaf = match (nsb, local.as_slice()) {
-                            (n, b"Action") if n == NS_ADDRESSING.as_bytes() => Leaf::Action,
-                            (n, b"To") if n == NS_ADDRESSING.as_bytes() => Leaf::To,
-                            (n, b"MessageID") if n == NS_ADDRESSING.as_bytes() => Leaf::MessageId,
-                            (n, b"ResourceURI") if n == NS_WSMAN.as_bytes() => Leaf::ResourceUri,
-                            (n, b"MaxEnvelopeSize") if n == NS_WSMAN.as_bytes() => {
-                                Leaf::MaxEnvelopeSize
-                            }
-                            (n, b"OperationTimeout") if n == NS_WSMAN.as_bytes() => {
-                                Leaf::OperationTimeout
-                            }
-                            (n, b"CompressionType") if n == NS_SHELL.as_bytes() => {
-                                Leaf::CompressionType
-                            }
+                        leaf = match (ns, local) {
+                            (Ns::Addressing, b"Action") => Leaf::Action,
+                            (Ns::Addressing, b"To") => Leaf::To,
+                            (Ns::Addressing, b"MessageID") => Leaf::MessageId,
+                            (Ns::Wsman, b"ResourceURI") => Leaf::ResourceUri,
+                            (Ns::Wsman, b"MaxEnvelopeSize") => Leaf::MaxEnvelopeSize,
+                            (Ns::Wsman, b"OperationTimeout") => Leaf::OperationTimeout,
+                            (Ns::Shell, b"CompressionType") => Leaf::CompressionType,
                             _ => Leaf::None,
                         };
                     } else if depth == 3 {
-                        let parent = &stack[2];
-                        if parent.0 == NS_ADDRESSING.as_bytes()
-                            && parent.1 == b"ReplyTo"
-                            && local == b"Address"
-                        {
-                            leaf = Leaf::ReplyToAddress;
-                        } else if parent.0 == NS_WSMAN.as_bytes()
-                            && parent.1 == b"SelectorSet"
-                            && local == b"Selector"
-                        {
-                            selector_is_shell =
-                                attr(&reader, e, "Name")?.as_deref() == Some("ShellId");
-                            leaf = Leaf::ShellSelector;
-                        } else if parent.0 == NS_WSMAN.as_bytes()
-                            && parent.1 == b"OptionSet"
-                            && local == b"Option"
-                        {
-                            option_name = attr(&reader, e, "Name")?.unwrap_or_default();
-                            leaf = Leaf::Option;
+                        match (stack[2], ns, local) {
+                            (Open::ReplyTo, _, b"Address") => leaf = Leaf::ReplyToAddress,
+                            (Open::SelectorSet, _, b"Selector") => {
+                                selector_is_shell =
+                                    attr(&reader, e, "Name")?.as_deref() == Some("ShellId");
+                                leaf = Leaf::ShellSelector;
+                            }
+                            (Open::OptionSet, _, b"Option") => {
+                                option_name = attr(&reader, e, "Name")?.unwrap_or_default();
+                                leaf = Leaf::Option;
+                            }
+                            _ => {}
                         }
                     }
                 } else if in_body && depth == 2 && !body_kind_set {
                     body_kind_set = true;
-                    let is_shell_ns = nsb == NS_SHELL.as_bytes();
-                    req.body = match local.as_slice() {
+                    let is_shell_ns = ns == Ns::Shell;
+                    req.body = match local {
                         b"Shell" if is_shell_ns => Body::Shell(ShellBody {
                             shell_id: attr(&reader, e, "ShellId")?,
                             name: attr(&reader, e, "Name")?,
@@ -226,12 +259,12 @@ pub(super) fn read(body: &[u8], scope: Scope, req: &mut Request) -> Result<(), P
                         other => Body::Other(String::from_utf8_lossy(other).into_owned()),
                     };
                 } else if in_body && depth == 3 {
-                    let is_shell_ns = nsb == NS_SHELL.as_bytes();
-                    leaf = match (&mut req.body, local.as_slice()) {
+                    let is_shell_ns = ns == Ns::Shell;
+                    leaf = match (&mut req.body, local) {
                         (Body::Shell(_), b"InputStreams") if is_shell_ns => Leaf::InputStreams,
                         (Body::Shell(_), b"OutputStreams") if is_shell_ns => Leaf::OutputStreams,
                         (Body::Shell(_), b"IdleTimeOut") if is_shell_ns => Leaf::IdleTimeOut,
-                        (Body::Shell(_), b"creationXml") if nsb == NS_POWERSHELL.as_bytes() => {
+                        (Body::Shell(_), b"creationXml") if ns == Ns::PowerShell => {
                             Leaf::CreationXml
                         }
                         (Body::CommandLine(_), b"Command") if is_shell_ns => Leaf::Command,
@@ -258,7 +291,7 @@ pub(super) fn read(body: &[u8], scope: Scope, req: &mut Request) -> Result<(), P
                     finish_leaf(req, leaf, "", &option_name, selector_is_shell);
                     leaf = Leaf::None;
                 } else {
-                    stack.push((ns, local));
+                    stack.push(open);
                 }
             }
             Event::Text(t) if leaf != Leaf::None => {
