@@ -21,12 +21,19 @@
 //! `scale` opens 1,000 rest-mode sessions (16 per local user, the per-user cap; pools open,
 //! idle) and reports the proxy's RSS growth, then lets 100 of them page 10,000 mailboxes each
 //! at once and reports completeness, time to first object (p50/p99), CPU and peak RSS.
+//! `SCALE_PAGING` sets how many sessions page (default 100; `0` measures the idle sessions
+//! only).
 //!
 //! `soak` (issue 13) opens 1,000 sessions across 100 users, each holding a pool long-poll
 //! Receive as a client does, runs 200 small commands per second over them for 5 minutes, samples
 //! the proxy's RSS every 10 s (the curve), reports failed requests and the command latency
 //! percentiles, then sends SIGTERM and reports how long the drain took and the exit status.
 //! Not part of the default run (`-- soak`; `SOAK_SECONDS` shortens it).
+//!
+//! `HEAPTRACK_RAW=<file>` runs the proxy under heaptrack's preload library, writing the raw
+//! trace to `<file>` (`heaptrack_interpret < file | zstd > file.zst`, then `heaptrack_print`);
+//! the proxy is killed at the end, so what it still held then is reported as leaked. RSS
+//! figures of such a run include heaptrack's own bookkeeping.
 //!
 //! `cold` spawns the proxy with its certificate already on disk and reports the time from
 //! spawn to the first served request: an anonymous POST (answered 401 by the listener: TLS
@@ -106,6 +113,9 @@ impl Replay {
     }
 }
 
+/// heaptrack's preload library (where the distribution package installs it), for `HEAPTRACK_RAW`.
+const HEAPTRACK_PRELOAD: &str = "/usr/lib/heaptrack/libheaptrack_preload.so";
+
 /// A child process killed on drop.
 struct Proxy(Child);
 
@@ -118,16 +128,17 @@ impl Drop for Proxy {
 
 impl Proxy {
     fn spawn(world: &World) -> Self {
-        Self(
-            Command::new(env!("CARGO_BIN_EXE_exo-authproxy"))
-                .arg("serve")
-                .arg("--config")
-                .arg(&world.config_path)
-                .env("EXO_AUTHPROXY_LOG", "warn")
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("start exo-authproxy serve"),
-        )
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_exo-authproxy"));
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&world.config_path)
+            .env("EXO_AUTHPROXY_LOG", "warn")
+            .stdout(Stdio::null());
+        if let Some(raw) = std::env::var_os("HEAPTRACK_RAW") {
+            cmd.env("LD_PRELOAD", HEAPTRACK_PRELOAD)
+                .env("DUMP_HEAPTRACK_OUTPUT", raw);
+        }
+        Self(cmd.spawn().expect("start exo-authproxy serve"))
     }
 
     /// User + system CPU seconds of the whole process (all threads).
@@ -159,6 +170,21 @@ fn client_trusting(cert: &std::path::Path) -> reqwest::Client {
         .no_proxy()
         .build()
         .unwrap()
+}
+
+/// `n` clients trusting `cert`, each from its own loopback address (127.0.0.1 … 127.0.0.n).
+fn loopback_clients(cert: &std::path::Path, n: usize) -> Vec<reqwest::Client> {
+    let tls = exo_authproxy::forward::client::client_tls(Some(cert)).unwrap();
+    (1..=n)
+        .map(|h| {
+            reqwest::Client::builder()
+                .use_preconfigured_tls(tls.clone())
+                .local_address(std::net::IpAddr::from([127, 0, 0, h as u8]))
+                .no_proxy()
+                .build()
+                .unwrap()
+        })
+        .collect()
 }
 
 fn free_port() -> u16 {
@@ -398,18 +424,30 @@ async fn scale() {
     }
     // Every user's first Basic check (argon2id, ≈ 19 MiB of scratch each, 32 at once as the
     // opens below) before the baseline, so the growth below is the sessions' alone.
+    // From SOAK_HOSTS loopback addresses: the login throttle allows 30 checks per address per
+    // minute (a running check counts), so 63 first logins from one address would be refused
+    // (`auth-throttled`) and their checks would fall into the opens.
     let after_warm_up = proxy.rss_mib();
-    futures_util::stream::iter(users.clone())
-        .map(|user| {
-            let client = client.clone();
+    let hosts = loopback_clients(&cert_of(&world), SOAK_HOSTS);
+    let refused = futures_util::stream::iter(users.iter().enumerate())
+        .map(|(i, user)| {
+            let client = hosts[i % hosts.len()].clone();
             let url = url.clone();
             async move {
-                support::harness::post_soap(&client, &url, Some((&user, PASSWORD)), "", "").await
+                support::harness::post_soap(&client, &url, Some((user, PASSWORD)), "", "")
+                    .await
+                    .headers()
+                    .get("x-exo-authproxy-error")
+                    .is_some_and(|e| e == "auth-throttled")
             }
         })
         .buffer_unordered(32)
         .collect::<Vec<_>>()
-        .await;
+        .await
+        .into_iter()
+        .filter(|throttled| *throttled)
+        .count();
+    assert_eq!(refused, 0, "first logins refused by the login throttle");
     let idle = proxy.rss_mib();
     println!(
         "rest_mode scale: proxy RSS after warm-up {after_warm_up:.1} MiB, after each of {} users' \
@@ -442,13 +480,20 @@ async fn scale() {
         with_sessions - idle,
         (with_sessions - idle) * 1024.0 / SESSIONS as f64
     );
-    // 100 of them page 10,000 mailboxes each, all at once (one per user: the first session
-    // of users 0..: spread over users, as scripts would be).
+    let paging: usize = std::env::var("SCALE_PAGING")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(PAGING);
+    if paging == 0 {
+        drop(sessions);
+        return;
+    }
+    // `paging` of them page 10,000 mailboxes each, all at once (spread over the users, at
+    // most two sessions each, as separate scripts would be).
     let cpu_before = proxy.cpu_seconds();
     let started = WallClock::now();
-    // Spread over the users (at most two sessions each), as separate scripts would be.
     sessions.sort_by(|a, b| a.user.0.cmp(&b.user.0));
-    let chosen: std::collections::HashSet<usize> = (0..PAGING)
+    let chosen: std::collections::HashSet<usize> = (0..paging)
         .map(|i| (i % users.len()) * PER_USER + i / users.len())
         .collect();
     let (mut picked, rest): (Vec<_>, Vec<_>) = sessions
@@ -474,7 +519,7 @@ async fn scale() {
     totals.sort_by(f64::total_cmp);
     let pct = |v: &[f64], p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
     println!(
-        "rest_mode scale: {PAGING} sessions paging {MAILBOXES} mailboxes each at once: {complete}/{PAGING} \
+        "rest_mode scale: {paging} sessions paging {MAILBOXES} mailboxes each at once: {complete}/{paging} \
          complete with all objects; time to first object p50 {:.0} ms p99 {:.0} ms max {:.0} ms; \
          per-session total p50 {:.1} s max {:.1} s; all done in {:.1} s; proxy CPU {cpu:.1} s \
          ({:.3} s per 10,000 objects); proxy peak RSS (VmHWM) {:.1} MiB",
@@ -484,7 +529,7 @@ async fn scale() {
         pct(&totals, 0.5),
         totals.last().copied().unwrap_or(0.0),
         wall.as_secs_f64(),
-        cpu * 10_000.0 / (PAGING * MAILBOXES) as f64,
+        cpu * 10_000.0 / (paging * MAILBOXES) as f64,
         peak_rss_mib(&proxy)
     );
     drop(sessions);
@@ -554,17 +599,7 @@ async fn soak() {
     // The users' scripts run on SOAK_HOSTS hosts (127.0.0.1-4): the login throttle allows 30
     // argon2 checks per address per minute, so 100 users' first logins from one address
     // within a minute are refused (`auth-throttled`) — see BENCHMARKS.md "soak".
-    let tls = exo_authproxy::forward::client::client_tls(Some(&cert_of(&world))).unwrap();
-    let hosts: Vec<reqwest::Client> = (1..=SOAK_HOSTS)
-        .map(|h| {
-            reqwest::Client::builder()
-                .use_preconfigured_tls(tls.clone())
-                .local_address(std::net::IpAddr::from([127, 0, 0, h as u8]))
-                .no_proxy()
-                .build()
-                .unwrap()
-        })
-        .collect();
+    let hosts = loopback_clients(&cert_of(&world), SOAK_HOSTS);
     let opened = WallClock::now();
     let sessions: Vec<Wire<'static>> = futures_util::stream::iter(0..SOAK_SESSIONS)
         .map(|i| {
