@@ -15,6 +15,7 @@
 //! - `shutdown`: the one shutdown signal and the drain.
 //! - `reload`: configuration reload on SIGHUP or a changed file, all or nothing.
 //! - `systemd`: `Type=notify` readiness, stopping and watchdog messages on `$NOTIFY_SOCKET`.
+//! - `log_writer`: the binary's log output, written in batches by a writer thread.
 //! - `metrics`: Prometheus counters, incremented where events happen.
 //! - `admin`: the `[admin]` listener: health probes and `/metrics`.
 //! - `audit`: the audit trail: one `Record` schema, the `[audit] file` writer (`file`), the
@@ -43,6 +44,7 @@ pub mod config;
 pub mod errors;
 pub mod forward;
 pub mod listener;
+pub mod log_writer;
 pub mod metrics;
 pub mod onboarding;
 pub mod reload;

@@ -84,28 +84,14 @@ fn main() -> ExitCode {
     ExitCode::from(err.exit_code())
 }
 
-/// Log lines a full [`init_tracing`] writer holds before a request's task waits for it.
-const LOG_LINES_QUEUED: usize = 16 * 1024;
-
-/// Installs the log subscriber writing to `out` through a writer thread; logging stops, with
-/// every line written, when the returned guard drops.
-///
-/// Why a writer thread: a request's task formats its line and queues it; the thread writes
-/// what has queued in one `write` (a `BufWriter` flushed when the queue is empty), so a slow
-/// terminal, pipe or journald never stalls the runtime's workers for a syscall per line, and
-/// under load many lines cost one syscall. The queue is bounded in lines; when it is full the
-/// logging task waits (backpressure), because dropping lines would drop audit records when
-/// `[audit]` writes to the log.
+/// Installs the log subscriber writing to `out` through `log_writer`'s batching thread;
+/// logging stops, with every line written, when the returned guard drops.
 fn init_tracing(
     format: LogFormat,
     out: impl std::io::Write + Send + 'static,
     ansi: bool,
-) -> tracing_appender::non_blocking::WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(LOG_LINES_QUEUED)
-        .thread_name("exo-authproxy-log")
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, out));
+) -> exo_authproxy::log_writer::Guard {
+    let (writer, guard) = exo_authproxy::log_writer::start(out);
     let filter = tracing_subscriber::EnvFilter::try_from_env("EXO_AUTHPROXY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only on a terminal: logs written to a file, a pipe or journald stay plain text.
