@@ -10,6 +10,12 @@ machine is:
              hardware counters (not in every VM), and upstream TCP connections opened
   callgrind  the proxy runs under `valgrind --tool=callgrind`; instructions per request for
              a fixed wrk run, and the callgrind file for `callgrind_annotate`
+  profile    the harness's layout (load generator and upstream on CPU 0, the proxy alone on
+             CPU 1, one worker thread) with `perf record -e cpu-clock` sampling the proxy
+             under the 64-connection load; prints where its CPU goes, by component and by
+             symbol (user and kernel), syscalls and context switches per request, and keeps
+             perf.data (--out) for `perf report`; `--peer nginx` profiles the harness's nginx
+             (one worker, its config) the same way instead, for the side-by-side
   idle       RSS of the proxy at rest and with 1,000 idle TLS keep-alive connections
              (one request each, then idle), as the harness's `hold_conns.py` holds them
 
@@ -32,13 +38,15 @@ import time
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["stat", "callgrind", "idle"])
+    ap.add_argument("mode", choices=["stat", "callgrind", "profile", "idle"])
     ap.add_argument("--proxy", required=True, help="exo-authproxy binary (release)")
     ap.add_argument("--perf-dir", required=True, help="the comparison harness's folder")
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--idle", type=int, default=1000, help="idle mode: connections held")
-    ap.add_argument("--out", default=None, help="callgrind mode: where the callgrind file goes")
+    ap.add_argument("--out", default=None, help="callgrind mode: where the callgrind file goes; profile mode: perf.data")
+    ap.add_argument("--peer", choices=["nginx"], default=None,
+                    help="profile mode: profile the harness's nginx instead of the proxy")
     ap.add_argument("--dhat", default=None, help="idle mode: run the proxy under valgrind's DHAT, "
                     "its heap profile (peak = with the connections held) to this file")
     a = ap.parse_args()
@@ -51,7 +59,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="passthrough-bench.")
     procs = []
     try:
-        pki = bench.make_pki(tmp, ["upstream", "proxy"])
+        pki = bench.make_pki(tmp, ["upstream", "proxy", "nginx"])
         token = pki["token"]
         bench.INJECTED_AUTH = "Basic " + __import__("base64").b64encode(
             f"OAuthUser@{bench.TENANT_ID}:Bearer {token}".encode()).decode()
@@ -59,10 +67,12 @@ def main():
         with open(body_file, "wb") as f:
             f.write(bench.build_request_body())
         up_port, port = bench.free_port(), bench.free_port()
+        # profile: the pinned harness's layout; the other modes count what pinning does not move.
+        loadgen_cpus, proxy_cpus = ("0", "1") if a.mode == "profile" else (None, None)
         up = bench.Proc("upstream", [upstream_bin, "--listen", f"127.0.0.1:{up_port}", "--cert",
                                      pki["upstream"][0], "--key", pki["upstream"][1], "--expect-auth",
                                      bench.INJECTED_AUTH, "--access-token", token, "--body-bytes",
-                                     str(bench.RESPONSE_BYTES)], tmp)
+                                     str(bench.RESPONSE_BYTES)], tmp, cpus=loadgen_cpus)
         procs.append(up)
         exe = proxy_bin
         tool = None
@@ -84,8 +94,13 @@ def main():
                    PERF_CONTENDER_DIR=os.path.join(tmp, "proxy"), TOKIO_WORKER_THREADS="1",
                    EXO_AUTHPROXY=exe, RUST_LOG=os.environ.get("RUST_LOG", "info"))
         os.makedirs(env["PERF_CONTENDER_DIR"], exist_ok=True)
-        proxy = bench.Proc("proxy", os.path.join(perf_dir, "contenders", "exo-authproxy.sh"), tmp,
-                           env=env, shell=True)
+        if a.peer == "nginx":
+            bench.HERE = perf_dir  # its config template
+            nginx = bench.start_nginx(tmp, pki, up_port, proxy_cpus, open(body_file, "rb").read())
+            proxy, port = nginx.proc, nginx.port
+        else:
+            proxy = bench.Proc("proxy", os.path.join(perf_dir, "contenders", "exo-authproxy.sh"),
+                               tmp, env=env, shell=True, cpus=proxy_cpus)
         procs.append(proxy)
         path = f"{bench.CLIENT_PATH}?{bench.CLIENT_QUERY}"
         body = open(body_file, "rb").read()
@@ -105,7 +120,8 @@ def main():
 
         def wrk(seconds):
             env = dict(os.environ, PERF_PATH=path, PERF_AUTH=bench.CLIENT_AUTH, PERF_BODY_FILE=body_file)
-            r = subprocess.run(["wrk", "-t1", f"-c{a.conns}", f"-d{seconds}s", "--timeout", "10s", "-s",
+            pin = ["taskset", "-c", loadgen_cpus] if loadgen_cpus else []
+            r = subprocess.run(pin + ["wrk", "-t1", f"-c{a.conns}", f"-d{seconds}s", "--timeout", "10s", "-s",
                                 os.path.join(perf_dir, "wrk_post.lua"), f"https://127.0.0.1:{port}/"],
                                env=env, capture_output=True, text=True, timeout=seconds + 60)
             line = next(l for l in r.stdout.splitlines() if l.startswith("WRKJSON "))
@@ -157,6 +173,26 @@ def main():
             text = open(perf_out).read()
             m = re.search(r"^(\d+),[^,]*,instructions", text, re.M)
             ins = int(m.group(1)) if m else None  # None: no hardware counters (a VM); use callgrind
+        elif a.mode == "profile":
+            data = os.path.abspath(a.out or os.path.join(tmp, "perf.data"))
+            s0 = stats()
+            rec = subprocess.Popen(["perf", "record", "-q", "-g", "-e", "cpu-clock", "-F", "4999", "-p",
+                                    str(server), "-o", data], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+            counts_out = os.path.join(tmp, "counts.txt")
+            counts = subprocess.Popen(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter,"
+                                       "context-switches", "-p", str(server), "-o", counts_out])
+            time.sleep(a.seconds)
+            for p in (rec, counts):
+                p.send_signal(signal.SIGINT)
+                p.wait(30)
+            s1 = stats()
+            ins = None
+            summarize_profile(data)
+            per = max(1, s1["ok"] - s0["ok"])
+            for m in re.finditer(r"^(\d+),[^,]*,([\w:-]+)", open(counts_out).read(), re.M):
+                print(f"{m.group(2)} per request: {int(m.group(1)) / per:.2f}")
+            print(f"perf.data: {data}")
         else:
             s0 = stats()
             subprocess.run(["callgrind_control", "-z", str(server)], check=True, capture_output=True)
@@ -187,8 +223,48 @@ def main():
     finally:
         for p in reversed(procs):
             p.stop()
-        if a.mode != "callgrind":
+        if a.mode not in ("callgrind", "profile") or a.out:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# Components by symbol (first match wins); what no pattern names is "other".
+COMPONENTS = [
+    ("TLS record crypto (AES-GCM, GHASH)", r"aes|gcm|ghash|gfmul|aws_lc|ring_core|chacha|poly1305"),
+    ("rustls (framing, state machine)", r"rustls"),
+    ("hyper (HTTP/1.1)", r"hyper|httparse|^http::"),
+    ("tokio (scheduler, I/O driver, timers)", r"tokio|mio::|parking_lot"),
+    ("WS-Man head reader (quick-xml)", r"quick_xml|remoting::wsman"),
+    ("Basic credential (HMAC-SHA-256)", r"sha2|hmac|basic_auth|sha256"),
+    ("log line (tracing)", r"tracing|log_writer|fmt::"),
+    ("exo-authproxy's own request path", r"exo_authproxy"),
+    ("allocator and memcpy (libc)", r"malloc|free|memcpy|memmove|memset|realloc|cfree|_int_"),
+    ("kernel: TCP, syscalls, scheduling", r"\[k\]"),
+]
+
+
+def summarize_profile(data):
+    """Prints the proxy's samples grouped by component, then the top symbols."""
+    r = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "-g", "none", "--sort", "sym",
+                        "--percent-limit", "0"], capture_output=True, text=True, check=True)
+    rows = []
+    for line in r.stdout.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(\[[k.]\])\s+(.*)$", line)
+        if m:
+            rows.append((float(m.group(1)), m.group(2), m.group(3).strip()))
+    groups = {}
+    for pct, space, sym in rows:
+        name = "other"
+        for comp, pat in COMPONENTS:
+            if re.search(pat, f"{space} {sym}" if comp.startswith("kernel") else sym, re.I):
+                name = comp
+                break
+        groups[name] = groups.get(name, 0.0) + pct
+    print("CPU by component (share of the proxy's samples):")
+    for name, pct in sorted(groups.items(), key=lambda kv: -kv[1]):
+        print(f"  {pct:5.1f} %  {name}")
+    print("top symbols:")
+    for pct, space, sym in rows[:25]:
+        print(f"  {pct:5.1f} %  {space} {sym[:110]}")
 
 
 if __name__ == "__main__":
