@@ -30,6 +30,8 @@
 //! percentiles, then sends SIGTERM and reports how long the drain took and the exit status.
 //! Not part of the default run (`-- soak`; `SOAK_SECONDS` shortens it).
 //!
+//! `PROXY_BIN=<path>` spawns that build of the binary instead (one with symbols, for
+//! `perf record`).
 //! `HEAPTRACK_RAW=<file>` runs the proxy under heaptrack's preload library, writing the raw
 //! trace to `<file>` (`heaptrack_interpret < file | zstd > file.zst`, then `heaptrack_print`);
 //! the proxy is killed at the end, so what it still held then is reported as leaked. RSS
@@ -128,7 +130,10 @@ impl Drop for Proxy {
 
 impl Proxy {
     fn spawn(world: &World) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_exo-authproxy"));
+        // PROXY_BIN: another build of the binary (one with symbols, for `perf record`).
+        let bin = std::env::var_os("PROXY_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_exo-authproxy").into());
+        let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .arg("--config")
             .arg(&world.config_path)

@@ -180,8 +180,13 @@ def main():
                                     str(server), "-o", data], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
             counts_out = os.path.join(tmp, "counts.txt")
-            counts = subprocess.Popen(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter,"
-                                       "context-switches", "-p", str(server), "-o", counts_out])
+            # Allocations too where libc's malloc, calloc and realloc have uprobes
+            # (`perf probe -x /lib/x86_64-linux-gnu/libc.so.6 malloc`, the same for the others).
+            probes = subprocess.run(["perf", "probe", "-l"], capture_output=True, text=True).stdout
+            events = ["raw_syscalls:sys_enter", "context-switches"] + [
+                f"probe_libc:{f}" for f in ("malloc", "calloc", "realloc") if f"probe_libc:{f} " in probes]
+            counts = subprocess.Popen(["perf", "stat", "-x,", "-e", ",".join(events), "-p", str(server),
+                                       "-o", counts_out])
             time.sleep(a.seconds)
             for p in (rec, counts):
                 p.send_signal(signal.SIGINT)
