@@ -33,6 +33,9 @@ fn main() {
     ]
     .into_iter()
     .flatten()
+    // A path that does not exist (no `packed-refs` in a fresh clone) would make cargo rerun
+    // this script, and relink the binary, on every build.
+    .filter(|path| std::path::Path::new(path).exists())
     {
         println!("cargo:rerun-if-changed={path}");
     }
