@@ -1,11 +1,12 @@
 //! Where the binary's log lines go: a shared buffer that a writer thread drains in batches.
 //!
-//! Why not a syscall per line: the passthrough logs one line per request, and at tens of
-//! thousands of requests a second a `write(2)` per line is a measurable share of the proxy's
-//! CPU (BENCHMARKS.md "passthrough"). Why not `tracing-appender`'s non-blocking writer: it
-//! hands every line through a channel and wakes its thread for each one, so on one core every
-//! request paid a context switch to the writer and back (the pinned harness read it as a
-//! third of the 2-connection throughput; BENCHMARKS.md "passthrough, pinned comparison").
+//! Why not a `write(2)` per line on the request's task: a slow terminal, a full pipe or a
+//! stalled journald would then stall the runtime's workers, and every request would pay a
+//! system call. Why not `tracing-appender`'s non-blocking writer: it hands every line through
+//! a channel and wakes its thread for each one. Measured on the pinned harness the three are
+//! within its run-to-run noise (BENCHMARKS.md "where the CPU goes": formatting the line is the
+//! cost, not writing it); this one keeps both the system call and the per-line wake-up off
+//! the request's path.
 //!
 //! Here a line is appended to a buffer under a mutex; only the first line into an empty
 //! buffer wakes the thread, which then lets lines gather for up to [`GATHER`] (or until
