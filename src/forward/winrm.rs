@@ -501,13 +501,21 @@ pub fn upstream_authorization(tenant_id: &str, token: &AccessToken) -> HeaderVal
 /// The upstream query: ours first, then the client's others (raw, in order), without the
 /// keys the proxy owns.
 pub fn upstream_query(route: &Route, query: Option<&str>) -> String {
-    let mut out = format!(
-        "BasicAuthToOAuthConversion=true&email={SYSTEM_MAILBOX}{}",
-        percent_encoding::utf8_percent_encode(
-            route.tenant.organization.as_str(),
-            percent_encoding::NON_ALPHANUMERIC
-        )
+    let organization = route.tenant.organization.as_str();
+    // Sized once for the worst case (every organization byte percent-encoded), so building
+    // it costs one allocation per request, not one per growth.
+    let mut out = String::with_capacity(
+        "BasicAuthToOAuthConversion=true&email=".len()
+            + SYSTEM_MAILBOX.len()
+            + 3 * organization.len()
+            + query.map_or(0, |q| q.len() + 1),
     );
+    out.push_str("BasicAuthToOAuthConversion=true&email=");
+    out.push_str(SYSTEM_MAILBOX);
+    out.extend(percent_encoding::utf8_percent_encode(
+        organization,
+        percent_encoding::NON_ALPHANUMERIC,
+    ));
     for pair in query_pairs(query) {
         let key = pair.split('=').next().unwrap_or("");
         let owned = ["delegatedorg", "basicauthtooauthconversion", "email"];

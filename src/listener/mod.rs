@@ -442,7 +442,7 @@ pub fn pick_tenant(user: &LocalUser, query: Option<&str>) -> Result<Arc<TenantRo
 /// # Errors
 /// [`ProxyError::UnsupportedContentType`], missing included.
 pub fn check_content_type(value: Option<&http::HeaderValue>) -> Result<(), ProxyError> {
-    let sent = value.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let sent = value.map(|v| String::from_utf8_lossy(v.as_bytes()));
     let media = sent
         .as_deref()
         .and_then(|s| s.split(';').next())
