@@ -279,52 +279,77 @@ mod tests {
 
     #[test]
     fn a_queue_at_the_limit_is_written_by_the_logging_thread() {
-        /// An output that blocks until released, so the writer thread cannot drain.
-        struct Stalled(Arc<(Mutex<bool>, Condvar)>, Recorder);
+        /// An output that blocks until released (so nothing drains), recording whether a
+        /// write has started and the largest batch it was handed.
+        struct Stalled {
+            gate: Arc<(Mutex<bool>, Condvar)>,
+            entered: Arc<std::sync::atomic::AtomicBool>,
+            largest: Arc<std::sync::atomic::AtomicUsize>,
+            out: Recorder,
+        }
         impl Write for Stalled {
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                let (open, cv) = &*self.0;
+                use std::sync::atomic::Ordering::SeqCst;
+                self.entered.store(true, SeqCst);
+                self.largest.fetch_max(buf.len(), SeqCst);
+                let (open, cv) = &*self.gate;
                 let mut g = lock(open);
                 while !*g {
                     g = cv.wait(g).unwrap();
                 }
-                self.1.write(buf)
+                self.out.write(buf)
             }
             fn flush(&mut self) -> std::io::Result<()> {
                 Ok(())
             }
         }
+        use std::sync::atomic::Ordering::SeqCst;
         let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let entered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let largest = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let out = Recorder::default();
-        let (writer, guard) = start(Stalled(Arc::clone(&gate), out.clone()));
-        let big = vec![b'y'; 4096];
+        let (writer, guard) = start(Stalled {
+            gate: Arc::clone(&gate),
+            entered: Arc::clone(&entered),
+            largest: Arc::clone(&largest),
+            out: out.clone(),
+        });
+        const LINE: usize = 4096;
+        let big = vec![b'y'; LINE];
         // Far more than LIMIT: without the backpressure the queue would hold it all.
         let logger = std::thread::spawn(move || {
             for _ in 0..(4 * LIMIT / big.len()) {
                 writer.make_writer().write_all(&big).unwrap();
             }
         });
-        // Wait (bounded) until the logger has filled the queue to the limit.
-        let mut queued = 0;
+        // Wait (bounded) until a write, by either thread, is stuck in the stalled output.
         for _ in 0..5_000 {
-            queued = lock(&guard.shared.queue).lines.len();
-            if queued + 4096 >= LIMIT {
+            if entered.load(SeqCst) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert!(
-            (LIMIT - 4096..=LIMIT + 4096).contains(&queued),
-            "queue filled to the limit and no further: {queued} bytes"
-        );
-        assert!(
-            !logger.is_finished(),
-            "the logger waits for the stalled output instead of queueing 4 MiB"
-        );
+        // Observe first, then open the gate, then assert: a failing assertion with the gate
+        // closed would hang the test in the guard's drop instead of failing it.
+        let was_entered = entered.load(SeqCst);
+        let logger_done = logger.is_finished();
+        let queued = lock(&guard.shared.queue).lines.len();
         *lock(&gate.0) = true;
         gate.1.notify_all();
         logger.join().unwrap();
         drop(guard);
+        assert!(was_entered, "nothing was written within 5 s");
+        // With the output stalled the logger cannot get 4 MiB out, and it may not queue it.
+        assert!(
+            !logger_done,
+            "the logger waits for the stalled output instead of queueing 4 MiB"
+        );
+        assert!(queued < LIMIT + LINE, "queue bounded: {queued} bytes");
         assert_eq!(lock(&out.0).0.len(), 4 * LIMIT);
+        let largest = largest.load(SeqCst);
+        assert!(
+            largest < LIMIT + LINE,
+            "no batch larger than the limit and one line: {largest} bytes"
+        );
     }
 }
