@@ -128,7 +128,8 @@ impl Shared {
         }
         // Nowhere to report a failing log output; the lines are lost, the proxy goes on.
         let _ = out.write_all(&lines).and_then(|()| out.flush());
-        // Give the allocation back when a burst grew it well past a batch.
+        // Keep the buffer for the next batch, unless a burst grew it well past one: then it
+        // is freed here.
         let mut queue = lock(&self.queue);
         if queue.lines.is_empty() && lines.capacity() <= 2 * BATCH {
             let mut lines = lines;
@@ -139,18 +140,14 @@ impl Shared {
 
     fn append(&self, line: &[u8]) {
         let mut queue = lock(&self.queue);
-        if queue.closed {
-            // Logging after the guard dropped: straight out.
-            drop(queue);
-            let mut out = lock(&self.out);
-            let _ = out.write_all(line).and_then(|()| out.flush());
-            return;
-        }
         let was_empty = queue.lines.is_empty();
         queue.lines.extend_from_slice(line);
         let len = queue.lines.len();
+        let closed = queue.closed;
         drop(queue);
-        if len >= LIMIT {
+        // Closed (the guard dropped, or no writer thread): written at once, after any line
+        // still queued, so the order holds.
+        if closed || len >= LIMIT {
             self.write_queued();
         } else if was_empty || len >= BATCH {
             self.wake.notify_one();
@@ -260,6 +257,17 @@ mod tests {
         }
         assert_eq!(text.lines().count(), 20_000);
         assert!(calls < 20_000 / 4, "lines leave in batches: {calls} writes");
+    }
+
+    #[test]
+    fn lines_logged_after_the_guard_drops_are_written_at_once_and_in_order() {
+        let out = Recorder::default();
+        let (writer, guard) = start(out.clone());
+        writer.make_writer().write_all(b"before\n").unwrap();
+        drop(guard);
+        writer.make_writer().write_all(b"after 1\n").unwrap();
+        writer.make_writer().write_all(b"after 2\n").unwrap();
+        assert_eq!(lock(&out.0).0, b"before\nafter 1\nafter 2\n");
     }
 
     #[test]
