@@ -504,13 +504,14 @@ pub fn upstream_query(route: &Route, query: Option<&str>) -> String {
     let organization = route.tenant.organization.as_str();
     // Sized once for the worst case (every organization byte percent-encoded), so building
     // it costs one allocation per request, not one per growth.
+    const OURS: &str = "BasicAuthToOAuthConversion=true&email=";
     let mut out = String::with_capacity(
-        "BasicAuthToOAuthConversion=true&email=".len()
+        OURS.len()
             + SYSTEM_MAILBOX.len()
             + 3 * organization.len()
             + query.map_or(0, |q| q.len() + 1),
     );
-    out.push_str("BasicAuthToOAuthConversion=true&email=");
+    out.push_str(OURS);
     out.push_str(SYSTEM_MAILBOX);
     out.extend(percent_encoding::utf8_percent_encode(
         organization,
